@@ -1,0 +1,117 @@
+# rpcgate: one plain GNU Makefile (automatic dependencies, no autotools).
+#
+#   make deps     install the Debian packages the build and tests need
+#   make          build/rpcgate: the static musl binary
+#   make check    every test tier (unit now; integration and rxe later)
+#   make run      the main job (see README.md)
+#
+# Two builds of the same sources:
+#   build/musl/   musl-gcc, static, linked with Debian's static rdma-core,
+#                 libnl, protobuf-c and zlib archives -> build/rpcgate
+#   build/host/   the host's gcc and glibc with ASan+UBSan, for unit tests
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+BUILD := build
+LIBDIR := /usr/lib/x86_64-linux-gnu
+
+# Debian packages: build, static archives, tests.
+DEPS_PKGS := gcc make musl-tools libibverbs-dev librdmacm-dev \
+	libnl-3-dev libnl-route-3-dev libprotobuf-c-dev protobuf-c-compiler \
+	zlib1g-dev libcmocka-dev ibverbs-providers
+
+MUSL_CC := musl-gcc
+HOST_CC := gcc
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wno-unused-parameter -Werror
+CFLAGS_COMMON := -std=gnu11 -g -pthread $(WARN) -Inet -Irdma -Iapp -MMD -MP
+MUSL_CFLAGS := $(CFLAGS_COMMON) -O2 -isystem $(BUILD)/musl-inc \
+	-DRDMA_STATIC_PROVIDERS=rxe
+HOST_CFLAGS := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=all
+
+# The static archives, by full path: -L on the glibc directory would drag
+# glibc's own libc.a into a musl link.  Order: users before providers.
+STATIC_LIBS := $(addprefix $(LIBDIR)/,librdmacm.a librxe-rdmav34.a \
+	libibverbs.a libnl-route-3.a libnl-3.a libprotobuf-c.a libz.a)
+# musl-gcc sees only musl's headers; these are the few foreign headers
+# the build includes, linked into one directory so glibc's never leak in.
+MUSL_INC_LINKS := infiniband rdma protobuf-c linux asm-generic zlib.h zconf.h
+
+NET_SRCS := $(wildcard net/*.c)
+RDMA_SRCS := $(wildcard rdma/*.c)
+APP_SRCS := $(wildcard app/*.c)
+ALL_SRCS := $(NET_SRCS) $(RDMA_SRCS) $(APP_SRCS)
+
+MUSL_OBJS := $(ALL_SRCS:%.c=$(BUILD)/musl/%.o)
+# Host library for tests: everything but main() and the fortify shim.
+HOST_LIB_SRCS := $(filter-out app/main.c rdma/glibc_fortify.c,$(ALL_SRCS))
+HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o)
+HOST_LIB := $(BUILD)/host/librpcgate.a
+HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcmocka -lpthread
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/host/tests/unit/%)
+# Integration tests are cmocka programs too; they drive the real static
+# binary (TEST_RPCGATE_BIN) as separate processes.
+INTEG_SRCS := $(wildcard tests/integration/test_*.c)
+INTEG_BINS := $(INTEG_SRCS:tests/integration/%.c=$(BUILD)/host/tests/integration/%)
+
+.PHONY: all deps check unit integration run format clean
+
+all: $(BUILD)/rpcgate
+
+deps:
+	@scripts/deps $(DEPS_PKGS)
+
+$(BUILD)/musl-inc/.stamp: | deps
+	@mkdir -p $(@D)
+	@for h in $(MUSL_INC_LINKS); do ln -sfn /usr/include/$$h $(@D)/$$h; done
+	@ln -sfn /usr/include/x86_64-linux-gnu/asm $(@D)/asm
+	@touch $@
+
+$(BUILD)/musl/%.o: %.c $(BUILD)/musl-inc/.stamp
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
+
+$(BUILD)/rpcgate: $(MUSL_OBJS)
+	$(MUSL_CC) -static -pthread -o $@ $(MUSL_OBJS) $(STATIC_LIBS)
+	@printf 'built %s: %s bytes, %s\n' $@ $$(stat -c %s $@) \
+		"$$(file -b $@ | cut -d, -f1,4)"
+
+$(BUILD)/host/%.o: %.c | deps
+	@mkdir -p $(@D)
+	$(HOST_CC) $(HOST_CFLAGS) -c $< -o $@
+
+$(HOST_LIB): $(HOST_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/host/tests/%: tests/%.c $(HOST_LIB)
+	@mkdir -p $(@D)
+	$(HOST_CC) $(HOST_CFLAGS) -Itests $< -o $@ $(HOST_LIB) $(HOST_LDLIBS)
+
+unit: $(UNIT_BINS)
+	@scripts/run-tests $(UNIT_BINS)
+
+integration: $(INTEG_BINS) $(BUILD)/rpcgate
+	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate scripts/run-tests $(INTEG_BINS)
+
+# One run, one summary: every tier's cmocka programs, then the total.
+check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate
+	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate scripts/run-tests $(UNIT_BINS) \
+		$(INTEG_BINS)
+
+run: $(BUILD)/rpcgate
+	$(BUILD)/rpcgate config
+
+format:
+	clang-format -i $(ALL_SRCS) $(wildcard net/*.h rdma/*.h app/*.h tests/unit/*.[ch])
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(MUSL_OBJS:.o=.d) $(HOST_LIB_OBJS:.o=.d) $(UNIT_BINS:=.d) \
+	$(INTEG_BINS:=.d)

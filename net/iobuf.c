@@ -1,0 +1,836 @@
+/*
+ * iobuf: chains of reference-counted blocks (see iobuf.h).
+ *
+ * Pool: a mutex-guarded LIFO free list (the most recently freed block is
+ * the warmest in cache).  A lock-free Treiber stack would need ABA
+ * protection (tagged pointers, double-width CAS); not worth it while every
+ * operation takes or returns a whole batch of blocks under one lock.
+ * Regions are obtained under the lock, so concurrent takers never grow the
+ * pool twice for one shortage.
+ *
+ * Refcounts: a block on the free list has refcount 0; iobuf takes it with
+ * 1; each ref holds one count.  The last release (acq_rel) hands the block
+ * back.  Refcount 1 seen with acquire by a ref's holder means that ref is
+ * the only one, so nobody else can read or share the block concurrently:
+ * that is when a tail block may be written past its write position.
+ *
+ * Ref array: a window [start, start + nrefs) of `inl` or of the heap array.
+ * Dropping from the front advances start; appending compacts when at most
+ * half the slots are used and otherwise doubles, so both are amortised
+ * O(1).
+ */
+#include "iobuf.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdalign.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct iobuf_block_hdr {
+	uint32_t ref;  /* atomic: refs holding the block; 0 when free */
+	uint32_t wpos; /* bytes written; only the sole holder moves it */
+	struct iobuf_pool *pool;
+	struct iobuf_block *next; /* free list or a batch being moved */
+	struct iobuf_region *region;
+};
+
+struct iobuf_block {
+	union {
+		struct iobuf_block_hdr h;
+		unsigned char hdr_space[IOBUF_BLOCK_HDR];
+	};
+	unsigned char data[IOBUF_BLOCK_CAP];
+};
+
+static_assert(sizeof(struct iobuf_block_hdr) <= IOBUF_BLOCK_HDR,
+	      "block header must fit in IOBUF_BLOCK_HDR bytes");
+static_assert(offsetof(struct iobuf_block, data) == IOBUF_BLOCK_HDR,
+	      "payload starts right after the header");
+static_assert(sizeof(struct iobuf_block) == IOBUF_BLOCK_SIZE,
+	      "a block is exactly IOBUF_BLOCK_SIZE bytes");
+static_assert(IOBUF_BLOCK_CAP <= UINT32_MAX, "ref offsets are 32-bit");
+
+struct iobuf_region {
+	struct iobuf_region *next;
+	void *base;
+	size_t bytes;
+	void *cookie;
+};
+
+/* --- pool ---------------------------------------------------------------- */
+
+static void *region_from_mem(void *ctx, size_t bytes, void **cookie)
+{
+	struct iobuf_pool *pool = ctx;
+
+	*cookie = NULL;
+	return mem_alloc(pool->opt.mem, bytes);
+}
+
+static void region_to_mem(void *ctx, void *base, size_t bytes, void *cookie)
+{
+	struct iobuf_pool *pool = ctx;
+
+	(void)bytes;
+	(void)cookie;
+	mem_free(pool->opt.mem, base);
+}
+
+void iobuf_pool_options_default(struct iobuf_pool_options *opt)
+{
+	*opt = (struct iobuf_pool_options){
+	    .mem = NULL,
+	    .region_blocks = IOBUF_REGION_BLOCKS,
+	};
+}
+
+int iobuf_pool_options_validate(const struct iobuf_pool_options *opt)
+{
+	if (opt->region_blocks == 0 ||
+	    opt->region_blocks > IOBUF_REGION_BLOCKS_MAX)
+		return -EINVAL;
+	if (!opt->region.alloc != !opt->region.free)
+		return -EINVAL;
+	if (opt->max_regions && opt->prealloc_regions > opt->max_regions)
+		return -EINVAL;
+	return 0;
+}
+
+/* Adds one region's blocks to the free list.  Lock held.  0 or -ENOMEM. */
+static int pool_grow(struct iobuf_pool *pool)
+{
+	const struct iobuf_region_hook *hook = &pool->opt.region;
+	size_t nblocks = pool->opt.region_blocks;
+	struct iobuf_region *rg;
+	size_t i;
+
+	if (pool->opt.max_regions && pool->nregions >= pool->opt.max_regions)
+		return -ENOMEM;
+	rg = mem_alloc(pool->opt.mem, sizeof(*rg));
+	if (!rg)
+		return -ENOMEM;
+	rg->bytes = nblocks * IOBUF_BLOCK_SIZE;
+	rg->cookie = NULL;
+	rg->base = hook->alloc(hook->ctx, rg->bytes, &rg->cookie);
+	if (!rg->base)
+		goto out_free_record;
+	/* A hook breaking its alignment contract is treated as a failure. */
+	if ((uintptr_t)rg->base % alignof(struct iobuf_block))
+		goto out_free_region;
+
+	for (i = nblocks; i-- > 0;) {
+		struct iobuf_block *b = (struct iobuf_block *)rg->base + i;
+
+		b->h.ref = 0;
+		b->h.wpos = 0;
+		b->h.pool = pool;
+		b->h.region = rg;
+		b->h.next = pool->free_list;
+		pool->free_list = b;
+	}
+	rg->next = pool->regions;
+	pool->regions = rg;
+	pool->nregions++;
+	pool->blocks_total += nblocks;
+	pool->blocks_free += nblocks;
+	return 0;
+
+out_free_region:
+	hook->free(hook->ctx, rg->base, rg->bytes, rg->cookie);
+out_free_record:
+	mem_free(pool->opt.mem, rg);
+	return -ENOMEM;
+}
+
+/* Lock held; only for init failure and destroy. */
+static void pool_free_regions(struct iobuf_pool *pool)
+{
+	const struct iobuf_region_hook *hook = &pool->opt.region;
+	struct iobuf_region *rg, *next;
+
+	for (rg = pool->regions; rg; rg = next) {
+		next = rg->next;
+		hook->free(hook->ctx, rg->base, rg->bytes, rg->cookie);
+		mem_free(pool->opt.mem, rg);
+	}
+	pool->regions = NULL;
+	pool->free_list = NULL;
+	pool->nregions = 0;
+	pool->blocks_total = 0;
+	pool->blocks_free = 0;
+}
+
+int iobuf_pool_init(struct iobuf_pool *pool,
+		    const struct iobuf_pool_options *opt)
+{
+	size_t i;
+	int err;
+
+	memset(pool, 0, sizeof(*pool));
+	if (opt)
+		pool->opt = *opt;
+	else
+		iobuf_pool_options_default(&pool->opt);
+	err = iobuf_pool_options_validate(&pool->opt);
+	if (err)
+		return err;
+	if (!pool->opt.region.alloc) {
+		pool->opt.region.alloc = region_from_mem;
+		pool->opt.region.free = region_to_mem;
+		pool->opt.region.ctx = pool;
+	}
+	err = -pthread_mutex_init(&pool->lock, NULL);
+	if (err)
+		return err;
+	for (i = 0; i < pool->opt.prealloc_regions; i++) {
+		err = pool_grow(pool);
+		if (err)
+			goto out_free_regions;
+	}
+	return 0;
+
+out_free_regions:
+	pool_free_regions(pool);
+	pthread_mutex_destroy(&pool->lock);
+	return err;
+}
+
+int iobuf_pool_destroy(struct iobuf_pool *pool)
+{
+	pthread_mutex_lock(&pool->lock);
+	if (pool->blocks_free != pool->blocks_total) {
+		pthread_mutex_unlock(&pool->lock);
+		return -EBUSY;
+	}
+	pool_free_regions(pool);
+	pthread_mutex_unlock(&pool->lock);
+	pthread_mutex_destroy(&pool->lock);
+	return 0;
+}
+
+void iobuf_pool_stats(struct iobuf_pool *pool, struct iobuf_pool_stats *st)
+{
+	pthread_mutex_lock(&pool->lock);
+	st->regions = pool->nregions;
+	st->blocks_total = pool->blocks_total;
+	st->blocks_free = pool->blocks_free;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/*
+ * Takes n blocks (refcount 1, empty) as a list linked through h.next,
+ * growing the pool as needed.  With `all`, takes n or nothing.  Returns
+ * the number taken.
+ */
+static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
+			struct iobuf_block **head)
+{
+	struct iobuf_block *b, *first;
+	size_t i;
+
+	pthread_mutex_lock(&pool->lock);
+	while (pool->blocks_free < n && pool_grow(pool) == 0)
+		;
+	if (pool->blocks_free < n) {
+		if (all || pool->blocks_free == 0) {
+			pthread_mutex_unlock(&pool->lock);
+			*head = NULL;
+			return 0;
+		}
+		n = pool->blocks_free;
+	}
+	first = pool->free_list;
+	b = first;
+	for (i = 1; i < n; i++)
+		b = b->h.next;
+	pool->free_list = b->h.next;
+	b->h.next = NULL;
+	pool->blocks_free -= n;
+	pthread_mutex_unlock(&pool->lock);
+
+	for (b = first; b; b = b->h.next) {
+		b->h.ref = 1;
+		b->h.wpos = 0;
+	}
+	*head = first;
+	return n;
+}
+
+/* Returns a list of n unreferenced blocks (linked by h.next) to the pool. */
+static void pool_give(struct iobuf_pool *pool, struct iobuf_block *head,
+		      struct iobuf_block *tail, size_t n)
+{
+	pthread_mutex_lock(&pool->lock);
+	tail->h.next = pool->free_list;
+	pool->free_list = head;
+	pool->blocks_free += n;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* Gathers blocks whose last ref went away, one lock per pool and batch. */
+struct release {
+	struct iobuf_pool *pool;
+	struct iobuf_block *head, *tail;
+	size_t n;
+};
+
+static void release_flush(struct release *rl)
+{
+	if (rl->n)
+		pool_give(rl->pool, rl->head, rl->tail, rl->n);
+	rl->pool = NULL;
+	rl->head = NULL;
+	rl->tail = NULL;
+	rl->n = 0;
+}
+
+static void release_block(struct release *rl, struct iobuf_block *b)
+{
+	if (__atomic_sub_fetch(&b->h.ref, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (rl->n && rl->pool != b->h.pool)
+		release_flush(rl);
+	rl->pool = b->h.pool;
+	b->h.next = rl->head;
+	rl->head = b;
+	if (!rl->tail)
+		rl->tail = b;
+	rl->n++;
+}
+
+void iobuf_block_region(const struct iobuf_block *b,
+			struct iobuf_region_info *out)
+{
+	out->base = b->h.region->base;
+	out->bytes = b->h.region->bytes;
+	out->cookie = b->h.region->cookie;
+}
+
+uint32_t iobuf_block_refcount(const struct iobuf_block *b)
+{
+	return __atomic_load_n(&b->h.ref, __ATOMIC_ACQUIRE);
+}
+
+/* --- ref array ----------------------------------------------------------- */
+
+static inline struct iobuf_ref *ref_base(const struct iobuf *buf)
+{
+	return buf->heap ? buf->heap : (struct iobuf_ref *)buf->inl;
+}
+
+/* Logical index i (0 = front); stable across compaction and growth. */
+static inline struct iobuf_ref *ref_at(const struct iobuf *buf, size_t i)
+{
+	return ref_base(buf) + buf->start + i;
+}
+
+static inline struct iobuf_ref *ref_tail(const struct iobuf *buf)
+{
+	return buf->nrefs ? ref_at(buf, buf->nrefs - 1) : NULL;
+}
+
+/* Room for `extra` more refs at the end.  0 or -ENOMEM. */
+static int refs_reserve(struct iobuf *buf, size_t extra)
+{
+	struct iobuf_ref *base = ref_base(buf), *heap;
+	size_t cap;
+
+	if (extra <= buf->cap - buf->start - buf->nrefs)
+		return 0;
+	if (extra <= buf->cap - buf->nrefs && buf->nrefs <= buf->cap / 2) {
+		memmove(base, base + buf->start, buf->nrefs * sizeof(*base));
+		buf->start = 0;
+		return 0;
+	}
+	if (extra > SIZE_MAX / 2 / sizeof(*base) - buf->nrefs)
+		return -ENOMEM;
+	cap = buf->cap * 2;
+	if (cap < buf->nrefs + extra)
+		cap = buf->nrefs + extra;
+	heap = mem_alloc(buf->pool->opt.mem, cap * sizeof(*heap));
+	if (!heap)
+		return -ENOMEM;
+	memcpy(heap, base + buf->start, buf->nrefs * sizeof(*heap));
+	mem_free(buf->pool->opt.mem, buf->heap);
+	buf->heap = heap;
+	buf->cap = cap;
+	buf->start = 0;
+	return 0;
+}
+
+/*
+ * Appends a piece (room reserved).  With `take`, the caller's count on the
+ * block moves to the chain; else one is added.  A piece that continues the
+ * tail in the same block extends the tail instead.
+ */
+static void ref_push(struct iobuf *buf, struct iobuf_block *b, uint32_t off,
+		     uint32_t len, bool take, bool merge)
+{
+	struct iobuf_ref *tail = ref_tail(buf);
+
+	if (merge && tail && tail->block == b && tail->off + tail->len == off) {
+		tail->len += len;
+		/* Never the last count: the tail still holds one. */
+		if (take)
+			__atomic_sub_fetch(&b->h.ref, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	if (!take)
+		__atomic_add_fetch(&b->h.ref, 1, __ATOMIC_RELAXED);
+	*ref_at(buf, buf->nrefs++) = (struct iobuf_ref){b, off, len};
+}
+
+/* Logical index of the ref holding byte off (< len), and off inside it. */
+static size_t ref_find(const struct iobuf *buf, size_t off, size_t *inner)
+{
+	size_t i;
+
+	for (i = 0; off >= ref_at(buf, i)->len; i++)
+		off -= ref_at(buf, i)->len;
+	*inner = off;
+	return i;
+}
+
+/* Refs spanned by n > 0 bytes starting at ref i, inner offset `inner`. */
+static size_t ref_span(const struct iobuf *buf, size_t i, size_t inner,
+		       size_t n)
+{
+	size_t k = 0;
+
+	n += inner;
+	for (; n > ref_at(buf, i)->len; i++, k++)
+		n -= ref_at(buf, i)->len;
+	return k + 1;
+}
+
+/* Free space of the tail block if only this chain's tail ref holds it. */
+static size_t tail_room(const struct iobuf *buf, struct iobuf_block **bp)
+{
+	struct iobuf_ref *t = ref_tail(buf);
+
+	*bp = NULL;
+	if (!t || iobuf_block_refcount(t->block) != 1 ||
+	    t->off + t->len != t->block->h.wpos)
+		return 0;
+	*bp = t->block;
+	return IOBUF_BLOCK_CAP - t->block->h.wpos;
+}
+
+/* --- buffer -------------------------------------------------------------- */
+
+void iobuf_init(struct iobuf *buf, struct iobuf_pool *pool)
+{
+	memset(buf, 0, sizeof(*buf));
+	buf->pool = pool;
+	buf->cap = IOBUF_INLINE_REFS;
+}
+
+void iobuf_reset(struct iobuf *buf)
+{
+	struct release rl = {0};
+	size_t i;
+
+	for (i = 0; i < buf->nrefs; i++)
+		release_block(&rl, ref_at(buf, i)->block);
+	release_flush(&rl);
+	mem_free(buf->pool->opt.mem, buf->heap);
+	buf->heap = NULL;
+	buf->cap = IOBUF_INLINE_REFS;
+	buf->start = 0;
+	buf->nrefs = 0;
+	buf->len = 0;
+}
+
+void iobuf_destroy(struct iobuf *buf)
+{
+	iobuf_reset(buf);
+	buf->pool = NULL;
+}
+
+int iobuf_append(struct iobuf *buf, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	struct iobuf_block *tb, *b, *next;
+	size_t room, rest, nblocks, k;
+	int err;
+
+	if (n == 0)
+		return 0;
+	room = tail_room(buf, &tb);
+	if (room > n)
+		room = n;
+	rest = n - room;
+	nblocks = rest / IOBUF_BLOCK_CAP + (rest % IOBUF_BLOCK_CAP != 0);
+	b = NULL;
+	if (nblocks) {
+		err = refs_reserve(buf, nblocks);
+		if (err)
+			return err;
+		if (pool_take(buf->pool, nblocks, true, &b) != nblocks)
+			return -ENOMEM;
+	}
+	/* Nothing can fail from here on. */
+	if (room) {
+		memcpy(tb->data + tb->h.wpos, p, room);
+		tb->h.wpos += room;
+		ref_tail(buf)->len += room;
+		p += room;
+	}
+	for (; b; b = next) {
+		next = b->h.next;
+		k = rest < IOBUF_BLOCK_CAP ? rest : IOBUF_BLOCK_CAP;
+		memcpy(b->data, p, k);
+		b->h.wpos = k;
+		ref_push(buf, b, 0, k, true, false);
+		p += k;
+		rest -= k;
+	}
+	buf->len += n;
+	return 0;
+}
+
+int iobuf_append_buf(struct iobuf *dst, struct iobuf *src)
+{
+	struct iobuf_ref *heap, *r;
+	size_t cap, i;
+	int err;
+
+	if (dst == src)
+		return -EINVAL;
+	if (src->nrefs == 0)
+		return 0;
+	if (dst->nrefs == 0 && src->heap && dst->pool == src->pool) {
+		/* Swap arrays: same pool, so the same mem frees them. */
+		heap = dst->heap;
+		cap = dst->cap;
+		dst->heap = src->heap;
+		dst->cap = src->cap;
+		dst->start = src->start;
+		dst->nrefs = src->nrefs;
+		dst->len = src->len;
+		src->heap = heap;
+		src->cap = cap;
+		goto out_empty_src;
+	}
+	err = refs_reserve(dst, src->nrefs);
+	if (err)
+		return err;
+	for (i = 0; i < src->nrefs; i++) {
+		r = ref_at(src, i);
+		ref_push(dst, r->block, r->off, r->len, true, true);
+	}
+	dst->len += src->len;
+out_empty_src:
+	src->start = 0;
+	src->nrefs = 0;
+	src->len = 0;
+	return 0;
+}
+
+int iobuf_share(struct iobuf *dst, const struct iobuf *src, size_t off,
+		size_t n)
+{
+	/*
+	 * Sharing into itself must not merge: a merge would extend a ref
+	 * this loop may still read.
+	 */
+	bool merge = dst != src;
+	struct iobuf_ref r;
+	size_t i, inner, k;
+	int err;
+
+	if (off > src->len || n > src->len - off)
+		return -ERANGE;
+	if (n == 0)
+		return 0;
+	i = ref_find(src, off, &inner);
+	err = refs_reserve(dst, ref_span(src, i, inner, n));
+	if (err)
+		return err;
+	/* Logical indexes in src survive dst's compaction even if dst == src */
+	for (; n; i++, inner = 0) {
+		r = *ref_at(src, i);
+		k = r.len - inner;
+		if (k > n)
+			k = n;
+		ref_push(dst, r.block, r.off + inner, k, false, merge);
+		dst->len += k;
+		n -= k;
+	}
+	return 0;
+}
+
+int iobuf_cut(struct iobuf *src, struct iobuf *dst, size_t n)
+{
+	struct iobuf_ref *r;
+	int err;
+
+	if (dst == src)
+		return -EINVAL;
+	if (n > src->len)
+		return -ERANGE;
+	if (n == 0)
+		return 0;
+	err = refs_reserve(dst, ref_span(src, 0, 0, n));
+	if (err)
+		return err;
+	src->len -= n;
+	dst->len += n;
+	while (n) {
+		r = ref_at(src, 0);
+		if (r->len > n) {
+			/* Split: the front piece becomes a second holder. */
+			ref_push(dst, r->block, r->off, n, false, true);
+			r->off += n;
+			r->len -= n;
+			break;
+		}
+		ref_push(dst, r->block, r->off, r->len, true, true);
+		n -= r->len;
+		src->start++;
+		src->nrefs--;
+	}
+	if (src->nrefs == 0)
+		src->start = 0;
+	return 0;
+}
+
+size_t iobuf_drop_front(struct iobuf *buf, size_t n)
+{
+	struct release rl = {0};
+	struct iobuf_ref *r;
+	size_t left;
+
+	if (n > buf->len)
+		n = buf->len;
+	for (left = n; left;) {
+		r = ref_at(buf, 0);
+		if (r->len > left) {
+			r->off += left;
+			r->len -= left;
+			break;
+		}
+		left -= r->len;
+		release_block(&rl, r->block);
+		buf->start++;
+		buf->nrefs--;
+	}
+	release_flush(&rl);
+	if (buf->nrefs == 0)
+		buf->start = 0;
+	buf->len -= n;
+	return n;
+}
+
+size_t iobuf_drop_back(struct iobuf *buf, size_t n)
+{
+	struct release rl = {0};
+	struct iobuf_ref *r;
+	size_t left;
+
+	if (n > buf->len)
+		n = buf->len;
+	for (left = n; left;) {
+		r = ref_tail(buf);
+		if (r->len > left) {
+			r->len -= left;
+			break;
+		}
+		left -= r->len;
+		release_block(&rl, r->block);
+		buf->nrefs--;
+	}
+	release_flush(&rl);
+	if (buf->nrefs == 0)
+		buf->start = 0;
+	buf->len -= n;
+	return n;
+}
+
+size_t iobuf_copy_out(const struct iobuf *buf, size_t off, void *dst, size_t n)
+{
+	unsigned char *d = dst;
+	const struct iobuf_ref *r;
+	size_t i, inner, k, done;
+
+	if (off >= buf->len)
+		return 0;
+	if (n > buf->len - off)
+		n = buf->len - off;
+	i = ref_find(buf, off, &inner);
+	for (done = 0; done < n; i++, inner = 0) {
+		r = ref_at(buf, i);
+		k = r->len - inner;
+		if (k > n - done)
+			k = n - done;
+		memcpy(d + done, r->block->data + r->off + inner, k);
+		done += k;
+	}
+	return n;
+}
+
+const void *iobuf_peek(const struct iobuf *buf, size_t off, size_t n, void *tmp)
+{
+	const struct iobuf_ref *r;
+	size_t i, inner;
+
+	if (off > buf->len || n > buf->len - off)
+		return NULL;
+	if (n == 0)
+		return tmp;
+	i = ref_find(buf, off, &inner);
+	r = ref_at(buf, i);
+	if (inner + n <= r->len)
+		return r->block->data + r->off + inner;
+	iobuf_copy_out(buf, off, tmp, n);
+	return tmp;
+}
+
+size_t iobuf_iov(const struct iobuf *buf, struct iovec *iov, size_t max_iov)
+{
+	const struct iobuf_ref *r;
+	size_t i, n = buf->nrefs < max_iov ? buf->nrefs : max_iov;
+
+	for (i = 0; i < n; i++) {
+		r = ref_at(buf, i);
+		iov[i].iov_base = r->block->data + r->off;
+		iov[i].iov_len = r->len;
+	}
+	return n;
+}
+
+size_t iobuf_ref_count(const struct iobuf *buf)
+{
+	return buf->nrefs;
+}
+
+int iobuf_ref_at(const struct iobuf *buf, size_t i, const void **ptr,
+		 size_t *len)
+{
+	const struct iobuf_ref *r;
+
+	if (i >= buf->nrefs)
+		return -ERANGE;
+	r = ref_at(buf, i);
+	*ptr = r->block->data + r->off;
+	*len = r->len;
+	return 0;
+}
+
+const struct iobuf_block *iobuf_ref_block(const struct iobuf *buf, size_t i)
+{
+	return i < buf->nrefs ? ref_at(buf, i)->block : NULL;
+}
+
+size_t iobuf_block_count(const struct iobuf *buf)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < buf->nrefs; i++)
+		if (i == 0 ||
+		    ref_at(buf, i)->block != ref_at(buf, i - 1)->block)
+			n++;
+	return n;
+}
+
+/* --- file descriptors ---------------------------------------------------- */
+
+static ssize_t errno_ret(void)
+{
+	return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max)
+{
+	struct iovec iov[1 + IOBUF_READ_MAX_BLOCKS];
+	struct iobuf_block *tb, *fresh = NULL, *b, *last;
+	size_t room, want, nblocks, got = 0, niov = 0, k;
+	ssize_t r;
+
+	if (max == 0)
+		return -EINVAL;
+	if (max > SSIZE_MAX)
+		max = SSIZE_MAX;
+	room = tail_room(buf, &tb);
+	if (room > max)
+		room = max;
+	if (room) {
+		iov[niov].iov_base = tb->data + tb->h.wpos;
+		iov[niov++].iov_len = room;
+	}
+	want = max - room;
+	nblocks = want / IOBUF_BLOCK_CAP + (want % IOBUF_BLOCK_CAP != 0);
+	if (nblocks > IOBUF_READ_MAX_BLOCKS)
+		nblocks = IOBUF_READ_MAX_BLOCKS;
+	/* Without fresh blocks, still read into the tail if it has room. */
+	if (nblocks && refs_reserve(buf, nblocks) == 0)
+		got = pool_take(buf->pool, nblocks, false, &fresh);
+	if (niov == 0 && got == 0)
+		return -ENOMEM;
+	for (b = fresh; b; b = b->h.next, want -= k) {
+		k = want < IOBUF_BLOCK_CAP ? want : IOBUF_BLOCK_CAP;
+		iov[niov].iov_base = b->data;
+		iov[niov++].iov_len = k;
+	}
+
+	do
+		r = readv(fd, iov, (int)niov);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0) {
+		if (r < 0)
+			r = errno_ret();
+		b = fresh;
+		goto out_give;
+	}
+
+	buf->len += (size_t)r;
+	want = (size_t)r;
+	if (room) {
+		k = want < room ? want : room;
+		tb->h.wpos += k;
+		ref_tail(buf)->len += k;
+		want -= k;
+	}
+	for (b = fresh; b && want; b = b->h.next) {
+		k = want < IOBUF_BLOCK_CAP ? want : IOBUF_BLOCK_CAP;
+		b->h.wpos = k;
+		ref_push(buf, b, 0, k, true, false);
+		want -= k;
+		got--;
+	}
+	/* b: the first unused fresh block, if any. */
+out_give:
+	if (got) {
+		for (last = b; last->h.next; last = last->h.next)
+			last->h.ref = 0;
+		last->h.ref = 0;
+		pool_give(buf->pool, b, last, got);
+	}
+	return r;
+}
+
+ssize_t iobuf_write_fd(struct iobuf *buf, int fd)
+{
+	struct iovec iov[IOBUF_WRITE_MAX_IOV];
+	struct msghdr mh = {.msg_iov = iov};
+	ssize_t r;
+
+	if (buf->len == 0)
+		return 0;
+	mh.msg_iovlen = iobuf_iov(buf, iov, IOBUF_WRITE_MAX_IOV);
+	do
+		r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno == ENOTSOCK) {
+		do
+			r = writev(fd, iov, (int)mh.msg_iovlen);
+		while (r < 0 && errno == EINTR);
+	}
+	if (r < 0)
+		return errno_ret();
+	iobuf_drop_front(buf, (size_t)r);
+	return r;
+}

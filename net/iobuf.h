@@ -1,0 +1,254 @@
+/*
+ * iobuf: a byte sequence held as a chain of reference-counted blocks
+ * (brpc's IOBuf).
+ *
+ * Blocks are IOBUF_BLOCK_SIZE bytes: a 32-byte header and IOBUF_BLOCK_CAP
+ * payload bytes.  A `struct iobuf_pool` hands them out from a free list and
+ * gets memory in regions of many blocks through a hook, so that the RDMA
+ * layer can register each region once (ibv_reg_mr) and find the region, and
+ * its cookie, of any block (iobuf_block_region()).
+ *
+ * A `struct iobuf` is a sequence of refs {block, offset, length}.  Cutting,
+ * sharing, moving and dropping never copy payload bytes; only calls named
+ * append/copy/peek (and read_fd, which reads straight into blocks) touch
+ * them.  Bytes once written into a block are never rewritten while any ref
+ * holds the block: appends reuse a tail block only when this buffer is its
+ * sole holder and its ref ends at the block's write position.
+ *
+ * Ownership and allocation:
+ * - Both structs live in caller storage.  A `struct iobuf` may be moved with
+ *   memcpy (it holds no pointer into itself); the old copy is then dead.
+ *   A pool must stay put from init to destroy (blocks point back to it).
+ * - A buffer keeps IOBUF_INLINE_REFS refs inside the struct; beyond that its
+ *   ref array is on the heap (pool's `mem`), grown by doubling and kept until
+ *   iobuf_reset().  That array and the pool's regions are the only
+ *   allocations; both are amortised.
+ * - Calls that can fail are all-or-nothing: on an error the buffers are as
+ *   they were.
+ *
+ * Threads: one `struct iobuf` has one owner at a time (no locking).  Blocks
+ * may be shared between buffers owned by different threads (atomic
+ * refcounts).  The pool is thread-safe: one mutex guards the free list and
+ * region growth, taken once per batch of blocks, not per byte.  Nothing
+ * here blocks except on that mutex and in the fd calls' system call (which
+ * blocks only if the fd is blocking).
+ */
+#ifndef RPCGATE_NET_IOBUF_H
+#define RPCGATE_NET_IOBUF_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "mem.h"
+
+/* A whole block: two 4 KiB pages, brpc's default block size. */
+#define IOBUF_BLOCK_SIZE 8192
+/* Block header: refcount, write position, pool, free link, region. */
+#define IOBUF_BLOCK_HDR 32
+/* Payload bytes per block: 8160, brpc's receive block size. */
+#define IOBUF_BLOCK_CAP (IOBUF_BLOCK_SIZE - IOBUF_BLOCK_HDR)
+/* Default blocks per region: 64 x 8 KiB = 512 KiB, one MR per region. */
+#define IOBUF_REGION_BLOCKS 64
+/* Largest region: 65536 blocks = 512 MiB; bounds bytes = blocks * size. */
+#define IOBUF_REGION_BLOCKS_MAX 65536
+/* Refs stored inside struct iobuf: a message and its attachment. */
+#define IOBUF_INLINE_REFS 2
+/* Fresh blocks one iobuf_read_fd() may fill: brpc's MAX_APPEND_IOVEC. */
+#define IOBUF_READ_MAX_BLOCKS 64
+/* iovecs one iobuf_write_fd() passes to the kernel (<= IOV_MAX). */
+#define IOBUF_WRITE_MAX_IOV 64
+
+struct iobuf_block;
+struct iobuf_region;
+
+/*
+ * Where regions come from.  alloc returns `bytes` bytes aligned at least
+ * for max_align_t (malloc's alignment; page alignment suits RDMA), or NULL;
+ * it may store a cookie (e.g. the ibv_mr) that iobuf_block_region() hands
+ * back.  free gets the same base, bytes and cookie.  Both are called with
+ * the pool's mutex held, so they must not call back into the pool.
+ */
+struct iobuf_region_hook {
+	void *(*alloc)(void *ctx, size_t bytes, void **cookie);
+	void (*free)(void *ctx, void *base, size_t bytes, void *cookie);
+	void *ctx;
+};
+
+struct iobuf_pool_options {
+	const struct mem *mem; /* ref arrays, records; NULL: default */
+	struct iobuf_region_hook region; /* alloc == NULL: regions from mem */
+	size_t region_blocks;		 /* blocks per region */
+	size_t max_regions;		 /* 0: no limit */
+	size_t prealloc_regions;	 /* obtained by iobuf_pool_init() */
+};
+
+struct iobuf_pool {
+	struct iobuf_pool_options opt;
+	pthread_mutex_t lock;	       /* guards everything below */
+	struct iobuf_block *free_list; /* linked through the block header */
+	struct iobuf_region *regions;
+	size_t nregions;
+	size_t blocks_total;
+	size_t blocks_free;
+};
+
+struct iobuf_pool_stats {
+	size_t regions;
+	size_t blocks_total;
+	size_t blocks_free;
+};
+
+struct iobuf_region_info {
+	void *base;
+	size_t bytes;
+	void *cookie;
+};
+
+/* Internal: one piece of a chain.  0 < len and off + len <= block's wpos. */
+struct iobuf_ref {
+	struct iobuf_block *block;
+	uint32_t off;
+	uint32_t len;
+};
+
+struct iobuf {
+	struct iobuf_pool *pool; /* new blocks; `mem` of the ref array */
+	struct iobuf_ref *heap;	 /* NULL: refs are in `inl` */
+	size_t cap;		 /* slots in heap, or IOBUF_INLINE_REFS */
+	size_t start;		 /* first used slot */
+	size_t nrefs;
+	size_t len; /* payload bytes */
+	struct iobuf_ref inl[IOBUF_INLINE_REFS];
+};
+
+/* --- pool ---------------------------------------------------------------- */
+
+/* Defaults: mem_default(), regions from mem, 64 blocks/region, no limit,
+ * nothing preallocated. */
+void iobuf_pool_options_default(struct iobuf_pool_options *opt);
+
+/*
+ * 0, or -EINVAL when: region_blocks is 0 or > IOBUF_REGION_BLOCKS_MAX;
+ * region.alloc and region.free are not both set or both NULL; or
+ * max_regions != 0 and prealloc_regions > max_regions.
+ */
+int iobuf_pool_options_validate(const struct iobuf_pool_options *opt);
+
+/* opt NULL: defaults.  0, -EINVAL (see validate), -ENOMEM (preallocation),
+ * or the -errno of pthread_mutex_init.  On error nothing is held. */
+int iobuf_pool_init(struct iobuf_pool *pool,
+		    const struct iobuf_pool_options *opt);
+
+/*
+ * Frees every region.  0, or -EBUSY (and nothing is freed; the pool stays
+ * usable) if any block is still referenced: tests use it to check balance.
+ */
+int iobuf_pool_destroy(struct iobuf_pool *pool);
+
+void iobuf_pool_stats(struct iobuf_pool *pool, struct iobuf_pool_stats *st);
+
+/* Region of a block: O(1), any thread, valid until the pool is destroyed. */
+void iobuf_block_region(const struct iobuf_block *b,
+			struct iobuf_region_info *out);
+
+/* Current refcount (for tests and assertions; racy if shared). */
+uint32_t iobuf_block_refcount(const struct iobuf_block *b);
+
+/* --- buffer: lifecycle and size ----------------------------------------- */
+
+/* Empty buffer taking blocks from `pool`; cannot fail, allocates nothing. */
+void iobuf_init(struct iobuf *buf, struct iobuf_pool *pool);
+
+/* Drops every ref and frees the ref array; the buffer stays usable. */
+void iobuf_reset(struct iobuf *buf);
+
+/* iobuf_reset(); the buffer must be iobuf_init()ed again before use. */
+void iobuf_destroy(struct iobuf *buf);
+
+static inline size_t iobuf_len(const struct iobuf *buf)
+{
+	return buf->len;
+}
+
+static inline bool iobuf_empty(const struct iobuf *buf)
+{
+	return buf->len == 0;
+}
+
+/* --- buffer: adding and removing bytes ---------------------------------- */
+
+/* Copies n bytes in.  0 or -ENOMEM. */
+int iobuf_append(struct iobuf *buf, const void *data, size_t n);
+
+/* Moves all of src to dst's end; src ends empty.  0, -ENOMEM, or -EINVAL
+ * if dst == src. */
+int iobuf_append_buf(struct iobuf *dst, struct iobuf *src);
+
+/* Appends a view of src[off, off + n) to dst (dst may be src); src is
+ * unchanged.  0, -ERANGE if the range is outside src, or -ENOMEM. */
+int iobuf_share(struct iobuf *dst, const struct iobuf *src, size_t off,
+		size_t n);
+
+/* Moves src's first n bytes to dst's end.  0, -ERANGE if n > len(src),
+ * -EINVAL if dst == src, or -ENOMEM. */
+int iobuf_cut(struct iobuf *src, struct iobuf *dst, size_t n);
+
+/* Drop up to n bytes; return the number dropped.  Cannot fail. */
+size_t iobuf_drop_front(struct iobuf *buf, size_t n);
+size_t iobuf_drop_back(struct iobuf *buf, size_t n);
+
+/* --- buffer: reading bytes ---------------------------------------------- */
+
+/* Copies up to n bytes from off into dst; returns the number copied. */
+size_t iobuf_copy_out(const struct iobuf *buf, size_t off, void *dst, size_t n);
+
+/*
+ * Pointer to n contiguous bytes at off: inside a block when they lie in one
+ * ref, else copied into tmp (room for n bytes) and tmp; tmp when n == 0.
+ * NULL if off + n > len.  Valid until the buffer (or tmp) changes.
+ */
+const void *iobuf_peek(const struct iobuf *buf, size_t off, size_t n,
+		       void *tmp);
+
+/* Fills up to max_iov iovecs from the front (one per ref); returns count. */
+size_t iobuf_iov(const struct iobuf *buf, struct iovec *iov, size_t max_iov);
+
+/* --- buffer: walking the chain ------------------------------------------ */
+
+size_t iobuf_ref_count(const struct iobuf *buf);
+
+/* Ref i's bytes.  0, or -ERANGE if i >= iobuf_ref_count(). */
+int iobuf_ref_at(const struct iobuf *buf, size_t i, const void **ptr,
+		 size_t *len);
+
+/* Ref i's block (for iobuf_block_region()), or NULL if out of range. */
+const struct iobuf_block *iobuf_ref_block(const struct iobuf *buf, size_t i);
+
+/* Blocks in the chain; adjacent refs into one block count once. */
+size_t iobuf_block_count(const struct iobuf *buf);
+
+/* --- buffer: file descriptors ------------------------------------------- */
+
+/*
+ * One readv(2) of up to max bytes (max > 0) straight into the tail block's
+ * free space and up to IOBUF_READ_MAX_BLOCKS fresh blocks; unused blocks go
+ * back to the pool.  Returns bytes read, 0 at EOF, -EAGAIN, -ENOMEM (no
+ * space could be obtained), -EINVAL (max == 0), or -errno.  EINTR is
+ * retried.
+ */
+ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max);
+
+/*
+ * One write of up to IOBUF_WRITE_MAX_IOV refs from the front, dropping what
+ * was written; call again while bytes remain.  Sockets are written with
+ * sendmsg(MSG_NOSIGNAL) so a closed peer gives -EPIPE, not SIGPIPE; other
+ * fds (ENOTSOCK) fall back to writev(2).  Returns bytes written (0 if the
+ * buffer is empty), -EAGAIN, or -errno.  EINTR is retried.
+ */
+ssize_t iobuf_write_fd(struct iobuf *buf, int fd);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * mem: the allocation hook.
+ *
+ * Every object that allocates takes a `const struct mem *` in its options
+ * (NULL means mem_default(), i.e. malloc/free).  Tests pass mem_failing()
+ * to make the k-th allocation fail and to check that every init unwinds
+ * and that allocations balance.
+ *
+ * mem_alloc() returns NULL on failure; callers turn that into -ENOMEM.
+ * All functions are thread-safe if the ops are (the default ones are).
+ */
+#ifndef RPCGATE_NET_MEM_H
+#define RPCGATE_NET_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mem {
+	void *(*alloc)(const struct mem *m, size_t size);
+	void (*free)(const struct mem *m, void *ptr);
+	void *ctx;
+};
+
+/* malloc/free. */
+const struct mem *mem_default(void);
+
+static inline const struct mem *mem_or_default(const struct mem *m)
+{
+	return m ? m : mem_default();
+}
+
+static inline void *mem_alloc(const struct mem *m, size_t size)
+{
+	m = mem_or_default(m);
+	return m->alloc(m, size);
+}
+
+/* Zeroed allocation. */
+void *mem_zalloc(const struct mem *m, size_t size);
+
+static inline void mem_free(const struct mem *m, void *ptr)
+{
+	if (ptr) {
+		m = mem_or_default(m);
+		m->free(m, ptr);
+	}
+}
+
+/*
+ * A counting allocator for tests: allocation number `fail_at` (0-based)
+ * and every later one fail when `fail_at >= 0`; `live` counts blocks not
+ * yet freed.  Not thread-safe for the counters' exactness beyond atomics.
+ */
+struct mem_failing {
+	struct mem mem;
+	long fail_at;        /* -1: never fail */
+	long calls;          /* allocation attempts so far */
+	long live;           /* allocations not yet freed */
+};
+
+void mem_failing_init(struct mem_failing *mf, long fail_at);
+
+#endif
