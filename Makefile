@@ -14,19 +14,29 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := all
 
 BUILD := build
+# brpc's recorded bytes, in the shared folder beside the project.
+VECTORS := $(abspath ../shared/vectors)
 LIBDIR := /usr/lib/x86_64-linux-gnu
 
 # Debian packages: build, static archives, tests.
 DEPS_PKGS := gcc make musl-tools libibverbs-dev librdmacm-dev \
 	libnl-3-dev libnl-route-3-dev libprotobuf-c-dev protobuf-c-compiler \
-	zlib1g-dev libcmocka-dev ibverbs-providers
+	zlib1g-dev libcmocka-dev ibverbs-providers clang libclang-rt-14-dev \
+	python3 python3-snappy
 
 MUSL_CC := musl-gcc
 HOST_CC := gcc
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wno-unused-parameter -Werror
-CFLAGS_COMMON := -std=gnu11 -g -pthread $(WARN) -Inet -Irdma -Iapp -MMD -MP
+# protoc-c output lands in build/gen/<folder of the .proto>/.
+PROTOS := $(wildcard net/proto/*.proto app/proto/*.proto)
+GEN_SRCS := $(PROTOS:%.proto=$(BUILD)/gen/%.pb-c.c)
+GEN_HDRS := $(GEN_SRCS:.c=.h)
+GEN_INC := $(addprefix -I$(BUILD)/gen/,$(sort $(dir $(PROTOS))))
+
+CFLAGS_COMMON := -std=gnu11 -g -pthread $(WARN) -Inet -Irdma -Iapp \
+	$(GEN_INC) -MMD -MP
 MUSL_CFLAGS := $(CFLAGS_COMMON) -O2 -isystem $(BUILD)/musl-inc \
 	-DRDMA_STATIC_PROVIDERS=rxe
 HOST_CFLAGS := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \
@@ -44,11 +54,15 @@ NET_SRCS := $(wildcard net/*.c)
 RDMA_SRCS := $(wildcard rdma/*.c)
 APP_SRCS := $(wildcard app/*.c)
 ALL_SRCS := $(NET_SRCS) $(RDMA_SRCS) $(APP_SRCS)
+# Generated code is compiled without our warning set: it is protoc-c's.
+GEN_CFLAGS_FILTER := -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 
-MUSL_OBJS := $(ALL_SRCS:%.c=$(BUILD)/musl/%.o)
+MUSL_OBJS := $(ALL_SRCS:%.c=$(BUILD)/musl/%.o) \
+	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/musl/gen/%.o)
 # Host library for tests: everything but main() and the fortify shim.
 HOST_LIB_SRCS := $(filter-out app/main.c rdma/glibc_fortify.c,$(ALL_SRCS))
-HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o)
+HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o) \
+	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/host/gen/%.o)
 HOST_LIB := $(BUILD)/host/librpcgate.a
 HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcmocka -lpthread
 
@@ -59,7 +73,18 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/host/tests/unit/%)
 INTEG_SRCS := $(wildcard tests/integration/test_*.c)
 INTEG_BINS := $(INTEG_SRCS:tests/integration/%.c=$(BUILD)/host/tests/integration/%)
 
-.PHONY: all deps check unit integration run format clean
+# libFuzzer targets (clang): tests/fuzz/fuzz_*.c, each linked with the
+# sources it names in a `// fuzz-sources:` line.  `make fuzz` runs each
+# for FUZZ_SECONDS; `make check` runs each briefly from its seed corpus.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_CC := clang
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -Inet -Irdma -Iapp $(GEN_INC) \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 10
+
+.PHONY: all deps check unit integration fuzz run format clean
 
 all: $(BUILD)/rpcgate
 
@@ -72,18 +97,30 @@ $(BUILD)/musl-inc/.stamp: | deps
 	@ln -sfn /usr/include/x86_64-linux-gnu/asm $(@D)/asm
 	@touch $@
 
-$(BUILD)/musl/%.o: %.c $(BUILD)/musl-inc/.stamp
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: %.proto | deps
+	@mkdir -p $(@D)
+	protoc-c --proto_path=$(<D) --c_out=$(@D) $<
+
+$(BUILD)/musl/%.o: %.c $(BUILD)/musl-inc/.stamp | $(GEN_HDRS)
 	@mkdir -p $(@D)
 	$(MUSL_CC) $(MUSL_CFLAGS) -c $< -o $@
+
+$(BUILD)/musl/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/musl-inc/.stamp
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(filter-out $(GEN_CFLAGS_FILTER),$(MUSL_CFLAGS)) -c $< -o $@
 
 $(BUILD)/rpcgate: $(MUSL_OBJS)
 	$(MUSL_CC) -static -pthread -o $@ $(MUSL_OBJS) $(STATIC_LIBS)
 	@printf 'built %s: %s bytes, %s\n' $@ $$(stat -c %s $@) \
 		"$$(file -b $@ | cut -d, -f1,4)"
 
-$(BUILD)/host/%.o: %.c | deps
+$(BUILD)/host/%.o: %.c | deps $(GEN_HDRS)
 	@mkdir -p $(@D)
 	$(HOST_CC) $(HOST_CFLAGS) -c $< -o $@
+
+$(BUILD)/host/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(@D)
+	$(HOST_CC) $(filter-out $(GEN_CFLAGS_FILTER),$(HOST_CFLAGS)) -c $< -o $@
 
 $(HOST_LIB): $(HOST_LIB_OBJS)
 	@rm -f $@
@@ -93,16 +130,29 @@ $(BUILD)/host/tests/%: tests/%.c $(HOST_LIB)
 	@mkdir -p $(@D)
 	$(HOST_CC) $(HOST_CFLAGS) -Itests $< -o $@ $(HOST_LIB) $(HOST_LDLIBS)
 
+# The sources a fuzz target needs are listed in the target itself.
+fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' $(1))
+.SECONDEXPANSION:
+$(BUILD)/fuzz/%: tests/fuzz/%.c $$(call fuzz_sources,tests/fuzz/%.c) \
+		| deps $(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lz -lpthread
+
+fuzz: $(FUZZ_BINS)
+	@scripts/run-fuzz $(FUZZ_SECONDS) $(FUZZ_BINS)
+
 unit: $(UNIT_BINS)
-	@scripts/run-tests $(UNIT_BINS)
+	@TEST_VECTORS_DIR=$(VECTORS) scripts/run-tests $(UNIT_BINS)
 
 integration: $(INTEG_BINS) $(BUILD)/rpcgate
 	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate scripts/run-tests $(INTEG_BINS)
 
-# One run, one summary: every tier's cmocka programs, then the total.
-check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate
-	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate scripts/run-tests $(UNIT_BINS) \
-		$(INTEG_BINS)
+# Fuzz smoke first (libFuzzer prints its own lines), then one run of every
+# tier's cmocka programs ending in one summary.
+check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS)
+	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
+	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate TEST_VECTORS_DIR=$(VECTORS) \
+		scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 
 run: $(BUILD)/rpcgate
 	$(BUILD)/rpcgate config
