@@ -1,0 +1,345 @@
+/*
+ * conn: a connection on an event loop (see conn.h for the write queue's
+ * algorithm, the threads and the lifetime rules).
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* A pushed request whose link to the older ones is not stored yet. */
+#define WREQ_PENDING ((struct conn_wreq *)(uintptr_t)1)
+/* Bytes one read call may take: 64 blocks, brpc's read batch. */
+#define CONN_READ_MAX (64 * IOBUF_BLOCK_CAP)
+/* Socket events always watched. */
+#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP)
+
+static ssize_t tcp_read(struct conn *c, struct iobuf *in)
+{
+	return iobuf_read_fd(in, c->io.fd, CONN_READ_MAX);
+}
+
+static ssize_t tcp_write(struct conn *c, struct iobuf *out)
+{
+	return iobuf_write_fd(out, c->io.fd);
+}
+
+const struct conn_transport conn_tcp = {
+	.name = "tcp",
+	.read = tcp_read,
+	.write = tcp_write,
+};
+
+static void format_peer(struct conn *c, int fd)
+{
+	socklen_t len = sizeof(c->peer);
+	char host[INET6_ADDRSTRLEN] = "?";
+	struct sockaddr_in6 *s6 = (void *)&c->peer;
+	struct sockaddr_in *s4 = (void *)&c->peer;
+
+	memset(&c->peer, 0, sizeof(c->peer));
+	if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0) {
+		snprintf(c->peer_text, sizeof(c->peer_text), "fd %d", fd);
+		return;
+	}
+	switch (c->peer.ss_family) {
+	case AF_INET:
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(c->peer_text, sizeof(c->peer_text), "%s:%u", host,
+			 ntohs(s4->sin_port));
+		break;
+	case AF_INET6:
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(c->peer_text, sizeof(c->peer_text), "[%s]:%u", host,
+			 ntohs(s6->sin6_port));
+		break;
+	default:
+		snprintf(c->peer_text, sizeof(c->peer_text), "local fd %d", fd);
+	}
+}
+
+void conn_ref(struct conn *c)
+{
+	__atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void conn_unref(struct conn *c)
+{
+	if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	close(c->io.fd);
+	iobuf_destroy(&c->in);
+	if (c->h->release)
+		c->h->release(c);
+}
+
+/* ---- the write queue ---------------------------------------------- */
+
+static void wreq_free(struct conn *c, struct conn_wreq *r)
+{
+	iobuf_destroy(&r->data);
+	mem_free(c->mem, r);
+}
+
+/*
+ * `done` has been written (or dropped).  Returns the next request in FIFO
+ * order, or NULL when the queue is empty and the writer role is given up.
+ * `done` is freed either way.
+ */
+static struct conn_wreq *wq_next(struct conn *c, struct conn_wreq *done)
+{
+	struct conn_wreq *expected = done, *p, *n, *fifo = NULL;
+
+	if (c->wq_fifo) {
+		p = c->wq_fifo;
+		c->wq_fifo = p->next;
+		wreq_free(c, done);
+		return p;
+	}
+	/* `done` is the newest we know: if it is still the head, we are
+	 * the last writer and the queue is empty. */
+	if (__atomic_compare_exchange_n(&c->wq_head, &expected, NULL, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		wreq_free(c, done);
+		return NULL;
+	}
+	/* Newer requests arrived: reverse head..done into FIFO order.  A
+	 * producer links its request right after its exchange; wait for
+	 * that store if we got there first. */
+	p = __atomic_load_n(&c->wq_head, __ATOMIC_ACQUIRE);
+	while (p != done) {
+		while ((n = __atomic_load_n(&p->next, __ATOMIC_ACQUIRE)) ==
+		       WREQ_PENDING)
+			sched_yield();
+		p->next = fifo;
+		fifo = p;
+		p = n;
+	}
+	wreq_free(c, done);
+	c->wq_fifo = fifo->next;
+	return fifo;
+}
+
+/* Loop thread: park (or unpark) the writer role until EPOLLOUT.  Before
+ * the watch starts the wish is recorded and applied by the start task. */
+static void watch_out(struct conn *c, bool on)
+{
+	if (c->want_out == on)
+		return;
+	c->want_out = on;
+	if (c->started)
+		loop_io_mod(c->loop, &c->io, CONN_EVENTS | (on ? EPOLLOUT : 0));
+}
+
+/*
+ * The writer role: writes c->wq_cur and everything queued after it, in
+ * order, until the queue is empty (role given up, reference dropped) or
+ * the socket is full (role handed to the loop thread).  Once wq_next()
+ * gives the role up another thread may already hold it: nothing of the
+ * writer's state is touched after that.
+ */
+static void write_queue(struct conn *c)
+{
+	bool on_loop = loop_on_thread(c->loop);
+	struct conn_wreq *r = c->wq_cur;
+	ssize_t n;
+
+	while (r) {
+		while (iobuf_len(&r->data)) {
+			if (conn_closing(c)) {
+				iobuf_reset(&r->data);
+				break;
+			}
+			n = c->tp->write(c, &r->data);
+			if (n > 0) {
+				c->bytes_out += (uint64_t)n;
+				continue;
+			}
+			if (n == -EAGAIN) {
+				c->wq_cur = r;
+				if (on_loop)
+					watch_out(c, true);
+				else
+					loop_post(c->loop, &c->write_task);
+				return;
+			}
+			log_debug(c->log, "write to %s failed: %s",
+				  c->peer_text, strerror((int)-n));
+			conn_close(c, (int)n);
+			iobuf_reset(&r->data);
+		}
+		/* The last known request: stop waiting for EPOLLOUT while
+		 * the role is still ours (wq_next may give it up). */
+		if (on_loop && !c->wq_fifo)
+			watch_out(c, false);
+		r = wq_next(c, r);
+	}
+	conn_unref(c);
+}
+
+static void write_task_fn(struct task *t)
+{
+	write_queue(container_of(t, struct conn, write_task));
+}
+
+int conn_write(struct conn *c, struct iobuf *data)
+{
+	struct conn_wreq *r, *prev;
+
+	if (conn_closing(c)) {
+		/* The winner of conn_close() stores its error right after
+		 * winning; a racing writer may see 0 and says "reset". */
+		int err = __atomic_load_n(&c->close_err, __ATOMIC_ACQUIRE);
+
+		iobuf_reset(data);
+		return err ? err : -ECONNRESET;
+	}
+	r = mem_alloc(c->mem, sizeof(*r));
+	if (!r) {
+		iobuf_reset(data);
+		return -ENOMEM;
+	}
+	/* An iobuf moves by value (it holds no pointer into itself). */
+	r->data = *data;
+	iobuf_init(data, c->pool);
+	r->next = WREQ_PENDING;
+	prev = __atomic_exchange_n(&c->wq_head, r, __ATOMIC_ACQ_REL);
+	if (prev) {
+		__atomic_store_n(&r->next, prev, __ATOMIC_RELEASE);
+		return 0;
+	}
+	r->next = NULL;
+	conn_ref(c); /* the writer's */
+	c->wq_cur = r;
+	write_queue(c);
+	return 0;
+}
+
+/* ---- reading, starting, closing ------------------------------------ */
+
+static void read_all(struct conn *c)
+{
+	ssize_t n;
+
+	while (!conn_closing(c)) {
+		n = c->tp->read(c, &c->in);
+		if (n > 0) {
+			c->bytes_in += (uint64_t)n;
+			c->h->on_data(c);
+			continue;
+		}
+		if (n == -EAGAIN)
+			return;
+		conn_close(c, n == 0 ? 0 : (int)n);
+	}
+}
+
+static void on_io(struct loop_io *io, uint32_t events)
+{
+	struct conn *c = container_of(io, struct conn, io);
+
+	/* want_out is the loop's own: true only while the writer role is
+	 * parked here, so no other thread is writing. */
+	if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && c->want_out)
+		write_queue(c);
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		read_all(c);
+}
+
+static void start_task_fn(struct task *t)
+{
+	struct conn *c = container_of(t, struct conn, start_task);
+	int err;
+
+	if (conn_closing(c)) {
+		conn_unref(c); /* the watch's, never used */
+		return;
+	}
+	c->io.events = CONN_EVENTS | (c->want_out ? EPOLLOUT : 0);
+	err = loop_io_add(c->loop, &c->io);
+	if (err) {
+		log_warn(c->log, "cannot watch connection %s: %s",
+			 c->peer_text, strerror(-err));
+		conn_unref(c);
+		conn_close(c, err);
+		return;
+	}
+	c->started = true;
+	/* Bytes may have arrived before the watch: edge-triggered epoll
+	 * reports them anyway (the fd is ready when added), nothing to do. */
+}
+
+static void close_task_fn(struct task *t)
+{
+	struct conn *c = container_of(t, struct conn, close_task);
+	bool was_started = c->started;
+
+	if (was_started) {
+		loop_io_del(c->loop, &c->io);
+		c->started = false;
+	}
+	shutdown(c->io.fd, SHUT_RDWR);
+	/* A writer parked on this loop will see no EPOLLOUT any more: it
+	 * drops what is left now.  (A writer handed over by write_task is
+	 * still on its way and drops when it runs.) */
+	if (c->want_out)
+		write_queue(c);
+	c->h->on_close(c, c->close_err);
+	iobuf_reset(&c->in);
+	if (was_started)
+		conn_unref(c); /* the watch's */
+	conn_unref(c);         /* this task's */
+}
+
+void conn_close(struct conn *c, int err)
+{
+	if (__atomic_exchange_n(&c->closing, 1, __ATOMIC_ACQ_REL))
+		return;
+	__atomic_store_n(&c->close_err, err, __ATOMIC_RELEASE);
+	conn_ref(c);
+	loop_post(c->loop, &c->close_task);
+}
+
+void conn_start(struct conn *c)
+{
+	conn_ref(c); /* the watch's */
+	loop_post(c->loop, &c->start_task);
+}
+
+int conn_init(struct conn *c, int fd, struct loop *loop,
+	      const struct conn_transport *tp, const struct conn_handler *h,
+	      void *ctx, struct iobuf_pool *pool, const struct mem *mem,
+	      struct log *log)
+{
+	int flags = fcntl(fd, F_GETFL), one = 1;
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -errno;
+	/* Requests are small and latency-bound: no Nagle (fails harmlessly
+	 * on non-TCP sockets). */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	memset(c, 0, sizeof(*c));
+	c->loop = loop;
+	c->tp = tp;
+	c->h = h;
+	c->ctx = ctx;
+	c->mem = mem;
+	c->log = log;
+	c->pool = pool;
+	c->refs = 1;
+	iobuf_init(&c->in, pool);
+	loop_io_init(&c->io, fd, CONN_EVENTS, on_io);
+	task_init(&c->start_task, start_task_fn);
+	task_init(&c->write_task, write_task_fn);
+	task_init(&c->close_task, close_task_fn);
+	format_peer(c, fd);
+	return 0;
+}

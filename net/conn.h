@@ -1,0 +1,138 @@
+/*
+ * conn: one connection: a socket owned by one event loop, a transport ops
+ * table, a read buffer handed to the protocol layer, and a lock-free write
+ * queue that any thread may append to.
+ *
+ * Reading (loop thread only).  The fd is watched edge-triggered.  On
+ * EPOLLIN the loop reads until -EAGAIN into `in` and calls
+ * handler->on_data(conn) after each read; the protocol cuts whole frames
+ * off conn->in and leaves partial ones.  EOF or a read error closes.
+ *
+ * Writing (any thread).  conn_write() moves an iobuf into a request and
+ * pushes it with one atomic exchange.  The thread whose push found the
+ * queue empty becomes the writer: it writes in FIFO order until the queue
+ * is empty; everyone else returns at once.  A writer that meets -EAGAIN
+ * hands the rest to the loop thread, which waits for EPOLLOUT.  Requests
+ * from one thread go out in the order that thread wrote them, and a
+ * request's bytes are never interleaved with another's.
+ *
+ *   push:    req->next = PENDING; prev = xchg(head, req);
+ *            prev ? req->next = prev (newest points to older) : write
+ *   writer:  write req; CAS(head, req, NULL) ? done
+ *            : walk head -> req reversing the links (wait for PENDING
+ *              links to be filled in), continue with the oldest
+ *
+ * Closing.  conn_close() may be called from any thread, any number of
+ * times; the first call wins.  The loop thread then stops watching the fd,
+ * shuts the socket down and calls handler->on_close(conn, err) exactly
+ * once.  Queued writes are dropped (their buffers released).  The fd is
+ * closed and ops->release called when the last reference goes.
+ *
+ * Lifetime.  A conn is refcounted: the loop's watch holds one reference,
+ * each writer at work holds one, and users take their own with
+ * conn_ref()/conn_unref().  conn_init() returns with one reference, the
+ * caller's.
+ */
+#ifndef RPCGATE_NET_CONN_H
+#define RPCGATE_NET_CONN_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "iobuf.h"
+#include "log.h"
+#include "loop.h"
+#include "mem.h"
+#include "task.h"
+
+struct conn;
+
+/* The transport: how bytes move.  TCP now, RDMA plugs in later. */
+struct conn_transport {
+	const char *name;
+	/* Reads into `in`: bytes, 0 at EOF, -EAGAIN, or -errno. */
+	ssize_t (*read)(struct conn *c, struct iobuf *in);
+	/* Writes from the front of `out`, dropping what went: bytes,
+	 * -EAGAIN, or -errno. */
+	ssize_t (*write)(struct conn *c, struct iobuf *out);
+};
+
+extern const struct conn_transport conn_tcp;
+
+/* The protocol side: what bytes mean.  Both run on the loop thread. */
+struct conn_handler {
+	/* New bytes are at the end of c->in.  May call conn_close(). */
+	void (*on_data)(struct conn *c);
+	/* Exactly once, after the fd left the loop.  0 for EOF, -errno. */
+	void (*on_close)(struct conn *c, int err);
+	/* The last reference went: free the memory holding `c`. */
+	void (*release)(struct conn *c);
+};
+
+/* One queued write; private. */
+struct conn_wreq {
+	struct conn_wreq *next;
+	struct iobuf data;
+};
+
+struct conn {
+	struct loop *loop;
+	struct loop_io io;
+	const struct conn_transport *tp;
+	const struct conn_handler *h;
+	void *ctx;                  /* the handler's */
+	const struct mem *mem;
+	struct log *log;
+	struct iobuf_pool *pool;
+	struct sockaddr_storage peer;
+	char peer_text[64];         /* "1.2.3.4:5678", for logs */
+	struct iobuf in;            /* loop thread only */
+
+	int refs;                   /* atomic */
+	int closing;                /* atomic: conn_close() won */
+	int close_err;
+	struct conn_wreq *wq_head;  /* atomic: newest pushed request */
+	struct conn_wreq *wq_cur;   /* writer only: being written */
+	struct conn_wreq *wq_fifo;  /* writer only: next ones, oldest first */
+	bool want_out;              /* loop thread: the writer role is
+				     * parked here until EPOLLOUT */
+	bool started;               /* watched by the loop (loop thread) */
+	struct task start_task;
+	struct task write_task;     /* hands the writer role to the loop */
+	struct task close_task;
+	uint64_t bytes_in, bytes_out;
+};
+
+/*
+ * Sets up `c` for connected socket `fd` (non-blocking is set here) on
+ * `loop`.  Watching starts with conn_start().  0 or -errno.  Any thread.
+ */
+int conn_init(struct conn *c, int fd, struct loop *loop,
+	      const struct conn_transport *tp, const struct conn_handler *h,
+	      void *ctx, struct iobuf_pool *pool, const struct mem *mem,
+	      struct log *log);
+
+/* Starts watching the fd on the conn's loop (posts there; any thread). */
+void conn_start(struct conn *c);
+
+/*
+ * Queues `data` (moved: `data` is empty on return, whatever happens).
+ * 0; -ECONNRESET/-EPIPE or the close error once the conn is closing;
+ * -ENOMEM.  Never blocks.  Any thread.
+ */
+int conn_write(struct conn *c, struct iobuf *data);
+
+/* Starts closing with `err` (0: orderly).  Any thread, idempotent. */
+void conn_close(struct conn *c, int err);
+
+void conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
+
+static inline bool conn_closing(const struct conn *c)
+{
+	return __atomic_load_n(&c->closing, __ATOMIC_ACQUIRE) != 0;
+}
+
+#endif
