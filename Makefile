@@ -97,6 +97,8 @@ $(BUILD)/musl-inc/.stamp: | deps
 	@ln -sfn /usr/include/x86_64-linux-gnu/asm $(@D)/asm
 	@touch $@
 
+# Generated files are kept, not treated as intermediates.
+.SECONDARY: $(GEN_SRCS) $(GEN_HDRS)
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: %.proto | deps
 	@mkdir -p $(@D)
 	protoc-c --proto_path=$(<D) --c_out=$(@D) $<
@@ -136,7 +138,7 @@ fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' $(1))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(call fuzz_sources,tests/fuzz/%.c) \
 		| deps $(GEN_HDRS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lz -lpthread
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lpthread
 
 fuzz: $(FUZZ_BINS)
 	@scripts/run-fuzz $(FUZZ_SECONDS) $(FUZZ_BINS)
