@@ -29,6 +29,8 @@
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60
 
+#include "testutil.h"
+
 /* Racing tests: calls per run, and the small table that forces reuse. */
 #define RACE_CALLS    200000
 #define RACE_CAPACITY 64
@@ -841,21 +843,7 @@ static void test_callid_unclaim_races_timer(void **state)
 	free(rr);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	alarm(TEST_TIMEOUT_S);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	alarm(0);
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) TEST_BOUNDED(fn)
 
 int main(void)
 {

@@ -28,6 +28,8 @@
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60
+
+#include "testutil.h"
 /* Blocks per pool region: small, so the sweep meets region growth. */
 #define REGION_BLOCKS 4
 /* Longest piece build_chain() cuts: refs far shorter than a block. */
@@ -500,53 +502,6 @@ static void test_zlib_dictionary_refused(void **state)
 
 /* --- brpc's recorded vectors --------------------------------------------- */
 
-static const char *vectors_dir(void)
-{
-	const char *dir = getenv("TEST_VECTORS_DIR");
-
-	if (!dir || !*dir)
-		fail_msg(
-		    "TEST_VECTORS_DIR is not set: it names brpc's recorded "
-		    "vectors, e.g. TEST_VECTORS_DIR=/work/shared/vectors");
-	return dir;
-}
-
-static size_t read_vector(const char *name, unsigned char *buf, size_t cap)
-{
-	char path[4096];
-	size_t n;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/baidu_std/%s", vectors_dir(), name);
-	f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s: %s", path, strerror(errno));
-	n = fread(buf, 1, cap, f);
-	fclose(f);
-	assert_true(n < cap);
-	return n;
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t pb_varint(const unsigned char **p, const unsigned char *end)
-{
-	uint64_t v = 0;
-
-	for (int shift = 0; shift < 64; shift += 7) {
-		assert_true(*p < end);
-		v |= (uint64_t)(**p & 0x7f) << shift;
-		if (!(*(*p)++ & 0x80))
-			return v;
-	}
-	fail_msg("varint too long");
-	return 0;
-}
-
 /*
  * Field `field` of the protobuf message p[0, n): a varint's value in *v,
  * or a length-delimited field's bytes in *s / *v.  false when absent.
@@ -558,17 +513,17 @@ static bool pb_field(const unsigned char *p, size_t n, uint32_t field,
 	uint64_t key, val;
 
 	while (p < end) {
-		key = pb_varint(&p, end);
+		key = test_pb_varint(&p, end);
 		switch (key & 7) {
 		case 0:
-			val = pb_varint(&p, end);
+			val = test_pb_varint(&p, end);
 			if (key >> 3 == field) {
 				*v = val;
 				return true;
 			}
 			break;
 		case 2:
-			val = pb_varint(&p, end);
+			val = test_pb_varint(&p, end);
 			assert_true(val <= (uint64_t)(end - p));
 			if (key >> 3 == field) {
 				*v = val;
@@ -600,11 +555,11 @@ static void check_vector(struct fx *f, const char *name, int want_type,
 	uint64_t type = 0, att = 0, slen;
 	size_t n, mlen, data;
 
-	n = read_vector(name, frame, sizeof(frame));
+	n = test_vector_read_into(name, frame, sizeof(frame));
 	assert_true(n >= 12);
 	assert_memory_equal(frame, "PRPC", 4);
-	body = be32(frame + 4);
-	meta_len = be32(frame + 8);
+	body = test_be32(frame + 4);
+	meta_len = test_be32(frame + 8);
 	assert_int_equal(12 + (size_t)body, n);
 	assert_true(meta_len <= body);
 	meta = frame + 12;

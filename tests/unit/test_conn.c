@@ -24,6 +24,8 @@
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 120
+
+#include "testutil.h"
 #define NWRITERS 4
 #define PER_WRITER 5000
 #define MSG_MAX 3000
@@ -305,13 +307,6 @@ static void test_close_before_start(void **state)
 	fx_teardown(&fx);
 }
 
-static int setup_alarm(void **state)
-{
-	(void)state;
-	alarm(TEST_TIMEOUT_S);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,5 +316,5 @@ int main(void)
 		cmocka_unit_test(test_close_before_start),
 	};
 
-	return cmocka_run_group_tests_name("conn", tests, setup_alarm, NULL);
+	return cmocka_run_group_tests_name("conn", tests, test_alarm_arm, NULL);
 }

@@ -17,6 +17,8 @@
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60
 
+#include "testutil.h"
+
 struct item {
 	struct heap_node node;
 	int key;
@@ -220,32 +222,14 @@ static void test_heap_degenerate_wide(void **state)
 	free(items);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	alarm(TEST_TIMEOUT_S);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	alarm(0);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_heap_empty, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_heap_remove_root_and_leaves,
-					    setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_heap_random_small, setup,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_heap_random_large, setup,
-					    teardown),
-	    cmocka_unit_test_setup_teardown(test_heap_degenerate_wide, setup,
-					    teardown),
+	    TEST_BOUNDED(test_heap_empty),
+	    TEST_BOUNDED(test_heap_remove_root_and_leaves),
+	    TEST_BOUNDED(test_heap_random_small),
+	    TEST_BOUNDED(test_heap_random_large),
+	    TEST_BOUNDED(test_heap_degenerate_wide),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

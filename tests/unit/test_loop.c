@@ -29,6 +29,8 @@
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 120
+
+#include "testutil.h"
 /* A loop test that has not finished by then failed: its guard fires. */
 #define GUARD_NS (20 * CLOCK_NS_PER_S)
 
@@ -984,21 +986,7 @@ static void test_defer_from_defer(void **state)
 	loop_check_teardown(&d.fx);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	alarm(TEST_TIMEOUT_S);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	alarm(0);
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) TEST_BOUNDED(fn)
 
 int main(void)
 {

@@ -24,6 +24,8 @@
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60
 
+#include "testutil.h"
+
 static int count_threads(void)
 {
 	struct dirent *e;
@@ -216,13 +218,6 @@ static void test_init_allocation_failures(void **state)
 	assert_true(k >= 5);
 }
 
-static int setup_alarm(void **state)
-{
-	(void)state;
-	alarm(TEST_TIMEOUT_S);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,5 +229,5 @@ int main(void)
 		cmocka_unit_test(test_init_allocation_failures),
 	};
 
-	return cmocka_run_group_tests_name("rt", tests, setup_alarm, NULL);
+	return cmocka_run_group_tests_name("rt", tests, test_alarm_arm, NULL);
 }

@@ -33,6 +33,8 @@
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60
+
+#include "testutil.h"
 /* Seconds python3 may take for the whole cross-check. */
 #define PYTHON_TIMEOUT_S 30
 /* Largest input the tests compress: 1 MiB. */
@@ -514,55 +516,6 @@ static void test_mutations_guarded(void **state)
 
 /* --- brpc's recorded vectors --------------------------------------------- */
 
-static const char *vectors_dir(void)
-{
-	const char *dir = getenv("TEST_VECTORS_DIR");
-
-	if (!dir || !*dir)
-		fail_msg(
-		    "TEST_VECTORS_DIR is not set: it names brpc's recorded "
-		    "vectors, e.g. TEST_VECTORS_DIR=/work/shared/vectors");
-	return dir;
-}
-
-/* Reads dir/baidu_std/name into buf; returns its length. */
-static size_t read_vector(const char *name, unsigned char *buf, size_t cap)
-{
-	char path[4096];
-	size_t n;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/baidu_std/%s", vectors_dir(), name);
-	f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s: %s", path, strerror(errno));
-	n = fread(buf, 1, cap, f);
-	fclose(f);
-	assert_true(n < cap);
-	return n;
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Varint at *p (below end); advances *p.  Fails the test if malformed. */
-static uint64_t pb_varint(const unsigned char **p, const unsigned char *end)
-{
-	uint64_t v = 0;
-
-	for (int shift = 0; shift < 64; shift += 7) {
-		assert_true(*p < end);
-		v |= (uint64_t)(**p & 0x7f) << shift;
-		if (!(*(*p)++ & 0x80))
-			return v;
-	}
-	fail_msg("varint too long");
-	return 0;
-}
-
 /*
  * The value of varint field `field` of the protobuf message meta[0, n), or
  * `dflt` when absent.  Skips the other wire types.
@@ -574,15 +527,15 @@ static uint64_t pb_field(const unsigned char *meta, size_t n, uint32_t field,
 	uint64_t key, v;
 
 	while (p < end) {
-		key = pb_varint(&p, end);
+		key = test_pb_varint(&p, end);
 		switch (key & 7) {
 		case 0:
-			v = pb_varint(&p, end);
+			v = test_pb_varint(&p, end);
 			if (key >> 3 == field)
 				return v;
 			break;
 		case 2:
-			v = pb_varint(&p, end);
+			v = test_pb_varint(&p, end);
 			assert_true(v <= (uint64_t)(end - p));
 			p += v;
 			break;
@@ -600,11 +553,11 @@ static void check_snappy_vector(const char *name)
 	size_t n, att, msg;
 	const unsigned char *m;
 
-	n = read_vector(name, frame, sizeof(frame));
+	n = test_vector_read_into(name, frame, sizeof(frame));
 	assert_true(n >= 12);
 	assert_memory_equal(frame, "PRPC", 4);
-	body = be32(frame + 4);
-	meta = be32(frame + 8);
+	body = test_be32(frame + 4);
+	meta = test_be32(frame + 8);
 	assert_int_equal(12 + (size_t)body, n);
 	assert_true(meta <= body);
 	m = frame + 12;
@@ -798,21 +751,7 @@ static void test_python_crosscheck(void **state)
 	assert_true(sum_ours <= sum_ref + sum_ref / 10);
 }
 
-static int arm(void **state)
-{
-	(void)state;
-	alarm(TEST_TIMEOUT_S);
-	return 0;
-}
-
-static int disarm(void **state)
-{
-	(void)state;
-	alarm(0);
-	return 0;
-}
-
-#define T(f) cmocka_unit_test_setup_teardown(f, arm, disarm)
+#define T(f) TEST_BOUNDED(f)
 
 int main(void)
 {

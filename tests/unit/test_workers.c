@@ -30,6 +30,8 @@
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 120
 
+#include "testutil.h"
+
 struct wtask {
 	struct task task;
 	uint32_t runs;
@@ -466,21 +468,7 @@ static void test_workers_no_lost_wakeup(void **state)
 	fx_teardown(&fx);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	alarm(TEST_TIMEOUT_S);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	alarm(0);
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) TEST_BOUNDED(fn)
 
 int main(void)
 {
