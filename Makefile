@@ -4,6 +4,7 @@
 #   make          build/rpcgate: the static musl binary
 #   make check    every test tier (unit now; integration and rxe later)
 #   make run      the main job (see README.md)
+#   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
 #
 # Two builds of the same sources:
 #   build/musl/   musl-gcc, static, linked with Debian's static rdma-core,
@@ -84,7 +85,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -Inet -Irdma -Iapp $(GEN_INC) \
 FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
-.PHONY: all deps check unit integration fuzz run format clean
+.PHONY: all deps check unit integration fuzz run bench format clean
 
 all: $(BUILD)/rpcgate
 
@@ -156,11 +157,22 @@ check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS)
 	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate TEST_VECTORS_DIR=$(VECTORS) \
 		scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 
+# Until the appliance boots (issue 4): serve example.EchoService, call it
+# and load it for a few seconds, then stop.
 run: $(BUILD)/rpcgate
-	$(BUILD)/rpcgate config
+	@scripts/run-echo $(BUILD)/rpcgate
+
+# The raw limit the benchmark compares against: a plain TCP ping-pong.
+$(BUILD)/pingpong: tests/bench/pingpong.c $(BUILD)/musl-inc/.stamp
+	$(MUSL_CC) -static -std=gnu11 -O2 $(WARN) -pthread $< -o $@
+
+bench: $(BUILD)/rpcgate $(BUILD)/pingpong
+	@RPCGATE_BIN=$(BUILD)/rpcgate PINGPONG_BIN=$(BUILD)/pingpong \
+		scripts/bench-echo
 
 format:
-	clang-format -i $(ALL_SRCS) $(wildcard net/*.h rdma/*.h app/*.h tests/unit/*.[ch])
+	clang-format -i $(ALL_SRCS) $(wildcard net/*.h rdma/*.h app/*.h \
+		tests/unit/*.[ch] tests/integration/*.[ch] tests/bench/*.c)
 
 clean:
 	rm -rf $(BUILD)

@@ -13,7 +13,9 @@
 
 #include "budget.h"
 #include "flags.h"
+#include "iobuf.h"
 #include "log.h"
+#include "rt.h"
 
 #define APP_EXIT_OK 0
 #define APP_EXIT_FAILURE 1
@@ -21,6 +23,27 @@
 
 /* Where the kernel command line is read from unless --cmdline_file says. */
 #define APP_KERNEL_CMDLINE "/proc/cmdline"
+
+/* Flag limits of the echo, call and bench subcommands (app/flagtab.c). */
+/* echo --sleep_ms: ten minutes plays a slow server; more is a stuck one. */
+#define APP_SLEEP_MS_MAX 600000
+/* echo --max_concurrency: 2^20 calls in flight, far above what one
+ * server process holds (each pins its request and a task). */
+#define APP_MAX_CONCURRENCY_MAX (1 << 20)
+/* call/bench --timeout_ms: one hour; -1 means no deadline. */
+#define APP_TIMEOUT_MS_MAX 3600000
+/* call/bench --max_retry: callid numbers at most 254 attempts of a call
+ * (CALLID_ATTEMPT_MAX); 100 leaves room for a backup request. */
+#define APP_MAX_RETRY_MAX 100
+/* bench --concurrency: 100000 calls in flight, each a 1.2 KiB rpc_call
+ * (120 MiB in all); under callid's CALLID_CAPACITY_MAX of 2^20. */
+#define APP_BENCH_CONCURRENCY_MAX 100000
+/* bench --payload: brpc's default max_body_size (64 MiB).  The body adds
+ * the meta and the message's tag and length, so payloads within a few
+ * hundred bytes of it are refused by a server with that default. */
+#define APP_BENCH_PAYLOAD_MAX (64 << 20)
+/* bench --duration: one hour, in seconds. */
+#define APP_BENCH_DURATION_MAX 3600
 
 extern const struct flag_def app_flag_defs[];
 extern const size_t app_flag_count;
@@ -59,5 +82,59 @@ int app_ncpu(void);
 /* Subcommands: each returns an exit status. */
 int app_cmd_config(struct app_config *cfg);
 int app_cmd_rdma_info(struct app_config *cfg);
+int app_cmd_echo(struct app_config *cfg);  /* app/cmd_echo.c */
+int app_cmd_call(struct app_config *cfg);  /* app/cmd_call.c */
+int app_cmd_bench(struct app_config *cfg); /* app/cmd_bench.c */
+
+/*
+ * What echo, call and bench share (app/runtime.c).
+ *
+ * The runtime of a serving or calling subcommand: a log on stderr at
+ * --log_level, the thread budget's loops and task workers, and a buffer
+ * pool.  app_runtime_start() brings all three up in that order on the
+ * main thread, or prints why not (prefixed with `who`, e.g. "rpcgate
+ * echo") and returns -errno with nothing held; app_runtime_stop() stops
+ * the threads and frees everything, in reverse.  Servers and channels
+ * built on it must be destroyed before app_runtime_stop().
+ */
+struct app_runtime {
+	struct log log;
+	struct rt rt;
+	struct iobuf_pool pool;
+	const char *who;
+};
+
+int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
+		      const char *who);
+void app_runtime_stop(struct app_runtime *r);
+
+struct channel;
+
+/* Whether --server was given; if not, says so on stderr (prefixed with
+ * `who`) for the caller to exit with APP_EXIT_CONFIG. */
+bool app_require_server(const struct app_config *cfg, const char *who);
+
+/*
+ * Opens a channel to --server on r's rt, pool and log, with the flags
+ * --timeout_ms, --max_retry, --connection_type, --checksum and
+ * --auth_token (the credential points into cfg's flags, which must
+ * outlive the channel), and room for at least `min_calls` calls in
+ * flight; `done_inline` as in channel_options.  0, or channel_init()'s
+ * -errno after a message on stderr.
+ */
+int app_channel_open(struct channel *ch, struct app_runtime *r,
+		     const struct app_config *cfg, unsigned min_calls,
+		     bool done_inline);
+
+/* example.EchoService.Echo: methods[0] of example__echo_service__descriptor
+ * (app/proto/echo.proto). */
+#define APP_ECHO_METHOD 0
+
+/* --compress as a net/compress.h type. */
+int app_compress_type(const struct app_config *cfg);
+
+/* An error_code's name: brpc's ("ERPCTIMEDOUT"), an errno's
+ * ("ECONNREFUSED"), or "?".  Never NULL. */
+const char *app_error_name(int code);
 
 #endif

@@ -6,9 +6,36 @@
 #include "app.h"
 #include "budget.h"
 
+#include <ctype.h>
+#include <string.h>
+
 static const char *const budget_modes[] = {"strict", "auto", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error",
 					 NULL};
+/* compress_type_name()'s names of the types with a codec (net/compress.h). */
+static const char *const compress_types[] = {"none", "snappy", "gzip", "zlib",
+					     NULL};
+/* channel_conn_type_name()'s names (net/channel.h). */
+static const char *const conn_types[] = {"single", "pooled", "short", NULL};
+
+/* Empty (not given), or HOST:PORT with a non-empty host and a port of
+ * 1..65535 after the last colon ("[::1]:8000" works too). */
+static bool server_addr_valid(const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	long port = 0;
+
+	if (!*v)
+		return true;
+	if (!colon || colon == v || !colon[1] || strlen(colon + 1) > 5)
+		return false;
+	for (const char *p = colon + 1; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return false;
+		port = port * 10 + (*p - '0');
+	}
+	return port >= 1 && port <= 65535;
+}
 
 const struct flag_def app_flag_defs[] = {
 	/* thread budget (DESIGN.md, "Threads: the budget") */
@@ -70,6 +97,157 @@ const struct flag_def app_flag_defs[] = {
 		.expect = "a file path",
 		.help = "where rpcgate.NAME=VALUE kernel arguments are read "
 			"from",
+	},
+	/* echo: the example.EchoService server */
+	{
+		.name = "port",
+		.type = FLAG_INT,
+		.def = "8000",
+		.min = 0,
+		.max = 65535,
+		.help = "echo: TCP port to serve on (0: any free port, printed "
+			"at start)",
+	},
+	{
+		.name = "listen",
+		.type = FLAG_STRING,
+		.def = "0.0.0.0",
+		.expect = "an address or host name",
+		.help = "echo: address to serve on (0.0.0.0: every IPv4 "
+			"address)",
+	},
+	{
+		.name = "sleep_ms",
+		.type = FLAG_INT,
+		.def = "0",
+		.min = 0,
+		.max = APP_SLEEP_MS_MAX,
+		.help = "echo: delay every answer by this long, to play a slow "
+			"server",
+	},
+	{
+		.name = "max_concurrency",
+		.type = FLAG_INT,
+		.def = "0",
+		.min = 0,
+		.max = APP_MAX_CONCURRENCY_MAX,
+		.help = "echo: calls in flight before new ones are refused "
+			"with ELIMIT (0: no limit)",
+	},
+	{
+		.name = "echo_on_workers",
+		.type = FLAG_BOOL,
+		.def = "false",
+		.help = "echo: run the handler on task workers instead of the "
+			"event loop that read the request",
+	},
+	{
+		.name = "auth_token",
+		.type = FLAG_STRING,
+		.def = "",
+		.help = "echo: the credential a client must send (empty: any); "
+			"call, bench: the credential sent (empty: none)",
+	},
+	/* call and bench: example.EchoService clients */
+	{
+		.name = "server",
+		.type = FLAG_STRING,
+		.def = "",
+		.valid = server_addr_valid,
+		.expect = "HOST:PORT",
+		.help = "call, bench: the server to call, HOST:PORT "
+			"(required)",
+	},
+	{
+		.name = "message",
+		.type = FLAG_STRING,
+		.def = "",
+		.help = "call: the request's message",
+	},
+	{
+		.name = "attachment",
+		.type = FLAG_STRING,
+		.def = "",
+		.help = "call: the request's attachment (empty: none)",
+	},
+	{
+		.name = "log_id",
+		.type = FLAG_INT,
+		.def = "0",
+		.min = 0,
+		.max = INT64_MAX,
+		.help = "call: the request's log_id (sent only when given)",
+	},
+	{
+		.name = "compress",
+		.type = FLAG_ENUM,
+		.def = "none",
+		.choices = compress_types,
+		.help = "call, bench: compression of the request body (the "
+			"echo server answers in kind)",
+	},
+	{
+		.name = "timeout_ms",
+		.type = FLAG_INT,
+		.def = "500",
+		.min = -1,
+		.max = APP_TIMEOUT_MS_MAX,
+		.help = "call, bench: deadline of each call over all its "
+			"attempts (-1: none)",
+	},
+	{
+		.name = "max_retry",
+		.type = FLAG_INT,
+		.def = "3",
+		.min = 0,
+		.max = APP_MAX_RETRY_MAX,
+		.help = "call, bench: extra attempts after connection failures",
+	},
+	{
+		.name = "connection_type",
+		.type = FLAG_ENUM,
+		.def = "single",
+		.choices = conn_types,
+		.help = "call, bench: single (calls share one connection), "
+			"pooled (one call per connection at a time) or short "
+			"(a connection per call)",
+	},
+	{
+		.name = "checksum",
+		.type = FLAG_BOOL,
+		.def = "false",
+		.help = "call, bench: send a CRC32C of each request",
+	},
+	{
+		.name = "concurrency",
+		.type = FLAG_INT,
+		.def = "1",
+		.min = 1,
+		.max = APP_BENCH_CONCURRENCY_MAX,
+		.help = "bench: calls kept in flight",
+	},
+	{
+		.name = "payload",
+		.type = FLAG_INT,
+		.def = "16",
+		.min = 0,
+		.max = APP_BENCH_PAYLOAD_MAX,
+		.help = "bench: bytes of each request's message",
+	},
+	{
+		.name = "duration",
+		.type = FLAG_INT,
+		.def = "5",
+		.min = 1,
+		.max = APP_BENCH_DURATION_MAX,
+		.help = "bench: seconds to run",
+	},
+	{
+		.name = "json",
+		.type = FLAG_BOOL,
+		.def = "false",
+		.help = "bench: print the result as one JSON line, and no "
+			"progress",
 	},
 	/* informational */
 	{

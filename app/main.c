@@ -33,6 +33,12 @@ static const struct subcommand subcommands[] = {
 		   "and source (exit 2 on errors)", app_cmd_config},
 	{"rdma-info", "list RDMA devices, ports, GIDs and states",
 	 app_cmd_rdma_info},
+	{"echo", "serve example.EchoService until SIGTERM/SIGINT "
+		 "(--port, --listen, ...)", app_cmd_echo},
+	{"call", "one example.EchoService.Echo call to --server; print "
+		 "the answer", app_cmd_call},
+	{"bench", "closed-loop load on --server's EchoService; qps and "
+		  "latency percentiles", app_cmd_bench},
 	{"help", "this text", cmd_help},
 	{"version", "print the version", cmd_version},
 };

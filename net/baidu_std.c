@@ -26,13 +26,12 @@
 #include <string.h>
 
 #include "baidu_rpc_meta.pb-c.h"
+#include "pbuf.h"
 #include "util.h"
 
 /* Metas up to this size that straddle two refs are flattened on the stack;
  * brpc's own metas are 20-60 bytes. */
 #define META_STACK_LEN 256
-/* Stack buffer the header and meta are packed through. */
-#define PACK_SCRATCH_LEN 256
 /* The LevelDB CRC mask brpc uses for checksum_value (crc32c.h in butil). */
 #define CHECKSUM_MASK_DELTA 0xa282ead8u
 /*
@@ -71,42 +70,6 @@ limits_or_default(const struct baidu_limits *lim, struct baidu_limits *def)
 		return lim;
 	baidu_limits_default(def);
 	return def;
-}
-
-/* --- protobuf-c allocator over struct mem -------------------------------- */
-
-struct pb_alloc {
-	ProtobufCAllocator a;
-	const struct mem *mem;
-	bool nomem; /* an allocation failed: unpack's NULL means -ENOMEM */
-};
-
-static void *pb_alloc_fn(void *ctx, size_t size)
-{
-	struct pb_alloc *pa = ctx;
-	void *p;
-
-	/* A zero-byte request must not read as a failure. */
-	p = mem_alloc(pa->mem, size ? size : 1);
-	if (!p)
-		pa->nomem = true;
-	return p;
-}
-
-static void pb_free_fn(void *ctx, void *ptr)
-{
-	struct pb_alloc *pa = ctx;
-
-	mem_free(pa->mem, ptr);
-}
-
-static void pb_alloc_init(struct pb_alloc *pa, const struct mem *mem)
-{
-	pa->a.alloc = pb_alloc_fn;
-	pa->a.free = pb_free_fn;
-	pa->a.allocator_data = pa;
-	pa->mem = mem;
-	pa->nomem = false;
 }
 
 /* --- parsing ------------------------------------------------------------- */
@@ -218,10 +181,10 @@ int baidu_meta_decode(const void *p, size_t n, const struct mem *mem,
 		      struct Brpc__Policy__RpcMeta **pb,
 		      struct baidu_meta *view)
 {
-	struct pb_alloc pa;
+	struct pbuf_alloc pa;
 	Brpc__Policy__RpcMeta *m;
 
-	pb_alloc_init(&pa, mem);
+	pbuf_alloc_init(&pa, mem);
 	/* protobuf-c reads exactly n bytes and never writes them. */
 	m = brpc__policy__rpc_meta__unpack(&pa.a, n, n ? p : empty_bytes);
 	if (!m)
@@ -233,11 +196,11 @@ int baidu_meta_decode(const void *p, size_t n, const struct mem *mem,
 
 void baidu_meta_free(struct Brpc__Policy__RpcMeta *pb, const struct mem *mem)
 {
-	struct pb_alloc pa;
+	struct pbuf_alloc pa;
 
 	if (!pb)
 		return;
-	pb_alloc_init(&pa, mem);
+	pbuf_alloc_init(&pa, mem);
 	brpc__policy__rpc_meta__free_unpacked(pb, &pa.a);
 }
 
@@ -338,40 +301,6 @@ void baidu_frame_release(struct baidu_frame *f)
 
 /* --- packing ------------------------------------------------------------- */
 
-/* A ProtobufCBuffer appending to an iobuf through a stack buffer. */
-struct pack_sink {
-	ProtobufCBuffer base;
-	struct iobuf *out;
-	int err; /* first iobuf_append() failure */
-	size_t n;
-	uint8_t buf[PACK_SCRATCH_LEN];
-};
-
-static void sink_flush(struct pack_sink *s)
-{
-	if (!s->err && s->n)
-		s->err = iobuf_append(s->out, s->buf, s->n);
-	s->n = 0;
-}
-
-static void sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
-{
-	struct pack_sink *s = container_of(b, struct pack_sink, base);
-
-	if (s->err || len == 0)
-		return;
-	if (len > sizeof(s->buf) - s->n) {
-		sink_flush(s);
-		if (len >= sizeof(s->buf)) {
-			if (!s->err)
-				s->err = iobuf_append(s->out, data, len);
-			return;
-		}
-	}
-	memcpy(s->buf + s->n, data, len);
-	s->n += len;
-}
-
 /*
  * Appends header, meta (attachment_size filled in here), msg and
  * attachment; empties msg and attachment.  All or nothing.
@@ -382,10 +311,7 @@ static int pack_frame(struct iobuf *out, Brpc__Policy__RpcMeta *pb,
 	size_t msg_len = msg ? iobuf_len(msg) : 0;
 	size_t att_len = att ? iobuf_len(att) : 0;
 	size_t orig = iobuf_len(out), meta_len;
-	struct pack_sink sink = {
-	    .base.append = sink_append,
-	    .out = out,
-	};
+	struct pbuf_sink sink;
 	int err;
 
 	if (msg == out || att == out || (msg && msg == att))
@@ -399,13 +325,13 @@ static int pack_frame(struct iobuf *out, Brpc__Policy__RpcMeta *pb,
 	    meta_len > UINT32_MAX - msg_len - att_len)
 		return -EMSGSIZE;
 
+	pbuf_sink_init(&sink, out);
 	memcpy(sink.buf, BAIDU_MAGIC, BAIDU_MAGIC_LEN);
 	put_be32(sink.buf + 4, (uint32_t)(meta_len + msg_len + att_len));
 	put_be32(sink.buf + 8, (uint32_t)meta_len);
 	sink.n = BAIDU_HEADER_LEN;
 	brpc__policy__rpc_meta__pack_to_buffer(pb, &sink.base);
-	sink_flush(&sink);
-	err = sink.err;
+	err = pbuf_sink_finish(&sink);
 	if (err)
 		goto out_drop_appended;
 	if (msg_len) {

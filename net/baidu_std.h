@@ -315,7 +315,7 @@ int baidu_pack_response(struct iobuf *out, const struct baidu_resp_meta *m,
  * address when server_addr is NULL.  brpc's security mode (an MD5 of the
  * address instead) is not reproduced.  Texts brpc's server writes itself:
  *   ENOSERVICE "Fail to find service=<service as sent>"
- *   ENOMETHOD  "Fail to find method=<full service>/<method>"
+ *   ENOMETHOD  "Fail to find method=<service as sent>/<method>"
  *   EREQUEST   "Fail to parse request=<message type>, ContentType=pb,
  *              CompressType=none, ChecksumType=none, request_size=<n>"
  *   ERPCAUTH   "Fail to authenticate" [": " detail]

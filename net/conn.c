@@ -107,8 +107,13 @@ static struct conn_wreq *wq_next(struct conn *c, struct conn_wreq *done)
 	/* `done` is the newest we know: if it is still the head, we are
 	 * the last writer and the queue is empty. */
 	if (__atomic_compare_exchange_n(&c->wq_head, &expected, NULL, false,
-					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+					__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
 		wreq_free(c, done);
+		/* Sequentially consistent with conn_close_after_flush():
+		 * one of the two sees the other's store. */
+		if (__atomic_load_n(&c->close_on_drain, __ATOMIC_SEQ_CST))
+			conn_close(c, __atomic_load_n(&c->drain_err,
+						      __ATOMIC_RELAXED));
 		return NULL;
 	}
 	/* Newer requests arrived: reverse head..done into FIFO order.  A
@@ -306,6 +311,16 @@ void conn_close(struct conn *c, int err)
 	__atomic_store_n(&c->close_err, err, __ATOMIC_RELEASE);
 	conn_ref(c);
 	loop_post(c->loop, &c->close_task);
+}
+
+void conn_close_after_flush(struct conn *c, int err)
+{
+	__atomic_store_n(&c->drain_err, err, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->close_on_drain, 1, __ATOMIC_SEQ_CST);
+	/* No writer holds the role: nothing is queued, close now.  Else
+	 * the writer that empties the queue closes (wq_next). */
+	if (!__atomic_load_n(&c->wq_head, __ATOMIC_SEQ_CST))
+		conn_close(c, err);
 }
 
 void conn_start(struct conn *c)

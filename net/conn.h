@@ -93,6 +93,8 @@ struct conn {
 	int refs;                   /* atomic */
 	int closing;                /* atomic: conn_close() won */
 	int close_err;
+	int close_on_drain;         /* atomic: conn_close_after_flush() */
+	int drain_err;
 	struct conn_wreq *wq_head;  /* atomic: newest pushed request */
 	struct conn_wreq *wq_cur;   /* writer only: being written */
 	struct conn_wreq *wq_fifo;  /* writer only: next ones, oldest first */
@@ -126,6 +128,14 @@ int conn_write(struct conn *c, struct iobuf *data);
 
 /* Starts closing with `err` (0: orderly).  Any thread, idempotent. */
 void conn_close(struct conn *c, int err);
+
+/*
+ * Closes with `err` once every write queued so far has gone out (or
+ * failed): a last answer before hanging up (ERPCAUTH, a server's
+ * graceful stop).  Writes queued after this call may or may not go out.
+ * Any thread; combines with conn_close(), first close wins.
+ */
+void conn_close_after_flush(struct conn *c, int err);
 
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);

@@ -232,8 +232,9 @@ const char *flags_closest(const struct flags *fl, const char *name,
 			best = d;
 		}
 	}
-	/* A typo changes a few letters, not most of the word. */
-	if (best && best_d <= 2 + len / 4 && best_d < len)
+	/* A typo changes a few letters, never half of the word: "nope"
+	 * is not a typo of "port" (3 of 4 letters differ). */
+	if (best && best_d <= 2 + len / 4 && 2 * best_d <= len)
 		return best;
 	return NULL;
 }

@@ -10,7 +10,7 @@
  * and success response packs back and parses to the same meaning; no
  * crash, no leak, every block back in the pool, no live meta allocation.
  */
-// fuzz-sources: net/baidu_std.c net/iobuf.c net/mem.c build/gen/net/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
+// fuzz-sources: net/baidu_std.c net/pbuf.c net/iobuf.c net/mem.c build/gen/net/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,0 +1,484 @@
+/*
+ * bench: a closed-loop load generator for example.EchoService (brpc's
+ * rpc_press in its simplest form).
+ *
+ *   rpcgate bench --server=HOST:PORT [--concurrency=N] [--payload=BYTES]
+ *                 [--duration=S] [--connection_type=single|pooled|short]
+ *                 [--compress=none|snappy|gzip|zlib] [--json]
+ *                 (and call's --timeout_ms, --max_retry, --checksum,
+ *                 --auth_token)
+ *
+ * N slots each keep one asynchronous call in flight: a call's done
+ * callback (on a task worker) records the latency and, until the
+ * duration is over, issues the slot's next call at once.  The request's
+ * message is BYTES bytes of 'x', one message shared by every call.
+ *
+ *   main       start N calls -> one progress line a second on stderr
+ *              (not with --json) -> wait until every slot has ended
+ *              (calls still out BENCH_DRAIN_SLACK_MS past their deadline
+ *              are cancelled) -> close the channel -> print the result
+ *   worker     done: record -> next call, or end the slot
+ *
+ * Result: qps = successful calls / seconds from the start to the end of
+ * the last call; latency percentiles of the successful calls from a
+ * log-linear histogram; errors = failed calls (the first one is printed
+ * on stderr when it happens).  --json prints exactly one line:
+ *
+ *   {"qps":N,"calls":N,"errors":N,"p50_us":N,"p90_us":N,"p99_us":N,
+ *    "p999_us":N,"avg_us":N,"concurrency":N,"payload":N,"duration_s":N,
+ *    "connection_type":"single"}
+ *
+ * Exit 0 when at least one call succeeded, 1 otherwise, 2 without
+ * --server.
+ */
+#include "app.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "channel.h"
+#include "clock.h"
+#include "compress.h"
+#include "echo.pb-c.h"
+
+#define WHO "rpcgate bench"
+
+/* How long past the calls' deadline (timeout_ms, or none) the end waits
+ * for stragglers before cancelling them: a deadline timer fires on its
+ * loop's next turn, and a loaded machine can be late by a second. */
+#define BENCH_DRAIN_SLACK_MS 2000
+
+/* ---- latency histogram ------------------------------------------------ */
+
+/*
+ * Log-linear buckets of microseconds: values below HIST_SUB are exact;
+ * above, each power of two is cut into HIST_SUB equal buckets, so a
+ * bucket's midpoint is within 1/(2 * HIST_SUB) (0.8 %) of any value in
+ * it.  Values of 2^HIST_MAX_EXP us (16.8 s) and more, beyond any sane
+ * deadline, share the last bucket.  Counters are atomic: done callbacks
+ * run on every task worker at once.
+ */
+#define HIST_SUB_BITS 6
+#define HIST_SUB      (1 << HIST_SUB_BITS)
+#define HIST_MAX_EXP  24
+#define HIST_BUCKETS  ((HIST_MAX_EXP - HIST_SUB_BITS + 1) * HIST_SUB)
+
+struct hist {
+	uint64_t n[HIST_BUCKETS];
+	uint64_t count;
+	uint64_t sum_us;
+};
+
+static int hist_index(uint64_t us)
+{
+	int e, shift;
+
+	if (us < HIST_SUB)
+		return (int)us;
+	e = 63 - __builtin_clzll(us); /* us in [2^e, 2^(e+1)) */
+	if (e >= HIST_MAX_EXP)
+		return HIST_BUCKETS - 1;
+	shift = e - HIST_SUB_BITS;
+	return (e - HIST_SUB_BITS + 1) * HIST_SUB +
+	       (int)((us >> shift) - HIST_SUB);
+}
+
+/* The value a bucket stands for: its midpoint. */
+static uint64_t hist_value(int i)
+{
+	int group = i / HIST_SUB, shift;
+
+	if (group == 0)
+		return (uint64_t)i;
+	shift = group - 1;
+	return ((uint64_t)(HIST_SUB + i % HIST_SUB) << shift) +
+	       ((1ull << shift) >> 1);
+}
+
+static void hist_add(struct hist *h, int64_t us)
+{
+	uint64_t v = us > 0 ? (uint64_t)us : 0;
+
+	__atomic_fetch_add(&h->n[hist_index(v)], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->sum_us, v, __ATOMIC_RELAXED);
+}
+
+/* The value at quantile `per10k`/10000 (5000: the median); 0 when
+ * empty.  Read once every call has ended. */
+static uint64_t hist_quantile(const struct hist *h, unsigned per10k)
+{
+	uint64_t rank = (h->count * per10k + 9999) / 10000, seen = 0;
+
+	if (rank == 0)
+		rank = 1;
+	for (int i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->n[i];
+		if (seen >= rank)
+			return hist_value(i);
+	}
+	return 0;
+}
+
+/* ---- the bench -------------------------------------------------------- */
+
+struct bench;
+
+struct bench_slot {
+	struct rpc_call call;
+	struct bench *b;
+	int ended; /* atomic: its last call ended, no next one */
+};
+
+struct bench {
+	struct app_runtime r;
+	struct channel ch;
+	Example__EchoRequest req; /* shared, read-only while calls run */
+	char *message;
+	struct bench_slot *slots;
+
+	/* from the flags */
+	int concurrency, payload, duration_s, timeout_ms, compress;
+	bool json;
+	const char *server, *conn_type;
+
+	int64_t start_ns, end_ns; /* no call starts at or after end_ns */
+	uint64_t ok, errors;	  /* atomic */
+	int first_error;	  /* atomic: printed already */
+	struct hist hist;
+
+	pthread_mutex_t lock; /* guards the two below */
+	pthread_cond_t idle;  /* CLOCK_MONOTONIC */
+	int running;	      /* slots not ended */
+	int64_t drained_ns;   /* when the last slot ended */
+};
+
+struct bench_result {
+	uint64_t calls, errors;
+	double elapsed_s, qps;
+	uint64_t p50, p90, p99, p999, avg;
+};
+
+static void bench_from_flags(struct bench *b, const struct app_config *cfg)
+{
+	const struct flags *fl = &cfg->flags;
+
+	b->concurrency = (int)flags_int(fl, "concurrency");
+	b->payload = (int)flags_int(fl, "payload");
+	b->duration_s = (int)flags_int(fl, "duration");
+	b->timeout_ms = (int)flags_int(fl, "timeout_ms");
+	b->compress = app_compress_type(cfg);
+	b->json = flags_bool(fl, "json");
+	b->server = flags_str(fl, "server");
+	b->conn_type = flags_str(fl, "connection_type");
+}
+
+/* The shared request and the slots.  0 or -ENOMEM. */
+static int bench_alloc(struct bench *b)
+{
+	Example__EchoRequest init = EXAMPLE__ECHO_REQUEST__INIT;
+
+	b->message = mem_alloc(NULL, (size_t)b->payload + 1);
+	b->slots = mem_zalloc(NULL, (size_t)b->concurrency *
+					sizeof(struct bench_slot));
+	if (!b->message || !b->slots) {
+		mem_free(NULL, b->message);
+		mem_free(NULL, b->slots);
+		return -ENOMEM;
+	}
+	memset(b->message, 'x', (size_t)b->payload);
+	b->message[b->payload] = '\0';
+	b->req = init;
+	b->req.message = b->message;
+	return 0;
+}
+
+static void bench_free(struct bench *b)
+{
+	mem_free(NULL, b->slots);
+	mem_free(NULL, b->message);
+}
+
+static int bench_sync_init(struct bench *b)
+{
+	pthread_condattr_t ca;
+	int err;
+
+	err = pthread_mutex_init(&b->lock, NULL);
+	if (err)
+		return -err;
+	err = pthread_condattr_init(&ca);
+	if (!err) {
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		err = pthread_cond_init(&b->idle, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	if (err)
+		pthread_mutex_destroy(&b->lock);
+	return -err;
+}
+
+static void bench_sync_destroy(struct bench *b)
+{
+	pthread_cond_destroy(&b->idle);
+	pthread_mutex_destroy(&b->lock);
+}
+
+static void bench_done(struct rpc_call *c, void *arg);
+
+/* Starts the slot's next call.  Always completes through bench_done():
+ * a call that cannot start still runs its done (channel.h). */
+static void bench_issue(struct bench_slot *s)
+{
+	struct rpc_call *c = &s->call;
+	struct bench *b = s->b;
+
+	/* Deadline and retries: the channel's (rpc_call_init's default). */
+	c->compress_type = b->compress;
+	channel_call(&b->ch, &example__echo_service__descriptor,
+		     APP_ECHO_METHOD, &b->req.base, c, bench_done, s);
+}
+
+static void bench_record(struct bench *b, const struct rpc_call *c)
+{
+	int code = c->error_code;
+
+	if (!code) {
+		hist_add(&b->hist, c->latency_us);
+		__atomic_fetch_add(&b->ok, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	__atomic_fetch_add(&b->errors, 1, __ATOMIC_RELAXED);
+	if (!__atomic_exchange_n(&b->first_error, 1, __ATOMIC_RELAXED))
+		fprintf(stderr, WHO ": first error %d (%s): %s\n", code,
+			app_error_name(code),
+			c->error_text ? c->error_text : "");
+}
+
+static void bench_slot_end(struct bench_slot *s)
+{
+	struct bench *b = s->b;
+
+	__atomic_store_n(&s->ended, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&b->lock);
+	if (--b->running == 0) {
+		b->drained_ns = clock_mono_ns();
+		pthread_cond_broadcast(&b->idle);
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* rpc_done_fn, on the channel's loop thread (done_inline: it never
+ * blocks, and the next call goes out without a thread hand-off). */
+static void bench_done(struct rpc_call *c, void *arg)
+{
+	struct bench_slot *s = arg;
+
+	bench_record(s->b, c);
+	if (clock_mono_ns() >= s->b->end_ns) {
+		bench_slot_end(s);
+		return;
+	}
+	rpc_call_reset(c);
+	bench_issue(s);
+}
+
+static void bench_start(struct bench *b)
+{
+	b->running = b->concurrency;
+	b->start_ns = clock_mono_ns();
+	b->end_ns = b->start_ns + (int64_t)b->duration_s * CLOCK_NS_PER_S;
+	for (int i = 0; i < b->concurrency; i++) {
+		b->slots[i].b = b;
+		rpc_call_init(&b->slots[i].call, &b->r.pool);
+	}
+	for (int i = 0; i < b->concurrency; i++)
+		bench_issue(&b->slots[i]);
+}
+
+static void sleep_until(int64_t mono_ns)
+{
+	struct timespec ts = {
+	    .tv_sec = mono_ns / CLOCK_NS_PER_S,
+	    .tv_nsec = mono_ns % CLOCK_NS_PER_S,
+	};
+
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+	       EINTR)
+		;
+}
+
+/* Sleeps through the duration, with a line a second unless --json. */
+static void bench_progress(struct bench *b)
+{
+	uint64_t ok, errors, prev = 0;
+
+	for (int sec = 1; sec <= b->duration_s; sec++) {
+		sleep_until(b->start_ns + (int64_t)sec * CLOCK_NS_PER_S);
+		if (b->json)
+			continue;
+		ok = __atomic_load_n(&b->ok, __ATOMIC_RELAXED);
+		errors = __atomic_load_n(&b->errors, __ATOMIC_RELAXED);
+		fprintf(stderr,
+			WHO ": %d/%ds %llu calls/s, %llu calls, %llu "
+			    "errors\n",
+			sec, b->duration_s, (unsigned long long)(ok - prev),
+			(unsigned long long)ok, (unsigned long long)errors);
+		prev = ok;
+	}
+}
+
+/* Waits until every slot has ended or `deadline_ns` passed (-1: no
+ * limit); true when all have. */
+static bool bench_wait_idle(struct bench *b, int64_t deadline_ns)
+{
+	struct timespec ts = {
+	    .tv_sec = deadline_ns / CLOCK_NS_PER_S,
+	    .tv_nsec = deadline_ns % CLOCK_NS_PER_S,
+	};
+	bool idle;
+
+	pthread_mutex_lock(&b->lock);
+	while (b->running > 0) {
+		if (deadline_ns < 0)
+			pthread_cond_wait(&b->idle, &b->lock);
+		else if (pthread_cond_timedwait(&b->idle, &b->lock, &ts) ==
+			 ETIMEDOUT)
+			break;
+	}
+	idle = b->running == 0;
+	pthread_mutex_unlock(&b->lock);
+	return idle;
+}
+
+/*
+ * Every call must end before the channel goes.  Calls end by their
+ * deadline; past it (and the slack) the stragglers are cancelled, which
+ * ends them at once.  No slot starts a call this late (bench_done stops
+ * at end_ns, seconds earlier), so cancel does not race a restart.
+ */
+static void bench_drain(struct bench *b)
+{
+	int64_t wait_ms =
+	    BENCH_DRAIN_SLACK_MS + (b->timeout_ms > 0 ? b->timeout_ms : 0);
+	int left = 0;
+
+	if (bench_wait_idle(b, b->end_ns + wait_ms * CLOCK_NS_PER_MS))
+		return;
+	for (int i = 0; i < b->concurrency; i++) {
+		if (__atomic_load_n(&b->slots[i].ended, __ATOMIC_ACQUIRE))
+			continue;
+		rpc_call_cancel(&b->slots[i].call);
+		left++;
+	}
+	fprintf(stderr,
+		WHO ": cancelled %d calls still out %lld ms after "
+		    "the end\n",
+		left, (long long)wait_ms);
+	bench_wait_idle(b, -1);
+}
+
+static void bench_result(const struct bench *b, struct bench_result *res)
+{
+	const struct hist *h = &b->hist;
+	int64_t ns = b->drained_ns - b->start_ns;
+
+	res->calls = b->ok;
+	res->errors = b->errors;
+	res->elapsed_s = ns > 0 ? (double)ns / CLOCK_NS_PER_S : 1e-9;
+	res->qps = (double)res->calls / res->elapsed_s;
+	res->p50 = hist_quantile(h, 5000);
+	res->p90 = hist_quantile(h, 9000);
+	res->p99 = hist_quantile(h, 9900);
+	res->p999 = hist_quantile(h, 9990);
+	res->avg = h->count ? h->sum_us / h->count : 0;
+}
+
+static void bench_print_json(const struct bench *b,
+			     const struct bench_result *res)
+{
+	printf("{\"qps\":%.0f,\"calls\":%llu,\"errors\":%llu,\"p50_us\":%llu,"
+	       "\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,"
+	       "\"avg_us\":%llu,\"concurrency\":%d,\"payload\":%d,"
+	       "\"duration_s\":%d,\"connection_type\":\"%s\"}\n",
+	       res->qps, (unsigned long long)res->calls,
+	       (unsigned long long)res->errors, (unsigned long long)res->p50,
+	       (unsigned long long)res->p90, (unsigned long long)res->p99,
+	       (unsigned long long)res->p999, (unsigned long long)res->avg,
+	       b->concurrency, b->payload, b->duration_s, b->conn_type);
+}
+
+static void bench_print_text(const struct bench *b,
+			     const struct bench_result *res)
+{
+	printf(WHO ": %s, concurrency %d, payload %d B, %s connection, "
+		   "compress %s, %d s\n",
+	       b->server, b->concurrency, b->payload, b->conn_type,
+	       compress_type_name(b->compress), b->duration_s);
+	printf("  %llu calls, %llu errors in %.3f s: %.0f calls/s\n",
+	       (unsigned long long)res->calls, (unsigned long long)res->errors,
+	       res->elapsed_s, res->qps);
+	printf("  latency us: avg %llu  p50 %llu  p90 %llu  p99 %llu  "
+	       "p99.9 %llu\n",
+	       (unsigned long long)res->avg, (unsigned long long)res->p50,
+	       (unsigned long long)res->p90, (unsigned long long)res->p99,
+	       (unsigned long long)res->p999);
+}
+
+/* Runtime, channel, the load, teardown.  An exit status. */
+static int bench_run(struct bench *b, const struct app_config *cfg)
+{
+	struct bench_result res;
+
+	if (app_runtime_start(&b->r, cfg, WHO))
+		return APP_EXIT_FAILURE;
+	if (app_channel_open(&b->ch, &b->r, cfg, (unsigned)b->concurrency,
+			     true)) {
+		app_runtime_stop(&b->r);
+		return APP_EXIT_FAILURE;
+	}
+	bench_start(b);
+	bench_progress(b);
+	bench_drain(b);
+	for (int i = 0; i < b->concurrency; i++)
+		rpc_call_destroy(&b->slots[i].call);
+	channel_destroy(&b->ch);
+	app_runtime_stop(&b->r);
+
+	bench_result(b, &res);
+	if (b->json)
+		bench_print_json(b, &res);
+	else
+		bench_print_text(b, &res);
+	fflush(stdout);
+	return res.calls > 0 ? APP_EXIT_OK : APP_EXIT_FAILURE;
+}
+
+int app_cmd_bench(struct app_config *cfg)
+{
+	struct bench b = {0}; /* some 13 KiB, the histogram most */
+	int status, err;
+
+	if (!app_require_server(cfg, WHO))
+		return APP_EXIT_CONFIG;
+	bench_from_flags(&b, cfg);
+	if (bench_alloc(&b)) {
+		fprintf(stderr,
+			WHO ": out of memory for %d calls of %d "
+			    "bytes\n",
+			b.concurrency, b.payload);
+		return APP_EXIT_FAILURE;
+	}
+	err = bench_sync_init(&b);
+	if (err) {
+		fprintf(stderr, WHO ": %s\n", strerror(-err));
+		bench_free(&b);
+		return APP_EXIT_FAILURE;
+	}
+	status = bench_run(&b, cfg);
+	bench_sync_destroy(&b);
+	bench_free(&b);
+	return status;
+}

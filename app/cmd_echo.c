@@ -1,0 +1,210 @@
+/*
+ * echo: serves example.EchoService (app/echo.h) until SIGTERM or SIGINT,
+ * the server side of brpc's example/echo_c++ and of `rpcgate call` and
+ * `rpcgate bench`.
+ *
+ *   rpcgate echo [--port=N] [--listen=ADDR] [--sleep_ms=N]
+ *                [--max_concurrency=N] [--auth_token=S]
+ *                [--echo_on_workers=BOOL]
+ *
+ * Sequence:
+ *   block SIGTERM and SIGINT (before any thread exists, so every runtime
+ *   thread inherits the mask and only sigwaitinfo() here sees them)
+ *   -> runtime (log, buffer pool, loops and task workers of the budget)
+ *   -> server with the echo service (and the token check when
+ *      --auth_token is set) -> listen -> start
+ *   -> stdout: "rpcgate echo: serving example.EchoService on ADDR:PORT"
+ *      (PORT the bound one, so --port=0 tells scripts where it went)
+ *   -> wait for SIGTERM or SIGINT
+ *   -> graceful stop (ECHO_STOP_GRACE_MS for calls in flight)
+ *   -> stdout: "rpcgate echo: stopped after N calls" -> teardown, exit 0.
+ *
+ * Any start-up failure (a port in use, ...) prints what and why on
+ * stderr and exits 1.
+ */
+#include "app.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+#include "echo.h"
+#include "server.h"
+
+#define WHO "rpcgate echo"
+
+/* Time calls in flight get to finish after the stop signal: well above
+ * a normal call, short enough for a supervisor's stop timeout (systemd
+ * and runc wait 10 s before SIGKILL). */
+#define ECHO_STOP_GRACE_MS 5000
+
+struct echo_cmd {
+	struct app_runtime r;
+	struct server srv;
+	struct echo_service svc; /* outlives srv */
+	const char *listen;
+	int port;	/* asked: 0 is any free port */
+	int bound_port; /* taken */
+	int max_concurrency;
+	const char *token; /* "": no authentication */
+	size_t token_len;
+};
+
+static void echo_cmd_from_flags(struct echo_cmd *e,
+				const struct app_config *cfg)
+{
+	const struct flags *fl = &cfg->flags;
+
+	memset(e, 0, sizeof(*e));
+	e->listen = flags_str(fl, "listen");
+	e->port = (int)flags_int(fl, "port");
+	e->max_concurrency = (int)flags_int(fl, "max_concurrency");
+	e->token = flags_str(fl, "auth_token");
+	e->token_len = strlen(e->token);
+	e->svc.sleep_ms = (int)flags_int(fl, "sleep_ms");
+	e->svc.on_workers = flags_bool(fl, "echo_on_workers");
+}
+
+/* Compares all n bytes whatever differs, so the time taken does not say
+ * how much of a guessed token was right. */
+static bool same_bytes(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+	unsigned char diff = 0;
+
+	for (size_t i = 0; i < n; i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
+/* server_auth_fn: the first request's authentication_data must be the
+ * token, byte for byte. */
+static int echo_auth(void *arg, const struct baidu_bytes *cred,
+		     const char *peer, char *why, size_t why_size)
+{
+	const struct echo_cmd *e = arg;
+
+	if (cred->ptr && cred->len == e->token_len &&
+	    same_bytes(cred->ptr, e->token, e->token_len))
+		return 0;
+	snprintf(why, why_size, "bad credential");
+	return -EACCES;
+}
+
+/* Server, service, listener, start; on failure says why and holds
+ * nothing.  0 or -errno. */
+static int echo_serve(struct echo_cmd *e)
+{
+	struct server_options so;
+	int err;
+
+	server_options_default(&so);
+	so.rt = &e->r.rt;
+	so.pool = &e->r.pool;
+	so.log = &e->r.log;
+	so.max_concurrency = e->max_concurrency;
+	so.checksum_answers = true; /* as brpc: a checked request, a
+				       checked answer */
+	if (e->token_len) {
+		so.auth = echo_auth;
+		so.auth_arg = e;
+	}
+	err = server_init(&e->srv, &so);
+	if (err) {
+		fprintf(stderr, WHO ": cannot set up the server: %s\n",
+			strerror(-err));
+		return err;
+	}
+	err = echo_service_add(&e->srv, &e->svc);
+	if (err) {
+		fprintf(stderr, WHO ": cannot add example.EchoService: %s\n",
+			strerror(-err));
+		goto out_destroy;
+	}
+	err = server_listen(&e->srv, e->listen, e->port);
+	if (err < 0) {
+		fprintf(stderr, WHO ": cannot listen on %s:%d: %s\n", e->listen,
+			e->port, strerror(-err));
+		goto out_destroy;
+	}
+	e->bound_port = err;
+	err = server_start(&e->srv);
+	if (err) {
+		fprintf(stderr, WHO ": cannot start serving on %s:%d: %s\n",
+			e->listen, e->bound_port, strerror(-err));
+		goto out_destroy;
+	}
+	return 0;
+
+out_destroy:
+	server_destroy(&e->srv);
+	return err;
+}
+
+/* The one line scripts wait for.  An IPv6 address is bracketed so that
+ * the line's ADDR:PORT can be passed to --server as it is. */
+static void echo_print_serving(const struct echo_cmd *e)
+{
+	bool v6 = strchr(e->listen, ':') != NULL;
+
+	printf(WHO ": serving example.EchoService on %s%s%s:%d\n",
+	       v6 ? "[" : "", e->listen, v6 ? "]" : "", e->bound_port);
+	fflush(stdout);
+}
+
+/* Blocks until SIGTERM or SIGINT is pending; returns it. */
+static int echo_wait_stop(const sigset_t *stop)
+{
+	siginfo_t info;
+	int sig;
+
+	do
+		sig = sigwaitinfo(stop, &info);
+	while (sig < 0 && errno == EINTR);
+	return sig;
+}
+
+static void echo_stop(struct echo_cmd *e)
+{
+	struct server_stats st;
+
+	/* Calls still in their handlers after the grace are the server's
+	 * to log (it does, once). */
+	server_stop(&e->srv, ECHO_STOP_GRACE_MS);
+	server_stats(&e->srv, &st);
+	printf(WHO ": stopped after %llu calls\n",
+	       (unsigned long long)st.calls);
+	fflush(stdout);
+	server_destroy(&e->srv);
+}
+
+int app_cmd_echo(struct app_config *cfg)
+{
+	struct echo_cmd e;
+	sigset_t stop;
+	int sig, status = APP_EXIT_FAILURE;
+
+	echo_cmd_from_flags(&e, cfg);
+	/* The mask is not restored on return: main() exits right after, and
+	 * a second signal sent during the stop would otherwise end the
+	 * process by that signal instead of exit 0. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+	if (app_runtime_start(&e.r, cfg, WHO))
+		return APP_EXIT_FAILURE;
+	if (echo_serve(&e))
+		goto out_runtime;
+	echo_print_serving(&e);
+	sig = echo_wait_stop(&stop);
+	log_info(&e.r.log, WHO ": %s received, stopping (grace %d ms)",
+		 sig == SIGINT ? "SIGINT" : "SIGTERM", ECHO_STOP_GRACE_MS);
+	echo_stop(&e);
+	status = APP_EXIT_OK;
+out_runtime:
+	app_runtime_stop(&e.r);
+	return status;
+}

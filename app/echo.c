@@ -1,0 +1,92 @@
+/*
+ * echo: example.EchoService as the recorded brpc server answers it (see
+ * echo.h).
+ */
+#include "echo.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "echo.pb-c.h"
+#include "util.h"
+
+/* A delayed answer: the timer lives in the call's `user` slot. */
+struct echo_delay {
+	struct loop_timer timer;
+	struct server_call *call;
+	struct task start;
+	int sleep_ms;
+};
+
+static void echo_answer(struct server_call *call)
+{
+	const Example__EchoRequest *req = (const void *)call->request;
+	Example__EchoResponse *resp = (void *)call->response;
+
+	if (!strcmp(req->message, ECHO_FAIL_MESSAGE)) {
+		server_call_fail(call, ECHO_FAIL_CODE, "%s", ECHO_FAIL_TEXT);
+		server_call_finish(call);
+		return;
+	}
+	/* The request outlives the answer's packing: no copy. */
+	resp->message = req->message;
+	if (iobuf_append_buf(&call->response_attachment,
+			     &call->request_attachment)) {
+		server_call_fail(call, ENOMEM, "no memory for the attachment");
+		server_call_finish(call);
+		return;
+	}
+	call->response_compress_type = call->request_compress_type;
+	server_call_finish(call);
+}
+
+static void delay_fired(struct loop_timer *t)
+{
+	struct echo_delay *d = container_of(t, struct echo_delay, timer);
+	struct server_call *call = d->call;
+
+	mem_free(call->srv->opt.mem, d);
+	echo_answer(call);
+}
+
+/* Runs on the loop: timers belong to their loop's thread. */
+static void delay_start(struct task *t)
+{
+	struct echo_delay *d = container_of(t, struct echo_delay, start);
+	struct loop *loop = server_call_loop(d->call);
+
+	loop_timer_init(&d->timer);
+	loop_timer_start(loop, &d->timer,
+			 loop_now(loop) + (int64_t)d->sleep_ms * 1000000,
+			 delay_fired);
+}
+
+static void echo_handler(struct server_call *call, void *arg)
+{
+	struct echo_service *e = arg;
+	struct echo_delay *d;
+
+	if (e->sleep_ms <= 0) {
+		echo_answer(call);
+		return;
+	}
+	d = mem_alloc(call->srv->opt.mem, sizeof(*d));
+	if (!d) {
+		server_call_fail(call, ENOMEM, "no memory to delay the answer");
+		server_call_finish(call);
+		return;
+	}
+	d->call = call;
+	d->sleep_ms = e->sleep_ms;
+	task_init(&d->start, delay_start);
+	loop_post(server_call_loop(call), &d->start);
+}
+
+int echo_service_add(struct server *s, struct echo_service *e)
+{
+	static server_handler_fn *const handlers[] = {echo_handler};
+
+	return server_add_service(s, &example__echo_service__descriptor,
+				  handlers, e,
+				  e->on_workers ? 0 : SERVER_METHOD_INLINE);
+}

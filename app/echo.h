@@ -1,0 +1,35 @@
+/*
+ * echo: example.EchoService (app/proto/echo.proto, the service of
+ * ../shared/vectors/baidu_std), as the recorded brpc server answers:
+ *
+ *   - the response's message is the request's, the response attachment
+ *     the request's, byte for byte;
+ *   - the answer is compressed with the request's compress type;
+ *   - message "fail" fails the call: code 4242, text "asked to fail";
+ *   - sleep_ms > 0 delays every answer by that long on a loop timer
+ *     (no thread waits), to play a slow server.
+ *
+ * The handler never blocks, so it is registered SERVER_METHOD_INLINE
+ * unless `on_workers` asks for the task workers.
+ */
+#ifndef RPCGATE_APP_ECHO_H
+#define RPCGATE_APP_ECHO_H
+
+#include <stdbool.h>
+
+#include "server.h"
+
+#define ECHO_FAIL_MESSAGE "fail"
+#define ECHO_FAIL_CODE 4242
+#define ECHO_FAIL_TEXT "asked to fail"
+
+struct echo_service {
+	int sleep_ms;	 /* 0: answer at once */
+	bool on_workers; /* run the handler on task workers, not inline */
+};
+
+/* Registers the service on `s` (before server_start); `e` must outlive
+ * the server.  0 or server_add_service()'s error. */
+int echo_service_add(struct server *s, struct echo_service *e);
+
+#endif

@@ -1,0 +1,1317 @@
+/*
+ * channel: calls to one server (see channel.h for a call's way).
+ *
+ * Who touches what.  Everything about connections, attempts and timers
+ * happens on the channel's loop thread: starting a call, sending an
+ * attempt, reading answers, timers, connection failures, finishing.  The
+ * caller's thread only encodes the request and waits; a canceller's
+ * thread only wins the call id and posts the finish to the loop.  So the
+ * call id's claim (net/callid) is contended across threads only by
+ * cancels: when the loop, holding a claim to retry or send a backup,
+ * gets -EBUSY from callid_unclaim(), a cancel came and lost meanwhile,
+ * and the loop finishes the call as cancelled.
+ *
+ * Ordering of a call's tasks on the loop: the start task is posted before
+ * channel_call() returns the id, and a cancel can only name the id after
+ * that, so its finish task is posted later; a loop runs posted tasks
+ * oldest first.  The finish after a cancel therefore never overtakes the
+ * start.
+ */
+#include "channel.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "compress.h"
+#include "conn.h"
+#include "pbuf.h"
+#include "rpc_errno.h"
+#include "rpc_msg.h"
+#include "util.h"
+
+#define NS_PER_MS 1000000LL
+/* How often pooled idle connections are checked for idle_timeout_s. */
+#define IDLE_SCAN_NS (1000 * NS_PER_MS)
+
+enum cc_state {
+	CC_CONNECTING,
+	CC_READY,
+	CC_CLOSED,
+};
+
+struct chan_conn {
+	struct conn conn; /* set up once connected */
+	struct channel *ch;
+	int fd;
+	enum cc_state state;
+	bool has_conn;	  /* conn_init done: the conn owns the fd */
+	bool auth_sent;
+	bool idle;	  /* on ch->idle */
+	int64_t idle_since;
+	struct loop_io cio;	  /* connecting: EPOLLOUT */
+	struct loop_timer ctimer; /* connecting: connect_timeout_ms */
+	struct rpc_attempt *atts; /* attempts on this connection */
+	struct chan_conn *prev, *next;		/* ch->all */
+	struct chan_conn *idle_prev, *idle_next; /* ch->idle */
+};
+
+static void finish(struct rpc_call *c, int code);
+static void retry_or_finish(struct rpc_call *c, int err);
+static bool has_live_attempt(const struct rpc_call *c);
+static void unclaim(struct rpc_call *c);
+
+/* ---- small helpers -------------------------------------------------- */
+
+static void futex_wake_all(int *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static void futex_wait_for(int *addr, int val)
+{
+	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void count(uint64_t *ctr)
+{
+	__atomic_fetch_add(ctr, 1, __ATOMIC_RELAXED);
+}
+
+static void set_local_text(struct rpc_call *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void set_local_text(struct rpc_call *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->local_text, sizeof(c->local_text), fmt, ap);
+	va_end(ap);
+}
+
+/* The code a call fails with when its connection failed with `err`
+ * (0: EOF). */
+static int conn_error_code(int err)
+{
+	if (err == 0)
+		return RPC_EEOF;
+	return err < 0 ? -err : err;
+}
+
+/* ---- options -------------------------------------------------------- */
+
+void channel_options_default(struct channel_options *opt)
+{
+	memset(opt, 0, sizeof(*opt));
+	opt->timeout_ms = 500;
+	opt->connect_timeout_ms = 200;
+	opt->max_retry = 3;
+	opt->backup_request_ms = -1;
+	opt->conn_type = CHANNEL_CONN_SINGLE;
+	opt->max_connection_pool_size = 100;
+	opt->idle_timeout_s = 10;
+	opt->max_body_size = BAIDU_MAX_BODY_SIZE_DEFAULT;
+	opt->max_calls = CALLID_CAPACITY_DEFAULT;
+}
+
+int channel_conn_type_parse(const char *s, enum channel_conn_type *out)
+{
+	static const char *const names[] = {"single", "pooled", "short"};
+
+	for (unsigned i = 0; i < ARRAY_SIZE(names); i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum channel_conn_type)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *channel_conn_type_name(enum channel_conn_type t)
+{
+	switch (t) {
+	case CHANNEL_CONN_SINGLE:
+		return "single";
+	case CHANNEL_CONN_POOLED:
+		return "pooled";
+	case CHANNEL_CONN_SHORT:
+		return "short";
+	}
+	return "unknown";
+}
+
+static int options_validate(const struct channel_options *o)
+{
+	if (!o->rt || !o->pool)
+		return -EINVAL;
+	if (o->timeout_ms < -1 || o->timeout_ms == 0 ||
+	    o->connect_timeout_ms <= 0 || o->max_retry < 0 ||
+	    o->max_retry > (int)CALLID_ATTEMPT_MAX - 1 ||
+	    o->backup_request_ms < -1 || o->backup_request_ms == 0 ||
+	    o->max_connection_pool_size < 0 || o->idle_timeout_s <= 0 ||
+	    o->conn_type > CHANNEL_CONN_SHORT || o->max_body_size == 0 ||
+	    (o->credential_len && !o->credential))
+		return -EINVAL;
+	return 0;
+}
+
+/* "host:port", "[v6]:port": resolved once. */
+static int resolve(struct channel *ch, const char *server)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV};
+	char host[256], *colon, *end;
+	const char *h = host;
+	struct addrinfo *ai;
+	long port;
+	int err;
+
+	if (strlen(server) >= sizeof(host))
+		return -EINVAL;
+	strcpy(host, server);
+	colon = strrchr(host, ':');
+	if (!colon || colon == host)
+		return -EINVAL;
+	*colon = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || port <= 0 || port > 65535)
+		return -EINVAL;
+	if (host[0] == '[' && colon[-1] == ']') {
+		colon[-1] = '\0';
+		h = host + 1;
+	}
+	err = getaddrinfo(h, colon + 1, &hints, &ai);
+	if (err)
+		return err == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
+	memcpy(&ch->addr, ai->ai_addr, ai->ai_addrlen);
+	ch->addrlen = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	snprintf(ch->addr_text, sizeof(ch->addr_text), "%s", server);
+	return 0;
+}
+
+int channel_init(struct channel *ch, const char *server,
+		 const struct channel_options *opt)
+{
+	struct callid_options co;
+	int err;
+
+	err = options_validate(opt);
+	if (err)
+		return err;
+	memset(ch, 0, sizeof(*ch));
+	ch->opt = *opt;
+	ch->opt.mem = mem_or_default(opt->mem);
+	baidu_limits_default(&ch->limits);
+	ch->limits.max_body_size = opt->max_body_size;
+	ch->limits.mem = ch->opt.mem;
+	if (ch->limits.max_meta_size > ch->limits.max_body_size)
+		ch->limits.max_meta_size = ch->limits.max_body_size;
+	if (baidu_limits_validate(&ch->limits))
+		return -EINVAL;
+	err = resolve(ch, server);
+	if (err)
+		return err;
+	callid_options_default(&co);
+	co.capacity = opt->max_calls ? opt->max_calls : CALLID_CAPACITY_DEFAULT;
+	co.mem = ch->opt.mem;
+	err = callid_init(&ch->ids, &co);
+	if (err)
+		return err;
+	/* Spread channels over the loops. */
+	ch->loop = rt_loop_for(opt->rt, (unsigned)((uintptr_t)ch >> 6));
+	loop_timer_init(&ch->idle_timer);
+	return 0;
+}
+
+/* ---- attempts on connections (loop thread) -------------------------- */
+
+static void att_link(struct chan_conn *cc, struct rpc_attempt *a)
+{
+	a->cc = cc;
+	a->prev = NULL;
+	a->next = cc->atts;
+	if (cc->atts)
+		cc->atts->prev = a;
+	cc->atts = a;
+}
+
+static void att_unlink(struct rpc_attempt *a)
+{
+	struct chan_conn *cc = a->cc;
+
+	if (a->prev)
+		a->prev->next = a->next;
+	else
+		cc->atts = a->next;
+	if (a->next)
+		a->next->prev = a->prev;
+	a->cc = NULL;
+	a->prev = a->next = NULL;
+}
+
+static void idle_remove(struct chan_conn *cc)
+{
+	struct channel *ch = cc->ch;
+
+	if (!cc->idle)
+		return;
+	if (cc->idle_prev)
+		cc->idle_prev->idle_next = cc->idle_next;
+	else
+		ch->idle = cc->idle_next;
+	if (cc->idle_next)
+		cc->idle_next->idle_prev = cc->idle_prev;
+	cc->idle = false;
+	cc->idle_prev = cc->idle_next = NULL;
+	ch->nidle--;
+}
+
+/* Takes cc out of the channel's lists: no new attempt will pick it. */
+static void cc_detach(struct chan_conn *cc)
+{
+	struct channel *ch = cc->ch;
+
+	if (cc->state == CC_CLOSED)
+		return;
+	cc->state = CC_CLOSED;
+	if (ch->single == cc)
+		ch->single = NULL;
+	idle_remove(cc);
+	if (cc->prev)
+		cc->prev->next = cc->next;
+	else
+		ch->all = cc->next;
+	if (cc->next)
+		cc->next->prev = cc->prev;
+}
+
+/* The connection under attempt `a` failed with `err` (0: EOF) while
+ * connecting or, `connected`, later. */
+static void attempt_failed(struct rpc_attempt *a, int err, bool connected)
+{
+	struct channel *ch = a->call->ch;
+	struct rpc_call *c;
+	uint64_t id = a->id;
+	void *p;
+
+	att_unlink(a);
+	if (callid_claim(&ch->ids, id, &p))
+		return; /* ended, or a cancel holds it and will finish */
+	c = p;
+	if (!connected)
+		set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
+			       strerror(-err));
+	else if (err)
+		set_local_text(c, "Broken connection to %s: %s",
+			       ch->addr_text, strerror(-err));
+	else
+		set_local_text(c, "Connection to %s closed: Got EOF",
+			       ch->addr_text);
+	retry_or_finish(c, err);
+}
+
+/* Fails every attempt on cc (connection closed or connect failed). */
+static void cc_fail_attempts(struct chan_conn *cc, int err)
+{
+	while (cc->atts)
+		attempt_failed(cc->atts, err, cc->has_conn);
+}
+
+static void cc_free(struct chan_conn *cc)
+{
+	struct channel *ch = cc->ch;
+
+	mem_free(ch->opt.mem, cc);
+	if (__atomic_sub_fetch(&ch->nconns, 1, __ATOMIC_ACQ_REL) == 0)
+		futex_wake_all(&ch->nconns);
+}
+
+/* Closes cc whatever its state; its attempts fail with err. */
+static void cc_close(struct chan_conn *cc, int err)
+{
+	if (cc->has_conn) {
+		cc_detach(cc);
+		conn_close(&cc->conn, err); /* on_close fails the attempts */
+		return;
+	}
+	/* Still connecting: no conn yet, the fd is ours. */
+	cc_detach(cc);
+	if (cc->cio.active)
+		loop_io_del(cc->ch->loop, &cc->cio);
+	loop_timer_stop(cc->ch->loop, &cc->ctimer);
+	close(cc->fd);
+	cc_fail_attempts(cc, err);
+	cc_free(cc);
+}
+
+/* ---- sending -------------------------------------------------------- */
+
+/* Packs and queues attempt `a`.  0, or a local failure (-ENOMEM,
+ * -EMSGSIZE) with `a` unlinked and the call's text set. */
+static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
+{
+	struct rpc_call *c = a->call;
+	struct channel *ch = c->ch;
+	struct baidu_req_meta m = {
+		.service = c->service,
+		.method = c->method,
+		.correlation_id = a->id,
+		.compress_type = c->compress_type,
+		.has_log_id = c->has_log_id,
+		.log_id = c->log_id,
+	};
+	struct iobuf out, msg, att;
+	int err;
+
+	if (c->has_crc) {
+		m.checksum_type = BAIDU_CHECKSUM_CRC32C;
+		m.checksum_value.ptr = c->crc;
+		m.checksum_value.len = sizeof(c->crc);
+	}
+	/* Spec 1.7: the credential rides on a connection's first request. */
+	if (ch->opt.credential && !cc->auth_sent) {
+		m.auth.ptr = ch->opt.credential;
+		m.auth.len = ch->opt.credential_len;
+		cc->auth_sent = true;
+	}
+	iobuf_init(&out, ch->opt.pool);
+	iobuf_init(&msg, ch->opt.pool);
+	iobuf_init(&att, ch->opt.pool);
+	/* Shares, not copies: the call keeps its bytes for a retry. */
+	err = iobuf_share(&msg, &c->body, 0, iobuf_len(&c->body));
+	if (!err)
+		err = iobuf_share(&att, &c->request_attachment, 0,
+				  iobuf_len(&c->request_attachment));
+	if (!err)
+		err = baidu_pack_request(&out, &m, &msg, &att);
+	iobuf_destroy(&msg);
+	iobuf_destroy(&att);
+	a->sent = true;
+	if (err) {
+		/* Not the connection's fault: no retry helps. */
+		iobuf_destroy(&out);
+		att_unlink(a);
+		set_local_text(c, "Fail to pack request: %s", strerror(-err));
+		return err;
+	}
+	/* A failed write means the connection is closing: on_close will
+	 * fail (and retry) this attempt. */
+	conn_write(&cc->conn, &out);
+	iobuf_destroy(&out);
+	return 0;
+}
+
+/* The code a call ends with when its request cannot be packed. */
+static int pack_error_code(int err)
+{
+	return err == -EMSGSIZE ? RPC_EREQUEST : ENOMEM;
+}
+
+/* Connected: sends the attempts that waited for it. */
+static void cc_send_pending(struct chan_conn *cc)
+{
+	struct rpc_attempt *a, *next;
+	struct rpc_call *c;
+	void *p;
+	int err;
+
+	for (a = cc->atts; a; a = next) {
+		next = a->next;
+		if (a->sent)
+			continue;
+		c = a->call;
+		err = send_attempt(cc, a);
+		if (err && !callid_claim(&cc->ch->ids, c->id, &p)) {
+			if (has_live_attempt(c))
+				unclaim(c);
+			else
+				finish(c, pack_error_code(err));
+		}
+	}
+}
+
+/* ---- connections ---------------------------------------------------- */
+
+static void cc_on_data(struct conn *conn);
+static void cc_on_close(struct conn *conn, int err);
+static void cc_release(struct conn *conn);
+
+static const struct conn_handler cc_handler = {
+	.on_data = cc_on_data,
+	.on_close = cc_on_close,
+	.release = cc_release,
+};
+
+static void cc_connected(struct chan_conn *cc)
+{
+	struct channel *ch = cc->ch;
+	int err;
+
+	if (cc->cio.active)
+		loop_io_del(ch->loop, &cc->cio);
+	loop_timer_stop(ch->loop, &cc->ctimer);
+	err = conn_init(&cc->conn, cc->fd, ch->loop, &conn_tcp, &cc_handler,
+			cc, ch->opt.pool, ch->opt.mem, ch->opt.log);
+	if (err) {
+		count(&ch->n_connect_failures);
+		cc_close(cc, err);
+		return;
+	}
+	cc->has_conn = true;
+	cc->state = CC_READY;
+	conn_start(&cc->conn);
+	conn_unref(&cc->conn); /* the watch holds it */
+	cc_send_pending(cc);
+}
+
+static void connect_failed(struct chan_conn *cc, int err)
+{
+	struct channel *ch = cc->ch;
+
+	count(&ch->n_connect_failures);
+	log_debug(ch->opt.log, "connect to %s failed: %s", ch->addr_text,
+		  strerror(-err));
+	cc_close(cc, err);
+}
+
+static void on_connect_io(struct loop_io *io, uint32_t events)
+{
+	struct chan_conn *cc = container_of(io, struct chan_conn, cio);
+	socklen_t len = sizeof(int);
+	int soerr = 0;
+
+	if (getsockopt(cc->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		soerr = errno;
+	if (soerr)
+		connect_failed(cc, -soerr);
+	else if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+		cc_connected(cc);
+}
+
+static void on_connect_timeout(struct loop_timer *t)
+{
+	connect_failed(container_of(t, struct chan_conn, ctimer), -ETIMEDOUT);
+}
+
+/* A new connection, connecting.  NULL with *err on a local failure. */
+static struct chan_conn *cc_new(struct channel *ch, int *err)
+{
+	struct chan_conn *cc;
+	int fd, r;
+
+	cc = mem_zalloc(ch->opt.mem, sizeof(*cc));
+	if (!cc) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	fd = socket(ch->addr.ss_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*err = -errno;
+		mem_free(ch->opt.mem, cc);
+		return NULL;
+	}
+	cc->ch = ch;
+	cc->fd = fd;
+	cc->state = CC_CONNECTING;
+	loop_timer_init(&cc->ctimer);
+	__atomic_add_fetch(&ch->nconns, 1, __ATOMIC_ACQ_REL);
+	count(&ch->n_connects);
+	cc->next = ch->all;
+	if (ch->all)
+		ch->all->prev = cc;
+	ch->all = cc;
+	r = connect(fd, (struct sockaddr *)&ch->addr, ch->addrlen);
+	if (r == 0 || errno == EINPROGRESS) {
+		loop_io_init(&cc->cio, fd, EPOLLOUT, on_connect_io);
+		*err = loop_io_add(ch->loop, &cc->cio);
+		if (!*err)
+			loop_timer_start(ch->loop, &cc->ctimer,
+					 loop_now(ch->loop) +
+						 ch->opt.connect_timeout_ms *
+							 NS_PER_MS,
+					 on_connect_timeout);
+	} else {
+		*err = -errno;
+	}
+	if (*err) {
+		count(&ch->n_connect_failures);
+		cc_close(cc, *err);
+		return NULL;
+	}
+	return cc;
+}
+
+/* The connection attempt `a` goes on; NULL with *err if none can be had. */
+static struct chan_conn *pick_conn(struct channel *ch, int *err)
+{
+	struct chan_conn *cc;
+
+	switch (ch->opt.conn_type) {
+	case CHANNEL_CONN_SINGLE:
+		if (!ch->single)
+			ch->single = cc_new(ch, err);
+		return ch->single;
+	case CHANNEL_CONN_POOLED:
+		cc = ch->idle;
+		if (cc) {
+			idle_remove(cc);
+			return cc;
+		}
+		return cc_new(ch, err);
+	case CHANNEL_CONN_SHORT:
+		break;
+	}
+	return cc_new(ch, err);
+}
+
+/* A pooled connection's call ended: back to the idle pool, or closed. */
+static void cc_call_ended(struct chan_conn *cc, bool answered)
+{
+	struct channel *ch = cc->ch;
+
+	switch (ch->opt.conn_type) {
+	case CHANNEL_CONN_SINGLE:
+		return;
+	case CHANNEL_CONN_POOLED:
+		/* Unanswered (timeout, cancel, the backup won): its late
+		 * answer would be dropped by id, but the connection is no
+		 * longer "one call at a time": close it. */
+		if (answered && cc->state == CC_READY && !cc->atts &&
+		    ch->nidle < ch->opt.max_connection_pool_size &&
+		    !ch->closing) {
+			cc->idle = true;
+			cc->idle_since = loop_now(ch->loop);
+			cc->idle_prev = NULL;
+			cc->idle_next = ch->idle;
+			if (ch->idle)
+				ch->idle->idle_prev = cc;
+			ch->idle = cc;
+			ch->nidle++;
+			return;
+		}
+		break;
+	case CHANNEL_CONN_SHORT:
+		break;
+	}
+	if (!cc->atts)
+		cc_close(cc, 0);
+}
+
+static void idle_scan(struct loop_timer *t)
+{
+	struct channel *ch = container_of(t, struct channel, idle_timer);
+	int64_t limit = loop_now(ch->loop) -
+			(int64_t)ch->opt.idle_timeout_s * 1000 * NS_PER_MS;
+	struct chan_conn *cc, *next;
+
+	for (cc = ch->idle; cc; cc = next) {
+		next = cc->idle_next;
+		if (cc->idle_since <= limit)
+			cc_close(cc, 0);
+	}
+	if (!ch->closing)
+		loop_timer_start(ch->loop, &ch->idle_timer,
+				 loop_now(ch->loop) + IDLE_SCAN_NS, idle_scan);
+}
+
+/* ---- answers (loop thread) ------------------------------------------ */
+
+static struct rpc_attempt *find_attempt(struct rpc_call *c, uint64_t id)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(c->att); i++)
+		if (c->att[i].cc && c->att[i].id == id)
+			return &c->att[i];
+	return NULL;
+}
+
+static void cc_on_data(struct conn *conn)
+{
+	struct chan_conn *cc = container_of(conn, struct chan_conn, conn);
+	struct channel *ch = cc->ch;
+	struct rpc_attempt *a;
+	struct baidu_frame f;
+	struct rpc_call *c;
+	void *p;
+	int n;
+
+	while (!conn_closing(conn)) {
+		n = baidu_parse(&conn->in, &f, &ch->limits);
+		if (n == -EAGAIN)
+			return;
+		if (n < 0) {
+			log_warn(ch->opt.log, "closing connection to %s: bad "
+				 "baidu_std answer: %s", ch->addr_text,
+				 strerror(-n));
+			conn_close(conn, n);
+			return;
+		}
+		if (!f.meta.has_response) {
+			log_warn(ch->opt.log, "closing connection to %s: a "
+				 "frame without a response meta",
+				 ch->addr_text);
+			baidu_frame_release(&f);
+			conn_close(conn, -EPROTO);
+			return;
+		}
+		if (callid_claim(&ch->ids, f.meta.correlation_id, &p)) {
+			/* Late (timed out, cancelled), duplicate, or the
+			 * losing attempt of a backup: dropped by id. */
+			count(&ch->n_stale);
+			baidu_frame_release(&f);
+			continue;
+		}
+		c = p;
+		a = find_attempt(c, f.meta.correlation_id);
+		if (!a || a->cc != cc) {
+			/* An attempt this call gave up on (its connection
+			 * failed and it was retried elsewhere). */
+			count(&ch->n_stale);
+			baidu_frame_release(&f);
+			if (callid_unclaim(&ch->ids, c->id) == -EBUSY)
+				finish(c, ECANCELED);
+			continue;
+		}
+		c->resp = f;
+		c->has_resp = true;
+		att_unlink(a);
+		cc_call_ended(cc, true);
+		finish(c, 0);
+	}
+}
+
+static void cc_on_close(struct conn *conn, int err)
+{
+	struct chan_conn *cc = container_of(conn, struct chan_conn, conn);
+
+	cc_detach(cc);
+	if (cc->atts)
+		log_debug(cc->ch->opt.log, "connection to %s closed with "
+			  "calls in flight: %s", cc->ch->addr_text,
+			  err ? strerror(-err) : "EOF");
+	cc_fail_attempts(cc, err);
+}
+
+static void cc_release(struct conn *conn)
+{
+	cc_free(container_of(conn, struct chan_conn, conn));
+}
+
+/* ---- the call's state machine (loop thread) -------------------------- */
+
+/*
+ * Sends the call's next attempt (a first try, a retry or a backup).  The
+ * caller holds the claim or the call is fresh.  0, or a local failure
+ * (-errno) with nothing linked.
+ */
+static int start_attempt(struct rpc_call *c)
+{
+	struct channel *ch = c->ch;
+	struct rpc_attempt *a = NULL;
+	struct chan_conn *cc;
+	uint64_t aid;
+	int err = 0;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(c->att); i++)
+		if (!c->att[i].cc) {
+			a = &c->att[i];
+			break;
+		}
+	if (!a)
+		return -EBUSY;
+	if (callid_make_attempt(c->id, (unsigned)c->next_attempt, &aid))
+		return -ERANGE;
+	/* Counted even if no connection can be had for it. */
+	c->next_attempt++;
+	c->attempts++;
+	cc = pick_conn(ch, &err);
+	if (!cc) {
+		set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
+			       strerror(-err));
+		return err;
+	}
+	a->call = c;
+	a->id = aid;
+	a->sent = false;
+	att_link(cc, a);
+	if (cc->state == CC_READY) {
+		err = send_attempt(cc, a);
+		if (err) {
+			if (!cc->atts)
+				cc_call_ended(cc, false);
+			return err;
+		}
+	}
+	return 0;
+}
+
+static bool has_live_attempt(const struct rpc_call *c)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(c->att); i++)
+		if (c->att[i].cc)
+			return true;
+	return false;
+}
+
+/* Gives the claim back; a cancel that came meanwhile finishes now. */
+static void unclaim(struct rpc_call *c)
+{
+	if (callid_unclaim(&c->ch->ids, c->id) == -EBUSY) {
+		set_local_text(c, "RPC call is canceled");
+		finish(c, ECANCELED);
+	}
+}
+
+/* A connection failure under a claimed call: retry or end it. */
+static void retry_or_finish(struct rpc_call *c, int err)
+{
+	struct channel *ch = c->ch;
+	int r;
+
+	if (has_live_attempt(c)) {
+		/* The other attempt (a backup) may still answer. */
+		unclaim(c);
+		return;
+	}
+	while (c->retries_left > 0 && !ch->closing &&
+	       !__atomic_load_n(&c->cancel_requested, __ATOMIC_ACQUIRE) &&
+	       (c->deadline_ns < 0 || loop_now(ch->loop) < c->deadline_ns)) {
+		c->retries_left--;
+		count(&ch->n_retries);
+		r = start_attempt(c);
+		if (r == 0) {
+			unclaim(c);
+			return;
+		}
+		err = r;
+		if (r == -ENOMEM || r == -EMSGSIZE) {
+			finish(c, pack_error_code(r));
+			return;
+		}
+	}
+	if (__atomic_load_n(&c->cancel_requested, __ATOMIC_ACQUIRE)) {
+		set_local_text(c, "RPC call is canceled");
+		finish(c, ECANCELED);
+	} else if (c->deadline_ns >= 0 &&
+		   loop_now(ch->loop) >= c->deadline_ns) {
+		set_local_text(c, "Reached timeout=%dms @%s", c->timeout_used_ms,
+			       ch->addr_text);
+		finish(c, RPC_ERPCTIMEDOUT);
+	} else {
+		finish(c, conn_error_code(err));
+	}
+}
+
+static void on_deadline(struct loop_timer *t)
+{
+	struct rpc_call *c = container_of(t, struct rpc_call, deadline_timer);
+	void *p;
+
+	if (callid_claim(&c->ch->ids, c->id, &p))
+		return; /* a cancel holds it and will finish */
+	count(&c->ch->n_timeouts);
+	set_local_text(c, "Reached timeout=%dms @%s", c->timeout_used_ms,
+		       c->ch->addr_text);
+	finish(c, RPC_ERPCTIMEDOUT);
+}
+
+static void on_backup(struct loop_timer *t)
+{
+	struct rpc_call *c = container_of(t, struct rpc_call, backup_timer);
+	void *p;
+
+	if (callid_claim(&c->ch->ids, c->id, &p))
+		return;
+	/* Connection failures that ended every attempt retried already;
+	 * a backup is one more try, alongside the first. */
+	if (has_live_attempt(c) && start_attempt(c) == 0)
+		count(&c->ch->n_backups);
+	unclaim(c);
+}
+
+static void start_task_fn(struct task *t)
+{
+	struct rpc_call *c = container_of(t, struct rpc_call, start_task);
+	struct channel *ch = c->ch;
+	void *p;
+	int err;
+
+	c->started = true;
+	if (c->end_pending) {
+		finish(c, c->finish_code);
+		return;
+	}
+	if (ch->closing) {
+		if (!callid_claim(&ch->ids, c->id, &p)) {
+			set_local_text(c, "channel to %s is closed",
+				       ch->addr_text);
+			finish(c, ECANCELED);
+		}
+		return;
+	}
+	if (c->deadline_ns >= 0)
+		loop_timer_start(ch->loop, &c->deadline_timer, c->deadline_ns,
+				 on_deadline);
+	if (c->backup_ns >= 0)
+		loop_timer_start(ch->loop, &c->backup_timer, c->backup_ns,
+				 on_backup);
+	if (ch->opt.conn_type == CHANNEL_CONN_POOLED &&
+	    !loop_timer_active(&ch->idle_timer))
+		loop_timer_start(ch->loop, &ch->idle_timer,
+				 loop_now(ch->loop) + IDLE_SCAN_NS, idle_scan);
+	err = start_attempt(c);
+	if (err && !callid_claim(&ch->ids, c->id, &p))
+		retry_or_finish(c, err);
+}
+
+/*
+ * Ends a claimed call from outside its own events (a cancel, the channel
+ * closing).  If its start task has not run yet (a deferred start can
+ * trail a cancel's posted task), the start task ends it instead, so no
+ * task of the call is left queued when it is delivered.
+ */
+static void end_claimed(struct rpc_call *c, int code)
+{
+	if (!c->started) {
+		c->finish_code = code;
+		c->end_pending = true;
+		return;
+	}
+	finish(c, code);
+}
+
+/* A cancel won the claim on another thread and posted this. */
+static void finish_task_fn(struct task *t)
+{
+	struct rpc_call *c = container_of(t, struct rpc_call, task);
+
+	end_claimed(c, c->finish_code);
+}
+
+/* ---- completion ----------------------------------------------------- */
+
+/* Copies the server's error text (the frame goes before the caller reads
+ * it). */
+static void keep_server_text(struct rpc_call *c, const char *text)
+{
+	size_t n = strlen(text);
+
+	c->text_buf = mem_alloc(c->ch->opt.mem, n + 1);
+	if (c->text_buf) {
+		memcpy(c->text_buf, text, n + 1);
+		c->error_text = c->text_buf;
+	} else {
+		c->error_text = rpc_errno_text(c->error_code);
+	}
+}
+
+/*
+ * Turns the end of a call into its outputs, on the consumer's thread
+ * (the caller for sync and joinable calls, a worker for async ones): the
+ * answer is verified, decompressed and decoded here, off the loop.
+ */
+static void complete_outputs(struct rpc_call *c)
+{
+	const struct mem *mem = c->ch ? c->ch->opt.mem : NULL;
+	struct baidu_frame *f = &c->resp;
+	int err;
+
+	if (c->outputs_ready)
+		return;
+	c->outputs_ready = true;
+	if (!c->has_resp) {
+		c->error_code = c->finish_code;
+		c->error_text = c->local_text[0] ? c->local_text
+						 : rpc_errno_text(c->error_code);
+		if (!c->error_text)
+			c->error_text = "unknown error";
+		return;
+	}
+	c->response_compress_type = f->meta.compress_type;
+	if (f->meta.error_code) {
+		c->error_code = f->meta.error_code;
+		keep_server_text(c, f->meta.error_text);
+		goto out;
+	}
+	if (f->bad_attachment) {
+		c->error_code = RPC_ERESPONSE;
+		set_local_text(c, "attachment_size=%d is larger than the "
+			       "response body of %zu bytes",
+			       f->meta.attachment_size, iobuf_len(&f->data));
+		c->error_text = c->local_text;
+		goto out;
+	}
+	err = rpc_msg_verify(f);
+	if (!err)
+		err = rpc_msg_decode(c->resp_desc, f->meta.compress_type,
+				     &f->data, c->ch->limits.max_body_size, mem,
+				     &c->response);
+	if (err) {
+		/* brpc reports an undecodable answer as EREQUEST. */
+		c->error_code = err == -ENOMEM ? ENOMEM : RPC_EREQUEST;
+		set_local_text(c, "Fail to parse response=%s, CompressType=%s,"
+			       " ChecksumType=%s, response_size=%zu: %s",
+			       c->resp_desc->name,
+			       compress_type_name(f->meta.compress_type),
+			       rpc_checksum_type_name(f->meta.checksum_type),
+			       iobuf_len(&f->data), strerror(-err));
+		c->error_text = c->local_text;
+		goto out;
+	}
+	iobuf_append_buf(&c->response_attachment, &f->attachment);
+	c->error_code = 0;
+	c->error_text = "";
+out:
+	baidu_frame_release(f);
+	c->has_resp = false;
+}
+
+static void done_task_fn(struct task *t)
+{
+	struct rpc_call *c = container_of(t, struct rpc_call, task);
+
+	complete_outputs(c);
+	c->in_call = false;
+	c->done(c, c->done_arg); /* may free c */
+}
+
+/* Hands the ended call to its consumer.  The last touch of c. */
+static void deliver(struct rpc_call *c)
+{
+	struct channel *ch = c->ch;
+
+	if (c->done && c->done != RPC_JOINABLE) {
+		task_init(&c->task, done_task_fn);
+		if (ch->opt.done_inline && loop_on_thread(ch->loop)) {
+			done_task_fn(&c->task);
+			return;
+		}
+		if (rt_submit(ch->opt.rt, &c->task))
+			done_task_fn(&c->task); /* workers stopped */
+		return;
+	}
+	__atomic_store_n(&c->state, 1, __ATOMIC_RELEASE);
+	futex_wake_all(&c->state);
+}
+
+/*
+ * Ends a call whose claim this thread holds (loop thread, or the
+ * caller's before the call was posted): stops its timers, takes its
+ * attempts off their connections, releases the id, delivers.
+ */
+static void finish(struct rpc_call *c, int code)
+{
+	struct channel *ch = c->ch;
+	struct chan_conn *cc;
+
+	if (loop_timer_active(&c->deadline_timer))
+		loop_timer_stop(ch->loop, &c->deadline_timer);
+	if (loop_timer_active(&c->backup_timer))
+		loop_timer_stop(ch->loop, &c->backup_timer);
+	for (unsigned i = 0; i < ARRAY_SIZE(c->att); i++) {
+		cc = c->att[i].cc;
+		if (!cc)
+			continue;
+		att_unlink(&c->att[i]);
+		cc_call_ended(cc, false);
+	}
+	c->finish_code = code;
+	c->latency_us = (clock_mono_ns() - c->start_ns) / 1000;
+	count(&ch->n_calls);
+	if (code || (c->has_resp && c->resp.meta.error_code))
+		count(&ch->n_errors);
+	callid_release(&ch->ids, c->id);
+	deliver(c);
+}
+
+/* ---- the caller's side ---------------------------------------------- */
+
+void rpc_done_joinable(struct rpc_call *c, void *arg)
+{
+	(void)c;
+	(void)arg;
+}
+
+void rpc_call_init(struct rpc_call *c, struct iobuf_pool *pool)
+{
+	memset(c, 0, sizeof(*c));
+	c->timeout_ms = RPC_CALL_CHANNEL;
+	c->max_retry = RPC_CALL_CHANNEL;
+	c->backup_request_ms = RPC_CALL_CHANNEL;
+	c->error_text = "";
+	iobuf_init(&c->request_attachment, pool);
+	iobuf_init(&c->response_attachment, pool);
+	iobuf_init(&c->body, pool);
+	loop_timer_init(&c->deadline_timer);
+	loop_timer_init(&c->backup_timer);
+}
+
+/* Frees what the last call produced. */
+static void clear_outputs(struct rpc_call *c)
+{
+	const struct mem *mem = c->ch ? c->ch->opt.mem : NULL;
+
+	pbuf_free(c->response, mem);
+	c->response = NULL;
+	mem_free(mem, c->text_buf);
+	c->text_buf = NULL;
+	if (c->has_resp)
+		baidu_frame_release(&c->resp);
+	c->has_resp = false;
+	iobuf_reset(&c->response_attachment);
+	iobuf_reset(&c->body);
+	c->error_code = 0;
+	c->error_text = "";
+	c->local_text[0] = '\0';
+	c->latency_us = 0;
+	c->attempts = 0;
+	c->outputs_ready = false;
+	c->finish_code = 0;
+	c->response_compress_type = 0;
+}
+
+void rpc_call_reset(struct rpc_call *c)
+{
+	struct iobuf_pool *pool = c->request_attachment.pool;
+
+	clear_outputs(c);
+	iobuf_destroy(&c->request_attachment);
+	iobuf_destroy(&c->response_attachment);
+	iobuf_destroy(&c->body);
+	rpc_call_init(c, pool);
+}
+
+void rpc_call_destroy(struct rpc_call *c)
+{
+	clear_outputs(c);
+	iobuf_destroy(&c->request_attachment);
+	iobuf_destroy(&c->response_attachment);
+	iobuf_destroy(&c->body);
+}
+
+static void wait_ended(struct rpc_call *c)
+{
+	while (!__atomic_load_n(&c->state, __ATOMIC_ACQUIRE))
+		futex_wait_for(&c->state, 0);
+}
+
+void rpc_call_join(struct rpc_call *c)
+{
+	wait_ended(c);
+	complete_outputs(c);
+	c->in_call = false;
+}
+
+/* Ends a call that never reached the loop (the caller's thread). */
+static int fail_early(struct rpc_call *c, int code, bool id_claimed)
+{
+	if (id_claimed)
+		callid_release(&c->ch->ids, c->id);
+	c->finish_code = code;
+	c->latency_us = (clock_mono_ns() - c->start_ns) / 1000;
+	count(&c->ch->n_calls);
+	count(&c->ch->n_errors);
+	if (!c->done) {
+		complete_outputs(c);
+		c->in_call = false;
+		return c->error_code;
+	}
+	if (loop_on_thread(c->ch->loop)) {
+		/* A done that starts the next call must not recurse here
+		 * call after failed call: run it after this task. */
+		task_init(&c->task, done_task_fn);
+		loop_defer(c->ch->loop, &c->task);
+		return 0;
+	}
+	deliver(c);
+	return 0;
+}
+
+static bool on_rt_loop(struct rt *rt)
+{
+	for (int i = 0; i < rt->opt.dispatchers; i++)
+		if (loop_on_thread(&rt->loops[i]))
+			return true;
+	return false;
+}
+
+static int resolve_ms(int call_value, int channel_value)
+{
+	return call_value == RPC_CALL_CHANNEL ? channel_value : call_value;
+}
+
+int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
+		 unsigned method_index, const ProtobufCMessage *req,
+		 struct rpc_call *c, rpc_done_fn *done, void *arg)
+{
+	int err, backup_ms;
+	uint64_t id;
+	void *p;
+
+	clear_outputs(c);
+	__atomic_store_n(&c->ch, ch, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->id, 0, __ATOMIC_RELAXED);
+	c->done = done;
+	c->done_arg = arg;
+	c->state = 0;
+	c->in_call = true;
+	c->started = false;
+	c->end_pending = false;
+	c->start_ns = clock_mono_ns();
+	memset(c->att, 0, sizeof(c->att));
+	c->next_attempt = 0;
+	if (!svc || method_index >= svc->n_methods || !req ||
+	    req->descriptor != svc->methods[method_index].input) {
+		set_local_text(c, "bad arguments to channel_call");
+		return fail_early(c, EINVAL, false);
+	}
+	c->service = svc->name;
+	c->method = svc->methods[method_index].name;
+	c->resp_desc = svc->methods[method_index].output;
+	if (!done && on_rt_loop(ch->opt.rt)) {
+		set_local_text(c, "a synchronous call on an event loop thread "
+			       "would wait on itself");
+		return fail_early(c, EDEADLK, false);
+	}
+	c->timeout_used_ms = resolve_ms(c->timeout_ms, ch->opt.timeout_ms);
+	c->retries_left = resolve_ms(c->max_retry, ch->opt.max_retry);
+	backup_ms = resolve_ms(c->backup_request_ms,
+			       ch->opt.backup_request_ms);
+	c->deadline_ns = c->timeout_used_ms > 0
+				 ? c->start_ns + c->timeout_used_ms * NS_PER_MS
+				 : -1;
+	c->backup_ns = backup_ms > 0 ? c->start_ns + backup_ms * NS_PER_MS
+				     : -1;
+	/* The caller's thread pays for encoding and compressing. */
+	err = rpc_msg_encode(req, c->compress_type, &c->body);
+	if (err) {
+		set_local_text(c, "Fail to serialize request=%s, "
+			       "CompressType=%s: %s", req->descriptor->name,
+			       compress_type_name(c->compress_type),
+			       strerror(-err));
+		return fail_early(c, err == -ENOMEM ? ENOMEM : EINVAL, false);
+	}
+	c->has_crc = ch->opt.checksum &&
+		     rpc_msg_checksum(&c->body, NULL, c->crc) == 0;
+	err = callid_alloc(&ch->ids, c, &id);
+	if (err) {
+		set_local_text(c, "too many calls in flight on the channel to "
+			       "%s (%u)", ch->addr_text,
+			       callid_capacity(&ch->ids));
+		return fail_early(c, EAGAIN, false);
+	}
+	/*
+	 * rpc_call_cancel() stores its flag, then reads the id; this stores
+	 * the id, then reads the flag.  Sequentially consistent: one of the
+	 * two sees the other's store, so a cancel is never missed.
+	 */
+	__atomic_store_n(&c->id, id, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&c->cancel_requested, __ATOMIC_SEQ_CST) &&
+	    !callid_claim(&ch->ids, c->id, &p)) {
+		set_local_text(c, "RPC call is canceled");
+		return fail_early(c, ECANCELED, true);
+	}
+	task_init(&c->start_task, start_task_fn);
+	/* From a done_inline callback: no wake-up needed, and deferring
+	 * (not running it here) keeps call chains from recursing. */
+	if (loop_on_thread(ch->loop))
+		loop_defer(ch->loop, &c->start_task);
+	else
+		loop_post(ch->loop, &c->start_task);
+	if (done)
+		return 0;
+	wait_ended(c);
+	complete_outputs(c);
+	c->in_call = false;
+	return c->error_code;
+}
+
+int channel_cancel(struct channel *ch, uint64_t id)
+{
+	struct rpc_call *c;
+	void *p;
+
+	if (callid_claim(&ch->ids, id, &p))
+		return -ENOENT;
+	c = p;
+	set_local_text(c, "RPC call is canceled");
+	c->finish_code = ECANCELED;
+	task_init(&c->task, finish_task_fn);
+	loop_post(ch->loop, &c->task);
+	return 0;
+}
+
+void rpc_call_cancel(struct rpc_call *c)
+{
+	uint64_t id;
+
+	__atomic_store_n(&c->cancel_requested, 1, __ATOMIC_SEQ_CST);
+	id = __atomic_load_n(&c->id, __ATOMIC_SEQ_CST);
+	if (id)
+		channel_cancel(__atomic_load_n(&c->ch, __ATOMIC_RELAXED), id);
+}
+
+/* ---- closing -------------------------------------------------------- */
+
+static void drain_one(void *arg, uint64_t id, void *call)
+{
+	struct rpc_call *c = call;
+
+	(void)arg;
+	(void)id;
+	set_local_text(c, "channel to %s is closed", c->ch->addr_text);
+	end_claimed(c, ECANCELED);
+}
+
+static void close_task_fn(struct task *t)
+{
+	struct channel *ch = container_of(t, struct channel, close_task);
+
+	ch->closing = true;
+	loop_timer_stop(ch->loop, &ch->idle_timer);
+	callid_drain(&ch->ids, drain_one, ch);
+	while (ch->all)
+		cc_close(ch->all, -ECANCELED);
+	__atomic_store_n(&ch->close_done, 1, __ATOMIC_RELEASE);
+	futex_wake_all(&ch->close_done);
+}
+
+void channel_destroy(struct channel *ch)
+{
+	int n;
+
+	task_init(&ch->close_task, close_task_fn);
+	loop_post(ch->loop, &ch->close_task);
+	while (!__atomic_load_n(&ch->close_done, __ATOMIC_ACQUIRE))
+		futex_wait_for(&ch->close_done, 0);
+	/* Connections go when their close tasks have run. */
+	while ((n = __atomic_load_n(&ch->nconns, __ATOMIC_ACQUIRE)) != 0)
+		futex_wait_for(&ch->nconns, n);
+	callid_destroy(&ch->ids);
+}
+
+void channel_stats(struct channel *ch, struct channel_stats *out)
+{
+	out->calls = __atomic_load_n(&ch->n_calls, __ATOMIC_RELAXED);
+	out->errors = __atomic_load_n(&ch->n_errors, __ATOMIC_RELAXED);
+	out->retries = __atomic_load_n(&ch->n_retries, __ATOMIC_RELAXED);
+	out->backups = __atomic_load_n(&ch->n_backups, __ATOMIC_RELAXED);
+	out->timeouts = __atomic_load_n(&ch->n_timeouts, __ATOMIC_RELAXED);
+	out->stale_responses = __atomic_load_n(&ch->n_stale, __ATOMIC_RELAXED);
+	out->connects = __atomic_load_n(&ch->n_connects, __ATOMIC_RELAXED);
+	out->connect_failures =
+		__atomic_load_n(&ch->n_connect_failures, __ATOMIC_RELAXED);
+	out->connections = __atomic_load_n(&ch->nconns, __ATOMIC_RELAXED);
+	out->inflight = callid_live(&ch->ids);
+}
