@@ -103,6 +103,7 @@ static int echo_serve(struct echo_cmd *e)
 	so.rt = &e->r.rt;
 	so.pool = &e->r.pool;
 	so.log = &e->r.log;
+	so.mem = mem_cached();
 	so.max_concurrency = e->max_concurrency;
 	so.checksum_answers = true; /* as brpc: a checked request, a
 				       checked answer */

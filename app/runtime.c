@@ -16,6 +16,7 @@
 int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 		      const char *who)
 {
+	struct iobuf_pool_options po;
 	struct log_options lo;
 	struct rt_options ro;
 	int err;
@@ -31,7 +32,10 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 			strerror(-err));
 		return err;
 	}
-	err = iobuf_pool_init(&r->pool, NULL);
+	/* The hot path's small allocations: per-thread caches (mem.h). */
+	iobuf_pool_options_default(&po);
+	po.mem = mem_cached();
+	err = iobuf_pool_init(&r->pool, &po);
 	if (err) {
 		fprintf(stderr, "%s: cannot set up the buffer pool: %s\n", who,
 			strerror(-err));
@@ -104,6 +108,7 @@ int app_channel_open(struct channel *ch, struct app_runtime *r,
 	opt.rt = &r->rt;
 	opt.pool = &r->pool;
 	opt.log = &r->log;
+	opt.mem = mem_cached();
 	opt.timeout_ms = (int)flags_int(fl, "timeout_ms");
 	opt.max_retry = (int)flags_int(fl, "max_retry");
 	opt.checksum = flags_bool(fl, "checksum");

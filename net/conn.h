@@ -54,6 +54,11 @@ struct conn_transport {
 	const char *name;
 	/* Reads into `in`: bytes, 0 at EOF, -EAGAIN, or -errno. */
 	ssize_t (*read)(struct conn *c, struct iobuf *in);
+	/* A read shorter than this drained the socket: with edge-triggered
+	 * epoll, bytes arriving later raise a new edge, so the read that
+	 * would only say -EAGAIN can be skipped.  0: always read until
+	 * -EAGAIN. */
+	size_t drained_below;
 	/* Writes from the front of `out`, dropping what went: bytes,
 	 * -EAGAIN, or -errno. */
 	ssize_t (*write)(struct conn *c, struct iobuf *out);
