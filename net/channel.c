@@ -1106,11 +1106,17 @@ static void wait_ended(struct rpc_call *c)
 		futex_wait_for(&c->state, 0);
 }
 
-void rpc_call_join(struct rpc_call *c)
+static bool on_rt_loop(struct rt *rt);
+
+int rpc_call_join(struct rpc_call *c)
 {
+	if (!__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) &&
+	    on_rt_loop(c->ch->opt.rt))
+		return -EDEADLK;
 	wait_ended(c);
 	complete_outputs(c);
 	c->in_call = false;
+	return 0;
 }
 
 /* Ends a call that never reached the loop (the caller's thread). */

@@ -18,7 +18,10 @@
  *              the backup timer sends one more attempt; the first answer
  *              wins, the other is dropped by id.
  *   completion sync: the caller wakes (no task worker needed, so a
- *              handler may call synchronously at any budget); async:
+ *              handler may call synchronously at any budget, as long as
+ *              the callee does not itself wait for a free worker of the
+ *              same rt: nested blocking calls need a worker per level,
+ *              or async calls; tests/unit/test_relay.c); async:
  *              done runs once on a task worker; joinable: rpc_call_join()
  *              returns.  The response is decoded there, off the loop.
  *
@@ -159,8 +162,9 @@ void rpc_call_reset(struct rpc_call *c);
 void rpc_call_destroy(struct rpc_call *c);
 
 /* Waits for a call started with RPC_JOINABLE to end.  Then the outputs
- * are ready.  Any thread but the channel's loop. */
-void rpc_call_join(struct rpc_call *c);
+ * are ready: 0.  On a loop thread of the rt a wait could never end:
+ * -EDEADLK at once unless the call has ended already. */
+int rpc_call_join(struct rpc_call *c);
 
 /* Cancels `c` before or during its call: it ends with ECANCELED unless it
  * ended already.  `c` must stay valid until it ended.  Any thread. */

@@ -804,7 +804,7 @@ int server_listen(struct server *s, const char *host, int port)
 static void listener_start_task(struct task *t)
 {
 	struct server_listener *l = container_of(t, struct server_listener,
-						 task);
+						 start_task);
 	int err;
 
 	loop_io_init(&l->io, l->fd, EPOLLIN, on_accept);
@@ -817,7 +817,7 @@ static void listener_start_task(struct task *t)
 static void listener_stop_task(struct task *t)
 {
 	struct server_listener *l = container_of(t, struct server_listener,
-						 task);
+						 stop_task);
 	struct server *s = l->srv;
 
 	if (l->io.active)
@@ -840,8 +840,9 @@ int server_start(struct server *s)
 		struct server_listener *l = &s->listeners[i];
 
 		l->loop = rt_loop_for(s->opt.rt, (unsigned)i);
-		task_init(&l->task, listener_start_task);
-		loop_post(l->loop, &l->task);
+		task_init(&l->start_task, listener_start_task);
+		task_init(&l->stop_task, listener_stop_task);
+		loop_post(l->loop, &l->start_task);
 	}
 	return 0;
 }
@@ -897,10 +898,9 @@ int server_stop(struct server *s, int grace_ms)
 	if (__atomic_exchange_n(&s->stopping, 1, __ATOMIC_SEQ_CST))
 		return (int)__atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE);
 	if (s->started)
-		for (int i = 0; i < s->nlisteners; i++) {
-			task_init(&s->listeners[i].task, listener_stop_task);
-			loop_post(s->listeners[i].loop, &s->listeners[i].task);
-		}
+		for (int i = 0; i < s->nlisteners; i++)
+			loop_post(s->listeners[i].loop,
+				  &s->listeners[i].stop_task);
 	else
 		for (int i = 0; i < s->nlisteners; i++)
 			close(s->listeners[i].fd);

@@ -146,7 +146,7 @@ struct server_listener {
 	struct loop *loop;
 	struct loop_io io;
 	struct server *srv;
-	struct task task;
+	struct task start_task, stop_task; /* the stop may trail the start */
 };
 
 struct server_stats {
