@@ -933,7 +933,7 @@ static void test_closest(void **state)
 				 cases[k].want ? cases[k].want : "NULL");
 	}
 	/* Only `len` bytes are the name. */
-	assert_string_equal(flags_closest(fl, "countXXXX", 5), "count");
+	assert_string_equal(flags_closest(fl, "countQQQQ", 5), "count");
 	/* Too long to be a typo of ours. */
 	memset(longname, 'c', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';

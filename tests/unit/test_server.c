@@ -884,8 +884,8 @@ static void test_unknown_protocol(void **state)
 
 	server_stats(&fx->srv, &before);
 	cli_open(&c, fx);
-	assert_int_equal(cli_send(&c, "XXXX1234", 8), 0);
-	cli_expect_closed(&c, "XXXX1234");
+	assert_int_equal(cli_send(&c, "QQQQ1234", 8), 0);
+	cli_expect_closed(&c, "QQQQ1234");
 	cli_close(&c);
 	server_stats(&fx->srv, &after);
 	assert_int_equal(after.closed_bad, before.closed_bad + 1);
