@@ -79,7 +79,11 @@ static void echo_handler(struct server_call *call, void *arg)
 	d->call = call;
 	d->sleep_ms = e->sleep_ms;
 	task_init(&d->start, delay_start);
-	loop_post(server_call_loop(call), &d->start);
+	/* Inline handlers are on the loop already: no post, no wake-up. */
+	if (loop_on_thread(server_call_loop(call)))
+		delay_start(&d->start);
+	else
+		loop_post(server_call_loop(call), &d->start);
 }
 
 int echo_service_add(struct server *s, struct echo_service *e)

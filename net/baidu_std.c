@@ -113,6 +113,9 @@ int baidu_parse_header(const void *p, size_t n, const struct baidu_limits *lim,
 	lim = limits_or_default(lim, &def);
 	body = get_be32(b + 4);
 	meta = get_be32(b + 8);
+	/* Filled before the checks: a refusal's log line names them. */
+	*body_size = body;
+	*meta_size = meta;
 	if (body > lim->max_body_size || body > BODY_SIZE_RETURNABLE)
 		return -EMSGSIZE;
 	/* brpc's order: this is checked once the size is known to be sane. */
@@ -120,8 +123,6 @@ int baidu_parse_header(const void *p, size_t n, const struct baidu_limits *lim,
 		return -EBADMSG;
 	if (meta > lim->max_meta_size)
 		return -EMSGSIZE;
-	*body_size = body;
-	*meta_size = meta;
 	return BAIDU_HEADER_LEN;
 }
 

@@ -196,7 +196,9 @@ int baidu_detect(const struct iobuf *in);
  *   max_meta_size;
  * -EBADMSG: meta_size > body_size (brpc drops the frame and, the stream
  *   being unparseable, the connection).
- * Reads at most BAIDU_HEADER_LEN bytes.  lim NULL: defaults.
+ * Once the 12 bytes are in, *body_size and *meta_size hold the header's
+ * values whatever the answer (for the caller's log line).  Reads at most
+ * BAIDU_HEADER_LEN bytes.  lim NULL: defaults.
  */
 int baidu_parse_header(const void *p, size_t n, const struct baidu_limits *lim,
 		       uint32_t *body_size, uint32_t *meta_size);

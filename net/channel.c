@@ -982,7 +982,6 @@ static void done_task_fn(struct task *t)
 	struct rpc_call *c = container_of(t, struct rpc_call, task);
 
 	complete_outputs(c);
-	c->in_call = false;
 	c->done(c, c->done_arg); /* may free c */
 }
 
@@ -1115,7 +1114,6 @@ int rpc_call_join(struct rpc_call *c)
 		return -EDEADLK;
 	wait_ended(c);
 	complete_outputs(c);
-	c->in_call = false;
 	return 0;
 }
 
@@ -1130,7 +1128,6 @@ static int fail_early(struct rpc_call *c, int code, bool id_claimed)
 	count(&c->ch->n_errors);
 	if (!c->done) {
 		complete_outputs(c);
-		c->in_call = false;
 		return c->error_code;
 	}
 	if (loop_on_thread(c->ch->loop)) {
@@ -1152,7 +1149,7 @@ static bool on_rt_loop(struct rt *rt)
 	return false;
 }
 
-static int resolve_ms(int call_value, int channel_value)
+static int or_channel(int call_value, int channel_value)
 {
 	return call_value == RPC_CALL_CHANNEL ? channel_value : call_value;
 }
@@ -1171,7 +1168,6 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 	c->done = done;
 	c->done_arg = arg;
 	c->state = 0;
-	c->in_call = true;
 	c->started = false;
 	c->end_pending = false;
 	c->start_ns = clock_mono_ns();
@@ -1190,9 +1186,9 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 			       "would wait on itself");
 		return fail_early(c, EDEADLK, false);
 	}
-	c->timeout_used_ms = resolve_ms(c->timeout_ms, ch->opt.timeout_ms);
-	c->retries_left = resolve_ms(c->max_retry, ch->opt.max_retry);
-	backup_ms = resolve_ms(c->backup_request_ms,
+	c->timeout_used_ms = or_channel(c->timeout_ms, ch->opt.timeout_ms);
+	c->retries_left = or_channel(c->max_retry, ch->opt.max_retry);
+	backup_ms = or_channel(c->backup_request_ms,
 			       ch->opt.backup_request_ms);
 	c->deadline_ns = c->timeout_used_ms > 0
 				 ? c->start_ns + c->timeout_used_ms * NS_PER_MS
@@ -1239,7 +1235,6 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 		return 0;
 	wait_ended(c);
 	complete_outputs(c);
-	c->in_call = false;
 	return c->error_code;
 }
 

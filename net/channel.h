@@ -140,7 +140,6 @@ struct rpc_call {
 	int cancel_requested;	/* atomic */
 	int state;		/* atomic futex word: 0 running, 1 ended */
 	bool outputs_ready;
-	bool in_call;		/* between channel_call and the end */
 	bool started;		/* loop thread: the start task ran */
 	bool end_pending;	/* loop thread: ended before it started */
 	struct rpc_attempt att[2]; /* the first (or a retry) and a backup */

@@ -189,24 +189,16 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 	m.error_code = code;
 	if (code) {
 		size_t need = strlen(text) + SERVER_ADDR_TEXT_MAX + 32;
-		char *buf = small;
+		size_t size = need > sizeof(small) ? need : sizeof(small);
+		char *buf = need > sizeof(small) ? big = mem_alloc(s->opt.mem,
+								   need)
+						 : small;
 
-		if (need > sizeof(small)) {
-			big = mem_alloc(s->opt.mem, need);
-			buf = big;
-		}
-		if (plain)
-			m.error_text = text;
-		else if (buf && baidu_format_error_text(buf, buf == big ? need :
-					sizeof(small), addr_text(sc), code,
-					text) >= 0)
+		m.error_text = text; /* plain, or no memory: still answer */
+		if (!plain && buf &&
+		    baidu_format_error_text(buf, size, addr_text(sc), code,
+					    text) >= 0)
 			m.error_text = buf;
-		else
-			m.error_text = text; /* no memory: still answer */
-		if (msg)
-			iobuf_reset(msg);
-		if (att)
-			iobuf_reset(att);
 		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
 	} else {
 		m.compress_type = compress;
@@ -530,12 +522,7 @@ static void log_bad_frame(struct srv_conn *sc, int err)
 	size_t n;
 
 	n = iobuf_copy_out(&sc->conn.in, 0, hdr, sizeof(hdr));
-	if (n == sizeof(hdr)) {
-		body = (uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
-		       (uint32_t)hdr[6] << 8 | hdr[7];
-		meta = (uint32_t)hdr[8] << 24 | (uint32_t)hdr[9] << 16 |
-		       (uint32_t)hdr[10] << 8 | hdr[11];
-	}
+	baidu_parse_header(hdr, n, &s->limits, &body, &meta);
 	switch (err) {
 	case -EPROTO:
 		log_warn(s->opt.log, "closing %s: bad magic in a baidu_std "

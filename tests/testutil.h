@@ -110,4 +110,19 @@ static inline uint64_t test_pb_varint(const uint8_t **p, const uint8_t *end)
 	return 0;
 }
 
+/* The static binary the integration tier drives (TEST_RPCGATE_BIN, set
+ * by `make`); fails the test with the fix when it is missing. */
+static inline const char *test_rpcgate_bin(void)
+{
+	const char *bin = getenv("TEST_RPCGATE_BIN");
+
+	if (!bin || !*bin)
+		fail_msg("TEST_RPCGATE_BIN is not set: it names the rpcgate "
+			 "binary to test, e.g. TEST_RPCGATE_BIN=build/rpcgate");
+	if (access(bin, X_OK))
+		fail_msg("TEST_RPCGATE_BIN=%s is not executable: %s", bin,
+			 strerror(errno));
+	return bin;
+}
+
 #endif

@@ -94,7 +94,7 @@ static inline bool echo_proc_read(struct echo_proc *e, int ms)
 
 static inline void echo_proc_start(struct echo_proc *e, const char *const *args)
 {
-	const char *bin = getenv("TEST_RPCGATE_BIN");
+	const char *bin = test_rpcgate_bin();
 	char *argv[ECHO_MAX_ARGS + 6],
 	    *envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C", NULL};
 	bool log = getenv("TEST_ECHO_LOG") != NULL;
@@ -102,12 +102,6 @@ static inline void echo_proc_start(struct echo_proc *e, const char *const *args)
 	int64_t end;
 	char *nl;
 
-	if (!bin || !*bin)
-		fail_msg("TEST_RPCGATE_BIN is not set: it names the rpcgate "
-			 "binary to test, e.g. TEST_RPCGATE_BIN=build/rpcgate");
-	if (access(bin, X_OK))
-		fail_msg("TEST_RPCGATE_BIN=%s is not executable: %s", bin,
-			 strerror(errno));
 	memset(e, 0, sizeof(*e));
 	e->pid = -1;
 	e->out_fd = -1;

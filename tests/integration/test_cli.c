@@ -30,6 +30,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Each test bounds its own processes (RUN_TIMEOUT_MS); the alarm is a
+ * backstop. */
+#define TEST_TIMEOUT_S 120
+#include "testutil.h"
+
 /* A run that takes longer has hung: the CLI only reads its config. */
 #define RUN_TIMEOUT_MS 10000
 #define POLL_MS	       5
@@ -52,19 +57,6 @@ struct run {
 	char out[OUT_MAX];
 	char err[OUT_MAX];
 };
-
-static const char *binary(void)
-{
-	const char *bin = getenv("TEST_RPCGATE_BIN");
-
-	if (!bin || !*bin)
-		fail_msg("TEST_RPCGATE_BIN is not set: it names the rpcgate "
-			 "binary to test, e.g. TEST_RPCGATE_BIN=build/rpcgate");
-	if (access(bin, X_OK))
-		fail_msg("TEST_RPCGATE_BIN=%s is not executable: %s", bin,
-			 strerror(errno));
-	return bin;
-}
 
 static int make_temp(char *path, const char *text)
 {
@@ -112,7 +104,7 @@ static int wait_bounded(pid_t pid, int *wstatus)
 
 static void run(struct run *r, const struct spec *s)
 {
-	const char *bin = binary();
+	const char *bin = test_rpcgate_bin();
 	char *argv[MAX_ARGS + 3], *envp[MAX_ENV + 4];
 	char outpath[sizeof(TMP_TEMPLATE)], errpath[sizeof(TMP_TEMPLATE)];
 	char cmdarg[64], cmdenv[64];
