@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "baidu_meta.h"
 #include "baidu_rpc_meta.pb-c.h"
 #include "pbuf.h"
 #include "util.h"
@@ -190,6 +191,10 @@ int baidu_meta_decode(const void *p, size_t n, const struct mem *mem,
 	m = brpc__policy__rpc_meta__unpack(&pa.a, n, n ? p : empty_bytes);
 	if (!m)
 		return pa.nomem ? -ENOMEM : -EBADMSG;
+	if (pbuf_has_field_zero(&m->base)) {
+		brpc__policy__rpc_meta__free_unpacked(m, &pa.a);
+		return -EBADMSG;
+	}
 	meta_view(m, view);
 	*pb = m;
 	return 0;
@@ -203,6 +208,28 @@ void baidu_meta_free(struct Brpc__Policy__RpcMeta *pb, const struct mem *mem)
 		return;
 	pbuf_alloc_init(&pa, mem);
 	brpc__policy__rpc_meta__free_unpacked(pb, &pa.a);
+}
+
+/*
+ * The fast path first (*pb NULL, strings in *store), protobuf-c when it
+ * declines (*store NULL).  0, -EBADMSG or -ENOMEM.
+ */
+static int decode_meta(const void *p, size_t n, const struct mem *mem,
+		       struct Brpc__Policy__RpcMeta **pb, char **store,
+		       struct baidu_meta *view)
+{
+	*pb = NULL;
+	*store = NULL;
+	if (n) {
+		*store = mem_alloc(mem, n);
+		if (!*store)
+			return -ENOMEM;
+	}
+	if (baidu_meta_decode_fast(p, n, *store, view) == 0)
+		return 0;
+	mem_free(mem, *store);
+	*store = NULL;
+	return baidu_meta_decode(p, n, mem, pb, view);
 }
 
 /* Pointer to in[off, off + n) if those bytes lie in one ref, else NULL. */
@@ -225,6 +252,7 @@ int baidu_parse(struct iobuf *in, struct baidu_frame *f,
 	uint8_t hdr[BAIDU_HEADER_LEN], stack[META_STACK_LEN];
 	struct Brpc__Policy__RpcMeta *pb;
 	struct baidu_limits def;
+	char *store;
 	uint32_t body, meta_len;
 	size_t data_len, att_len, frame_len;
 	const void *meta;
@@ -253,19 +281,19 @@ int baidu_parse(struct iobuf *in, struct baidu_frame *f,
 		iobuf_copy_out(in, BAIDU_HEADER_LEN, flat, meta_len);
 		meta = flat;
 	}
-	ret = baidu_meta_decode(meta, meta_len, lim->mem, &pb, &f->meta);
+	ret = decode_meta(meta, meta_len, lim->mem, &pb, &store, &f->meta);
 	mem_free(lim->mem, heap);
 	if (ret < 0)
 		return ret;
 
 	data_len = body - meta_len;
 	att_len = 0;
-	if (pb->has_attachment_size) {
-		if (pb->attachment_size < 0 ||
-		    (size_t)pb->attachment_size > data_len)
+	if (f->meta.attachment_size) {
+		if (f->meta.attachment_size < 0 ||
+		    (size_t)f->meta.attachment_size > data_len)
 			bad_att = true;
 		else
-			att_len = (size_t)pb->attachment_size;
+			att_len = (size_t)f->meta.attachment_size;
 	}
 	iobuf_init(&f->data, in->pool);
 	iobuf_init(&f->attachment, in->pool);
@@ -281,6 +309,7 @@ int baidu_parse(struct iobuf *in, struct baidu_frame *f,
 	f->body_size = body;
 	f->meta_size = meta_len;
 	f->pb = pb;
+	f->store = store;
 	f->bad_attachment = bad_att;
 	f->mem = lim->mem;
 	return (int)frame_len;
@@ -289,6 +318,7 @@ out_reset_data:
 	iobuf_reset(&f->data);
 out_free_meta:
 	baidu_meta_free(pb, lim->mem);
+	mem_free(lim->mem, store);
 	return ret;
 }
 
@@ -298,6 +328,8 @@ void baidu_frame_release(struct baidu_frame *f)
 	iobuf_reset(&f->attachment);
 	baidu_meta_free(f->pb, f->mem);
 	f->pb = NULL;
+	mem_free(f->mem, f->store);
+	f->store = NULL;
 }
 
 /* --- packing ------------------------------------------------------------- */
@@ -306,33 +338,38 @@ void baidu_frame_release(struct baidu_frame *f)
  * Appends header, meta (attachment_size filled in here), msg and
  * attachment; empties msg and attachment.  All or nothing.
  */
-static int pack_frame(struct iobuf *out, Brpc__Policy__RpcMeta *pb,
+static int pack_frame(struct iobuf *out, struct baidu_meta_out *m,
 		      struct iobuf *msg, struct iobuf *att)
 {
 	size_t msg_len = msg ? iobuf_len(msg) : 0;
 	size_t att_len = att ? iobuf_len(att) : 0;
 	size_t orig = iobuf_len(out), meta_len;
-	struct pbuf_sink sink;
+	uint8_t stack[META_STACK_LEN], *buf = stack;
 	int err;
 
 	if (msg == out || att == out || (msg && msg == att))
 		return -EINVAL;
 	if (att_len > INT32_MAX)
 		return -EMSGSIZE;
-	pb->has_attachment_size = att_len > 0;
-	pb->attachment_size = (int32_t)att_len;
-	meta_len = brpc__policy__rpc_meta__get_packed_size(pb);
+	m->attachment_size = (uint32_t)att_len;
+	meta_len = baidu_meta_size(m);
 	if (msg_len > UINT32_MAX || att_len > UINT32_MAX - msg_len ||
 	    meta_len > UINT32_MAX - msg_len - att_len)
 		return -EMSGSIZE;
 
-	pbuf_sink_init(&sink, out);
-	memcpy(sink.buf, BAIDU_MAGIC, BAIDU_MAGIC_LEN);
-	put_be32(sink.buf + 4, (uint32_t)(meta_len + msg_len + att_len));
-	put_be32(sink.buf + 8, (uint32_t)meta_len);
-	sink.n = BAIDU_HEADER_LEN;
-	brpc__policy__rpc_meta__pack_to_buffer(pb, &sink.base);
-	err = pbuf_sink_finish(&sink);
+	/* Only a long credential or error text needs the heap. */
+	if (BAIDU_HEADER_LEN + meta_len > sizeof(stack)) {
+		buf = mem_alloc(NULL, BAIDU_HEADER_LEN + meta_len);
+		if (!buf)
+			return -ENOMEM;
+	}
+	memcpy(buf, BAIDU_MAGIC, BAIDU_MAGIC_LEN);
+	put_be32(buf + 4, (uint32_t)(meta_len + msg_len + att_len));
+	put_be32(buf + 8, (uint32_t)meta_len);
+	baidu_meta_put(m, buf + BAIDU_HEADER_LEN);
+	err = iobuf_append(out, buf, BAIDU_HEADER_LEN + meta_len);
+	if (buf != stack)
+		mem_free(NULL, buf);
 	if (err)
 		goto out_drop_appended;
 	if (msg_len) {
@@ -357,80 +394,25 @@ out_drop_appended:
 	return err;
 }
 
-static void set_checksum(Brpc__Policy__RpcMeta *pb, int32_t type,
-			 const struct baidu_bytes *value)
-{
-	pb->has_checksum_type = 1;
-	pb->checksum_type = type;
-	pb->has_checksum_value = 1;
-	pb->checksum_value.data =
-	    (uint8_t *)(value->ptr ? value->ptr : empty_bytes);
-	pb->checksum_value.len = value->ptr ? value->len : 0;
-}
-
 int baidu_pack_request(struct iobuf *out, const struct baidu_req_meta *m,
 		       struct iobuf *msg, struct iobuf *attachment)
 {
-	Brpc__Policy__RpcRequestMeta rq = BRPC__POLICY__RPC_REQUEST_META__INIT;
-	Brpc__Policy__RpcMeta pb = BRPC__POLICY__RPC_META__INIT;
+	struct baidu_meta_out mo = {.req = m};
 
 	if (!m->service || !m->method)
 		return -EINVAL;
-	rq.service_name = (char *)m->service;
-	rq.method_name = (char *)m->method;
-	rq.has_log_id = m->has_log_id;
-	rq.log_id = (int64_t)m->log_id;
-	rq.has_trace_id = m->has_trace;
-	rq.trace_id = (int64_t)m->trace_id;
-	rq.has_span_id = m->has_trace;
-	rq.span_id = (int64_t)m->span_id;
-	rq.has_parent_span_id = m->has_trace;
-	rq.parent_span_id = (int64_t)m->parent_span_id;
-	if (m->request_id && m->request_id[0])
-		rq.request_id = (char *)m->request_id;
-	rq.has_timeout_ms = m->has_timeout_ms;
-	rq.timeout_ms = m->timeout_ms;
-
-	pb.request = &rq;
-	pb.has_compress_type = 1;
-	pb.compress_type = m->compress_type;
-	pb.has_correlation_id = 1;
-	pb.correlation_id = (int64_t)m->correlation_id;
-	if (m->auth.ptr) {
-		pb.has_authentication_data = 1;
-		pb.authentication_data.data = (uint8_t *)m->auth.ptr;
-		pb.authentication_data.len = m->auth.len;
-	}
-	pb.has_content_type = 1;
-	pb.content_type = m->content_type;
-	set_checksum(&pb, m->checksum_type, &m->checksum_value);
-	return pack_frame(out, &pb, msg, attachment);
+	return pack_frame(out, &mo, msg, attachment);
 }
 
 int baidu_pack_response(struct iobuf *out, const struct baidu_resp_meta *m,
 			struct iobuf *msg, struct iobuf *attachment)
 {
-	Brpc__Policy__RpcResponseMeta rs =
-	    BRPC__POLICY__RPC_RESPONSE_META__INIT;
-	Brpc__Policy__RpcMeta pb = BRPC__POLICY__RPC_META__INIT;
+	struct baidu_meta_out mo = {.resp = m};
 
 	if (m->error_code != 0 && ((msg && !iobuf_empty(msg)) ||
 				   (attachment && !iobuf_empty(attachment))))
 		return -EINVAL;
-	rs.has_error_code = 1;
-	rs.error_code = m->error_code;
-	if (m->error_text && m->error_text[0])
-		rs.error_text = (char *)m->error_text;
-
-	pb.response = &rs;
-	pb.has_compress_type = 1;
-	pb.compress_type = m->compress_type;
-	pb.has_correlation_id = 1;
-	pb.correlation_id = (int64_t)m->correlation_id;
-	pb.has_content_type = 1;
-	pb.content_type = m->content_type;
-	set_checksum(&pb, m->checksum_type, &m->checksum_value);
-	return pack_frame(out, &pb, msg, attachment);
+	return pack_frame(out, &mo, msg, attachment);
 }
 
 int baidu_format_error_text(char *buf, size_t size, const char *server_addr,

@@ -23,8 +23,9 @@
  * message or attachment (body_size == meta_size).
  *
  * What this module does: detect the protocol, cut frames off an input
- * iobuf and decode their meta (protobuf-c, net/proto/baidu_rpc_meta.proto),
- * pack frames.  Message and attachment bytes are never copied: parsing
+ * iobuf and decode their meta (net/baidu_meta by hand for the common
+ * metas, protobuf-c for the rest: net/proto/baidu_rpc_meta.proto), pack
+ * frames.  Message and attachment bytes are never copied: parsing
  * shares them out of the input's blocks, packing moves the caller's
  * buffers' refs.  It does not decompress, decode messages, look services
  * up or verify checksums: those belong to the caller (see each call).
@@ -39,10 +40,11 @@
  * failure: EREQUEST, on either side.
  *
  * Memory: everything lives in caller storage.  A parsed frame holds refs
- * on the input's blocks and one decoded RpcMeta, allocated through the
- * limits' `mem` (protobuf-c's allocator hook); baidu_frame_release() gives
- * both back.  Every call is all-or-nothing: on an error the input, the
- * output and the caller's buffers are as they were and nothing is held.
+ * on the input's blocks and its decoded meta (one block of meta_size bytes
+ * for the fast path's strings, or protobuf-c's structs), allocated through
+ * the limits' `mem`; baidu_frame_release() gives both back.  Every call is
+ * all-or-nothing: on an error the input, the output and the caller's
+ * buffers are as they were and nothing is held.
  *
  * Threads: no state of its own; a call touches only its arguments (an
  * iobuf has one owner at a time, see iobuf.h).  Nothing blocks.
@@ -74,10 +76,10 @@ struct Brpc__Policy__RpcMeta;
  * protobuf-c's decoder records every field occurrence and allocates a
  * struct per repeated sub-message; measured, a meta made of 2-byte scalar
  * fields costs 32 bytes of heap per wire byte and one of empty user_fields
- * entries 56, so a 64 MiB meta could cost 3.5 GiB.  Metas brpc writes are tens of bytes plus
- * authentication_data and user_fields, which deployments keep in KiBs;
- * 1 MiB leaves three orders of magnitude of headroom and bounds one
- * decode to about 56 MiB.
+ * entries 56, so a 64 MiB meta could cost 3.5 GiB.  Metas brpc writes
+ * are tens of bytes plus authentication_data and user_fields, which
+ * deployments keep in KiBs; 1 MiB leaves three orders of magnitude of
+ * headroom and bounds one decode to about 56 MiB.
  */
 #define BAIDU_MAX_META_SIZE_DEFAULT (1u << 20)
 
@@ -165,10 +167,16 @@ struct baidu_meta {
 struct baidu_frame {
 	uint32_t body_size;
 	uint32_t meta_size;
-	struct Brpc__Policy__RpcMeta *pb; /* the whole decoded meta */
-	struct baidu_meta meta;		  /* the light view of pb */
-	struct iobuf data;		  /* message bytes, as sent */
-	struct iobuf attachment;	  /* last attachment_size bytes */
+	/*
+	 * The whole meta as protobuf-c decodes it, or NULL when it held only
+	 * fields the light view carries (net/baidu_meta: every meta brpc
+	 * writes for plain calls), whose strings then live in `store`.
+	 */
+	struct Brpc__Policy__RpcMeta *pb;
+	char *store;
+	struct baidu_meta meta;	 /* the light view */
+	struct iobuf data;	 /* message bytes, as sent */
+	struct iobuf attachment; /* last attachment_size bytes */
 	/*
 	 * attachment_size is negative or larger than the data: data holds all
 	 * of it, attachment is empty.  brpc answers such a request with

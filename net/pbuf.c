@@ -89,6 +89,38 @@ int pbuf_pack(const ProtobufCMessage *msg, struct iobuf *out)
 	return err;
 }
 
+bool pbuf_has_field_zero(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	for (size_t i = 0; i < m->n_unknown_fields; i++)
+		if (m->unknown_fields[i].tag == 0)
+			return true;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m;
+		ProtobufCMessage *const *sub;
+		size_t n = 1;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			n = *(const size_t *)(base + f->quantifier_offset);
+			sub = *(ProtobufCMessage *const *const *)(base +
+								  f->offset);
+		} else {
+			sub = (ProtobufCMessage *const *)(base + f->offset);
+		}
+		for (size_t k = 0; k < n; k++)
+			if (sub[k] && pbuf_has_field_zero(sub[k]))
+				return true;
+	}
+	return false;
+}
+
 int pbuf_unpack(const ProtobufCMessageDescriptor *desc, const struct iobuf *in,
 		const struct mem *mem, ProtobufCMessage **out)
 {
@@ -111,6 +143,10 @@ int pbuf_unpack(const ProtobufCMessageDescriptor *desc, const struct iobuf *in,
 	mem_free(mem, flat);
 	if (!m)
 		return pa.nomem ? -ENOMEM : -EBADMSG;
+	if (pbuf_has_field_zero(m)) {
+		protobuf_c_message_free_unpacked(m, &pa.a);
+		return -EBADMSG;
+	}
 	*out = m;
 	return 0;
 }

@@ -55,10 +55,20 @@ int pbuf_pack(const ProtobufCMessage *msg, struct iobuf *out);
  * through `mem` (NULL: default).  Bytes spread over several blocks are
  * gathered into one temporary copy first (protobuf-c reads flat memory).
  * 0; -EBADMSG: not a valid message of that type (including a missing
- * required field); -ENOMEM.  Free *out with pbuf_free().
+ * required field, and a field numbered 0, see pbuf_has_field_zero());
+ * -ENOMEM.  Free *out with pbuf_free().
  */
 int pbuf_unpack(const ProtobufCMessageDescriptor *desc, const struct iobuf *in,
 		const struct mem *mem, ProtobufCMessage **out);
+
+/*
+ * Does a decoded message, or one inside it, hold an unknown field numbered
+ * 0?  protobuf-c reads a key padded to two bytes (0x81 0x00) as one,
+ * although the wire format forbids field 0, and would pack it back as a
+ * key no decoder takes; protobuf's C++ parser (brpc's) refuses such a
+ * message, and so must we after protobuf-c's unpack.
+ */
+bool pbuf_has_field_zero(const ProtobufCMessage *m);
 
 /* Frees a message from pbuf_unpack() or pbuf_new().  NULL is fine. */
 void pbuf_free(ProtobufCMessage *msg, const struct mem *mem);

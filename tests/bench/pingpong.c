@@ -30,6 +30,10 @@
  * system calls than a read and a write per message, which is the point of
  * a limit.  Every message still gets its own send time and latency.
  *
+ * With --epoll (server, client or both) an end waits in epoll_wait and
+ * then reads without blocking, as an event-loop stack must: the floor for
+ * such a stack, one system call per message and side above the raw one.
+ *
  * Exit statuses as rpcgate's: 0 success, 1 run-time failure (connection
  * refused, stream corrupted, server gone), 2 bad arguments.
  *
@@ -49,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
@@ -167,10 +172,12 @@ static int64_t mono_ns(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: pingpong server --port=N [--host=127.0.0.1]\n"
+		"usage: pingpong server --port=N [--host=127.0.0.1] "
+		"[--epoll]\n"
 		"       pingpong client --server=HOST:PORT --concurrency=C "
 		"--payload=BYTES\n"
-		"                       --duration=SECONDS [--json]\n"
+		"                       --duration=SECONDS [--json] "
+		"[--epoll]\n"
 		"\n"
 		"A raw TCP echo and its closed-loop client: the reference "
 		"limit for\nrpcgate's echo benchmark (scripts/bench-echo).\n");
@@ -293,7 +300,79 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/*
+ * --epoll: both ends wait in epoll_wait and read without blocking, the
+ * way any event-loop stack must (three system calls per message and side
+ * instead of two).  The run with --epoll is the floor for an epoll-based
+ * RPC stack; the run without it is the kernel's floor.
+ */
+static bool g_epoll;
+
+/* The epoll set of one socket, level-triggered on `events`; -errno. */
+static int epoll_for(int fd, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.fd = fd};
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+	if (epfd < 0)
+		return -errno;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev)) {
+		int err = -errno;
+
+		close(epfd);
+		return err;
+	}
+	return epfd;
+}
+
 /* ---- server ---- */
+
+/* Writes all of buf[0, n) to a socket that may be non-blocking; 0 or -1
+ * (the connection is lost). */
+static int send_all(int fd, const char *buf, ssize_t n)
+{
+	ssize_t off = 0;
+
+	while (off < n) {
+		ssize_t w =
+		    send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+
+			poll(&pfd, 1, -1);
+			continue;
+		}
+		if (w < 0)
+			return -1;
+		off += w;
+	}
+	return 0;
+}
+
+/* echo_conn's loop under --epoll: wait, then one non-blocking read. */
+static void echo_epoll(int fd, char *buf)
+{
+	struct epoll_event ev;
+	int epfd = epoll_for(fd, EPOLLIN);
+
+	if (epfd < 0)
+		return;
+	for (;;) {
+		ssize_t n;
+
+		if (epoll_wait(epfd, &ev, 1, -1) < 0 && errno != EINTR)
+			break;
+		n = recv(fd, buf, ECHO_BUF, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0 || send_all(fd, buf, n))
+			break;
+	}
+	close(epfd);
+}
 
 /* Echoes one connection until the peer closes it or an error; owns `fd`
  * (passed through the thread argument). */
@@ -304,23 +383,17 @@ static void *echo_conn(void *arg)
 
 	if (!buf)
 		goto out_close;
+	if (g_epoll) {
+		echo_epoll(fd, buf);
+		goto out_free;
+	}
 	for (;;) {
-		ssize_t n = read(fd, buf, ECHO_BUF), off = 0;
+		ssize_t n = read(fd, buf, ECHO_BUF);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0 || send_all(fd, buf, n))
 			break; /* EOF or reset: the client is done */
-		while (off < n) {
-			ssize_t w = send(fd, buf + off, (size_t)(n - off),
-					 MSG_NOSIGNAL);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0)
-				goto out_free;
-			off += w;
-		}
 	}
 out_free:
 	free(buf);
@@ -386,6 +459,8 @@ static int run_server(int argc, char **argv)
 			}
 		} else if ((v = opt_value(argv[i], "host"))) {
 			host = v;
+		} else if (!strcmp(argv[i], "--epoll")) {
+			g_epoll = true;
 		} else {
 			fprintf(stderr,
 				"pingpong server: unknown argument '%s'\n",
@@ -460,6 +535,7 @@ out_close:
 
 struct client {
 	int fd;
+	int epfd; /* --epoll: the socket's epoll set, else -1 */
 	size_t payload;
 	uint32_t conc;
 	char *tmpl; /* one message's bytes, sequence stamped per send */
@@ -557,6 +633,19 @@ static int client_wait(struct client *c, int64_t deadline)
 
 	if (c->out_off < c->out_len)
 		pfd.events |= POLLOUT;
+	if (c->epfd >= 0 && !(pfd.events & POLLOUT)) {
+		struct epoll_event ev;
+
+		if (left <= 0)
+			return 0;
+		ms = (int)((left + 999999) / 1000000);
+		if (epoll_wait(c->epfd, &ev, 1,
+			       ms < RECV_TIMEOUT_MS ? ms : RECV_TIMEOUT_MS) <
+			0 &&
+		    errno != EINTR)
+			return -errno;
+		return 0;
+	}
 	if (left <= 0)
 		return 0;
 	ms = (int)((left + 999999) / 1000000);
@@ -590,7 +679,7 @@ static int client_loop(struct client *c, int64_t start, int64_t deadline,
 			*what = "write";
 			return err;
 		}
-		if (c->out_off < c->out_len) {
+		if (c->out_off < c->out_len || c->epfd >= 0) {
 			err = client_wait(c, deadline);
 			if (err) {
 				*what = "poll";
@@ -682,6 +771,9 @@ static int client_opt(struct client_opts *o, const char *arg)
 	} else if (!strcmp(arg, "--json")) {
 		o->json = true;
 		return 0;
+	} else if (!strcmp(arg, "--epoll")) {
+		g_epoll = true;
+		return 0;
 	} else {
 		fprintf(stderr, "pingpong client: unknown argument '%s'\n",
 			arg);
@@ -741,7 +833,7 @@ static int run_client(int argc, char **argv)
 {
 	struct client_opts o = client_opts_default;
 	struct timeval tv = {.tv_usec = RECV_TIMEOUT_MS * 1000};
-	struct client c = {.fd = -1};
+	struct client c = {.fd = -1, .epfd = -1};
 	const char *what = "";
 	int64_t start;
 	int err, ret = EXIT_RUNTIME;
@@ -781,6 +873,10 @@ static int run_client(int argc, char **argv)
 	/* Bounds the blocking reads so a hung server is noticed and the
 	 * duration is kept to within RECV_TIMEOUT_MS. */
 	setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (g_epoll && (c.epfd = epoll_for(c.fd, EPOLLIN)) < 0) {
+		fprintf(stderr, "pingpong: epoll: %s\n", strerror(-c.epfd));
+		goto out_close;
+	}
 
 	start = mono_ns();
 	err = client_loop(&c, start, start + (int64_t)(o.duration * NS_PER_S),
@@ -795,6 +891,8 @@ static int run_client(int argc, char **argv)
 	print_result(&o, c.hist);
 	ret = 0;
 out_close:
+	if (c.epfd >= 0)
+		close(c.epfd);
 	close(c.fd);
 out_free:
 	free(c.hist);

@@ -9,16 +9,23 @@
  * same frames and the same ending; a frame's pieces add up; every request
  * and success response packs back and parses to the same meaning; no
  * crash, no leak, every block back in the pool, no live meta allocation.
+ * And the meta fast path against protobuf-c (tests/meta_view.h), on the
+ * input's first meta (bytes 12 on, meta_size of them) and on the whole
+ * input taken as a meta: whatever the fast path takes, protobuf-c must
+ * take and read the same.
  */
-// fuzz-sources: net/baidu_std.c net/pbuf.c net/iobuf.c net/mem.c build/gen/net/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
+// fuzz-sources: net/baidu_std.c net/baidu_meta.c net/pbuf.c net/iobuf.c net/mem.c build/gen/net/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "baidu_meta.h"
 #include "baidu_std.h"
 #include "iobuf.h"
 #include "mem.h"
+
+#include "../meta_view.h"
 
 /* Frames remembered per run for the comparison. */
 #define MAX_FRAMES 64
@@ -204,7 +211,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct iobuf in, part;
 	uint64_t rng = size * 0x9e3779b97f4a7c15ull + 1;
 	size_t off, k, i;
+	bool agree;
 	int ret;
+
+	if (size > BAIDU_HEADER_LEN) {
+		uint32_t meta_len = (uint32_t)data[8] << 24 |
+				    (uint32_t)data[9] << 16 |
+				    (uint32_t)data[10] << 8 | data[11];
+
+		if (meta_len > size - BAIDU_HEADER_LEN)
+			meta_len = (uint32_t)(size - BAIDU_HEADER_LEN);
+		meta_fast_vs_pbc(data + BAIDU_HEADER_LEN, meta_len, &agree);
+		CHECK(agree);
+	}
+	meta_fast_vs_pbc(data, size, &agree);
+	CHECK(agree);
 
 	mem_failing_init(&mf, -1);
 	baidu_limits_default(&lim);

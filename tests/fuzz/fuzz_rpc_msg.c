@@ -11,7 +11,7 @@
  * - a right CRC32C verifies, a wrong one is -EBADMSG;
  * - every block goes back to the pool, every allocation is freed.
  */
-// fuzz-sources: net/rpc_msg.c net/pbuf.c net/compress.c net/snappy.c net/crc32c.c net/baidu_std.c net/iobuf.c net/mem.c build/gen/app/proto/echo.pb-c.c build/gen/net/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
+// fuzz-sources: net/rpc_msg.c net/pbuf.c net/compress.c net/snappy.c net/crc32c.c net/baidu_std.c net/baidu_meta.c net/iobuf.c net/mem.c build/gen/app/proto/echo.pb-c.c build/gen/net/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

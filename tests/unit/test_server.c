@@ -436,6 +436,33 @@ static void test_erequest_size_counts_attachment(void **state)
 	fx_down(fx);
 }
 
+/*
+ * A key padded to two bytes that reads as field 0 (0x81 0x00): protobuf-c
+ * alone would take it as an unknown field; protobuf's C++ parser, brpc's,
+ * refuses the message, and so do we: EREQUEST.
+ */
+static void test_erequest_field_zero(void **state)
+{
+	struct fx_cfg cfg = {0};
+	struct fx *fx = fx_up(&cfg);
+	/* field 0 as a fixed64, then message = "hi" */
+	static const uint8_t body[] = {0x81, 0x00, 1, 2,    3,	  4,   5,
+				       6,    7,	   8, 0x0a, 0x02, 'h', 'i'};
+	struct req r = {.cid = 9, .raw = body, .raw_len = sizeof(body)};
+	struct baidu_frame f;
+	struct cli c;
+
+	cli_open(&c, fx);
+	cli_call(&c, fx, &r, &f, "a body holding field 0");
+	expect_err(&f, 9, RPC_EREQUEST,
+		   SRV "[E1003]Fail to parse request=example.EchoRequest, "
+		       "ContentType=pb, CompressType=none, "
+		       "ChecksumType=none, request_size=14");
+	baidu_frame_release(&f);
+	cli_close(&c);
+	fx_down(fx);
+}
+
 /* Many connections, many pipelined calls, answers all accounted. */
 static void test_many_connections(void **state)
 {
@@ -493,6 +520,7 @@ int main(void)
 	    TEST_SERVER(test_oversize_closed_without_body),
 	    TEST_SERVER(test_bad_attachment_size),
 	    TEST_SERVER(test_erequest_size_counts_attachment),
+	    TEST_SERVER(test_erequest_field_zero),
 	    TEST_SERVER(test_many_connections),
 	};
 
