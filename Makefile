@@ -2,8 +2,12 @@
 #
 #   make deps     install the Debian packages the build and tests need
 #   make          build/rpcgate: the static musl binary
-#   make check    every test tier (unit now; integration and rxe later)
-#   make run      the main job (see README.md)
+#   make check    every test tier: fuzz smoke, unit, integration, the
+#                 container (test-image) and the VMs (test-rxe)
+#   make run      the main job: the appliance in a VM (see README.md)
+#   make image    build/vm/: kernel + initramfs (image/mkvm)
+#   make oci      build/rpcgate-oci.tar: the container image (image/mkoci)
+#   make test-rxe the VM and soft-RoCE tier (tests/rxe/test-vm)
 #   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
 #
 # Two builds of the same sources:
@@ -23,7 +27,7 @@ LIBDIR := /usr/lib/x86_64-linux-gnu
 DEPS_PKGS := gcc make musl-tools libibverbs-dev librdmacm-dev \
 	libnl-3-dev libnl-route-3-dev libprotobuf-c-dev protobuf-c-compiler \
 	zlib1g-dev libcmocka-dev ibverbs-providers clang libclang-rt-14-dev \
-	python3 python3-snappy
+	python3 python3-snappy qemu-system-x86 runc umoci skopeo
 
 MUSL_CC := musl-gcc
 HOST_CC := gcc
@@ -85,7 +89,8 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -Inet -Irdma -Iapp $(GEN_INC) \
 FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
-.PHONY: all deps check unit integration fuzz run bench format clean
+.PHONY: all deps check unit integration fuzz run bench format clean \
+	image oci test-rxe test-image
 
 all: $(BUILD)/rpcgate
 
@@ -151,16 +156,39 @@ integration: $(INTEG_BINS) $(BUILD)/rpcgate
 	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate scripts/run-tests $(INTEG_BINS)
 
 # Fuzz smoke first (libFuzzer prints its own lines), then one run of every
-# tier's cmocka programs ending in one summary.
-check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS)
+# tier's cmocka programs ending in one summary, then the container and the
+# VMs.
+check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) image
 	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
 	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate TEST_VECTORS_DIR=$(VECTORS) \
 		scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
+	@tests/image/test-oci $(BUILD)/rpcgate
+	@tests/rxe/test-vm
 
-# Until the appliance boots (issue 4): serve example.EchoService, call it
-# and load it for a few seconds, then stop.
-run: $(BUILD)/rpcgate
-	@scripts/run-echo $(BUILD)/rpcgate
+# The VM image: Debian's kernel (fetched once into build/cache) and an
+# initramfs with the binary as /init.
+image: $(BUILD)/vm/initramfs.cpio
+
+$(BUILD)/vm/initramfs.cpio: $(BUILD)/rpcgate image/mkvm | deps
+	@image/mkvm --binary=$(BUILD)/rpcgate --out=$(BUILD)/vm \
+		--cache=$(BUILD)/cache
+
+oci: $(BUILD)/rpcgate-oci.tar
+
+$(BUILD)/rpcgate-oci.tar: $(BUILD)/rpcgate image/mkoci
+	@image/mkoci --binary=$(BUILD)/rpcgate --out=$@
+
+test-rxe: image
+	@tests/rxe/test-vm
+
+test-image: $(BUILD)/rpcgate
+	@tests/image/test-oci $(BUILD)/rpcgate
+
+# The main job: echo in the appliance VM, its port forwarded to the host;
+# Ctrl-C shuts the VM down.  RUN_PORT picks the host port.
+RUN_PORT ?= 8000
+run: image
+	@scripts/vm appliance --port=$(RUN_PORT)
 
 # The raw limit the benchmark compares against: a plain TCP ping-pong.
 $(BUILD)/pingpong: tests/bench/pingpong.c $(BUILD)/musl-inc/.stamp

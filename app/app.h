@@ -17,9 +17,9 @@
 #include "log.h"
 #include "rt.h"
 
-#define APP_EXIT_OK 0
+#define APP_EXIT_OK	 0
 #define APP_EXIT_FAILURE 1
-#define APP_EXIT_CONFIG 2
+#define APP_EXIT_CONFIG	 2
 
 /* Where the kernel command line is read from unless --cmdline_file says. */
 #define APP_KERNEL_CMDLINE "/proc/cmdline"
@@ -53,10 +53,10 @@ struct app_config {
 	struct budget_input budget_in;
 	struct budget budget;
 	const char *subcommand; /* NULL when none was given */
-	char **args;            /* positional arguments after it */
+	char **args;		/* positional arguments after it */
 	int nargs;
 	int ncpu;
-	bool budget_refused;    /* strict budget broke the rule */
+	bool budget_refused; /* strict budget broke the rule */
 };
 
 /*
@@ -66,8 +66,8 @@ struct app_config {
  * when the budget is refused; -ENOMEM.  After any return but -ENOMEM the
  * caller must app_config_destroy().
  */
-int app_config_load(struct app_config *cfg, int argc, char **argv,
-		    char **envp, int ncpu);
+int app_config_load(struct app_config *cfg, int argc, char **argv, char **envp,
+		    int ncpu);
 void app_config_destroy(struct app_config *cfg);
 
 /* Prints why the load failed: every diagnostic, or the budget refusal. */
@@ -85,6 +85,17 @@ int app_cmd_rdma_info(struct app_config *cfg);
 int app_cmd_echo(struct app_config *cfg);  /* app/cmd_echo.c */
 int app_cmd_call(struct app_config *cfg);  /* app/cmd_call.c */
 int app_cmd_bench(struct app_config *cfg); /* app/cmd_bench.c */
+
+/*
+ * The appliance's init (app/pid1.c), when the kernel starts the binary as
+ * PID 1 with no arguments.  app_pid1_early() mounts what reading the
+ * configuration needs; app_pid1_main() sets the machine up, runs the
+ * roles and powers off, never returning.  config_status: 0, or the exit
+ * status of a configuration that did not load (reported, then power-off).
+ */
+void app_pid1_early(void);
+void app_pid1_main(struct app_config *cfg, int config_status)
+    __attribute__((noreturn));
 
 /*
  * What echo, call and bench share (app/runtime.c).

@@ -15,8 +15,10 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "compress.h"
 #include "echo.pb-c.h"
 #include "rpc_errno.h"
@@ -25,6 +27,8 @@
 /* ---- call --------------------------------------------------------------- */
 
 #define WHO "rpcgate call"
+/* --wait_ms: how often a refused connection is tried again. */
+#define WAIT_RETRY_MS 200
 
 /* Inputs of the call beyond the message: attachment, compression,
  * log_id (deadline and retries are the channel's, from the flags).
@@ -72,31 +76,33 @@ static int call_print_answer(const struct rpc_call *c)
 	return APP_EXIT_OK;
 }
 
-static int call_run(const struct app_config *cfg, struct channel *ch,
-		    struct rpc_call *c)
+/* Failures that mean "nobody is listening yet": --wait_ms retries them. */
+static bool not_up_yet(int code)
+{
+	return code == ECONNREFUSED || code == EHOSTUNREACH ||
+	       code == ENETUNREACH || code == EHOSTDOWN || code == ECONNRESET;
+}
+
+/* One call; the channel's code (0: answered). */
+static int call_once(const struct app_config *cfg, struct channel *ch,
+		     struct rpc_call *c)
 {
 	Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
-	int code;
 
 	/* protobuf-c's string fields are not const; it only reads it. */
 	req.message = (char *)flags_str(&cfg->flags, "message");
-	code = channel_call(ch, &example__echo_service__descriptor,
+	return channel_call(ch, &example__echo_service__descriptor,
 			    APP_ECHO_METHOD, &req.base, c, NULL, NULL);
-	if (code) {
-		fprintf(stderr, WHO ": error %d (%s): %s\n", code,
-			app_error_name(code),
-			c->error_text ? c->error_text : "");
-		return APP_EXIT_FAILURE;
-	}
-	return call_print_answer(c);
 }
 
 int app_cmd_call(struct app_config *cfg)
 {
+	int64_t wait_ns = flags_int(&cfg->flags, "wait_ms") * 1000000;
+	int64_t give_up = clock_mono_ns() + wait_ns;
 	struct app_runtime r;
 	struct channel ch;
 	struct rpc_call c;
-	int status = APP_EXIT_FAILURE;
+	int status = APP_EXIT_FAILURE, code;
 
 	if (!app_require_server(cfg, WHO))
 		return APP_EXIT_CONFIG;
@@ -104,11 +110,27 @@ int app_cmd_call(struct app_config *cfg)
 		return APP_EXIT_FAILURE;
 	if (app_channel_open(&ch, &r, cfg, 1, false))
 		goto out_runtime;
-	rpc_call_init(&c, &r.pool);
-	if (call_prepare(cfg, &c))
-		fprintf(stderr, WHO ": out of memory\n");
-	else
-		status = call_run(cfg, &ch, &c);
+	for (;;) {
+		rpc_call_init(&c, &r.pool);
+		if (call_prepare(cfg, &c)) {
+			fprintf(stderr, WHO ": out of memory\n");
+			break;
+		}
+		code = call_once(cfg, &ch, &c);
+		if (code && not_up_yet(code) && clock_mono_ns() < give_up) {
+			/* A server still starting (--wait_ms): again. */
+			rpc_call_destroy(&c);
+			usleep(WAIT_RETRY_MS * 1000);
+			continue;
+		}
+		if (code)
+			fprintf(stderr, WHO ": error %d (%s): %s\n", code,
+				app_error_name(code),
+				c.error_text ? c.error_text : "");
+		else
+			status = call_print_answer(&c);
+		break;
+	}
 	fflush(stdout);
 	rpc_call_destroy(&c);
 	channel_destroy(&ch);

@@ -5,6 +5,7 @@
  */
 #include "app.h"
 #include "budget.h"
+#include "netcfg.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -37,231 +38,340 @@ static bool server_addr_valid(const char *v)
 	return port >= 1 && port <= 65535;
 }
 
+/* Empty, or an IPv4 address with an optional /PREFIX. */
+static bool cidr_valid(const char *v)
+{
+	unsigned int addr;
+	int prefix;
+
+	return !*v || netcfg_parse_cidr(v, &addr, &prefix) == 0;
+}
+
+/* Empty, or an IPv4 address. */
+static bool ipv4_valid(const char *v)
+{
+	return !*v || (!strchr(v, '/') && cidr_valid(v));
+}
+
+/* Empty, or an interface name the kernel would take. */
+static bool ifname_valid(const char *v)
+{
+	return strlen(v) < 16 && !strchr(v, '/') && !strchr(v, ' ');
+}
+
 const struct flag_def app_flag_defs[] = {
-	/* thread budget (DESIGN.md, "Threads: the budget") */
-	{
-		.name = "worker_num",
-		.type = FLAG_INT,
-		.def = "4", /* replaced at start by cores + 1, at least 4 */
-		.min = 2,
-		.max = BUDGET_MAX_WORKERS,
-		.help = "every runtime thread the process may run "
-			"(default: cores + 1, at least 4)",
-	},
-	{
-		.name = "event_dispatcher_num",
-		.type = FLAG_INT,
-		.def = "1",
-		.min = 1,
-		.max = BUDGET_MAX_DISPATCHERS,
-		.help = "epoll event loops, each a thread taken from worker_num",
-	},
-	{
-		.name = "rdma_poller_num",
-		.type = FLAG_INT,
-		.def = "1",
-		.min = 1,
-		.max = BUDGET_MAX_POLLERS,
-		.help = "busy-polling CQ threads, taken from worker_num when "
-			"rdma_use_polling is true",
-	},
-	{
-		.name = "rdma_use_polling",
-		.type = FLAG_BOOL,
-		.def = "false",
-		.help = "poll RDMA completion queues with busy threads instead "
-			"of completion events",
-	},
-	{
-		.name = "thread_budget",
-		.type = FLAG_ENUM,
-		.def = "strict",
-		.choices = budget_modes,
-		.help = "strict: refuse event_dispatcher_num + rdma_poller_num "
-			">= worker_num; auto: raise worker_num to fit",
-	},
-	/* logging */
-	{
-		.name = "log_level",
-		.type = FLAG_ENUM,
-		.def = "info",
-		.choices = log_levels,
-		.runtime = true,
-		.help = "lowest level of log lines written",
-	},
-	/* flag sources */
-	{
-		.name = "cmdline_file",
-		.type = FLAG_STRING,
-		.def = APP_KERNEL_CMDLINE,
-		.expect = "a file path",
-		.help = "where rpcgate.NAME=VALUE kernel arguments are read "
-			"from",
-	},
-	/* echo: the example.EchoService server */
-	{
-		.name = "port",
-		.type = FLAG_INT,
-		.def = "8000",
-		.min = 0,
-		.max = 65535,
-		.help = "echo: TCP port to serve on (0: any free port, printed "
-			"at start)",
-	},
-	{
-		.name = "listen",
-		.type = FLAG_STRING,
-		.def = "0.0.0.0",
-		.expect = "an address or host name",
-		.help = "echo: address to serve on (0.0.0.0: every IPv4 "
-			"address)",
-	},
-	{
-		.name = "sleep_ms",
-		.type = FLAG_INT,
-		.def = "0",
-		.min = 0,
-		.max = APP_SLEEP_MS_MAX,
-		.help = "echo: delay every answer by this long, to play a slow "
-			"server",
-	},
-	{
-		.name = "max_concurrency",
-		.type = FLAG_INT,
-		.def = "0",
-		.min = 0,
-		.max = APP_MAX_CONCURRENCY_MAX,
-		.help = "echo: calls in flight before new ones are refused "
-			"with ELIMIT (0: no limit)",
-	},
-	{
-		.name = "echo_on_workers",
-		.type = FLAG_BOOL,
-		.def = "false",
-		.help = "echo: run the handler on task workers instead of the "
-			"event loop that read the request",
-	},
-	{
-		.name = "auth_token",
-		.type = FLAG_STRING,
-		.def = "",
-		.help = "echo: the credential a client must send (empty: any); "
-			"call, bench: the credential sent (empty: none)",
-	},
-	/* call and bench: example.EchoService clients */
-	{
-		.name = "server",
-		.type = FLAG_STRING,
-		.def = "",
-		.valid = server_addr_valid,
-		.expect = "HOST:PORT",
-		.help = "call, bench: the server to call, HOST:PORT "
-			"(required)",
-	},
-	{
-		.name = "message",
-		.type = FLAG_STRING,
-		.def = "",
-		.help = "call: the request's message",
-	},
-	{
-		.name = "attachment",
-		.type = FLAG_STRING,
-		.def = "",
-		.help = "call: the request's attachment (empty: none)",
-	},
-	{
-		.name = "log_id",
-		.type = FLAG_INT,
-		.def = "0",
-		.min = 0,
-		.max = INT64_MAX,
-		.help = "call: the request's log_id (sent only when given)",
-	},
-	{
-		.name = "compress",
-		.type = FLAG_ENUM,
-		.def = "none",
-		.choices = compress_types,
-		.help = "call, bench: compression of the request body (the "
-			"echo server answers in kind)",
-	},
-	{
-		.name = "timeout_ms",
-		.type = FLAG_INT,
-		.def = "500",
-		.min = -1,
-		.max = APP_TIMEOUT_MS_MAX,
-		.help = "call, bench: deadline of each call over all its "
-			"attempts (-1: none)",
-	},
-	{
-		.name = "max_retry",
-		.type = FLAG_INT,
-		.def = "3",
-		.min = 0,
-		.max = APP_MAX_RETRY_MAX,
-		.help = "call, bench: extra attempts after connection failures",
-	},
-	{
-		.name = "connection_type",
-		.type = FLAG_ENUM,
-		.def = "single",
-		.choices = conn_types,
-		.help = "call, bench: single (calls share one connection), "
-			"pooled (one call per connection at a time) or short "
-			"(a connection per call)",
-	},
-	{
-		.name = "checksum",
-		.type = FLAG_BOOL,
-		.def = "false",
-		.help = "call, bench: send a CRC32C of each request",
-	},
-	{
-		.name = "concurrency",
-		.type = FLAG_INT,
-		.def = "1",
-		.min = 1,
-		.max = APP_BENCH_CONCURRENCY_MAX,
-		.help = "bench: calls kept in flight",
-	},
-	{
-		.name = "payload",
-		.type = FLAG_INT,
-		.def = "16",
-		.min = 0,
-		.max = APP_BENCH_PAYLOAD_MAX,
-		.help = "bench: bytes of each request's message",
-	},
-	{
-		.name = "duration",
-		.type = FLAG_INT,
-		.def = "5",
-		.min = 1,
-		.max = APP_BENCH_DURATION_MAX,
-		.help = "bench: seconds to run",
-	},
-	{
-		.name = "json",
-		.type = FLAG_BOOL,
-		.def = "false",
-		.help = "bench: print the result as one JSON line, and no "
-			"progress",
-	},
-	/* informational */
-	{
-		.name = "help",
-		.type = FLAG_BOOL,
-		.def = "false",
-		.help = "list subcommands and flags, then exit",
-	},
-	{
-		.name = "version",
-		.type = FLAG_BOOL,
-		.def = "false",
-		.help = "print the version, then exit",
-	},
+    /* thread budget (DESIGN.md, "Threads: the budget") */
+    {
+	.name = "worker_num",
+	.type = FLAG_INT,
+	.def = "4", /* replaced at start by cores + 1, at least 4 */
+	.min = 2,
+	.max = BUDGET_MAX_WORKERS,
+	.help = "every runtime thread the process may run "
+		"(default: cores + 1, at least 4)",
+    },
+    {
+	.name = "event_dispatcher_num",
+	.type = FLAG_INT,
+	.def = "1",
+	.min = 1,
+	.max = BUDGET_MAX_DISPATCHERS,
+	.help = "epoll event loops, each a thread taken from worker_num",
+    },
+    {
+	.name = "rdma_poller_num",
+	.type = FLAG_INT,
+	.def = "1",
+	.min = 1,
+	.max = BUDGET_MAX_POLLERS,
+	.help = "busy-polling CQ threads, taken from worker_num when "
+		"rdma_use_polling is true",
+    },
+    {
+	.name = "rdma_use_polling",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "poll RDMA completion queues with busy threads instead "
+		"of completion events",
+    },
+    {
+	.name = "thread_budget",
+	.type = FLAG_ENUM,
+	.def = "strict",
+	.choices = budget_modes,
+	.help = "strict: refuse event_dispatcher_num + rdma_poller_num "
+		">= worker_num; auto: raise worker_num to fit",
+    },
+    /* logging */
+    {
+	.name = "log_level",
+	.type = FLAG_ENUM,
+	.def = "info",
+	.choices = log_levels,
+	.runtime = true,
+	.help = "lowest level of log lines written",
+    },
+    /* flag sources */
+    {
+	.name = "cmdline_file",
+	.type = FLAG_STRING,
+	.def = APP_KERNEL_CMDLINE,
+	.expect = "a file path",
+	.help = "where rpcgate.NAME=VALUE kernel arguments are read "
+		"from",
+    },
+    /* echo: the example.EchoService server */
+    {
+	.name = "port",
+	.type = FLAG_INT,
+	.def = "8000",
+	.min = 0,
+	.max = 65535,
+	.help = "echo: TCP port to serve on (0: any free port, printed "
+		"at start)",
+    },
+    {
+	.name = "listen",
+	.type = FLAG_STRING,
+	.def = "0.0.0.0",
+	.expect = "an address or host name",
+	.help = "echo: address to serve on (0.0.0.0: every IPv4 "
+		"address)",
+    },
+    {
+	.name = "sleep_ms",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = APP_SLEEP_MS_MAX,
+	.help = "echo: delay every answer by this long, to play a slow "
+		"server",
+    },
+    {
+	.name = "max_concurrency",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = APP_MAX_CONCURRENCY_MAX,
+	.help = "echo: calls in flight before new ones are refused "
+		"with ELIMIT (0: no limit)",
+    },
+    {
+	.name = "echo_on_workers",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "echo: run the handler on task workers instead of the "
+		"event loop that read the request",
+    },
+    {
+	.name = "auth_token",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "echo: the credential a client must send (empty: any); "
+		"call, bench: the credential sent (empty: none)",
+    },
+    /* call and bench: example.EchoService clients */
+    {
+	.name = "server",
+	.type = FLAG_STRING,
+	.def = "",
+	.valid = server_addr_valid,
+	.expect = "HOST:PORT",
+	.help = "call, bench: the server to call, HOST:PORT "
+		"(required)",
+    },
+    {
+	.name = "message",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "call: the request's message",
+    },
+    {
+	.name = "attachment",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "call: the request's attachment (empty: none)",
+    },
+    {
+	.name = "log_id",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = INT64_MAX,
+	.help = "call: the request's log_id (sent only when given)",
+    },
+    {
+	.name = "compress",
+	.type = FLAG_ENUM,
+	.def = "none",
+	.choices = compress_types,
+	.help = "call, bench: compression of the request body (the "
+		"echo server answers in kind)",
+    },
+    {
+	.name = "timeout_ms",
+	.type = FLAG_INT,
+	.def = "500",
+	.min = -1,
+	.max = APP_TIMEOUT_MS_MAX,
+	.help = "call, bench: deadline of each call over all its "
+		"attempts (-1: none)",
+    },
+    {
+	.name = "max_retry",
+	.type = FLAG_INT,
+	.def = "3",
+	.min = 0,
+	.max = APP_MAX_RETRY_MAX,
+	.help = "call, bench: extra attempts after connection failures",
+    },
+    {
+	.name = "connection_type",
+	.type = FLAG_ENUM,
+	.def = "single",
+	.choices = conn_types,
+	.help = "call, bench: single (calls share one connection), "
+		"pooled (one call per connection at a time) or short "
+		"(a connection per call)",
+    },
+    {
+	.name = "checksum",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "call, bench: send a CRC32C of each request",
+    },
+    {
+	.name = "concurrency",
+	.type = FLAG_INT,
+	.def = "1",
+	.min = 1,
+	.max = APP_BENCH_CONCURRENCY_MAX,
+	.help = "bench: calls kept in flight",
+    },
+    {
+	.name = "payload",
+	.type = FLAG_INT,
+	.def = "16",
+	.min = 0,
+	.max = APP_BENCH_PAYLOAD_MAX,
+	.help = "bench: bytes of each request's message",
+    },
+    {
+	.name = "duration",
+	.type = FLAG_INT,
+	.def = "5",
+	.min = 1,
+	.max = APP_BENCH_DURATION_MAX,
+	.help = "bench: seconds to run",
+    },
+    {
+	.name = "json",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "bench: print the result as one JSON line, and no "
+		"progress",
+    },
+    {
+	.name = "wait_ms",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = APP_TIMEOUT_MS_MAX,
+	.help = "call: while the server refuses connections (still "
+		"starting), try again for up to this long",
+    },
+    {
+	.name = "status",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = 255,
+	.help = "exit: the exit status to end with",
+    },
+    /* the appliance: PID 1 of a VM (app/pid1.c) */
+    {
+	.name = "run",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "PID 1: the foreground role, a subcommand line (e.g. "
+		"\"call --server=10.0.2.16:8000\"); its exit status "
+		"becomes the VM's; empty: the roles run until "
+		"shutdown",
+    },
+    {
+	.name = "spawn",
+	.type = FLAG_STRING,
+	.def = "",
+	.repeat = true,
+	.help = "PID 1: a background role, a subcommand line (e.g. "
+		"\"echo --port=8000\"); give it once per role",
+    },
+    {
+	.name = "ip",
+	.type = FLAG_STRING,
+	.def = "",
+	.valid = cidr_valid,
+	.expect = "an IPv4 address/prefix such as 10.0.2.15/24",
+	.help = "PID 1: the address of --nic; empty: only lo is set "
+		"up",
+    },
+    {
+	.name = "gateway",
+	.type = FLAG_STRING,
+	.def = "",
+	.valid = ipv4_valid,
+	.expect = "an IPv4 address such as 10.0.2.2",
+	.help = "PID 1: the default route's gateway; empty: none",
+    },
+    {
+	.name = "nic",
+	.type = FLAG_STRING,
+	.def = "eth0",
+	.valid = ifname_valid,
+	.expect = "an interface name",
+	.help = "PID 1: the network interface --ip applies to",
+    },
+    {
+	.name = "rxe",
+	.type = FLAG_STRING,
+	.def = "",
+	.valid = ifname_valid,
+	.expect = "an interface name",
+	.help = "PID 1: create soft-RoCE device rxe0 over this "
+		"interface and wait until its port is active; empty: "
+		"no RDMA device",
+    },
+    {
+	.name = "rxe_wait_ms",
+	.type = FLAG_INT,
+	.def = "15000",
+	.min = 100,
+	.max = 600000,
+	.help = "PID 1: how long the rxe port may take to become "
+		"active",
+    },
+    {
+	.name = "shutdown_grace_ms",
+	.type = FLAG_INT,
+	.def = "10000",
+	.min = 0,
+	.max = 600000,
+	.help = "PID 1: how long roles get to stop after SIGTERM "
+		"before SIGKILL",
+    },
+    /* informational */
+    {
+	.name = "help",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "list subcommands and flags, then exit",
+    },
+    {
+	.name = "version",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "print the version, then exit",
+    },
 };
 
 const size_t app_flag_count = sizeof(app_flag_defs) / sizeof(app_flag_defs[0]);

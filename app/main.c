@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef RPCGATE_VERSION
 #define RPCGATE_VERSION "0.1.0"
@@ -27,20 +28,33 @@ struct subcommand {
 
 static int cmd_help(struct app_config *cfg);
 static int cmd_version(struct app_config *cfg);
+static int cmd_exit(struct app_config *cfg);
 
 static const struct subcommand subcommands[] = {
-	{"config", "check the configuration; print every flag, its value "
-		   "and source (exit 2 on errors)", app_cmd_config},
-	{"rdma-info", "list RDMA devices, ports, GIDs and states",
-	 app_cmd_rdma_info},
-	{"echo", "serve example.EchoService until SIGTERM/SIGINT "
-		 "(--port, --listen, ...)", app_cmd_echo},
-	{"call", "one example.EchoService.Echo call to --server; print "
-		 "the answer", app_cmd_call},
-	{"bench", "closed-loop load on --server's EchoService; qps and "
-		  "latency percentiles", app_cmd_bench},
-	{"help", "this text", cmd_help},
-	{"version", "print the version", cmd_version},
+    {"config",
+     "check the configuration; print every flag, its value "
+     "and source (exit 2 on errors)",
+     app_cmd_config},
+    {"rdma-info", "list RDMA devices, ports, GIDs and states",
+     app_cmd_rdma_info},
+    {"echo",
+     "serve example.EchoService until SIGTERM/SIGINT "
+     "(--port, --listen, ...)",
+     app_cmd_echo},
+    {"call",
+     "one example.EchoService.Echo call to --server; print "
+     "the answer",
+     app_cmd_call},
+    {"bench",
+     "closed-loop load on --server's EchoService; qps and "
+     "latency percentiles",
+     app_cmd_bench},
+    {"exit",
+     "end at once with exit status --status (scripts, and the "
+     "VM harness's pass-through check)",
+     cmd_exit},
+    {"help", "this text", cmd_help},
+    {"version", "print the version", cmd_version},
 };
 
 #define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
@@ -49,11 +63,12 @@ static void print_help(const struct app_config *cfg, FILE *out)
 {
 	char expect[256];
 
-	fprintf(out,
-		"usage: rpcgate [--FLAG=VALUE ...] SUBCOMMAND [--FLAG=VALUE ...]\n"
-		"\n"
-		"An RPC gateway speaking brpc's baidu_std over TCP and RDMA.\n"
-		"\nsubcommands:\n");
+	fprintf(
+	    out,
+	    "usage: rpcgate [--FLAG=VALUE ...] SUBCOMMAND [--FLAG=VALUE ...]\n"
+	    "\n"
+	    "An RPC gateway speaking brpc's baidu_std over TCP and RDMA.\n"
+	    "\nsubcommands:\n");
 	for (size_t i = 0; i < NSUBCOMMANDS; i++)
 		fprintf(out, "  %-12s %s\n", subcommands[i].name,
 			subcommands[i].summary);
@@ -67,9 +82,12 @@ static void print_help(const struct app_config *cfg, FILE *out)
 
 		flag_describe_expect(d, expect, sizeof(expect));
 		fprintf(out, "  --%s=%s\n      %s\n      (%s; default %s%s)\n",
-			d->name, d->type == FLAG_BOOL ? "BOOL" :
-			d->type == FLAG_INT ? "N" : "VALUE", d->help, expect,
-			f->defval, d->runtime ? "; can change at run time" : "");
+			d->name,
+			d->type == FLAG_BOOL  ? "BOOL"
+			: d->type == FLAG_INT ? "N"
+					      : "VALUE",
+			d->help, expect, f->defval,
+			d->runtime ? "; can change at run time" : "");
 	}
 	fprintf(out, "\nexit status: 0 ok, 1 failure, 2 configuration "
 		     "error\n");
@@ -80,6 +98,11 @@ static int cmd_help(struct app_config *cfg)
 	(void)cfg;
 	print_help(cfg, stdout);
 	return APP_EXIT_OK;
+}
+
+static int cmd_exit(struct app_config *cfg)
+{
+	return (int)flags_int(&cfg->flags, "status");
 }
 
 static int cmd_version(struct app_config *cfg)
@@ -109,7 +132,12 @@ int main(int argc, char **argv)
 	const struct subcommand *cmd = NULL;
 	struct app_config cfg;
 	int err, status;
+	/* The init of a VM: the kernel passes no subcommand.  PID 1 of a
+	 * container is given one and runs it like any process. */
+	bool pid1 = getpid() == 1 && argc == 1;
 
+	if (pid1)
+		app_pid1_early();
 	err = app_config_load(&cfg, argc, argv, environ, app_ncpu());
 	if (err == -ENOMEM) {
 		fprintf(stderr, "rpcgate: out of memory at start\n");
@@ -118,7 +146,8 @@ int main(int argc, char **argv)
 	if (cfg.subcommand) {
 		cmd = find_subcommand(cfg.subcommand);
 		if (!cmd)
-			flags_report(&cfg.flags, "unknown subcommand '%s'; "
+			flags_report(&cfg.flags,
+				     "unknown subcommand '%s'; "
 				     "'rpcgate help' lists them",
 				     cfg.subcommand);
 	}
@@ -127,6 +156,9 @@ int main(int argc, char **argv)
 			     cfg.args[0], cfg.subcommand);
 	if (!err && !cfg.budget_refused && flags_ndiag(&cfg.flags))
 		err = -EINVAL;
+	if (pid1)
+		app_pid1_main(&cfg,
+			      err || cfg.budget_refused ? APP_EXIT_CONFIG : 0);
 	if (err) {
 		app_config_print_errors(&cfg, stderr);
 		status = APP_EXIT_CONFIG;

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #define KERNEL_PREFIX "rpcgate."
-#define ENV_PREFIX "RPCGATE_"
+#define ENV_PREFIX    "RPCGATE_"
 /* Names longer than this cannot be ours; caps the edit-distance table. */
 #define NAME_MAX_LEN 64
 
@@ -52,9 +52,8 @@ const char *flag_source_name(enum flag_source src)
 }
 
 /* The exact place a value of flag `name` from `src` was written. */
-static int describe_origin(const struct flags *fl, const char *name,
-			   size_t len, enum flag_source src, char *buf,
-			   size_t cap)
+static int describe_origin(const struct flags *fl, const char *name, size_t len,
+			   enum flag_source src, char *buf, size_t cap)
 {
 	char up[NAME_MAX_LEN + 1];
 	size_t i;
@@ -110,7 +109,8 @@ int flag_describe_expect(const struct flag_def *def, char *buf, size_t cap)
 		}
 		return (int)used;
 	case FLAG_STRING:
-		return snprintf(buf, cap, "%s", def->expect ? def->expect : "text");
+		return snprintf(buf, cap, "%s",
+				def->expect ? def->expect : "text");
 	}
 	return 0;
 }
@@ -149,15 +149,15 @@ static bool parse_int(const char *v, int64_t *out)
 }
 
 /* Parses `v` for `def`; true and *out on success. */
-static bool parse_value(const struct flag_def *def, const char *v,
-			int64_t *out)
+static bool parse_value(const struct flag_def *def, const char *v, int64_t *out)
 {
 	*out = 0;
 	switch (def->type) {
 	case FLAG_BOOL:
 		return parse_bool(v, out);
 	case FLAG_INT:
-		return parse_int(v, out) && *out >= def->min && *out <= def->max;
+		return parse_int(v, out) && *out >= def->min &&
+		       *out <= def->max;
 	case FLAG_ENUM:
 		for (int64_t i = 0; def->choices[i]; i++) {
 			if (!strcmp(def->choices[i], v)) {
@@ -167,7 +167,8 @@ static bool parse_value(const struct flag_def *def, const char *v,
 		}
 		return false;
 	case FLAG_STRING:
-		return strlen(v) < FLAGS_VALUE_MAX && (!def->valid || def->valid(v));
+		return strlen(v) < FLAGS_VALUE_MAX &&
+		       (!def->valid || def->valid(v));
 	}
 	return false;
 }
@@ -212,8 +213,7 @@ static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
 	return row[la & 1][lb];
 }
 
-const char *flags_closest(const struct flags *fl, const char *name,
-			  size_t len)
+const char *flags_closest(const struct flags *fl, const char *name, size_t len)
 {
 	const char *best = NULL;
 	size_t best_d = (size_t)-1;
@@ -253,12 +253,20 @@ static void release(struct flags *fl, struct flag *f)
 static int assign(struct flags *fl, struct flag *f, const char *value,
 		  int64_t parsed, enum flag_source src)
 {
-	size_t len = strlen(value);
-	char *copy = mem_alloc(fl->mem, len + 1);
+	size_t len = strlen(value), keep = 0;
+	char *copy;
 
+	if (f->def->repeat && src != FLAG_SRC_DEFAULT && f->src == src &&
+	    f->owned)
+		keep = strlen(f->owned) + 1; /* the earlier values and '\n' */
+	copy = mem_alloc(fl->mem, keep + len + 1);
 	if (!copy)
 		return -ENOMEM;
-	memcpy(copy, value, len + 1);
+	if (keep) {
+		memcpy(copy, f->owned, keep - 1);
+		copy[keep - 1] = '\n';
+	}
+	memcpy(copy + keep, value, len + 1);
 	if (src == FLAG_SRC_DEFAULT) {
 		mem_free(fl->mem, f->defowned);
 		f->defowned = copy;
@@ -277,8 +285,8 @@ static int assign(struct flags *fl, struct flag *f, const char *value,
 	return 0;
 }
 
-int flags_set(struct flags *fl, const char *name, size_t len,
-	      const char *value, enum flag_source src)
+int flags_set(struct flags *fl, const char *name, size_t len, const char *value,
+	      enum flag_source src)
 {
 	char where[128], expect[256];
 	struct flag *f = find(fl, name, len);
@@ -289,18 +297,24 @@ int flags_set(struct flags *fl, const char *name, size_t len,
 		describe_origin(fl, name, len, src, where, sizeof(where));
 		close = flags_closest(fl, name, len);
 		if (close)
-			flags_report(fl, "unknown flag '%.*s' (from %s); did you mean '%s'?",
-			     (int)len, name, where, close);
+			flags_report(
+			    fl,
+			    "unknown flag '%.*s' (from %s); did you mean '%s'?",
+			    (int)len, name, where, close);
 		else
-			flags_report(fl, "unknown flag '%.*s' (from %s); 'rpcgate --help' lists the flags",
-			     (int)len, name, where);
+			flags_report(fl,
+				     "unknown flag '%.*s' (from %s); 'rpcgate "
+				     "--help' lists the flags",
+				     (int)len, name, where);
 		return -ENOENT;
 	}
-	if (!parse_value(f->def, value, &parsed)) {
+	if (!parse_value(f->def, value, &parsed) ||
+	    (f->def->repeat && strchr(value, '\n'))) {
 		describe_origin(fl, name, len, src, where, sizeof(where));
 		flag_describe_expect(f->def, expect, sizeof(expect));
-		flags_report(fl, "bad value '%.200s' for flag %s (from %s): expected %s",
-		     value, f->def->name, where, expect);
+		flags_report(
+		    fl, "bad value '%.200s' for flag %s (from %s): expected %s",
+		    value, f->def->name, where, expect);
 		return -EINVAL;
 	}
 	return assign(fl, f, value, parsed, src);
@@ -325,8 +339,10 @@ int flags_init(struct flags *fl, const struct flag_def *defs, size_t n,
 		if (!d->name || !d->def || strlen(d->name) > NAME_MAX_LEN ||
 		    (d->type == FLAG_ENUM && !d->choices) ||
 		    !parse_value(d, d->def, &parsed)) {
-			flags_report(fl, "internal: flag definition %zu (%s) is malformed",
-			     i, d->name ? d->name : "?");
+			flags_report(
+			    fl,
+			    "internal: flag definition %zu (%s) is malformed",
+			    i, d->name ? d->name : "?");
 			goto out_free;
 		}
 		fl->v[i].s = d->def;
@@ -373,7 +389,7 @@ static int set_token(struct flags *fl, const char *tok, size_t len,
 		return flags_set(fl, tok, len, "true", src);
 	if ((size_t)(tok + len - eq - 1) >= sizeof(value)) {
 		flags_report(fl, "value of flag '%.*s' is longer than %d bytes",
-		     (int)(eq - tok), tok, FLAGS_VALUE_MAX - 1);
+			     (int)(eq - tok), tok, FLAGS_VALUE_MAX - 1);
 		return -EINVAL;
 	}
 	memcpy(value, eq + 1, tok + len - eq - 1);
@@ -410,13 +426,15 @@ int flags_load_cmdline(struct flags *fl, const char *text, const char *origin)
 		if (len <= plen || memcmp(tok, KERNEL_PREFIX, plen))
 			continue;
 		if (overlong) {
-			flags_report(fl, "kernel command line token '%.40s...' "
-				     "in %s is too long", tok,
-				     origin ? origin : "/proc/cmdline");
+			flags_report(fl,
+				     "kernel command line token '%.40s...' "
+				     "in %s is too long",
+				     tok, origin ? origin : "/proc/cmdline");
 			keep_first(&first, -EINVAL);
 			continue;
 		}
-		keep_first(&first, set_token(fl, tok + plen, len - plen, FLAG_SRC_KERNEL));
+		keep_first(&first, set_token(fl, tok + plen, len - plen,
+					     FLAG_SRC_KERNEL));
 	}
 	return first;
 }
@@ -435,14 +453,16 @@ int flags_load_env(struct flags *fl, char *const *envp)
 			continue;
 		len = (size_t)(eq - e) - plen;
 		if (len > NAME_MAX_LEN) {
-			flags_report(fl, "unknown flag in environment variable '%.*s'",
-			     (int)(eq - e), e);
+			flags_report(
+			    fl, "unknown flag in environment variable '%.*s'",
+			    (int)(eq - e), e);
 			keep_first(&first, -ENOENT);
 			continue;
 		}
 		for (i = 0; i < len; i++)
 			name[i] = (char)tolower((unsigned char)e[plen + i]);
-		keep_first(&first, flags_set(fl, name, len, eq + 1, FLAG_SRC_ENV));
+		keep_first(&first,
+			   flags_set(fl, name, len, eq + 1, FLAG_SRC_ENV));
 	}
 	return first;
 }
@@ -454,8 +474,10 @@ int flags_load_arg(struct flags *fl, const char *arg)
 	size_t len;
 
 	if (strncmp(arg, "--", 2) || !arg[2] || arg[2] == '=') {
-		flags_report(fl, "'%.100s' is not a flag: flags are written --NAME=VALUE",
-		     arg);
+		flags_report(
+		    fl,
+		    "'%.100s' is not a flag: flags are written --NAME=VALUE",
+		    arg);
 		return -EINVAL;
 	}
 	body = arg + 2;
@@ -468,11 +490,12 @@ int flags_load_arg(struct flags *fl, const char *arg)
 	if (!f && len > 2 && !strncmp(body, "no", 2)) {
 		f = find(fl, body + 2, len - 2);
 		if (f && f->def->type == FLAG_BOOL)
-			return flags_set(fl, body + 2, len - 2, "false", FLAG_SRC_ARGV);
+			return flags_set(fl, body + 2, len - 2, "false",
+					 FLAG_SRC_ARGV);
 	}
 	if (f && f->def->type != FLAG_BOOL) {
-		flags_report(fl, "flag %s needs a value: --%s=VALUE", f->def->name,
-		     f->def->name);
+		flags_report(fl, "flag %s needs a value: --%s=VALUE",
+			     f->def->name, f->def->name);
 		return -EINVAL;
 	}
 	return flags_set(fl, body, len, "true", FLAG_SRC_ARGV);
@@ -484,7 +507,8 @@ static const struct flag *typed(const struct flags *fl, const char *name,
 	const struct flag *f = flags_find(fl, name);
 
 	if (!f || f->def->type != type) {
-		fprintf(stderr, "rpcgate: internal: flag %s read as wrong type\n",
+		fprintf(stderr,
+			"rpcgate: internal: flag %s read as wrong type\n",
 			name);
 		abort();
 	}

@@ -59,6 +59,12 @@ struct flag_def {
 	bool (*valid)(const char *v); /* optional extra check of the text */
 	const char *expect;	      /* what `valid` accepts, for messages */
 	bool runtime;		      /* may change while running */
+	/*
+	 * FLAG_STRING only: values given several times by one source are
+	 * all kept, joined by '\n' in order (a value may not hold one); a
+	 * later source still replaces them all.
+	 */
+	bool repeat;
 };
 
 struct flag {

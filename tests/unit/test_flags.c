@@ -1208,6 +1208,44 @@ static void test_init_longest_name(void **state)
 	assert_int_equal(mf.live, 0);
 }
 
+/*
+ * A repeatable string flag (the appliance's --spawn): the values one
+ * source gives are all kept, in order, joined by newlines; a later source
+ * replaces them all; a value holding a newline is refused.
+ */
+static void test_repeat_flag(void **state)
+{
+	static const struct flag_def table[] = {
+	    {.name = "spawn", .type = FLAG_STRING, .def = "", .repeat = true},
+	    {.name = "one", .type = FLAG_STRING, .def = ""},
+	};
+	char *envp[] = {"RPCGATE_SPAWN=c", NULL};
+	struct mem_failing mf;
+	struct flags fl;
+
+	(void)state;
+	mem_failing_init(&mf, -1);
+	assert_int_equal(flags_init(&fl, table, 2, &mf.mem), 0);
+	assert_int_equal(
+	    flags_load_cmdline(&fl,
+			       "rpcgate.spawn=\"echo --port=1\" quiet "
+			       "rpcgate.spawn=a rpcgate.one=x rpcgate.one=y",
+			       "/proc/cmdline"),
+	    0);
+	assert_string_equal(flags_str(&fl, "spawn"), "echo --port=1\na");
+	assert_string_equal(flags_str(&fl, "one"), "y"); /* not repeatable */
+	assert_int_equal(flags_load_env(&fl, envp), 0);
+	assert_string_equal(flags_str(&fl, "spawn"), "c");
+	assert_int_equal(flags_load_arg(&fl, "--spawn=d"), 0);
+	assert_int_equal(flags_load_arg(&fl, "--spawn=e"), 0);
+	assert_string_equal(flags_str(&fl, "spawn"), "d\ne");
+	assert_int_equal(flags_set(&fl, "spawn", 5, "f\ng", FLAG_SRC_ARGV),
+			 -EINVAL);
+	assert_string_equal(flags_str(&fl, "spawn"), "d\ne");
+	flags_destroy(&fl);
+	assert_int_equal(mf.live, 0);
+}
+
 static void test_init_empty_table(void **state)
 {
 	struct mem_failing mf;
@@ -1259,6 +1297,7 @@ int main(void)
 	    T(test_malformed_definition),
 	    T(test_init_longest_name),
 	    T(test_init_empty_table),
+	    T(test_repeat_flag),
 #undef T
 	};
 
