@@ -5,7 +5,7 @@
  * Checks: no crash, no leak, and every flag still holds a value its own
  * definition accepts (a bad value must never be half-applied).
  */
-// fuzz-sources: net/flags.c net/mem.c app/flagtab.c
+// fuzz-sources: net/flags.c net/mem.c app/flagtab.c app/netcfg.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
