@@ -76,11 +76,17 @@ static int call_print_answer(const struct rpc_call *c)
 	return APP_EXIT_OK;
 }
 
-/* Failures that mean "nobody is listening yet": --wait_ms retries them. */
+/*
+ * Failures that mean "the server is not reachable yet": refused,
+ * unreachable, or no answer at all (a peer whose NIC is still coming up
+ * drops the SYN).  --wait_ms retries them; an echo is idempotent.
+ */
 static bool not_up_yet(int code)
 {
 	return code == ECONNREFUSED || code == EHOSTUNREACH ||
-	       code == ENETUNREACH || code == EHOSTDOWN || code == ECONNRESET;
+	       code == ENETUNREACH || code == EHOSTDOWN ||
+	       code == ECONNRESET || code == ETIMEDOUT ||
+	       code == RPC_ERPCTIMEDOUT;
 }
 
 /* One call; the channel's code (0: answered). */

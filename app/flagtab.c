@@ -277,8 +277,9 @@ const struct flag_def app_flag_defs[] = {
 	.def = "0",
 	.min = 0,
 	.max = APP_TIMEOUT_MS_MAX,
-	.help = "call: while the server refuses connections (still "
-		"starting), try again for up to this long",
+	.help = "call: while the server cannot be reached (refused, "
+		"unreachable, no answer: still starting), try again "
+		"for up to this long",
     },
     {
 	.name = "status",
