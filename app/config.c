@@ -262,8 +262,17 @@ void app_config_print(const struct app_config *cfg, FILE *out)
 	for (size_t i = 0; i < fl->n; i++) {
 		const struct flag *f = &fl->v[i];
 
+		const char *v = f->s;
+
 		flags_describe_source(fl, f, src, sizeof(src));
-		fprintf(out, "%-22s = %-16s # %s\n", f->def->name, f->s, src);
+		/* A repeated flag (--spawn): one line per value given. */
+		do {
+			int len = (int)strcspn(v, "\n");
+
+			fprintf(out, "%-22s = %-16.*s # %s\n", f->def->name,
+				len, v, src);
+			v += len;
+		} while (*v++);
 	}
 	budget_describe(&cfg->budget, cfg->budget_in.mode, line, sizeof(line));
 	fprintf(out, "# thread budget: %s\n", line);

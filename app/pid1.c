@@ -293,7 +293,7 @@ static int split_words(char *s, char **argv, int max)
 }
 
 /* Starts one role: this binary again with the role's words. */
-static int role_start(struct init *in, struct role *r)
+static int role_start(struct role *r)
 {
 	char *argv[ROLE_ARGS_MAX], *words = strdup(r->line);
 	int n;
@@ -338,7 +338,6 @@ static int role_start(struct init *in, struct role *r)
 	r->pid = pid;
 	say("started %s role \"%s\" (pid %d)", r->is_run ? "run" : "spawn",
 	    r->line, (int)pid);
-	(void)in;
 	return 0;
 }
 
@@ -450,9 +449,12 @@ static int wait_signal(const struct init *in, long ms)
 	return sig < 0 ? 0 : sig;
 }
 
+/* SIGTERM, and SIGKILL to what is left after grace_ms; returns once
+ * every role is reaped. */
 static void stop_roles(struct init *in, int64_t grace_ms)
 {
 	double deadline = uptime_s() + (double)grace_ms / 1000;
+	bool killed = false;
 
 	reap(in);
 	if (!roles_running(in))
@@ -462,16 +464,14 @@ static void stop_roles(struct init *in, int64_t grace_ms)
 	while (roles_running(in)) {
 		long left = (long)((deadline - uptime_s()) * 1000);
 
-		if (left <= 0) {
+		if (left <= 0 && !killed) {
 			say("%d role(s) still running after %" PRId64
-			    " ms: SIGKILL",
-			    roles_running(in), grace_ms);
+			    " ms: SIGKILL", roles_running(in), grace_ms);
 			signal_roles(in, SIGKILL);
-			deadline = uptime_s() + 5;
-			grace_ms = 5000;
-			left = 5000;
+			killed = true;
 		}
-		wait_signal(in, left);
+		/* After SIGKILL the kernel ends them; wait for the SIGCHLD. */
+		wait_signal(in, killed ? -1 : left);
 		reap(in);
 	}
 }
@@ -517,7 +517,7 @@ void app_pid1_main(struct app_config *cfg, int config_status)
 	    roles_from_flags(&in, cfg))
 		power_off(STATUS_SETUP);
 	for (int i = 0; i < in.nroles; i++) {
-		err = role_start(&in, &in.roles[i]);
+		err = role_start(&in.roles[i]);
 		if (err) {
 			stop_roles(&in,
 				   flags_int(&cfg->flags, "shutdown_grace_ms"));

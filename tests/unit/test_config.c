@@ -730,6 +730,27 @@ static void test_budget_not_judged_after_errors(void **state)
 	assert_null(strstr(fx_print(fx, true), "thread budget"));
 }
 
+/* A repeated flag from the kernel command line (the appliance's roles):
+ * every value kept, one printed line each, each naming its source. */
+static void test_print_repeated_flag(void **state)
+{
+	struct fx *fx = *state;
+	const char *out;
+
+	fx_cmdline(fx, "rpcgate.spawn=\"echo --port=1\" quiet "
+		       "rpcgate.spawn=\"echo --port=2\"");
+	fx_arg(fx, "config");
+	assert_int_equal(fx_load(fx, 2), 0);
+	assert_no_diag(fx);
+	assert_string_equal(flags_str(&fx->cfg.flags, "spawn"),
+			    "echo --port=1\necho --port=2");
+	out = fx_print(fx, false);
+	assert_contains(out, "\nspawn                  = echo --port=1    # "
+			     "kernel command line rpcgate.spawn");
+	assert_contains(out, "\nspawn                  = echo --port=2    # "
+			     "kernel command line rpcgate.spawn");
+}
+
 static void test_budget_auto_raises(void **state)
 {
 	struct fx *fx = *state;
@@ -904,6 +925,7 @@ int main(void)
 	    T(test_print_every_flag),
 	    T(test_errors_collected_across_sources),
 	    T(test_print_errors_overflow),
+	    T(test_print_repeated_flag),
 	    cmocka_unit_test(test_ncpu),
 #undef T
 	};
