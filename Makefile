@@ -6,6 +6,7 @@
 #                 container (test-image) and the VMs (test-rxe)
 #   make run      the main job: the appliance in a VM (see README.md)
 #   make image    build/vm/: kernel + initramfs (image/mkvm)
+#   make kernel   build/vm-min/: the same on a minimal kernel (optional)
 #   make oci      build/rpcgate-oci.tar: the container image (image/mkoci)
 #   make test-rxe the VM and soft-RoCE tier (tests/rxe/test-vm)
 #   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
@@ -90,7 +91,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench format clean \
-	image oci test-rxe test-image
+	image oci test-rxe test-image kernel
 
 all: $(BUILD)/rpcgate
 
@@ -177,6 +178,18 @@ oci: $(BUILD)/rpcgate-oci.tar
 
 $(BUILD)/rpcgate-oci.tar: $(BUILD)/rpcgate image/mkoci
 	@image/mkoci --binary=$(BUILD)/rpcgate --out=$@
+
+# The optional minimal kernel (kernel-cfg/rpcgate.config, everything built
+# in) from Debian's linux-source, and build/vm-min/ booting it; test it
+# with `VM_DIR=build/vm-min tests/rxe/test-vm`.  Not part of check: the
+# build takes long on two cores.
+KERNEL_PKGS := linux-source flex bison bc libelf-dev
+kernel: $(BUILD)/rpcgate | deps
+	@dpkg -s $(KERNEL_PKGS) >/dev/null 2>&1 || \
+		apt-get install -y -qq $(KERNEL_PKGS)
+	@image/mkkernel --out=$(BUILD)/kernel
+	@image/mkvm --binary=$(BUILD)/rpcgate --out=$(BUILD)/vm-min \
+		--kernel=$(BUILD)/kernel/bzImage
 
 test-rxe: image
 	@tests/rxe/test-vm

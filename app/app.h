@@ -108,12 +108,23 @@ void app_pid1_main(struct app_config *cfg, int config_status)
  * the threads and frees everything, in reverse.  Servers and channels
  * built on it must be destroyed before app_runtime_stop().
  */
+struct rdt_ctx;
+
 struct app_runtime {
 	struct log log;
 	struct rt rt;
 	struct iobuf_pool pool;
+	struct rdt_ctx *rdma; /* NULL: no RDMA wanted, or no device */
 	const char *who;
 };
+
+/* RDMA is wanted (--rdma=true or --transport=rdma). */
+bool app_wants_rdma(const struct app_config *cfg);
+
+/* The RDMA options from the rdma_* flags. */
+struct rdt_options;
+void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
+		      struct log *log);
 
 int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 		      const char *who);
@@ -140,6 +151,13 @@ int app_channel_open(struct channel *ch, struct app_runtime *r,
 /* example.EchoService.Echo: methods[0] of example__echo_service__descriptor
  * (app/proto/echo.proto). */
 #define APP_ECHO_METHOD 0
+
+/*
+ * Failures that mean "the server is not reachable yet": refused,
+ * unreachable, or no answer at all (a peer whose NIC is still coming up
+ * drops the SYN).  --wait_ms retries them; an echo is idempotent.
+ */
+bool app_not_up_yet(int code);
 
 /* --compress as a net/compress.h type. */
 int app_compress_type(const struct app_config *cfg);

@@ -5,13 +5,17 @@
  *   rpcgate bench --server=HOST:PORT [--concurrency=N] [--payload=BYTES]
  *                 [--duration=S] [--connection_type=single|pooled|short]
  *                 [--compress=none|snappy|gzip|zlib] [--json]
+ *                 [--verify] [--transport=tcp|rdma] [--wait_ms=MS]
  *                 (and call's --timeout_ms, --max_retry, --checksum,
  *                 --auth_token)
  *
  * N slots each keep one asynchronous call in flight: a call's done
  * callback (on a task worker) records the latency and, until the
  * duration is over, issues the slot's next call at once.  The request's
- * message is BYTES bytes of 'x', one message shared by every call.
+ * message is BYTES bytes of a pattern, one message shared by every call.
+ * With --verify each call sends a message and an attachment of random
+ * sizes 0..BYTES (cuts of the pattern) and checks that the answer holds
+ * exactly the same bytes; a wrong answer counts as an error.
  *
  *   main       start N calls -> one progress line a second on stderr
  *              (not with --json) -> wait until every slot has ended
@@ -35,6 +39,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -42,6 +47,7 @@
 #include "clock.h"
 #include "compress.h"
 #include "echo.pb-c.h"
+#include "rdt.h"
 
 #define WHO "rpcgate bench"
 
@@ -130,6 +136,10 @@ struct bench_slot {
 	struct rpc_call call;
 	struct bench *b;
 	int ended; /* atomic: its last call ended, no next one */
+	/* --verify: this call's request, a random cut of the pattern */
+	Example__EchoRequest req;
+	size_t msg_len, att_len;
+	uint64_t rng;
 };
 
 struct bench {
@@ -141,11 +151,12 @@ struct bench {
 
 	/* from the flags */
 	int concurrency, payload, duration_s, timeout_ms, compress;
-	bool json;
-	const char *server, *conn_type;
+	bool json, verify;
+	const char *server, *conn_type, *transport;
 
 	int64_t start_ns, end_ns; /* no call starts at or after end_ns */
 	uint64_t ok, errors;	  /* atomic */
+	uint64_t mismatches;	  /* atomic: --verify answers that differ */
 	int first_error;	  /* atomic: printed already */
 	struct hist hist;
 
@@ -156,7 +167,9 @@ struct bench {
 };
 
 struct bench_result {
-	uint64_t calls, errors;
+	/* RDMA handshakes that ended on RDMA, on TCP, or failed */
+	uint64_t hs_rdma, hs_tcp, hs_failed;
+	uint64_t calls, errors, mismatches;
 	double elapsed_s, qps;
 	uint64_t p50, p90, p99, p999, avg;
 };
@@ -171,8 +184,10 @@ static void bench_from_flags(struct bench *b, const struct app_config *cfg)
 	b->timeout_ms = (int)flags_int(fl, "timeout_ms");
 	b->compress = app_compress_type(cfg);
 	b->json = flags_bool(fl, "json");
+	b->verify = flags_bool(fl, "verify");
 	b->server = flags_str(fl, "server");
 	b->conn_type = flags_str(fl, "connection_type");
+	b->transport = flags_str(fl, "transport");
 }
 
 /* The shared request and the slots.  0 or -ENOMEM. */
@@ -188,7 +203,10 @@ static int bench_alloc(struct bench *b)
 		mem_free(NULL, b->slots);
 		return -ENOMEM;
 	}
-	memset(b->message, 'x', (size_t)b->payload);
+	/* A pattern with no period of a block's size: a byte in the wrong
+	 * place shows. */
+	for (int i = 0; i < b->payload; i++)
+		b->message[i] = (char)('a' + (i * 7 + i / 8160) % 26);
 	b->message[b->payload] = '\0';
 	b->req = init;
 	b->req.message = b->message;
@@ -226,6 +244,15 @@ static void bench_sync_destroy(struct bench *b)
 	pthread_mutex_destroy(&b->lock);
 }
 
+/* xorshift64: per slot, no lock. */
+static uint64_t rng_next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
 static void bench_done(struct rpc_call *c, void *arg);
 
 /* Starts the slot's next call.  Always completes through bench_done():
@@ -235,16 +262,81 @@ static void bench_issue(struct bench_slot *s)
 	struct rpc_call *c = &s->call;
 	struct bench *b = s->b;
 
+	const Example__EchoRequest *req = &b->req;
+
 	/* Deadline and retries: the channel's (rpc_call_init's default). */
 	c->compress_type = b->compress;
+	if (b->verify) {
+		/* Sizes 0..payload, message and attachment apart: the tail
+		 * of the pattern (a C string), and its head. */
+		s->msg_len = (size_t)(rng_next(&s->rng) %
+				      ((uint64_t)b->payload + 1));
+		s->att_len = (size_t)(rng_next(&s->rng) %
+				      ((uint64_t)b->payload + 1));
+		s->req = b->req;
+		s->req.message = b->message + (b->payload - (int)s->msg_len);
+		req = &s->req;
+		if (iobuf_append(&c->request_attachment, b->message,
+				 s->att_len)) {
+			s->att_len = 0;
+			iobuf_reset(&c->request_attachment);
+		}
+	}
 	channel_call(&b->ch, &example__echo_service__descriptor,
-		     APP_ECHO_METHOD, &b->req.base, c, bench_done, s);
+		     APP_ECHO_METHOD, &req->base, c, bench_done, s);
 }
 
-static void bench_record(struct bench *b, const struct rpc_call *c)
+/* --verify: the echo must give back exactly what was sent. */
+static bool answer_matches(const struct bench_slot *s,
+			   const struct rpc_call *c, char *why, size_t size)
 {
-	int code = c->error_code;
+	const Example__EchoResponse *resp =
+	    (const Example__EchoResponse *)c->response;
+	const char *want = s->req.message;
+	uint8_t buf[4096];
+	size_t off = 0, n;
 
+	if (!resp || !resp->message || strlen(resp->message) != s->msg_len ||
+	    memcmp(resp->message, want, s->msg_len)) {
+		snprintf(why, size, "message of %zu bytes came back as %zu "
+			 "bytes%s", s->msg_len,
+			 resp && resp->message ? strlen(resp->message) : 0,
+			 resp && resp->message &&
+				 strlen(resp->message) == s->msg_len
+			     ? " with other content"
+			     : "");
+		return false;
+	}
+	if (iobuf_len(&c->response_attachment) != s->att_len) {
+		snprintf(why, size, "attachment of %zu bytes came back as %zu",
+			 s->att_len, iobuf_len(&c->response_attachment));
+		return false;
+	}
+	while (off < s->att_len) {
+		n = iobuf_copy_out(&c->response_attachment, off, buf,
+				   sizeof(buf));
+		if (memcmp(buf, s->b->message + off, n)) {
+			snprintf(why, size, "attachment differs within bytes "
+				 "%zu..%zu of %zu", off, off + n, s->att_len);
+			return false;
+		}
+		off += n;
+	}
+	return true;
+}
+
+static void bench_record(struct bench_slot *s, const struct rpc_call *c)
+{
+	struct bench *b = s->b;
+	int code = c->error_code;
+	char why[160];
+
+	if (!code && b->verify && !answer_matches(s, c, why, sizeof(why))) {
+		__atomic_fetch_add(&b->errors, 1, __ATOMIC_RELAXED);
+		if (!__atomic_fetch_add(&b->mismatches, 1, __ATOMIC_RELAXED))
+			fprintf(stderr, WHO ": first wrong answer: %s\n", why);
+		return;
+	}
 	if (!code) {
 		hist_add(&b->hist, c->latency_us);
 		__atomic_fetch_add(&b->ok, 1, __ATOMIC_RELAXED);
@@ -276,7 +368,7 @@ static void bench_done(struct rpc_call *c, void *arg)
 {
 	struct bench_slot *s = arg;
 
-	bench_record(s->b, c);
+	bench_record(s, c);
 	if (clock_mono_ns() >= s->b->end_ns) {
 		bench_slot_end(s);
 		return;
@@ -292,6 +384,7 @@ static void bench_start(struct bench *b)
 	b->end_ns = b->start_ns + (int64_t)b->duration_s * CLOCK_NS_PER_S;
 	for (int i = 0; i < b->concurrency; i++) {
 		b->slots[i].b = b;
+		b->slots[i].rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
 		rpc_call_init(&b->slots[i].call, &b->r.pool);
 	}
 	for (int i = 0; i < b->concurrency; i++)
@@ -387,6 +480,7 @@ static void bench_result(const struct bench *b, struct bench_result *res)
 
 	res->calls = b->ok;
 	res->errors = b->errors;
+	res->mismatches = b->mismatches;
 	res->elapsed_s = ns > 0 ? (double)ns / CLOCK_NS_PER_S : 1e-9;
 	res->qps = (double)res->calls / res->elapsed_s;
 	res->p50 = hist_quantile(h, 5000);
@@ -402,21 +496,39 @@ static void bench_print_json(const struct bench *b,
 	printf("{\"qps\":%.0f,\"calls\":%llu,\"errors\":%llu,\"p50_us\":%llu,"
 	       "\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,"
 	       "\"avg_us\":%llu,\"concurrency\":%d,\"payload\":%d,"
-	       "\"duration_s\":%d,\"connection_type\":\"%s\"}\n",
+	       "\"duration_s\":%d,\"connection_type\":\"%s\","
+	       "\"transport\":\"%s\",\"rdma_handshakes\":%llu,"
+	       "\"rdma_fallbacks\":%llu,\"rdma_failures\":%llu,"
+	       "\"verify\":%s,\"mismatches\":%llu}\n",
 	       res->qps, (unsigned long long)res->calls,
 	       (unsigned long long)res->errors, (unsigned long long)res->p50,
 	       (unsigned long long)res->p90, (unsigned long long)res->p99,
 	       (unsigned long long)res->p999, (unsigned long long)res->avg,
-	       b->concurrency, b->payload, b->duration_s, b->conn_type);
+	       b->concurrency, b->payload, b->duration_s, b->conn_type,
+	       b->transport, (unsigned long long)res->hs_rdma,
+	       (unsigned long long)res->hs_tcp,
+	       (unsigned long long)res->hs_failed,
+	       b->verify ? "true" : "false",
+	       (unsigned long long)res->mismatches);
 }
 
 static void bench_print_text(const struct bench *b,
 			     const struct bench_result *res)
 {
 	printf(WHO ": %s, concurrency %d, payload %d B, %s connection, "
-		   "compress %s, %d s\n",
+		   "compress %s, %s, %d s\n",
 	       b->server, b->concurrency, b->payload, b->conn_type,
-	       compress_type_name(b->compress), b->duration_s);
+	       compress_type_name(b->compress), b->transport, b->duration_s);
+	if (!strcmp(b->transport, "rdma"))
+		printf("  rdma handshakes: %llu on RDMA, %llu fell back to "
+		       "TCP, %llu failed\n",
+		       (unsigned long long)res->hs_rdma,
+		       (unsigned long long)res->hs_tcp,
+		       (unsigned long long)res->hs_failed);
+	if (b->verify)
+		printf("  verified: message and attachment of 0..%d B each, "
+		       "%llu answers differed\n",
+		       b->payload, (unsigned long long)res->mismatches);
 	printf("  %llu calls, %llu errors in %.3f s: %.0f calls/s\n",
 	       (unsigned long long)res->calls, (unsigned long long)res->errors,
 	       res->elapsed_s, res->qps);
@@ -427,15 +539,54 @@ static void bench_print_text(const struct bench *b,
 	       (unsigned long long)res->p999);
 }
 
+/*
+ * --wait_ms: one call, repeated while the server is not up yet, before
+ * the load starts (a server started at the same time, in a VM).  0, or
+ * -1 with the error printed.
+ */
+static int bench_wait_server(struct bench *b, const struct app_config *cfg)
+{
+	int64_t wait_ms = flags_int(&cfg->flags, "wait_ms");
+	int64_t give_up = clock_mono_ns() + wait_ms * CLOCK_NS_PER_MS;
+	struct rpc_call c;
+	int code;
+
+	if (wait_ms <= 0)
+		return 0;
+	for (;;) {
+		rpc_call_init(&c, &b->r.pool);
+		code = channel_call(&b->ch, &example__echo_service__descriptor,
+				    APP_ECHO_METHOD, &b->req.base, &c, NULL,
+				    NULL);
+		if (!code || !app_not_up_yet(code) ||
+		    clock_mono_ns() >= give_up)
+			break;
+		rpc_call_destroy(&c);
+		usleep(100 * 1000);
+	}
+	if (code)
+		fprintf(stderr, WHO ": the server did not answer within "
+			"--wait_ms=%lld: error %d (%s): %s\n",
+			(long long)wait_ms, code, app_error_name(code),
+			c.error_text ? c.error_text : "");
+	rpc_call_destroy(&c);
+	return code ? -1 : 0;
+}
+
 /* Runtime, channel, the load, teardown.  An exit status. */
 static int bench_run(struct bench *b, const struct app_config *cfg)
 {
-	struct bench_result res;
+	struct bench_result res = {0};
 
 	if (app_runtime_start(&b->r, cfg, WHO))
 		return APP_EXIT_FAILURE;
 	if (app_channel_open(&b->ch, &b->r, cfg, (unsigned)b->concurrency,
 			     true)) {
+		app_runtime_stop(&b->r);
+		return APP_EXIT_FAILURE;
+	}
+	if (bench_wait_server(b, cfg)) {
+		channel_destroy(&b->ch);
 		app_runtime_stop(&b->r);
 		return APP_EXIT_FAILURE;
 	}
@@ -445,9 +596,17 @@ static int bench_run(struct bench *b, const struct app_config *cfg)
 	for (int i = 0; i < b->concurrency; i++)
 		rpc_call_destroy(&b->slots[i].call);
 	channel_destroy(&b->ch);
+	bench_result(b, &res);
+	if (b->r.rdma) {
+		struct rdt_stats st;
+
+		rdt_stats(b->r.rdma, &st);
+		res.hs_rdma = st.hs_rdma;
+		res.hs_tcp = st.hs_tcp;
+		res.hs_failed = st.hs_failed;
+	}
 	app_runtime_stop(&b->r);
 
-	bench_result(b, &res);
 	if (b->json)
 		bench_print_json(b, &res);
 	else

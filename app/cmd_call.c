@@ -76,19 +76,6 @@ static int call_print_answer(const struct rpc_call *c)
 	return APP_EXIT_OK;
 }
 
-/*
- * Failures that mean "the server is not reachable yet": refused,
- * unreachable, or no answer at all (a peer whose NIC is still coming up
- * drops the SYN).  --wait_ms retries them; an echo is idempotent.
- */
-static bool not_up_yet(int code)
-{
-	return code == ECONNREFUSED || code == EHOSTUNREACH ||
-	       code == ENETUNREACH || code == EHOSTDOWN ||
-	       code == ECONNRESET || code == ETIMEDOUT ||
-	       code == RPC_ERPCTIMEDOUT;
-}
-
 /* One call; the channel's code (0: answered). */
 static int call_once(const struct app_config *cfg, struct channel *ch,
 		     struct rpc_call *c)
@@ -123,7 +110,7 @@ int app_cmd_call(struct app_config *cfg)
 			break;
 		}
 		code = call_once(cfg, &ch, &c);
-		if (code && not_up_yet(code) && clock_mono_ns() < give_up) {
+		if (code && app_not_up_yet(code) && clock_mono_ns() < give_up) {
 			/* A server still starting (--wait_ms): again. */
 			rpc_call_destroy(&c);
 			usleep(WAIT_RETRY_MS * 1000);

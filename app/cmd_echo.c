@@ -23,6 +23,7 @@
  * stderr and exits 1.
  */
 #include "app.h"
+#include "rdt.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -105,6 +106,9 @@ static int echo_serve(struct echo_cmd *e)
 	so.log = &e->r.log;
 	so.mem = mem_cached();
 	so.max_concurrency = e->max_concurrency;
+	/* RDMA hellos: served with --rdma=true and a device, else refused
+	 * (the client goes on over TCP, spec 2.8). */
+	so.upgrade = rdt_server_upgrade(e->r.rdma);
 	so.checksum_answers = true; /* as brpc: a checked request, a
 				       checked answer */
 	if (e->token_len) {

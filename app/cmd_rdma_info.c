@@ -1,6 +1,7 @@
 /* rdma-info: lists RDMA devices, ports, GIDs and states (ibv_devinfo's
  * job, from inside the static binary, which is all a VM image has). */
 #include "app.h"
+#include "rdt.h"
 #include "rdt_dev.h"
 
 #include <arpa/inet.h>
@@ -17,12 +18,36 @@ static void print_gid(const struct rdt_gid *g)
 	printf("    gid[%d] %s\n", g->index, text);
 }
 
+/* What a connection would use, under the rdma_* flags given. */
+static int print_choice(const struct app_config *cfg)
+{
+	struct rdt_options o;
+	struct rdt_choice ch;
+	struct rdt_ctx *ctx;
+	char why[256], gid[INET6_ADDRSTRLEN];
+	int err;
+
+	app_rdma_options(cfg, &o, NULL);
+	err = rdt_open(&ctx, &o, why, sizeof(why));
+	if (err) {
+		printf("chosen: none: %s\n", why);
+		return APP_EXIT_FAILURE;
+	}
+	rdt_choice(ctx, &ch);
+	inet_ntop(AF_INET6, ch.gid, gid, sizeof(gid));
+	printf("chosen: device %s port %d gid[%d] %s lid %u mtu %d "
+	       "max_sge %d\n",
+	       ch.device, ch.port, ch.gid_index, gid, ch.lid, ch.active_mtu,
+	       ch.max_sge);
+	rdt_close(ctx);
+	return APP_EXIT_OK;
+}
+
 int app_cmd_rdma_info(struct app_config *cfg)
 {
 	struct rdt_device devs[MAX_DEVICES];
 	int n = rdt_dev_list(devs, MAX_DEVICES);
 
-	(void)cfg;
 	if (n < 0) {
 		fprintf(stderr, "rpcgate: cannot list RDMA devices: %s\n",
 			strerror(-n));
@@ -50,5 +75,5 @@ int app_cmd_rdma_info(struct app_config *cfg)
 				print_gid(&pt->gid[g]);
 		}
 	}
-	return APP_EXIT_OK;
+	return print_choice(cfg);
 }

@@ -18,6 +18,7 @@ static const char *const compress_types[] = {"none", "snappy", "gzip", "zlib",
 					     NULL};
 /* channel_conn_type_name()'s names (net/channel.h). */
 static const char *const conn_types[] = {"single", "pooled", "short", NULL};
+static const char *const transports[] = {"tcp", "rdma", NULL};
 
 /* Empty (not given), or HOST:PORT with a non-empty host and a port of
  * 1..65535 after the last colon ("[::1]:8000" works too). */
@@ -101,6 +102,88 @@ const struct flag_def app_flag_defs[] = {
 	.choices = budget_modes,
 	.help = "strict: refuse event_dispatcher_num + rdma_poller_num "
 		">= worker_num; auto: raise worker_num to fit",
+    },
+    /* the RDMA transport (rdma/rdt.h; names and defaults as brpc's) */
+    {
+	.name = "rdma",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "echo: accept RDMA hellos on the port (plain TCP clients "
+		"are still served)",
+    },
+    {
+	.name = "transport",
+	.type = FLAG_ENUM,
+	.def = "tcp",
+	.choices = transports,
+	.help = "call, bench: rdma runs baidu_std over a QP after the "
+		"hello (plain TCP when there is no device or the server "
+		"refuses)",
+    },
+    {
+	.name = "rdma_device",
+	.type = FLAG_STRING,
+	.def = "",
+	.expect = "a device name such as rxe0",
+	.help = "RDMA device (empty: the first with an active port)",
+    },
+    {
+	.name = "rdma_port",
+	.type = FLAG_INT,
+	.def = "1",
+	.min = 1,
+	.max = 255,
+	.help = "RDMA device port",
+    },
+    {
+	.name = "rdma_gid_index",
+	.type = FLAG_INT,
+	.def = "-1",
+	.min = -1,
+	.max = 65535,
+	.help = "GID index (-1: the highest with a non-zero interface id)",
+    },
+    {
+	.name = "rdma_sq_size",
+	.type = FLAG_INT,
+	.def = "128",
+	.min = 16,
+	.max = 4096,
+	.help = "send queue depth of each QP",
+    },
+    {
+	.name = "rdma_rq_size",
+	.type = FLAG_INT,
+	.def = "128",
+	.min = 16,
+	.max = 4096,
+	.help = "receive queue depth of each QP (receive buffers posted)",
+    },
+    {
+	.name = "rdma_handshake_timeout_ms",
+	.type = FLAG_INT,
+	.def = "3000",
+	.min = 1,
+	.max = 600000,
+	.help = "a hello that has not finished by then closes the "
+		"connection, logged on both sides",
+    },
+    {
+	.name = "rdma_memory_pool_region_mb",
+	.type = FLAG_INT,
+	.def = "64",
+	.min = 1,
+	.max = 512,
+	.help = "registered memory is added in regions of this size",
+    },
+    {
+	.name = "rdma_memory_pool_max_regions",
+	.type = FLAG_INT,
+	.def = "16",
+	.min = 1,
+	.max = 1024,
+	.help = "at most this many registered regions; past them "
+		"connections fail with a pool-exhausted error",
     },
     /* logging */
     {
@@ -272,12 +355,19 @@ const struct flag_def app_flag_defs[] = {
 		"progress",
     },
     {
+	.name = "verify",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "bench: messages and attachments of random sizes up to "
+		"--payload, every answer checked byte for byte",
+    },
+    {
 	.name = "wait_ms",
 	.type = FLAG_INT,
 	.def = "0",
 	.min = 0,
 	.max = APP_TIMEOUT_MS_MAX,
-	.help = "call: while the server cannot be reached (refused, "
+	.help = "call, bench: while the server cannot be reached (refused, "
 		"unreachable, no answer: still starting), try again "
 		"for up to this long",
     },

@@ -5,13 +5,78 @@
  */
 #include "app.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 
 #include "channel.h"
 #include "compress.h"
+#include "rdt.h"
 #include "rpc_errno.h"
 #include "util.h"
+
+bool app_wants_rdma(const struct app_config *cfg)
+{
+	return flags_bool(&cfg->flags, "rdma") ||
+	       !strcmp(flags_str(&cfg->flags, "transport"), "rdma");
+}
+
+void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
+		      struct log *log)
+{
+	const struct flags *fl = &cfg->flags;
+
+	rdt_options_default(o);
+	o->device = flags_str(fl, "rdma_device");
+	o->port = (int)flags_int(fl, "rdma_port");
+	o->gid_index = (int)flags_int(fl, "rdma_gid_index");
+	o->sq_size = (int)flags_int(fl, "rdma_sq_size");
+	o->rq_size = (int)flags_int(fl, "rdma_rq_size");
+	o->handshake_timeout_ms =
+		(int)flags_int(fl, "rdma_handshake_timeout_ms");
+	o->region_mb = (size_t)flags_int(fl, "rdma_memory_pool_region_mb");
+	o->max_regions =
+		(size_t)flags_int(fl, "rdma_memory_pool_max_regions");
+	o->log = log;
+}
+
+/*
+ * Opens the RDMA device and makes the buffer pool registered memory.  No
+ * device is not an error (spec 2.8: TCP then); a device that fails is.
+ */
+static int open_rdma(struct app_runtime *r, const struct app_config *cfg,
+		     struct iobuf_pool_options *po)
+{
+	struct rdt_options o;
+	struct rdt_choice ch;
+	char why[256], gid[64];
+	int err;
+
+	if (flags_bool(&cfg->flags, "rdma_use_polling")) {
+		fprintf(stderr, "%s: rdma_use_polling=true: polling mode is "
+			"not built yet; leave it false (completion events)\n",
+			r->who);
+		return -ENOSYS;
+	}
+	app_rdma_options(cfg, &o, &r->log);
+	err = rdt_open(&r->rdma, &o, why, sizeof(why));
+	if (err == -ENODEV) {
+		log_warn(&r->log, "%s: %s: using TCP", r->who, why);
+		return 0;
+	}
+	if (err) {
+		fprintf(stderr, "%s: cannot use RDMA: %s\n", r->who, why);
+		return err;
+	}
+	rdt_choice(r->rdma, &ch);
+	inet_ntop(AF_INET6, ch.gid, gid, sizeof(gid));
+	log_info(&r->log, "%s: rdma on %s port %d gid[%d] %s", r->who,
+		 ch.device, ch.port, ch.gid_index, gid);
+	rdt_region_hook(r->rdma, &po->region, &po->region_blocks,
+			&po->max_regions);
+	po->prealloc_regions = 1;
+	return 0;
+}
 
 int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 		      const char *who)
@@ -35,6 +100,11 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 	/* The hot path's small allocations: per-thread caches (mem.h). */
 	iobuf_pool_options_default(&po);
 	po.mem = mem_cached();
+	if (app_wants_rdma(cfg)) {
+		err = open_rdma(r, cfg, &po);
+		if (err)
+			goto out_log;
+	}
 	err = iobuf_pool_init(&r->pool, &po);
 	if (err) {
 		fprintf(stderr, "%s: cannot set up the buffer pool: %s\n", who,
@@ -58,6 +128,7 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 out_pool:
 	iobuf_pool_destroy(&r->pool);
 out_log:
+	rdt_close(r->rdma);
 	log_destroy(&r->log);
 	return err;
 }
@@ -69,6 +140,8 @@ void app_runtime_stop(struct app_runtime *r)
 	if (iobuf_pool_destroy(&r->pool) == -EBUSY)
 		log_warn(&r->log, "%s: buffer blocks still referenced at exit",
 			 r->who);
+	else
+		rdt_close(r->rdma); /* its regions went with the pool */
 	log_destroy(&r->log);
 }
 
@@ -113,6 +186,8 @@ int app_channel_open(struct channel *ch, struct app_runtime *r,
 	opt.max_retry = (int)flags_int(fl, "max_retry");
 	opt.checksum = flags_bool(fl, "checksum");
 	opt.done_inline = done_inline;
+	if (!strcmp(flags_str(fl, "transport"), "rdma"))
+		opt.upgrade = rdt_client_upgrade(r->rdma);
 	/* The flag's choices are channel_conn_type_parse()'s names. */
 	channel_conn_type_parse(flags_str(fl, "connection_type"),
 				&opt.conn_type);
@@ -170,4 +245,12 @@ const char *app_error_name(int code)
 		if (errno_names[i].code == code)
 			return errno_names[i].name;
 	return "?";
+}
+
+bool app_not_up_yet(int code)
+{
+	return code == ECONNREFUSED || code == EHOSTUNREACH ||
+	       code == ENETUNREACH || code == EHOSTDOWN ||
+	       code == ECONNRESET || code == ETIMEDOUT ||
+	       code == RPC_ERPCTIMEDOUT;
 }

@@ -46,6 +46,7 @@
 
 enum cc_state {
 	CC_CONNECTING,
+	CC_HANDSHAKE, /* connected; the upgrade's hello is under way */
 	CC_READY,
 	CC_CLOSED,
 };
@@ -470,9 +471,43 @@ static void cc_connected(struct chan_conn *cc)
 	}
 	cc->has_conn = true;
 	cc->state = CC_READY;
+	if (ch->opt.upgrade) {
+		const struct conn_upgrade *up = ch->opt.upgrade;
+
+		err = up->connect_start(up->ctx, &cc->conn);
+		if (err < 0) {
+			count(&ch->n_connect_failures);
+			conn_start(&cc->conn);
+			conn_close(&cc->conn, err);
+			conn_unref(&cc->conn);
+			return;
+		}
+		if (err == CONN_UP_WAIT)
+			cc->state = CC_HANDSHAKE;
+	}
 	conn_start(&cc->conn);
 	conn_unref(&cc->conn); /* the watch holds it */
+	if (cc->state == CC_READY)
+		cc_send_pending(cc);
+}
+
+/* The upgrade's answer arrived (some of it).  True when the connection
+ * is ready for requests (the pending ones were sent). */
+static bool cc_handshake(struct chan_conn *cc)
+{
+	const struct conn_upgrade *up = cc->ch->opt.upgrade;
+	int r = up->connect_step(up->ctx, &cc->conn);
+
+	if (r == CONN_UP_WAIT)
+		return false;
+	if (r < 0) {
+		count(&cc->ch->n_connect_failures);
+		conn_close(&cc->conn, r);
+		return false;
+	}
+	cc->state = CC_READY;
 	cc_send_pending(cc);
+	return true;
 }
 
 static void connect_failed(struct chan_conn *cc, int err)
@@ -646,6 +681,8 @@ static void cc_on_data(struct conn *conn)
 	void *p;
 	int n;
 
+	if (cc->state == CC_HANDSHAKE && !cc_handshake(cc))
+		return;
 	while (!conn_closing(conn)) {
 		n = baidu_parse(&conn->in, &f, &ch->limits);
 		if (n == -EAGAIN)

@@ -79,6 +79,9 @@ struct channel_options {
 	 * done callbacks that never block (load generators, forwarding). */
 	bool done_inline;
 	uint32_t max_calls;	 /* calls in flight; callid capacity */
+	/* A handshake run on each new connection before its first request
+	 * (the RDMA hello: transport=rdma); NULL: plain TCP. */
+	const struct conn_upgrade *upgrade;
 };
 
 struct rpc_call;

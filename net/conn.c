@@ -73,10 +73,17 @@ void conn_ref(struct conn *c)
 	__atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED);
 }
 
+static inline const struct conn_transport *tp_of(const struct conn *c)
+{
+	return __atomic_load_n(&c->tp, __ATOMIC_ACQUIRE);
+}
+
 void conn_unref(struct conn *c)
 {
 	if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	if (c->tp->release)
+		c->tp->release(c);
 	close(c->io.fd);
 	iobuf_destroy(&c->in);
 	if (c->h->release)
@@ -142,7 +149,7 @@ static void watch_out(struct conn *c, bool on)
 	if (c->want_out == on)
 		return;
 	c->want_out = on;
-	if (c->started)
+	if (c->started && !tp_of(c)->own_wakeup)
 		loop_io_mod(c->loop, &c->io, CONN_EVENTS | (on ? EPOLLOUT : 0));
 }
 
@@ -165,7 +172,7 @@ static void write_queue(struct conn *c)
 				iobuf_reset(&r->data);
 				break;
 			}
-			n = c->tp->write(c, &r->data);
+			n = tp_of(c)->write(c, &r->data);
 			if (n > 0) {
 				c->bytes_out += (uint64_t)n;
 				continue;
@@ -239,11 +246,13 @@ static void read_all(struct conn *c, bool hup)
 	ssize_t n;
 
 	while (!conn_closing(c)) {
-		n = c->tp->read(c, &c->in);
+		const struct conn_transport *tp = c->tp;
+
+		n = tp->read(c, &c->in);
 		if (n > 0) {
 			c->bytes_in += (uint64_t)n;
 			c->h->on_data(c);
-			if ((size_t)n < c->tp->drained_below && !hup)
+			if ((size_t)n < tp->drained_below && !hup)
 				return; /* one syscall less per event */
 			continue;
 		}
@@ -274,7 +283,8 @@ static void start_task_fn(struct task *t)
 		conn_unref(c); /* the watch's, never used */
 		return;
 	}
-	c->io.events = CONN_EVENTS | (c->want_out ? EPOLLOUT : 0);
+	c->io.events = CONN_EVENTS |
+		       (c->want_out && !tp_of(c)->own_wakeup ? EPOLLOUT : 0);
 	err = loop_io_add(c->loop, &c->io);
 	if (err) {
 		log_warn(c->log, "cannot watch connection %s: %s",
@@ -298,6 +308,8 @@ static void close_task_fn(struct task *t)
 		c->started = false;
 	}
 	shutdown(c->io.fd, SHUT_RDWR);
+	if (c->tp->close)
+		c->tp->close(c);
 	/* A writer parked on this loop will see no EPOLLOUT any more: it
 	 * drops what is left now.  (A writer handed over by write_task is
 	 * still on its way and drops when it runs.) */
@@ -327,6 +339,39 @@ void conn_close_after_flush(struct conn *c, int err)
 	 * the writer that empties the queue closes (wq_next). */
 	if (!__atomic_load_n(&c->wq_head, __ATOMIC_SEQ_CST))
 		conn_close(c, err);
+}
+
+void conn_resume_writes(struct conn *c)
+{
+	/* want_out is true only while the role is parked on this loop. */
+	if (!c->want_out)
+		return;
+	c->want_out = false;
+	write_queue(c);
+}
+
+void conn_set_transport(struct conn *c, const struct conn_transport *tp,
+			void *ctx)
+{
+	bool was_own = tp_of(c)->own_wakeup;
+
+	c->tp_ctx = ctx;
+	__atomic_store_n(&c->tp, tp, __ATOMIC_RELEASE);
+	/* A role parked for EPOLLOUT under TCP: stop asking for it. */
+	if (c->want_out && !was_own && c->started && tp->own_wakeup)
+		loop_io_mod(c->loop, &c->io, CONN_EVENTS);
+	if (c->want_out) {
+		c->want_out = false;
+		write_queue(c);
+	}
+}
+
+void conn_delivered(struct conn *c, size_t n)
+{
+	if (!n || conn_closing(c))
+		return;
+	c->bytes_in += n;
+	c->h->on_data(c);
 }
 
 void conn_start(struct conn *c)

@@ -49,7 +49,13 @@
 
 struct conn;
 
-/* The transport: how bytes move.  TCP now, RDMA plugs in later. */
+/*
+ * The transport: how bytes move.  TCP, or one that takes the connection
+ * over after a handshake on it (RDMA: rdma/rdt_ep.h).  `read` runs on the
+ * loop thread when the fd is readable; `write` on whichever thread holds
+ * the writer role.  c->tp may be switched (conn_set_transport()) only on
+ * the loop thread.
+ */
 struct conn_transport {
 	const char *name;
 	/* Reads into `in`: bytes, 0 at EOF, -EAGAIN, or -errno. */
@@ -60,11 +66,48 @@ struct conn_transport {
 	 * -EAGAIN. */
 	size_t drained_below;
 	/* Writes from the front of `out`, dropping what went: bytes,
-	 * -EAGAIN, or -errno. */
+	 * -EAGAIN, or -errno.  After -EAGAIN the writer role parks on the
+	 * loop thread until EPOLLOUT, or, with `own_wakeup`, until the
+	 * transport calls conn_resume_writes(). */
 	ssize_t (*write)(struct conn *c, struct iobuf *out);
+	bool own_wakeup;
+	/* Optional.  Loop thread, once, as the conn closes, before the
+	 * handler's on_close: stop watching what the transport watches. */
+	void (*close)(struct conn *c);
+	/* Optional.  With the last reference, before the handler's
+	 * release: free c->tp_ctx. */
+	void (*release)(struct conn *c);
+};
+extern const struct conn_transport conn_tcp;
+
+/*
+ * A handshake that may move a TCP connection to another transport (the
+ * RDMA hello, spec/brpc-wire.md 2.3-2.8), run by the loop thread that owns
+ * the connection, never blocking.  Each step returns one of CONN_UP_* or
+ * -errno (the connection must close; the upgrade has logged why).  On
+ * CONN_UP_TCP and CONN_UP_DONE the bytes left in c->in belong to the RPC
+ * protocol.
+ */
+enum {
+	CONN_UP_WAIT = 0, /* needs more bytes in c->in */
+	CONN_UP_TCP = 1,  /* stays (or falls back to) plain TCP */
+	CONN_UP_DONE = 2, /* c->tp is the new transport */
 };
 
-extern const struct conn_transport conn_tcp;
+struct conn_upgrade {
+	const char *name;
+	void *ctx;
+	/* Server: do the first bytes start this handshake?  1 yes, 0 not
+	 * enough bytes yet, -1 no. */
+	int (*detect)(const struct iobuf *in);
+	/* Server: consumes the client's bytes from c->in and answers. */
+	int (*accept_step)(void *ctx, struct conn *c);
+	/* Client, right after the TCP connect, before conn_start(): sends
+	 * the hello, or says CONN_UP_TCP (nothing sent) when it cannot. */
+	int (*connect_start)(void *ctx, struct conn *c);
+	/* Client: consumes the server's answer from c->in. */
+	int (*connect_step)(void *ctx, struct conn *c);
+};
 
 /* The protocol side: what bytes mean.  Both run on the loop thread. */
 struct conn_handler {
@@ -85,7 +128,8 @@ struct conn_wreq {
 struct conn {
 	struct loop *loop;
 	struct loop_io io;
-	const struct conn_transport *tp;
+	const struct conn_transport *tp; /* atomic: switched on the loop */
+	void *tp_ctx;               /* the transport's */
 	const struct conn_handler *h;
 	void *ctx;                  /* the handler's */
 	const struct mem *mem;
@@ -141,6 +185,20 @@ void conn_close(struct conn *c, int err);
  * Any thread; combines with conn_close(), first close wins.
  */
 void conn_close_after_flush(struct conn *c, int err);
+
+/*
+ * Loop thread.  Switches the transport (ctx: its c->tp_ctx).  The writer
+ * role, if parked, is resumed with the new transport.
+ */
+void conn_set_transport(struct conn *c, const struct conn_transport *tp,
+			void *ctx);
+
+/* Loop thread: a transport with own_wakeup can write again. */
+void conn_resume_writes(struct conn *c);
+
+/* Loop thread: a transport that receives by other means than `read`
+ * (completions) appended n bytes to c->in: hand them to the handler. */
+void conn_delivered(struct conn *c, size_t n);
 
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);

@@ -314,6 +314,26 @@ uint32_t iobuf_block_refcount(const struct iobuf_block *b)
 	return __atomic_load_n(&b->h.ref, __ATOMIC_ACQUIRE);
 }
 
+struct iobuf_block *iobuf_block_get(struct iobuf_pool *pool)
+{
+	struct iobuf_block *b;
+
+	return pool_take(pool, 1, true, &b) == 1 ? b : NULL;
+}
+
+void *iobuf_block_data(struct iobuf_block *b)
+{
+	return b->data;
+}
+
+void iobuf_block_put(struct iobuf_block *b)
+{
+	struct release rl = {0};
+
+	release_block(&rl, b);
+	release_flush(&rl);
+}
+
 /* --- ref array ----------------------------------------------------------- */
 
 static inline struct iobuf_ref *ref_base(const struct iobuf *buf)
@@ -448,6 +468,21 @@ void iobuf_destroy(struct iobuf *buf)
 {
 	iobuf_reset(buf);
 	buf->pool = NULL;
+}
+
+int iobuf_append_block(struct iobuf *buf, struct iobuf_block *b, size_t n)
+{
+	int err;
+
+	if (n == 0 || n > IOBUF_BLOCK_CAP)
+		return -EINVAL;
+	err = refs_reserve(buf, 1);
+	if (err)
+		return err;
+	b->h.wpos = (uint32_t)n;
+	ref_push(buf, b, 0, (uint32_t)n, true, false);
+	buf->len += n;
+	return 0;
 }
 
 int iobuf_append(struct iobuf *buf, const void *data, size_t n)

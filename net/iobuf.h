@@ -158,6 +158,26 @@ void iobuf_block_region(const struct iobuf_block *b,
 /* Current refcount (for tests and assertions; racy if shared). */
 uint32_t iobuf_block_refcount(const struct iobuf_block *b);
 
+/* --- single blocks: a transport that receives into blocks (RDMA) -------- */
+
+/* A fresh empty block holding one reference, the caller's; NULL when the
+ * pool has none and cannot grow.  Any thread. */
+struct iobuf_block *iobuf_block_get(struct iobuf_pool *pool);
+
+/* The block's IOBUF_BLOCK_CAP payload bytes. */
+void *iobuf_block_data(struct iobuf_block *b);
+
+/* Drops the caller's reference. */
+void iobuf_block_put(struct iobuf_block *b);
+
+/*
+ * The first n bytes (0 < n <= IOBUF_BLOCK_CAP) of a block from
+ * iobuf_block_get() that nothing else holds were written (e.g. by a NIC):
+ * appends them to buf, moving the caller's reference into it.  0, or
+ * -EINVAL (bad n), -ENOMEM (the reference stays the caller's).
+ */
+int iobuf_append_block(struct iobuf *buf, struct iobuf_block *b, size_t n);
+
 /* --- buffer: lifecycle and size ----------------------------------------- */
 
 /* Empty buffer taking blocks from `pool`; cannot fail, allocates nothing. */

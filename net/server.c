@@ -50,6 +50,7 @@ struct server_service {
 
 enum srv_proto {
 	SRV_DETECT,   /* no protocol recognised yet */
+	SRV_UPGRADE,  /* the upgrade's handshake */
 	SRV_BAIDU,    /* baidu_std */
 	SRV_REFUSED,  /* answered ERPCAUTH: closing, read nothing more */
 };
@@ -61,6 +62,7 @@ struct srv_conn {
 	bool linked;
 	enum srv_proto proto; /* loop thread */
 	bool authed;	      /* loop thread */
+	bool upgraded;	      /* loop thread: handshake done (or refused) */
 	char local_text[SERVER_ADDR_TEXT_MAX];
 };
 
@@ -591,14 +593,35 @@ static void baidu_data(struct srv_conn *sc)
 static void srv_on_data(struct conn *c)
 {
 	struct srv_conn *sc = container_of(c, struct srv_conn, conn);
+	const struct conn_upgrade *up = sc->srv->opt.upgrade;
 	uint8_t first[SERVER_SNIFF_SHOW];
 	size_t n;
 	int r;
 
+	if (sc->proto == SRV_DETECT && up && !sc->upgraded) {
+		/* The RDMA hello comes before anything else (spec 2.7). */
+		r = up->detect(&c->in);
+		if (r == 0)
+			return;
+		if (r > 0)
+			sc->proto = SRV_UPGRADE;
+	}
+	if (sc->proto == SRV_UPGRADE) {
+		r = up->accept_step(up->ctx, c);
+		if (r == CONN_UP_WAIT)
+			return;
+		if (r < 0) {
+			conn_close(c, r);
+			return;
+		}
+		sc->upgraded = true;
+		sc->proto = SRV_DETECT;
+		if (iobuf_empty(&c->in))
+			return;
+	}
 	if (sc->proto == SRV_DETECT) {
 		/* The protocols this port speaks, in brpc's order (spec
-		 * 1.9): baidu_std now; HTTP and the RDMA hello plug in
-		 * here. */
+		 * 1.9): baidu_std now; HTTP plugs in here. */
 		r = baidu_detect(&c->in);
 		if (r == 0)
 			return;

@@ -93,6 +93,9 @@ struct server_options {
 	const char *addr_text;
 	bool checksum_answers;	  /* CRC32C on answers to requests that
 				     carried one */
+	/* A handshake detected on a connection's first bytes before any
+	 * RPC protocol (the RDMA hello); NULL: none. */
+	const struct conn_upgrade *upgrade;
 };
 
 /*

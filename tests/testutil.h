@@ -51,7 +51,8 @@ static inline const char *test_vectors_dir(void)
 	return dir;
 }
 
-/* Reads vectors/baidu_std/name whole into a malloc'd buffer (free it). */
+/* Reads vectors/baidu_std/name (or vectors/name when name has a '/')
+ * whole into a malloc'd buffer (free it). */
 static inline uint8_t *test_vector_read(const char *name, size_t *len)
 {
 	char path[4096];
@@ -59,8 +60,8 @@ static inline uint8_t *test_vector_read(const char *name, size_t *len)
 	FILE *fp;
 	long n;
 
-	snprintf(path, sizeof(path), "%s/baidu_std/%s", test_vectors_dir(),
-		 name);
+	snprintf(path, sizeof(path), "%s/%s%s", test_vectors_dir(),
+		 strchr(name, '/') ? "" : "baidu_std/", name);
 	fp = fopen(path, "rb");
 	if (!fp)
 		fail_msg("cannot open vector %s: %s", path, strerror(errno));

@@ -1,0 +1,110 @@
+/*
+ * rdt: the RDMA verbs transport (spec/brpc-wire.md section 2).
+ *
+ * One `struct rdt_ctx` per process: the device, port and GID chosen as
+ * brpc chooses them, a protection domain, the memory regions the iobuf
+ * pool gets its blocks from (each registered once), and counters.  Every
+ * RDMA connection is a TCP connection first: the v2 hello runs on it
+ * (rdt_server_upgrade() / rdt_client_upgrade() plug into net/'s server and
+ * channel), then one RC QP carries the byte stream in SEND_WITH_IMM
+ * messages with credits in the immediate data, and the TCP connection
+ * stays open, idle, to say when the peer is gone.
+ *
+ * Threads.  The handshake is a non-blocking state machine run by the
+ * event loop owning the connection; it never needs a task worker and has
+ * a deadline (handshake_timeout_ms).  Completions are read by that loop
+ * from the QP's completion channel; data goes to the protocol there, as
+ * TCP bytes do.  Writes post from whichever thread holds the connection's
+ * writer role.
+ */
+#ifndef RPCGATE_RDMA_RDT_H
+#define RPCGATE_RDMA_RDT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "iobuf.h"
+#include "log.h"
+#include "mem.h"
+
+/* brpc's queue depths (rdma_sq_size / rdma_rq_size) and their clamp. */
+#define RDT_QUEUE_DEFAULT 128
+#define RDT_QUEUE_MIN 16
+#define RDT_QUEUE_MAX 4096
+#define RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT 3000
+
+struct rdt_options {
+	const char *device;   /* "" or NULL: the first with an active port */
+	int port;             /* 1 */
+	int gid_index;        /* -1: the highest with a non-zero interface id */
+	int sq_size, rq_size; /* RDT_QUEUE_DEFAULT */
+	int handshake_timeout_ms;
+	/* The registered memory: regions of region_mb, up to max_regions,
+	 * the first preallocated. */
+	size_t region_mb;
+	size_t max_regions;
+	struct log *log;
+	const struct mem *mem;
+};
+
+/* What rdt_open() chose, for rdma-info and the start-up log line. */
+struct rdt_choice {
+	char device[64];
+	int port;
+	int gid_index;
+	uint8_t gid[16];
+	uint16_t lid;
+	int active_mtu;
+	int max_sge;
+};
+
+struct rdt_stats {
+	/* handshakes by outcome, both sides */
+	uint64_t hs_rdma;      /* ended on RDMA */
+	uint64_t hs_tcp;       /* ended on TCP: refused, or refused us */
+	uint64_t hs_failed;    /* connection closed during the handshake */
+	uint64_t hs_timeout;   /* of which by handshake_timeout_ms */
+	int64_t qps;           /* live QPs */
+	uint64_t bytes_sent, bytes_received;
+	uint64_t credit_stalls; /* writes that waited for credits */
+};
+
+struct rdt_ctx;
+
+void rdt_options_default(struct rdt_options *opt);
+
+/*
+ * Opens the device and sets up the protection domain.  0; -ENODEV when no
+ * device (or not the named one, or its port is not active); -EINVAL for
+ * bad options; another -errno from verbs.  `why` (may be NULL) gets one
+ * line saying what failed, for the user.
+ */
+int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt,
+	     char *why, size_t why_size);
+
+/* Closes; every connection must be gone. */
+void rdt_close(struct rdt_ctx *ctx);
+
+void rdt_choice(const struct rdt_ctx *ctx, struct rdt_choice *out);
+
+/* Region hook for iobuf_pool_options: memory registered with the PD. */
+void rdt_region_hook(struct rdt_ctx *ctx, struct iobuf_region_hook *out,
+		     size_t *region_blocks, size_t *max_regions);
+
+/*
+ * The server side of the hello, for server_options.upgrade.  With ctx
+ * NULL (a TCP-only port, or no device) a client's hello gets the refusal
+ * and the connection goes on as TCP, as brpc HEAD's TCP ports do.
+ * `timeout_ms` bounds the handshake of a refusal-only port (ctx NULL).
+ */
+const struct conn_upgrade *rdt_server_upgrade(struct rdt_ctx *ctx);
+
+/* The client side, for channel_options.upgrade (transport=rdma).  With
+ * ctx NULL every connection stays TCP and sends no hello (spec 2.8). */
+const struct conn_upgrade *rdt_client_upgrade(struct rdt_ctx *ctx);
+
+void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out);
+
+#endif
