@@ -43,23 +43,36 @@ static bool gid_is_v4(const uint8_t *gid)
 	return !memcmp(gid, v4_prefix, sizeof(v4_prefix));
 }
 
-/* brpc's rule: the highest index whose interface id is not zero; with
- * `like`, only among GIDs of its family (IPv4-mapped or not). */
+/*
+ * brpc's rule, the highest index whose interface id is not zero, taken
+ * among the IPv4-mapped GIDs when there are any: IPv6 GIDs from router
+ * advertisements appear seconds after the link and stay tentative (DAD)
+ * for a while, and a QP aimed at one then times out in RTR.  With
+ * `like`, only GIDs of its family.
+ */
 static int pick_gid(struct ibv_context *v, int port, int tbl_len,
 		    uint8_t out[16], const uint8_t *like)
 {
 	union ibv_gid g;
-	int best = -1;
+	int best = -1, best_v4 = -1;
+	uint8_t v4[16];
 
 	for (int i = 0; i < tbl_len && i < GID_SCAN; i++) {
-		if (ibv_query_gid(v, (uint8_t)port, i, &g))
+		if (ibv_query_gid(v, (uint8_t)port, i, &g) ||
+		    !iface_id_nonzero(g.raw))
 			continue;
 		if (like && gid_is_v4(g.raw) != gid_is_v4(like))
 			continue;
-		if (iface_id_nonzero(g.raw)) {
-			best = i;
-			memcpy(out, g.raw, 16);
+		best = i;
+		memcpy(out, g.raw, 16);
+		if (gid_is_v4(g.raw)) {
+			best_v4 = i;
+			memcpy(v4, g.raw, 16);
 		}
+	}
+	if (best_v4 >= 0) {
+		memcpy(out, v4, 16);
+		return best_v4;
 	}
 	return best;
 }
