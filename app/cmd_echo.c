@@ -108,7 +108,7 @@ static int echo_serve(struct echo_cmd *e)
 	so.max_concurrency = e->max_concurrency;
 	/* RDMA hellos: served with --rdma=true and a device, else refused
 	 * (the client goes on over TCP, spec 2.8). */
-	so.upgrade = rdt_server_upgrade(e->r.rdma);
+	so.upgrade = rdt_upgrade(e->r.rdma);
 	so.checksum_answers = true; /* as brpc: a checked request, a
 				       checked answer */
 	if (e->token_len) {

@@ -187,7 +187,7 @@ int app_channel_open(struct channel *ch, struct app_runtime *r,
 	opt.checksum = flags_bool(fl, "checksum");
 	opt.done_inline = done_inline;
 	if (!strcmp(flags_str(fl, "transport"), "rdma"))
-		opt.upgrade = rdt_client_upgrade(r->rdma);
+		opt.upgrade = rdt_upgrade(r->rdma);
 	/* The flag's choices are channel_conn_type_parse()'s names. */
 	channel_conn_type_parse(flags_str(fl, "connection_type"),
 				&opt.conn_type);

@@ -360,10 +360,7 @@ void conn_set_transport(struct conn *c, const struct conn_transport *tp,
 	/* A role parked for EPOLLOUT under TCP: stop asking for it. */
 	if (c->want_out && !was_own && c->started && tp->own_wakeup)
 		loop_io_mod(c->loop, &c->io, CONN_EVENTS);
-	if (c->want_out) {
-		c->want_out = false;
-		write_queue(c);
-	}
+	conn_resume_writes(c);
 }
 
 void conn_delivered(struct conn *c, size_t n)

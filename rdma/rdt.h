@@ -5,10 +5,10 @@
  * brpc chooses them, a protection domain, the memory regions the iobuf
  * pool gets its blocks from (each registered once), and counters.  Every
  * RDMA connection is a TCP connection first: the v2 hello runs on it
- * (rdt_server_upgrade() / rdt_client_upgrade() plug into net/'s server and
- * channel), then one RC QP carries the byte stream in SEND_WITH_IMM
- * messages with credits in the immediate data, and the TCP connection
- * stays open, idle, to say when the peer is gone.
+ * (rdt_upgrade() plugs into net/'s server and channel), then one RC QP
+ * carries the byte stream in SEND_WITH_IMM messages with credits in the
+ * immediate data, and the TCP connection stays open, idle, to say when
+ * the peer is gone.
  *
  * Threads.  The handshake is a non-blocking state machine run by the
  * event loop owning the connection; it never needs a task worker and has
@@ -94,16 +94,12 @@ void rdt_region_hook(struct rdt_ctx *ctx, struct iobuf_region_hook *out,
 		     size_t *region_blocks, size_t *max_regions);
 
 /*
- * The server side of the hello, for server_options.upgrade.  With ctx
- * NULL (a TCP-only port, or no device) a client's hello gets the refusal
- * and the connection goes on as TCP, as brpc HEAD's TCP ports do.
- * `timeout_ms` bounds the handshake of a refusal-only port (ctx NULL).
+ * The hello, for server_options.upgrade and channel_options.upgrade
+ * (transport=rdma).  With ctx NULL (a TCP-only port, or no device) a
+ * server answers a client's hello with brpc HEAD's refusal and goes on as
+ * TCP, and a client sends no hello and stays TCP (spec 2.8).
  */
-const struct conn_upgrade *rdt_server_upgrade(struct rdt_ctx *ctx);
-
-/* The client side, for channel_options.upgrade (transport=rdma).  With
- * ctx NULL every connection stays TCP and sends no hello (spec 2.8). */
-const struct conn_upgrade *rdt_client_upgrade(struct rdt_ctx *ctx);
+const struct conn_upgrade *rdt_upgrade(struct rdt_ctx *ctx);
 
 void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out);
 

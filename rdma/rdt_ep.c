@@ -442,9 +442,9 @@ static int hs_failed(struct rdt_ep *ep, int err, const char *what)
 	rdt_count(&stats_of(ep)->hs_failed, 1);
 	if (err == -ETIMEDOUT)
 		rdt_count(&stats_of(ep)->hs_timeout, 1);
-	log_warn(log, "rdma handshake with %s %s %s: %s %lld ms after "
+	log_warn(log, "rdma handshake with %s %s failed: %s %lld ms after "
 		 "connect, %s (%zu of %zu bytes); %s",
-		 ep->server ? "client" : "server", c->peer_text, "failed", what,
+		 ep->server ? "client" : "server", c->peer_text, what,
 		 elapsed_ms(ep), step, have < want ? have : want, want,
 		 likely_cause(ep, err));
 	return err;
@@ -820,9 +820,10 @@ static void drain(struct rdt_ep *ep)
 	}
 	if (conn_closing(c))
 		return;
-	rdt_count(&ep->ctx->st.bytes_received, bytes);
-	if (bytes)
+	if (bytes) {
+		rdt_count(&ep->ctx->st.bytes_received, bytes);
 		conn_delivered(c, bytes);
+	}
 	if (writable && !conn_closing(c))
 		conn_resume_writes(c);
 	if (!conn_closing(c))
@@ -1028,22 +1029,12 @@ static const struct conn_upgrade refusing_up = {
 	.connect_step = connect_step,
 };
 
-const struct conn_upgrade *rdt_server_upgrade(struct rdt_ctx *ctx)
+const struct conn_upgrade *rdt_upgrade(struct rdt_ctx *ctx)
 {
 	if (!ctx)
 		return &refusing_up;
-	ctx->server_up = refusing_up;
-	ctx->server_up.name = "rdma";
-	ctx->server_up.ctx = ctx;
-	return &ctx->server_up;
-}
-
-const struct conn_upgrade *rdt_client_upgrade(struct rdt_ctx *ctx)
-{
-	if (!ctx)
-		return &refusing_up;
-	ctx->client_up = refusing_up;
-	ctx->client_up.name = "rdma";
-	ctx->client_up.ctx = ctx;
-	return &ctx->client_up;
+	ctx->up = refusing_up;
+	ctx->up.name = "rdma";
+	ctx->up.ctx = ctx;
+	return &ctx->up;
 }

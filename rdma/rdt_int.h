@@ -16,7 +16,7 @@ struct rdt_ctx {
 	struct rdt_choice choice;
 	pthread_mutex_t gid_lock; /* choice.gid*, gid_checked_ns */
 	int64_t gid_checked_ns;
-	struct conn_upgrade server_up, client_up;
+	struct conn_upgrade up; /* both sides */
 	struct rdt_stats st; /* atomic fields */
 	size_t regions;	     /* registered, under the pool's lock */
 	bool exhausted_logged;

@@ -1,6 +1,6 @@
 /*
  * test_rdt_handshake: the server side of the RDMA hello on a host without
- * RDMA (rdt_server_upgrade(NULL): a TCP-only port, as brpc HEAD's): every
+ * RDMA (rdt_upgrade(NULL): a TCP-only port, as brpc HEAD's): every
  * client hello gets brpc's refusal, and the connection goes on as TCP
  * after ACK 0.  Bad hellos, EOFs and stalls are closed with one log line
  * that says where the handshake stood.  The RDMA side itself runs under
@@ -24,7 +24,7 @@ static void wait_log(struct fx *fx, const char *needle)
 
 static struct fx *up(void)
 {
-	struct fx_cfg cfg = {.upgrade = rdt_server_upgrade(NULL)};
+	struct fx_cfg cfg = {.upgrade = rdt_upgrade(NULL)};
 
 	return fx_up(&cfg);
 }
@@ -68,6 +68,22 @@ static void expect_refusal(struct cli *c)
 	assert_memory_equal(got, want, sizeof(want));
 }
 
+/* A connection whose brpc hello got the refusal; the ACK is next. */
+static void open_refused(struct cli *c, struct fx *fx)
+{
+	cli_open(c, fx);
+	send_vector(c, "rdma/brpc_client_hello_v2.bin");
+	expect_refusal(c);
+}
+
+static void send_ack(struct cli *c, uint32_t flags)
+{
+	uint8_t ack[RDT_ACK_LEN];
+
+	rdt_ack_pack(flags, ack);
+	assert_int_equal(cli_send(c, ack, sizeof(ack)), 0);
+}
+
 static void echo_works(struct cli *c, struct fx *fx, uint64_t cid)
 {
 	struct req r = {.cid = cid, .message = "after the hello"};
@@ -83,15 +99,11 @@ static void echo_works(struct cli *c, struct fx *fx, uint64_t cid)
 static void test_refused_then_tcp(void **state)
 {
 	struct fx *fx = up();
-	uint8_t ack[RDT_ACK_LEN];
 	struct cli c;
 
 	(void)state;
-	cli_open(&c, fx);
-	send_vector(&c, "rdma/brpc_client_hello_v2.bin");
-	expect_refusal(&c);
-	rdt_ack_pack(0, ack);
-	assert_int_equal(cli_send(&c, ack, sizeof(ack)), 0);
+	open_refused(&c, fx);
+	send_ack(&c, 0);
 	echo_works(&c, fx, 1);
 	echo_works(&c, fx, 2);
 	cli_close(&c);
@@ -138,7 +150,7 @@ static void test_bytewise_and_ack_with_request(void **state)
 static void test_long_hello_skipped(void **state)
 {
 	struct fx *fx = up();
-	uint8_t hello[RDT_HELLO_LEN + 24], ack[RDT_ACK_LEN], *v;
+	uint8_t hello[RDT_HELLO_LEN + 24], *v;
 	struct cli c;
 	size_t n;
 
@@ -151,8 +163,7 @@ static void test_long_hello_skipped(void **state)
 	cli_open(&c, fx);
 	assert_int_equal(cli_send(&c, hello, sizeof(hello)), 0);
 	expect_refusal(&c);
-	rdt_ack_pack(0, ack);
-	assert_int_equal(cli_send(&c, ack, sizeof(ack)), 0);
+	send_ack(&c, 0);
 	echo_works(&c, fx, 3);
 	cli_close(&c);
 	fx_down(fx);
@@ -162,15 +173,11 @@ static void test_long_hello_skipped(void **state)
 static void test_rdma_ack_after_refusal(void **state)
 {
 	struct fx *fx = up();
-	uint8_t ack[RDT_ACK_LEN];
 	struct cli c;
 
 	(void)state;
-	cli_open(&c, fx);
-	send_vector(&c, "rdma/brpc_client_hello_v2.bin");
-	expect_refusal(&c);
-	rdt_ack_pack(RDT_ACK_RDMA, ack);
-	assert_int_equal(cli_send(&c, ack, sizeof(ack)), 0);
+	open_refused(&c, fx);
+	send_ack(&c, RDT_ACK_RDMA);
 	cli_expect_closed(&c, "ACK 1 after a refusal");
 	cli_close(&c);
 	wait_log(fx, "asked for RDMA after our refusal");

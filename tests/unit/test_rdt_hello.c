@@ -136,27 +136,22 @@ static void test_msg_len(void **state)
 /* Spec 2.3's acceptance test, each bound on both sides. */
 static void test_negotiable_bounds(void **state)
 {
-	struct rdt_hello base = {.msg_len = 40, .hello_ver = 2, .impl_ver = 1,
-				 .block_size = 1024, .sq_size = 16,
-				 .rq_size = 16}, h;
+	static const struct rdt_hello base = {
+		.msg_len = 40, .hello_ver = 2, .impl_ver = 1,
+		.block_size = 1024, .sq_size = 16, .rq_size = 16};
+	struct rdt_hello bad[5];
 
 	(void)state;
 	assert_true(rdt_hello_negotiable(&base));
-	h = base;
-	h.block_size = 1023;
-	assert_false(rdt_hello_negotiable(&h));
-	h = base;
-	h.sq_size = 15;
-	assert_false(rdt_hello_negotiable(&h));
-	h = base;
-	h.rq_size = 15;
-	assert_false(rdt_hello_negotiable(&h));
-	h = base;
-	h.hello_ver = 3;
-	assert_false(rdt_hello_negotiable(&h));
-	h = base;
-	h.impl_ver = 2;
-	assert_false(rdt_hello_negotiable(&h));
+	for (size_t i = 0; i < 5; i++)
+		bad[i] = base;
+	bad[0].block_size = 1023;
+	bad[1].sq_size = 15;
+	bad[2].rq_size = 15;
+	bad[3].hello_ver = 3;
+	bad[4].impl_ver = 2;
+	for (size_t i = 0; i < 5; i++)
+		assert_false(rdt_hello_negotiable(&bad[i]));
 }
 
 static void test_ack(void **state)
