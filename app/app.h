@@ -116,6 +116,7 @@ struct app_runtime {
 	struct iobuf_pool pool;
 	struct rdt_ctx *rdma; /* NULL: no RDMA wanted, or no device */
 	const char *who;
+	int fds_at_start; /* open fds once started, for the leak check */
 };
 
 /* RDMA is wanted (--rdma=true or --transport=rdma). */

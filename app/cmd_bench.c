@@ -269,10 +269,10 @@ static void bench_issue(struct bench_slot *s)
 	if (b->verify) {
 		/* Sizes 0..payload, message and attachment apart: the tail
 		 * of the pattern (a C string), and its head. */
-		s->msg_len = (size_t)(rng_next(&s->rng) %
-				      ((uint64_t)b->payload + 1));
-		s->att_len = (size_t)(rng_next(&s->rng) %
-				      ((uint64_t)b->payload + 1));
+		s->msg_len =
+		    (size_t)(rng_next(&s->rng) % ((uint64_t)b->payload + 1));
+		s->att_len =
+		    (size_t)(rng_next(&s->rng) % ((uint64_t)b->payload + 1));
 		s->req = b->req;
 		s->req.message = b->message + (b->payload - (int)s->msg_len);
 		req = &s->req;
@@ -287,8 +287,8 @@ static void bench_issue(struct bench_slot *s)
 }
 
 /* --verify: the echo must give back exactly what was sent. */
-static bool answer_matches(const struct bench_slot *s,
-			   const struct rpc_call *c, char *why, size_t size)
+static bool answer_matches(const struct bench_slot *s, const struct rpc_call *c,
+			   char *why, size_t size)
 {
 	const Example__EchoResponse *resp =
 	    (const Example__EchoResponse *)c->response;
@@ -298,8 +298,10 @@ static bool answer_matches(const struct bench_slot *s,
 
 	if (!resp || !resp->message || strlen(resp->message) != s->msg_len ||
 	    memcmp(resp->message, want, s->msg_len)) {
-		snprintf(why, size, "message of %zu bytes came back as %zu "
-			 "bytes%s", s->msg_len,
+		snprintf(why, size,
+			 "message of %zu bytes came back as %zu "
+			 "bytes%s",
+			 s->msg_len,
 			 resp && resp->message ? strlen(resp->message) : 0,
 			 resp && resp->message &&
 				 strlen(resp->message) == s->msg_len
@@ -316,8 +318,10 @@ static bool answer_matches(const struct bench_slot *s,
 		n = iobuf_copy_out(&c->response_attachment, off, buf,
 				   sizeof(buf));
 		if (memcmp(buf, s->b->message + off, n)) {
-			snprintf(why, size, "attachment differs within bytes "
-				 "%zu..%zu of %zu", off, off + n, s->att_len);
+			snprintf(why, size,
+				 "attachment differs within bytes "
+				 "%zu..%zu of %zu",
+				 off, off + n, s->att_len);
 			return false;
 		}
 		off += n;
@@ -507,8 +511,7 @@ static void bench_print_json(const struct bench *b,
 	       b->concurrency, b->payload, b->duration_s, b->conn_type,
 	       b->transport, (unsigned long long)res->hs_rdma,
 	       (unsigned long long)res->hs_tcp,
-	       (unsigned long long)res->hs_failed,
-	       b->verify ? "true" : "false",
+	       (unsigned long long)res->hs_failed, b->verify ? "true" : "false",
 	       (unsigned long long)res->mismatches);
 }
 
@@ -555,9 +558,9 @@ static int bench_wait_server(struct bench *b, const struct app_config *cfg)
 		return 0;
 	for (;;) {
 		rpc_call_init(&c, &b->r.pool);
-		code = channel_call(&b->ch, &example__echo_service__descriptor,
-				    APP_ECHO_METHOD, &b->req.base, &c, NULL,
-				    NULL);
+		code =
+		    channel_call(&b->ch, &example__echo_service__descriptor,
+				 APP_ECHO_METHOD, &b->req.base, &c, NULL, NULL);
 		if (!code || !app_not_up_yet(code) ||
 		    clock_mono_ns() >= give_up)
 			break;
@@ -565,8 +568,9 @@ static int bench_wait_server(struct bench *b, const struct app_config *cfg)
 		usleep(100 * 1000);
 	}
 	if (code)
-		fprintf(stderr, WHO ": the server did not answer within "
-			"--wait_ms=%lld: error %d (%s): %s\n",
+		fprintf(stderr,
+			WHO ": the server did not answer within "
+			    "--wait_ms=%lld: error %d (%s): %s\n",
 			(long long)wait_ms, code, app_error_name(code),
 			c.error_text ? c.error_text : "");
 	rpc_call_destroy(&c);

@@ -54,7 +54,8 @@ int app_cmd_rdma_info(struct app_config *cfg)
 		return APP_EXIT_FAILURE;
 	}
 	if (n == 0) {
-		fprintf(stderr, "rpcgate: no RDMA devices found (the kernel "
+		fprintf(stderr,
+			"rpcgate: no RDMA devices found (the kernel "
 			"needs ib_uverbs and a device; for soft-RoCE load "
 			"rdma_rxe and add a link: rdma link add rxe0 type rxe "
 			"netdev eth0)\n");

@@ -182,8 +182,8 @@ static void budget_input_from_flags(const struct flags *fl, int ncpu,
 	in->ncpu = ncpu;
 }
 
-int app_config_load(struct app_config *cfg, int argc, char **argv,
-		    char **envp, int ncpu)
+int app_config_load(struct app_config *cfg, int argc, char **argv, char **envp,
+		    int ncpu)
 {
 	const char *path = cmdline_path(argc, argv, envp);
 	char def[16];
@@ -244,8 +244,8 @@ void app_config_print_errors(const struct app_config *cfg, FILE *out)
 
 		flags_describe_source(fl, flags_find(fl, "worker_num"), w,
 				      sizeof(w));
-		flags_describe_source(fl, flags_find(fl, "event_dispatcher_num"),
-				      d, sizeof(d));
+		flags_describe_source(
+		    fl, flags_find(fl, "event_dispatcher_num"), d, sizeof(d));
 		flags_describe_source(fl, flags_find(fl, "rdma_poller_num"), p,
 				      sizeof(p));
 		budget_explain_refusal(&cfg->budget_in, &src, msg, sizeof(msg));
@@ -258,7 +258,8 @@ void app_config_print(const struct app_config *cfg, FILE *out)
 	const struct flags *fl = &cfg->flags;
 	char src[160], line[256];
 
-	fprintf(out, "# every flag, its value, and where the value came from\n");
+	fprintf(out,
+		"# every flag, its value, and where the value came from\n");
 	for (size_t i = 0; i < fl->n; i++) {
 		const struct flag *f = &fl->v[i];
 
@@ -277,7 +278,8 @@ void app_config_print(const struct app_config *cfg, FILE *out)
 	budget_describe(&cfg->budget, cfg->budget_in.mode, line, sizeof(line));
 	fprintf(out, "# thread budget: %s\n", line);
 	if (cfg->budget.raised)
-		fprintf(out, "# worker_num raised from %d to %d by "
-			"thread_budget=auto\n", cfg->budget.asked_workers,
-			cfg->budget.workers);
+		fprintf(out,
+			"# worker_num raised from %d to %d by "
+			"thread_budget=auto\n",
+			cfg->budget.asked_workers, cfg->budget.workers);
 }

@@ -20,8 +20,8 @@
 #include "server.h"
 
 #define ECHO_FAIL_MESSAGE "fail"
-#define ECHO_FAIL_CODE 4242
-#define ECHO_FAIL_TEXT "asked to fail"
+#define ECHO_FAIL_CODE	  4242
+#define ECHO_FAIL_TEXT	  "asked to fail"
 
 struct echo_service {
 	int sleep_ms;	 /* 0: answer at once */

@@ -96,6 +96,13 @@ const struct flag_def app_flag_defs[] = {
 		"of completion events",
     },
     {
+	.name = "rdma_poller_yield",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "an RDMA poller that found nothing yields its CPU "
+		"(sched_yield) before the next pass",
+    },
+    {
 	.name = "thread_budget",
 	.type = FLAG_ENUM,
 	.def = "strict",
@@ -175,6 +182,17 @@ const struct flag_def app_flag_defs[] = {
 	.min = 1,
 	.max = 512,
 	.help = "registered memory is added in regions of this size",
+    },
+    {
+	.name = "rdma_memory_pool_initial_size_mb",
+	.type = FLAG_INT,
+	.def = "64",
+	.min = 1,
+	.max = 65536,
+	.help = "registered memory set up at start, in whole regions "
+		"(registering more later stalls the threads that need "
+		"blocks meanwhile: size it for the connections expected, "
+		"about 2 MiB each)",
     },
     {
 	.name = "rdma_memory_pool_max_regions",

@@ -466,7 +466,8 @@ static void stop_roles(struct init *in, int64_t grace_ms)
 
 		if (left <= 0 && !killed) {
 			say("%d role(s) still running after %" PRId64
-			    " ms: SIGKILL", roles_running(in), grace_ms);
+			    " ms: SIGKILL",
+			    roles_running(in), grace_ms);
 			signal_roles(in, SIGKILL);
 			killed = true;
 		}

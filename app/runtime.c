@@ -6,6 +6,7 @@
 #include "app.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 
@@ -33,10 +34,9 @@ void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
 	o->sq_size = (int)flags_int(fl, "rdma_sq_size");
 	o->rq_size = (int)flags_int(fl, "rdma_rq_size");
 	o->handshake_timeout_ms =
-		(int)flags_int(fl, "rdma_handshake_timeout_ms");
+	    (int)flags_int(fl, "rdma_handshake_timeout_ms");
 	o->region_mb = (size_t)flags_int(fl, "rdma_memory_pool_region_mb");
-	o->max_regions =
-		(size_t)flags_int(fl, "rdma_memory_pool_max_regions");
+	o->max_regions = (size_t)flags_int(fl, "rdma_memory_pool_max_regions");
 	o->log = log;
 }
 
@@ -47,18 +47,18 @@ void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
 static int open_rdma(struct app_runtime *r, const struct app_config *cfg,
 		     struct iobuf_pool_options *po)
 {
+	size_t initial_mb =
+	    (size_t)flags_int(&cfg->flags, "rdma_memory_pool_initial_size_mb");
 	struct rdt_options o;
 	struct rdt_choice ch;
 	char why[256], gid[64];
 	int err;
 
-	if (flags_bool(&cfg->flags, "rdma_use_polling")) {
-		fprintf(stderr, "%s: rdma_use_polling=true: polling mode is "
-			"not built yet; leave it false (completion events)\n",
-			r->who);
-		return -ENOSYS;
-	}
 	app_rdma_options(cfg, &o, &r->log);
+	/* The pollers are the budget's P: started here, counted there. */
+	o.use_polling = cfg->budget.pollers > 0;
+	o.poller_num = cfg->budget.pollers;
+	o.poller_yield = flags_bool(&cfg->flags, "rdma_poller_yield");
 	err = rdt_open(&r->rdma, &o, why, sizeof(why));
 	if (err == -ENODEV) {
 		log_warn(&r->log, "%s: %s: using TCP", r->who, why);
@@ -70,12 +70,46 @@ static int open_rdma(struct app_runtime *r, const struct app_config *cfg,
 	}
 	rdt_choice(r->rdma, &ch);
 	inet_ntop(AF_INET6, ch.gid, gid, sizeof(gid));
-	log_info(&r->log, "%s: rdma on %s port %d gid[%d] %s", r->who,
-		 ch.device, ch.port, ch.gid_index, gid);
+	if (o.use_polling)
+		log_info(&r->log,
+			 "%s: rdma on %s port %d gid[%d] %s, polling "
+			 "mode (%d poller%s)",
+			 r->who, ch.device, ch.port, ch.gid_index, gid,
+			 o.poller_num, o.poller_num == 1 ? "" : "s");
+	else
+		log_info(&r->log,
+			 "%s: rdma on %s port %d gid[%d] %s, "
+			 "completion events",
+			 r->who, ch.device, ch.port, ch.gid_index, gid);
 	rdt_region_hook(r->rdma, &po->region, &po->region_blocks,
 			&po->max_regions);
-	po->prealloc_regions = 1;
+	/* Whole regions covering rdma_memory_pool_initial_size_mb. */
+	po->prealloc_regions = (initial_mb + o.region_mb - 1) / o.region_mb;
+	if (po->prealloc_regions > po->max_regions) {
+		fprintf(stderr,
+			"%s: rdma_memory_pool_initial_size_mb=%zu "
+			"needs %zu regions of %zu MiB, more than "
+			"rdma_memory_pool_max_regions=%zu\n",
+			r->who, initial_mb, po->prealloc_regions, o.region_mb,
+			po->max_regions);
+		return -EINVAL;
+	}
 	return 0;
+}
+
+/* Open file descriptors of the process, or -1. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own */
 }
 
 int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
@@ -111,6 +145,8 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 			strerror(-err));
 		goto out_log;
 	}
+	/* Before the loops' own fds, which close before the account. */
+	r->fds_at_start = count_fds();
 	rt_options_from_budget(&ro, &cfg->budget);
 	ro.log = &r->log;
 	err = rt_init(&r->rt, &ro);
@@ -133,9 +169,33 @@ out_log:
 	return err;
 }
 
+/*
+ * The RDMA account at exit: handshakes by outcome, and what should be
+ * back to where it started (QPs, fds): a handshake fault test reads it.
+ */
+static void log_rdma_account(struct app_runtime *r)
+{
+	struct rdt_stats st;
+	int fds = count_fds();
+
+	rdt_stats(r->rdma, &st);
+	log_write(
+	    &r->log,
+	    st.qps || fds != r->fds_at_start ? LOG_LVL_WARN : LOG_LVL_INFO,
+	    "%s: rdma: %llu handshakes ended on RDMA, %llu on TCP, %llu "
+	    "failed (%llu timed out); QPs left %lld, fds %d at start and "
+	    "%d at exit",
+	    r->who, (unsigned long long)st.hs_rdma,
+	    (unsigned long long)st.hs_tcp, (unsigned long long)st.hs_failed,
+	    (unsigned long long)st.hs_timeout, (long long)st.qps,
+	    r->fds_at_start, fds);
+}
+
 void app_runtime_stop(struct app_runtime *r)
 {
 	rt_destroy(&r->rt); /* stops the threads first */
+	if (r->rdma)
+		log_rdma_account(r);
 	/* Every block should be back: a leak is a bug worth a line. */
 	if (iobuf_pool_destroy(&r->pool) == -EBUSY)
 		log_warn(&r->log, "%s: buffer blocks still referenced at exit",
@@ -250,7 +310,6 @@ const char *app_error_name(int code)
 bool app_not_up_yet(int code)
 {
 	return code == ECONNREFUSED || code == EHOSTUNREACH ||
-	       code == ENETUNREACH || code == EHOSTDOWN ||
-	       code == ECONNRESET || code == ETIMEDOUT ||
-	       code == RPC_ERPCTIMEDOUT;
+	       code == ENETUNREACH || code == EHOSTDOWN || code == ECONNRESET ||
+	       code == ETIMEDOUT || code == RPC_ERPCTIMEDOUT;
 }

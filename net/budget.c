@@ -55,22 +55,24 @@ int budget_explain_refusal(const struct budget_input *in,
 	int d = in->event_dispatcher_num, p = counted_pollers(in);
 	int need = d + p + 1;
 
-	return snprintf(buf, cap,
-		"thread budget refused: event_dispatcher_num=%d (%s) + "
-		"rdma_poller_num=%d (%s; %s because rdma_use_polling=%s) "
-		"leaves no task worker out of worker_num=%d (%s).\n"
-		"  rule: event_dispatcher_num + rdma_poller_num (when polling) "
-		"< worker_num; every event loop and poller holds a whole "
-		"thread, and handshakes and handlers need the rest.  brpc "
-		"accepts this budget and then fails with \"Fail to read Hello "
-		"Message from client ... Got EOF\".\n"
-		"  fix: --worker_num=%d or more, or fewer event dispatchers%s, "
-		"or --thread_budget=auto to raise worker_num to fit.",
-		d, src->event_dispatcher_num, in->rdma_poller_num,
-		src->rdma_poller_num, in->rdma_use_polling ? "counted" :
-		"not counted", in->rdma_use_polling ? "true" : "false",
-		in->worker_num, src->worker_num, need,
-		in->rdma_use_polling ? " or rdma pollers" : "");
+	return snprintf(
+	    buf, cap,
+	    "thread budget refused: event_dispatcher_num=%d (%s) + "
+	    "rdma_poller_num=%d (%s; %s because rdma_use_polling=%s) "
+	    "leaves no task worker out of worker_num=%d (%s).\n"
+	    "  rule: event_dispatcher_num + rdma_poller_num (when polling) "
+	    "< worker_num; every event loop and poller holds a whole "
+	    "thread, and handshakes and handlers need the rest.  brpc "
+	    "accepts this budget and then fails with \"Fail to read Hello "
+	    "Message from client ... Got EOF\".\n"
+	    "  fix: --worker_num=%d or more, or fewer event dispatchers%s, "
+	    "or --thread_budget=auto to raise worker_num to fit.",
+	    d, src->event_dispatcher_num, in->rdma_poller_num,
+	    src->rdma_poller_num,
+	    in->rdma_use_polling ? "counted" : "not counted",
+	    in->rdma_use_polling ? "true" : "false", in->worker_num,
+	    src->worker_num, need,
+	    in->rdma_use_polling ? " or rdma pollers" : "");
 }
 
 int budget_describe(const struct budget *b, enum budget_mode mode, char *buf,
@@ -79,8 +81,9 @@ int budget_describe(const struct budget *b, enum budget_mode mode, char *buf,
 	return snprintf(buf, cap,
 			"%d threads = %d event dispatcher%s + %d rdma poller%s "
 			"+ %d task worker%s (thread_budget=%s%s)",
-			b->workers, b->dispatchers, b->dispatchers == 1 ? "" : "s",
-			b->pollers, b->pollers == 1 ? "" : "s", b->task_workers,
+			b->workers, b->dispatchers,
+			b->dispatchers == 1 ? "" : "s", b->pollers,
+			b->pollers == 1 ? "" : "s", b->task_workers,
 			b->task_workers == 1 ? "" : "s",
 			mode == BUDGET_AUTO ? "auto" : "strict",
 			b->raised ? ", worker_num raised" : "");

@@ -56,14 +56,14 @@ struct chan_conn {
 	struct channel *ch;
 	int fd;
 	enum cc_state state;
-	bool has_conn;	  /* conn_init done: the conn owns the fd */
+	bool has_conn; /* conn_init done: the conn owns the fd */
 	bool auth_sent;
-	bool idle;	  /* on ch->idle */
+	bool idle; /* on ch->idle */
 	int64_t idle_since;
-	struct loop_io cio;	  /* connecting: EPOLLOUT */
-	struct loop_timer ctimer; /* connecting: connect_timeout_ms */
-	struct rpc_attempt *atts; /* attempts on this connection */
-	struct chan_conn *prev, *next;		/* ch->all */
+	struct loop_io cio;	       /* connecting: EPOLLOUT */
+	struct loop_timer ctimer;      /* connecting: connect_timeout_ms */
+	struct rpc_attempt *atts;      /* attempts on this connection */
+	struct chan_conn *prev, *next; /* ch->all */
 	struct chan_conn *idle_prev, *idle_next; /* ch->idle */
 };
 
@@ -90,7 +90,7 @@ static void count(uint64_t *ctr)
 }
 
 static void set_local_text(struct rpc_call *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void set_local_text(struct rpc_call *c, const char *fmt, ...)
 {
@@ -314,8 +314,8 @@ static void attempt_failed(struct rpc_attempt *a, int err, bool connected)
 		set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
 			       strerror(-err));
 	else if (err)
-		set_local_text(c, "Broken connection to %s: %s",
-			       ch->addr_text, strerror(-err));
+		set_local_text(c, "Broken connection to %s: %s", ch->addr_text,
+			       strerror(-err));
 	else
 		set_local_text(c, "Connection to %s closed: Got EOF",
 			       ch->addr_text);
@@ -365,12 +365,12 @@ static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
 	struct rpc_call *c = a->call;
 	struct channel *ch = c->ch;
 	struct baidu_req_meta m = {
-		.service = c->service,
-		.method = c->method,
-		.correlation_id = a->id,
-		.compress_type = c->compress_type,
-		.has_log_id = c->has_log_id,
-		.log_id = c->log_id,
+	    .service = c->service,
+	    .method = c->method,
+	    .correlation_id = a->id,
+	    .compress_type = c->compress_type,
+	    .has_log_id = c->has_log_id,
+	    .log_id = c->log_id,
 	};
 	struct iobuf out, msg, att;
 	int err;
@@ -449,9 +449,9 @@ static void cc_on_close(struct conn *conn, int err);
 static void cc_release(struct conn *conn);
 
 static const struct conn_handler cc_handler = {
-	.on_data = cc_on_data,
-	.on_close = cc_on_close,
-	.release = cc_release,
+    .on_data = cc_on_data,
+    .on_close = cc_on_close,
+    .release = cc_release,
 };
 
 static void cc_connected(struct chan_conn *cc)
@@ -462,8 +462,8 @@ static void cc_connected(struct chan_conn *cc)
 	if (cc->cio.active)
 		loop_io_del(ch->loop, &cc->cio);
 	loop_timer_stop(ch->loop, &cc->ctimer);
-	err = conn_init(&cc->conn, cc->fd, ch->loop, &conn_tcp, &cc_handler,
-			cc, ch->opt.pool, ch->opt.mem, ch->opt.log);
+	err = conn_init(&cc->conn, cc->fd, ch->loop, &conn_tcp, &cc_handler, cc,
+			ch->opt.pool, ch->opt.mem, ch->opt.log);
 	if (err) {
 		count(&ch->n_connect_failures);
 		cc_close(cc, err);
@@ -574,8 +574,8 @@ static struct chan_conn *cc_new(struct channel *ch, int *err)
 		if (!*err)
 			loop_timer_start(ch->loop, &cc->ctimer,
 					 loop_now(ch->loop) +
-						 ch->opt.connect_timeout_ms *
-							 NS_PER_MS,
+					     ch->opt.connect_timeout_ms *
+						 NS_PER_MS,
 					 on_connect_timeout);
 	} else {
 		*err = -errno;
@@ -688,14 +688,16 @@ static void cc_on_data(struct conn *conn)
 		if (n == -EAGAIN)
 			return;
 		if (n < 0) {
-			log_warn(ch->opt.log, "closing connection to %s: bad "
-				 "baidu_std answer: %s", ch->addr_text,
-				 strerror(-n));
+			log_warn(ch->opt.log,
+				 "closing connection to %s: bad "
+				 "baidu_std answer: %s",
+				 ch->addr_text, strerror(-n));
 			conn_close(conn, n);
 			return;
 		}
 		if (!f.meta.has_response) {
-			log_warn(ch->opt.log, "closing connection to %s: a "
+			log_warn(ch->opt.log,
+				 "closing connection to %s: a "
 				 "frame without a response meta",
 				 ch->addr_text);
 			baidu_frame_release(&f);
@@ -734,9 +736,10 @@ static void cc_on_close(struct conn *conn, int err)
 
 	cc_detach(cc);
 	if (cc->atts)
-		log_debug(cc->ch->opt.log, "connection to %s closed with "
-			  "calls in flight: %s", cc->ch->addr_text,
-			  err ? strerror(-err) : "EOF");
+		log_debug(cc->ch->opt.log,
+			  "connection to %s closed with "
+			  "calls in flight: %s",
+			  cc->ch->addr_text, err ? strerror(-err) : "EOF");
 	cc_fail_attempts(cc, err);
 }
 
@@ -842,8 +845,8 @@ static void retry_or_finish(struct rpc_call *c, int err)
 		finish(c, ECANCELED);
 	} else if (c->deadline_ns >= 0 &&
 		   loop_now(ch->loop) >= c->deadline_ns) {
-		set_local_text(c, "Reached timeout=%dms @%s", c->timeout_used_ms,
-			       ch->addr_text);
+		set_local_text(c, "Reached timeout=%dms @%s",
+			       c->timeout_used_ms, ch->addr_text);
 		finish(c, RPC_ERPCTIMEDOUT);
 	} else {
 		finish(c, conn_error_code(err));
@@ -969,8 +972,9 @@ static void complete_outputs(struct rpc_call *c)
 	c->outputs_ready = true;
 	if (!c->has_resp) {
 		c->error_code = c->finish_code;
-		c->error_text = c->local_text[0] ? c->local_text
-						 : rpc_errno_text(c->error_code);
+		c->error_text = c->local_text[0]
+				    ? c->local_text
+				    : rpc_errno_text(c->error_code);
 		if (!c->error_text)
 			c->error_text = "unknown error";
 		return;
@@ -983,7 +987,8 @@ static void complete_outputs(struct rpc_call *c)
 	}
 	if (f->bad_attachment) {
 		c->error_code = RPC_ERESPONSE;
-		set_local_text(c, "attachment_size=%d is larger than the "
+		set_local_text(c,
+			       "attachment_size=%d is larger than the "
 			       "response body of %zu bytes",
 			       f->meta.attachment_size, iobuf_len(&f->data));
 		c->error_text = c->local_text;
@@ -997,7 +1002,8 @@ static void complete_outputs(struct rpc_call *c)
 	if (err) {
 		/* brpc reports an undecodable answer as EREQUEST. */
 		c->error_code = err == -ENOMEM ? ENOMEM : RPC_EREQUEST;
-		set_local_text(c, "Fail to parse response=%s, CompressType=%s,"
+		set_local_text(c,
+			       "Fail to parse response=%s, CompressType=%s,"
 			       " ChecksumType=%s, response_size=%zu: %s",
 			       c->resp_desc->name,
 			       compress_type_name(f->meta.compress_type),
@@ -1220,34 +1226,35 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 	c->resp_desc = svc->methods[method_index].output;
 	if (!done && on_rt_loop(ch->opt.rt)) {
 		set_local_text(c, "a synchronous call on an event loop thread "
-			       "would wait on itself");
+				  "would wait on itself");
 		return fail_early(c, EDEADLK, false);
 	}
 	c->timeout_used_ms = or_channel(c->timeout_ms, ch->opt.timeout_ms);
 	c->retries_left = or_channel(c->max_retry, ch->opt.max_retry);
-	backup_ms = or_channel(c->backup_request_ms,
-			       ch->opt.backup_request_ms);
+	backup_ms = or_channel(c->backup_request_ms, ch->opt.backup_request_ms);
 	c->deadline_ns = c->timeout_used_ms > 0
-				 ? c->start_ns + c->timeout_used_ms * NS_PER_MS
-				 : -1;
-	c->backup_ns = backup_ms > 0 ? c->start_ns + backup_ms * NS_PER_MS
-				     : -1;
+			     ? c->start_ns + c->timeout_used_ms * NS_PER_MS
+			     : -1;
+	c->backup_ns = backup_ms > 0 ? c->start_ns + backup_ms * NS_PER_MS : -1;
 	/* The caller's thread pays for encoding and compressing. */
 	err = rpc_msg_encode(req, c->compress_type, &c->body);
 	if (err) {
-		set_local_text(c, "Fail to serialize request=%s, "
-			       "CompressType=%s: %s", req->descriptor->name,
+		set_local_text(c,
+			       "Fail to serialize request=%s, "
+			       "CompressType=%s: %s",
+			       req->descriptor->name,
 			       compress_type_name(c->compress_type),
 			       strerror(-err));
 		return fail_early(c, err == -ENOMEM ? ENOMEM : EINVAL, false);
 	}
-	c->has_crc = ch->opt.checksum &&
-		     rpc_msg_checksum(&c->body, NULL, c->crc) == 0;
+	c->has_crc =
+	    ch->opt.checksum && rpc_msg_checksum(&c->body, NULL, c->crc) == 0;
 	err = callid_alloc(&ch->ids, c, &id);
 	if (err) {
-		set_local_text(c, "too many calls in flight on the channel to "
-			       "%s (%u)", ch->addr_text,
-			       callid_capacity(&ch->ids));
+		set_local_text(c,
+			       "too many calls in flight on the channel to "
+			       "%s (%u)",
+			       ch->addr_text, callid_capacity(&ch->ids));
 		return fail_early(c, EAGAIN, false);
 	}
 	/*
@@ -1349,7 +1356,7 @@ void channel_stats(struct channel *ch, struct channel_stats *out)
 	out->stale_responses = __atomic_load_n(&ch->n_stale, __ATOMIC_RELAXED);
 	out->connects = __atomic_load_n(&ch->n_connects, __ATOMIC_RELAXED);
 	out->connect_failures =
-		__atomic_load_n(&ch->n_connect_failures, __ATOMIC_RELAXED);
+	    __atomic_load_n(&ch->n_connect_failures, __ATOMIC_RELAXED);
 	out->connections = __atomic_load_n(&ch->nconns, __ATOMIC_RELAXED);
 	out->inflight = callid_live(&ch->ids);
 }

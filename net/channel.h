@@ -73,12 +73,12 @@ struct channel_options {
 	const void *credential;	      /* sent on each connection's first
 					 request (spec 1.7); NULL: none */
 	size_t credential_len;
-	size_t max_body_size;	 /* answers over it close the connection */
+	size_t max_body_size; /* answers over it close the connection */
 	/* Async done callbacks run on the loop thread that read the answer
 	 * instead of a task worker: one thread hand-off less per call, for
 	 * done callbacks that never block (load generators, forwarding). */
 	bool done_inline;
-	uint32_t max_calls;	 /* calls in flight; callid capacity */
+	uint32_t max_calls; /* calls in flight; callid capacity */
 	/* A handshake run on each new connection before its first request
 	 * (the RDMA hello: transport=rdma); NULL: plain TCP. */
 	const struct conn_upgrade *upgrade;
@@ -118,8 +118,8 @@ struct rpc_call {
 	struct iobuf request_attachment;
 
 	/* outputs */
-	int error_code;	 /* 0: success */
-	const char *error_text; /* "" on success; valid until reset */
+	int error_code;		    /* 0: success */
+	const char *error_text;	    /* "" on success; valid until reset */
 	ProtobufCMessage *response; /* decoded; owned by the call */
 	struct iobuf response_attachment;
 	int response_compress_type;
@@ -136,24 +136,24 @@ struct rpc_call {
 	uint8_t crc[4];
 	rpc_done_fn *done;
 	void *done_arg;
-	int timeout_used_ms;	/* timeout_ms or the channel's */
+	int timeout_used_ms; /* timeout_ms or the channel's */
 	int64_t start_ns, deadline_ns, backup_ns;
 	int next_attempt;
 	int retries_left;
-	int cancel_requested;	/* atomic */
-	int state;		/* atomic futex word: 0 running, 1 ended */
+	int cancel_requested; /* atomic */
+	int state;	      /* atomic futex word: 0 running, 1 ended */
 	bool outputs_ready;
-	bool started;		/* loop thread: the start task ran */
-	bool end_pending;	/* loop thread: ended before it started */
+	bool started;		   /* loop thread: the start task ran */
+	bool end_pending;	   /* loop thread: ended before it started */
 	struct rpc_attempt att[2]; /* the first (or a retry) and a backup */
 	struct loop_timer deadline_timer, backup_timer;
 	struct task start_task;
-	struct task task;	/* finish (after a cancel), then done */
-	int finish_code;	/* the local error, 0: see resp */
+	struct task task;	 /* finish (after a cancel), then done */
+	int finish_code;	 /* the local error, 0: see resp */
 	struct baidu_frame resp; /* the answer, until decoded */
 	bool has_resp;
-	char *text_buf;		 /* the server's error text, copied */
-	char local_text[160];	 /* a local error's text */
+	char *text_buf;	      /* the server's error text, copied */
+	char local_text[160]; /* a local error's text */
 };
 
 #define RPC_CALL_CHANNEL (-2)
@@ -190,19 +190,19 @@ struct channel {
 
 	/* loop thread only */
 	struct chan_conn *single;
-	struct chan_conn *idle;	  /* pooled: idle connections, newest first */
+	struct chan_conn *idle; /* pooled: idle connections, newest first */
 	int nidle;
-	struct chan_conn *all;	  /* every open connection */
+	struct chan_conn *all; /* every open connection */
 	struct loop_timer idle_timer;
 	bool closing;
 
-	int nconns;	/* atomic futex word: allocated, not released */
+	int nconns; /* atomic futex word: allocated, not released */
 	struct task close_task;
 	int close_done; /* atomic futex word */
 
 	/* counters, atomic */
-	uint64_t n_calls, n_errors, n_retries, n_backups, n_timeouts,
-		n_stale, n_connects, n_connect_failures;
+	uint64_t n_calls, n_errors, n_retries, n_backups, n_timeouts, n_stale,
+	    n_connects, n_connect_failures;
 };
 
 /* brpc's defaults: 500 ms, 200 ms, 3 retries, no backup, single. */

@@ -10,7 +10,7 @@
 
 #define CLOCK_NS_PER_MS 1000000LL
 #define CLOCK_NS_PER_US 1000LL
-#define CLOCK_NS_PER_S 1000000000LL
+#define CLOCK_NS_PER_S	1000000000LL
 
 static inline int64_t clock_mono_ns(void)
 {

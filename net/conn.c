@@ -33,11 +33,11 @@ static ssize_t tcp_write(struct conn *c, struct iobuf *out)
 }
 
 const struct conn_transport conn_tcp = {
-	.name = "tcp",
-	.read = tcp_read,
-	.write = tcp_write,
-	/* A stream socket returns less than asked only when empty. */
-	.drained_below = CONN_READ_MAX,
+    .name = "tcp",
+    .read = tcp_read,
+    .write = tcp_write,
+    /* A stream socket returns less than asked only when empty. */
+    .drained_below = CONN_READ_MAX,
 };
 
 static void format_peer(struct conn *c, int fd)
@@ -283,12 +283,12 @@ static void start_task_fn(struct task *t)
 		conn_unref(c); /* the watch's, never used */
 		return;
 	}
-	c->io.events = CONN_EVENTS |
-		       (c->want_out && !tp_of(c)->own_wakeup ? EPOLLOUT : 0);
+	c->io.events =
+	    CONN_EVENTS | (c->want_out && !tp_of(c)->own_wakeup ? EPOLLOUT : 0);
 	err = loop_io_add(c->loop, &c->io);
 	if (err) {
-		log_warn(c->log, "cannot watch connection %s: %s",
-			 c->peer_text, strerror(-err));
+		log_warn(c->log, "cannot watch connection %s: %s", c->peer_text,
+			 strerror(-err));
 		conn_unref(c);
 		conn_close(c, err);
 		return;
@@ -319,7 +319,7 @@ static void close_task_fn(struct task *t)
 	iobuf_reset(&c->in);
 	if (was_started)
 		conn_unref(c); /* the watch's */
-	conn_unref(c);         /* this task's */
+	conn_unref(c);	       /* this task's */
 }
 
 void conn_close(struct conn *c, int err)

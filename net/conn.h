@@ -129,29 +129,29 @@ struct conn {
 	struct loop *loop;
 	struct loop_io io;
 	const struct conn_transport *tp; /* atomic: switched on the loop */
-	void *tp_ctx;               /* the transport's */
+	void *tp_ctx;			 /* the transport's */
 	const struct conn_handler *h;
-	void *ctx;                  /* the handler's */
+	void *ctx; /* the handler's */
 	const struct mem *mem;
 	struct log *log;
 	struct iobuf_pool *pool;
 	struct sockaddr_storage peer;
-	char peer_text[64];         /* "1.2.3.4:5678", for logs */
-	struct iobuf in;            /* loop thread only */
+	char peer_text[64]; /* "1.2.3.4:5678", for logs */
+	struct iobuf in;    /* loop thread only */
 
-	int refs;                   /* atomic */
-	int closing;                /* atomic: conn_close() won */
+	int refs;    /* atomic */
+	int closing; /* atomic: conn_close() won */
 	int close_err;
-	int close_on_drain;         /* atomic: conn_close_after_flush() */
+	int close_on_drain; /* atomic: conn_close_after_flush() */
 	int drain_err;
-	struct conn_wreq *wq_head;  /* atomic: newest pushed request */
-	struct conn_wreq *wq_cur;   /* writer only: being written */
-	struct conn_wreq *wq_fifo;  /* writer only: next ones, oldest first */
-	bool want_out;              /* loop thread: the writer role is
+	struct conn_wreq *wq_head; /* atomic: newest pushed request */
+	struct conn_wreq *wq_cur;  /* writer only: being written */
+	struct conn_wreq *wq_fifo; /* writer only: next ones, oldest first */
+	bool want_out;		   /* loop thread: the writer role is
 				     * parked here until EPOLLOUT */
-	bool started;               /* watched by the loop (loop thread) */
+	bool started;		   /* watched by the loop (loop thread) */
 	struct task start_task;
-	struct task write_task;     /* hands the writer role to the loop */
+	struct task write_task; /* hands the writer role to the loop */
 	struct task close_task;
 	uint64_t bytes_in, bytes_out;
 };

@@ -18,8 +18,8 @@ static void default_free(const struct mem *m, void *ptr)
 }
 
 static const struct mem mem_libc = {
-	.alloc = default_alloc,
-	.free = default_free,
+    .alloc = default_alloc,
+    .free = default_free,
 };
 
 const struct mem *mem_default(void)
@@ -31,9 +31,9 @@ const struct mem *mem_default(void)
 
 /* Classes: 32, 64, ..., MEM_CACHED_MAX bytes, header included. */
 #define CACHE_MIN_SHIFT 5
-#define CACHE_CLASSES 7
-#define CACHE_HDR 16	      /* keeps malloc's 16-byte alignment */
-#define CACHE_BIG 0xffu	      /* header mark: straight from malloc */
+#define CACHE_CLASSES	7
+#define CACHE_HDR	16    /* keeps malloc's 16-byte alignment */
+#define CACHE_BIG	0xffu /* header mark: straight from malloc */
 
 struct cache_free {
 	struct cache_free *next;
@@ -130,8 +130,8 @@ static void cached_free(const struct mem *m, void *ptr)
 }
 
 static const struct mem mem_tcached = {
-	.alloc = cached_alloc,
-	.free = cached_free,
+    .alloc = cached_alloc,
+    .free = cached_free,
 };
 
 const struct mem *mem_cached(void)

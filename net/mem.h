@@ -35,7 +35,7 @@ const struct mem *mem_default(void);
  * malloc when it exits.  Costs 16 bytes of header per block.  Tests
  * keep mem_default(), where ASan sees every block.
  */
-#define MEM_CACHED_MAX 2048
+#define MEM_CACHED_MAX	 2048
 #define MEM_CACHED_DEPTH 512
 const struct mem *mem_cached(void);
 
@@ -68,9 +68,9 @@ static inline void mem_free(const struct mem *m, void *ptr)
  */
 struct mem_failing {
 	struct mem mem;
-	long fail_at;        /* -1: never fail */
-	long calls;          /* allocation attempts so far */
-	long live;           /* allocations not yet freed */
+	long fail_at; /* -1: never fail */
+	long calls;   /* allocation attempts so far */
+	long live;    /* allocations not yet freed */
 };
 
 void mem_failing_init(struct mem_failing *mf, long fail_at);

@@ -57,8 +57,8 @@ int rpc_msg_verify(const struct baidu_frame *f)
 	err = baidu_checksum_decode(&m->checksum_value, &want);
 	if (err)
 		return err;
-	err = rpc_msg_checksum(&f->data, m->checksum_with_attachment ?
-						 &f->attachment : NULL, got);
+	err = rpc_msg_checksum(
+	    &f->data, m->checksum_with_attachment ? &f->attachment : NULL, got);
 	if (err)
 		return err;
 	baidu_checksum_encode(want, expect);

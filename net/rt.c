@@ -47,9 +47,9 @@ int rt_init(struct rt *rt, const struct rt_options *opt)
 		return err;
 	rt->opt = *opt;
 	/* One allocation: the loops, then their names. */
-	rt->loops = mem_zalloc(opt->mem, (size_t)opt->dispatchers *
-				      (sizeof(struct loop) +
-				       sizeof(struct rt_loop_name)));
+	rt->loops = mem_zalloc(
+	    opt->mem, (size_t)opt->dispatchers *
+			  (sizeof(struct loop) + sizeof(struct rt_loop_name)));
 	if (!rt->loops)
 		return -ENOMEM;
 	for (i = 0; i < opt->dispatchers; i++) {
@@ -108,10 +108,11 @@ int rt_start(struct rt *rt)
 			goto out_stop;
 	}
 	rt->started = true;
-	log_info(rt->opt.log, "runtime started: %d event loop%s, %d task "
-		 "worker%s", rt->opt.dispatchers,
-		 rt->opt.dispatchers == 1 ? "" : "s", rt->opt.task_workers,
-		 rt->opt.task_workers == 1 ? "" : "s");
+	log_info(rt->opt.log,
+		 "runtime started: %d event loop%s, %d task "
+		 "worker%s",
+		 rt->opt.dispatchers, rt->opt.dispatchers == 1 ? "" : "s",
+		 rt->opt.task_workers, rt->opt.task_workers == 1 ? "" : "s");
 	return 0;
 
 out_stop:

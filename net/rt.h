@@ -33,8 +33,8 @@ struct rt_options {
 
 struct rt {
 	struct rt_options opt;
-	struct loop *loops;    /* opt.dispatchers, allocated at init */
-	int nloops_init;       /* loops initialised (for unwinding) */
+	struct loop *loops; /* opt.dispatchers, allocated at init */
+	int nloops_init;    /* loops initialised (for unwinding) */
 	int nloops_started;
 	struct workers workers;
 	bool started;

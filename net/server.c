@@ -49,10 +49,10 @@ struct server_service {
 };
 
 enum srv_proto {
-	SRV_DETECT,   /* no protocol recognised yet */
-	SRV_UPGRADE,  /* the upgrade's handshake */
-	SRV_BAIDU,    /* baidu_std */
-	SRV_REFUSED,  /* answered ERPCAUTH: closing, read nothing more */
+	SRV_DETECT,  /* no protocol recognised yet */
+	SRV_UPGRADE, /* the upgrade's handshake */
+	SRV_BAIDU,   /* baidu_std */
+	SRV_REFUSED, /* answered ERPCAUTH: closing, read nothing more */
 };
 
 struct srv_conn {
@@ -120,8 +120,9 @@ int server_add_service(struct server *s, const ProtobufCServiceDescriptor *desc,
 			return -EEXIST;
 	if (s->nservices == SERVER_MAX_SERVICES)
 		return -ENOSPC;
-	svc = mem_zalloc(s->opt.mem, sizeof(*svc) + desc->n_methods *
-						       sizeof(svc->methods[0]));
+	svc =
+	    mem_zalloc(s->opt.mem, sizeof(*svc) + desc->n_methods *
+						      sizeof(svc->methods[0]));
 	if (!svc)
 		return -ENOMEM;
 	svc->desc = desc;
@@ -166,8 +167,7 @@ static struct server_method *find_method(struct server_service *svc,
 
 static const char *addr_text(const struct srv_conn *sc)
 {
-	return sc->srv->opt.addr_text ? sc->srv->opt.addr_text
-				      : sc->local_text;
+	return sc->srv->opt.addr_text ? sc->srv->opt.addr_text : sc->local_text;
 }
 
 /*
@@ -192,9 +192,9 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 	if (code) {
 		size_t need = strlen(text) + SERVER_ADDR_TEXT_MAX + 32;
 		size_t size = need > sizeof(small) ? need : sizeof(small);
-		char *buf = need > sizeof(small) ? big = mem_alloc(s->opt.mem,
-								   need)
-						 : small;
+		char *buf = need > sizeof(small)
+				? big = mem_alloc(s->opt.mem, need)
+				: small;
 
 		m.error_text = text; /* plain, or no memory: still answer */
 		if (!plain && buf &&
@@ -204,15 +204,14 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
 	} else {
 		m.compress_type = compress;
-		if (checksum && msg &&
-		    rpc_msg_checksum(msg, NULL, crc) == 0) {
+		if (checksum && msg && rpc_msg_checksum(msg, NULL, crc) == 0) {
 			m.checksum_type = BAIDU_CHECKSUM_CRC32C;
 			m.checksum_value.ptr = crc;
 			m.checksum_value.len = sizeof(crc);
 		}
 	}
-	err = baidu_pack_response(&out, &m, code ? NULL : msg,
-				  code ? NULL : att);
+	err =
+	    baidu_pack_response(&out, &m, code ? NULL : msg, code ? NULL : att);
 	if (err) {
 		log_warn(s->opt.log, "cannot pack the answer to %s: %s",
 			 sc->conn.peer_text, strerror(-err));
@@ -232,7 +231,8 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 }
 
 static void answer_error(struct srv_conn *sc, uint64_t cid, int code,
-			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+			 const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void answer_error(struct srv_conn *sc, uint64_t cid, int code,
 			 const char *fmt, ...)
@@ -318,13 +318,13 @@ void server_call_finish(struct server_call *call)
 		err = rpc_msg_encode(call->response,
 				     call->response_compress_type, &msg);
 		if (err)
-			server_call_fail(call, RPC_EINTERNAL,
-					 "Fail to serialize response=%s, "
-					 "CompressType=%s: %s",
-					 call->m->output->name,
-					 compress_type_name(
-						 call->response_compress_type),
-					 strerror(-err));
+			server_call_fail(
+			    call, RPC_EINTERNAL,
+			    "Fail to serialize response=%s, "
+			    "CompressType=%s: %s",
+			    call->m->output->name,
+			    compress_type_name(call->response_compress_type),
+			    strerror(-err));
 	}
 	if (call->error_code)
 		send_answer(call->sc, call->correlation_id, call->error_code,
@@ -366,7 +366,7 @@ static void call_run(struct server_call *call)
 				 rpc_checksum_type_name(f->meta.checksum_type),
 				 /* brpc counts the attachment in */
 				 iobuf_len(&f->data) +
-					 iobuf_len(&f->attachment));
+				     iobuf_len(&f->attachment));
 	}
 	if (!call->error_code) {
 		call->response = pbuf_new(call->m->output, s->opt.mem);
@@ -527,22 +527,28 @@ static void log_bad_frame(struct srv_conn *sc, int err)
 	baidu_parse_header(hdr, n, &s->limits, &body, &meta);
 	switch (err) {
 	case -EPROTO:
-		log_warn(s->opt.log, "closing %s: bad magic in a baidu_std "
-			 "frame header", sc->conn.peer_text);
+		log_warn(s->opt.log,
+			 "closing %s: bad magic in a baidu_std "
+			 "frame header",
+			 sc->conn.peer_text);
 		break;
 	case -EMSGSIZE:
-		log_warn(s->opt.log, "closing %s: baidu_std body_size=%u "
+		log_warn(s->opt.log,
+			 "closing %s: baidu_std body_size=%u "
 			 "meta_size=%u over max_body_size=%zu or meta limit "
-			 "%zu", sc->conn.peer_text, body, meta,
+			 "%zu",
+			 sc->conn.peer_text, body, meta,
 			 s->limits.max_body_size, s->limits.max_meta_size);
 		break;
 	case -EBADMSG:
 		if (meta > body)
-			log_warn(s->opt.log, "closing %s: baidu_std "
+			log_warn(s->opt.log,
+				 "closing %s: baidu_std "
 				 "meta_size=%u larger than body_size=%u",
 				 sc->conn.peer_text, meta, body);
 		else
-			log_warn(s->opt.log, "closing %s: baidu_std meta of "
+			log_warn(s->opt.log,
+				 "closing %s: baidu_std meta of "
 				 "%u bytes does not decode as RpcMeta",
 				 sc->conn.peer_text, meta);
 		break;
@@ -571,9 +577,11 @@ static void baidu_data(struct srv_conn *sc)
 			return;
 		}
 		if (!f.meta.has_request) {
-			log_warn(s->opt.log, "closing %s: a baidu_std frame "
+			log_warn(s->opt.log,
+				 "closing %s: a baidu_std frame "
 				 "without a request meta on a server "
-				 "connection", sc->conn.peer_text);
+				 "connection",
+				 sc->conn.peer_text);
 			__atomic_fetch_add(&s->n_closed_bad, 1,
 					   __ATOMIC_RELAXED);
 			baidu_frame_release(&f);
@@ -627,12 +635,13 @@ static void srv_on_data(struct conn *c)
 			return;
 		if (r < 0) {
 			n = iobuf_copy_out(&c->in, 0, first, sizeof(first));
-			log_warn(sc->srv->opt.log, "closing %s: unknown "
+			log_warn(sc->srv->opt.log,
+				 "closing %s: unknown "
 				 "protocol, first bytes %02x %02x %02x %02x "
-				 "(%zu bytes read)", c->peer_text,
-				 n > 0 ? first[0] : 0, n > 1 ? first[1] : 0,
-				 n > 2 ? first[2] : 0, n > 3 ? first[3] : 0,
-				 iobuf_len(&c->in));
+				 "(%zu bytes read)",
+				 c->peer_text, n > 0 ? first[0] : 0,
+				 n > 1 ? first[1] : 0, n > 2 ? first[2] : 0,
+				 n > 3 ? first[3] : 0, iobuf_len(&c->in));
 			__atomic_fetch_add(&sc->srv->n_closed_bad, 1,
 					   __ATOMIC_RELAXED);
 			conn_close(c, -EPROTO);
@@ -680,9 +689,9 @@ static void srv_release(struct conn *c)
 }
 
 static const struct conn_handler srv_handler = {
-	.on_data = srv_on_data,
-	.on_close = srv_on_close,
-	.release = srv_release,
+    .on_data = srv_on_data,
+    .on_close = srv_on_close,
+    .release = srv_release,
 };
 
 static void format_sockaddr(const struct sockaddr_storage *ss, char *buf,
@@ -743,7 +752,8 @@ static void accept_one(struct server *s, int fd)
 
 static void on_accept(struct loop_io *io, uint32_t events)
 {
-	struct server_listener *l = container_of(io, struct server_listener, io);
+	struct server_listener *l =
+	    container_of(io, struct server_listener, io);
 	int fd;
 
 	for (;;) {
@@ -806,15 +816,15 @@ int server_listen(struct server *s, const char *host, int port)
 	l->fd = fd;
 	l->srv = s;
 	l->port = ntohs(ss.ss_family == AF_INET6
-				? ((struct sockaddr_in6 *)&ss)->sin6_port
-				: ((struct sockaddr_in *)&ss)->sin_port);
+			    ? ((struct sockaddr_in6 *)&ss)->sin6_port
+			    : ((struct sockaddr_in *)&ss)->sin_port);
 	return l->port;
 }
 
 static void listener_start_task(struct task *t)
 {
-	struct server_listener *l = container_of(t, struct server_listener,
-						 start_task);
+	struct server_listener *l =
+	    container_of(t, struct server_listener, start_task);
 	int err;
 
 	loop_io_init(&l->io, l->fd, EPOLLIN, on_accept);
@@ -826,8 +836,8 @@ static void listener_start_task(struct task *t)
 
 static void listener_stop_task(struct task *t)
 {
-	struct server_listener *l = container_of(t, struct server_listener,
-						 stop_task);
+	struct server_listener *l =
+	    container_of(t, struct server_listener, stop_task);
 	struct server *s = l->srv;
 
 	if (l->io.active)
@@ -928,8 +938,10 @@ int server_stop(struct server *s, int grace_ms)
 	wait_until(s, conns_gone, -1);
 	pthread_mutex_unlock(&s->lock);
 	if (left)
-		log_warn(s->opt.log, "server stopped with %d calls still in "
-			 "their handlers after %d ms", left, grace_ms);
+		log_warn(s->opt.log,
+			 "server stopped with %d calls still in "
+			 "their handlers after %d ms",
+			 left, grace_ms);
 	return left;
 }
 

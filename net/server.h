@@ -53,7 +53,7 @@
 #include "rt.h"
 
 #define SERVER_MAX_LISTENERS 8
-#define SERVER_MAX_SERVICES 64
+#define SERVER_MAX_SERVICES  64
 /* Length of the "[addr]" part of error texts. */
 #define SERVER_ADDR_TEXT_MAX 64
 
@@ -80,18 +80,18 @@ typedef int server_auth_fn(void *arg, const struct baidu_bytes *cred,
 			   const char *peer, char *why, size_t why_size);
 
 struct server_options {
-	struct rt *rt;		  /* required: loops and workers */
-	struct iobuf_pool *pool;  /* required */
-	const struct mem *mem;	  /* NULL: mem_default() */
-	struct log *log;	  /* NULL: discard */
-	size_t max_body_size;	  /* BAIDU_MAX_BODY_SIZE_DEFAULT */
-	int max_concurrency;	  /* calls in flight; 0: no limit */
-	server_auth_fn *auth;	  /* NULL: authentication_data ignored */
+	struct rt *rt;		 /* required: loops and workers */
+	struct iobuf_pool *pool; /* required */
+	const struct mem *mem;	 /* NULL: mem_default() */
+	struct log *log;	 /* NULL: discard */
+	size_t max_body_size;	 /* BAIDU_MAX_BODY_SIZE_DEFAULT */
+	int max_concurrency;	 /* calls in flight; 0: no limit */
+	server_auth_fn *auth;	 /* NULL: authentication_data ignored */
 	void *auth_arg;
 	/* The "[addr]" of error texts; NULL: the accepting socket's local
 	 * address, "ip:port" (brpc writes its host's IP and listen port). */
 	const char *addr_text;
-	bool checksum_answers;	  /* CRC32C on answers to requests that
+	bool checksum_answers; /* CRC32C on answers to requests that
 				     carried one */
 	/* A handshake detected on a connection's first bytes before any
 	 * RPC protocol (the RDMA hello); NULL: none. */
@@ -135,7 +135,7 @@ struct server_call {
 
 /* Fails the call: error_code `code` (non-zero) and a text (printf). */
 void server_call_fail(struct server_call *call, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Sends the answer and frees the call.  Once; any thread. */
 void server_call_finish(struct server_call *call);
@@ -153,11 +153,11 @@ struct server_listener {
 };
 
 struct server_stats {
-	uint64_t calls;	      /* answered, success or not */
-	uint64_t errors;      /* answered with error_code != 0 */
-	uint64_t closed_bad;  /* connections closed for bad bytes */
-	int64_t inflight;     /* calls between request and answer */
-	int64_t connections;  /* open now */
+	uint64_t calls;	     /* answered, success or not */
+	uint64_t errors;     /* answered with error_code != 0 */
+	uint64_t closed_bad; /* connections closed for bad bytes */
+	int64_t inflight;    /* calls between request and answer */
+	int64_t connections; /* open now */
 };
 
 struct server {

@@ -29,12 +29,11 @@ void *__memset_chk(void *dst, int c, size_t n, size_t dstlen);
 char *__strcpy_chk(char *dst, const char *src, size_t dstlen);
 char *__strncpy_chk(char *dst, const char *src, size_t n, size_t dstlen);
 char *__strcat_chk(char *dst, const char *src, size_t dstlen);
-int __vsnprintf_chk(char *s, size_t n, int flag, size_t slen,
-		    const char *fmt, va_list ap);
-int __snprintf_chk(char *s, size_t n, int flag, size_t slen,
-		   const char *fmt, ...);
-int __vsprintf_chk(char *s, int flag, size_t slen, const char *fmt,
-		   va_list ap);
+int __vsnprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt,
+		    va_list ap);
+int __snprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt,
+		   ...);
+int __vsprintf_chk(char *s, int flag, size_t slen, const char *fmt, va_list ap);
 int __sprintf_chk(char *s, int flag, size_t slen, const char *fmt, ...);
 int __vfprintf_chk(FILE *fp, int flag, const char *fmt, va_list ap);
 int __fprintf_chk(FILE *fp, int flag, const char *fmt, ...);
@@ -104,8 +103,8 @@ char *__strcat_chk(char *dst, const char *src, size_t dstlen)
 	return dst;
 }
 
-int __vsnprintf_chk(char *s, size_t n, int flag, size_t slen,
-		    const char *fmt, va_list ap)
+int __vsnprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt,
+		    va_list ap)
 {
 	(void)flag;
 	if (n > slen)
@@ -113,8 +112,8 @@ int __vsnprintf_chk(char *s, size_t n, int flag, size_t slen,
 	return vsnprintf(s, n, fmt, ap);
 }
 
-int __snprintf_chk(char *s, size_t n, int flag, size_t slen,
-		   const char *fmt, ...)
+int __snprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt,
+		   ...)
 {
 	va_list ap;
 	int r;
@@ -125,8 +124,7 @@ int __snprintf_chk(char *s, size_t n, int flag, size_t slen,
 	return r;
 }
 
-int __vsprintf_chk(char *s, int flag, size_t slen, const char *fmt,
-		   va_list ap)
+int __vsprintf_chk(char *s, int flag, size_t slen, const char *fmt, va_list ap)
 {
 	int r;
 

@@ -13,8 +13,10 @@
  * Threads.  The handshake is a non-blocking state machine run by the
  * event loop owning the connection; it never needs a task worker and has
  * a deadline (handshake_timeout_ms).  Completions are read by that loop
- * from the QP's completion channel; data goes to the protocol there, as
- * TCP bytes do.  Writes post from whichever thread holds the connection's
+ * from the QP's completion channel (event mode), or, in polling mode,
+ * taken by a busy poller thread and handed to that loop; either way data
+ * goes to the protocol on the loop, as TCP bytes do, and handlers run on
+ * task workers, never on a poller.  Writes post from whichever thread holds the connection's
  * writer role.
  */
 #ifndef RPCGATE_RDMA_RDT_H
@@ -30,21 +32,26 @@
 #include "mem.h"
 
 /* brpc's queue depths (rdma_sq_size / rdma_rq_size) and their clamp. */
-#define RDT_QUEUE_DEFAULT 128
-#define RDT_QUEUE_MIN 16
-#define RDT_QUEUE_MAX 4096
+#define RDT_QUEUE_DEFAULT		 128
+#define RDT_QUEUE_MIN			 16
+#define RDT_QUEUE_MAX			 4096
 #define RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT 3000
 
 struct rdt_options {
 	const char *device;   /* "" or NULL: the first with an active port */
-	int port;             /* 1 */
-	int gid_index;        /* -1: the highest with a non-zero interface id */
+	int port;	      /* 1 */
+	int gid_index;	      /* -1: the highest with a non-zero interface id */
 	int sq_size, rq_size; /* RDT_QUEUE_DEFAULT */
 	int handshake_timeout_ms;
 	/* The registered memory: regions of region_mb, up to max_regions,
 	 * the first preallocated. */
 	size_t region_mb;
 	size_t max_regions;
+	/* Polling mode: poller_num busy threads take completions instead of
+	 * completion events; poller_yield makes an idle pass yield the CPU. */
+	bool use_polling;
+	int poller_num;
+	bool poller_yield;
 	struct log *log;
 	const struct mem *mem;
 };
@@ -62,11 +69,11 @@ struct rdt_choice {
 
 struct rdt_stats {
 	/* handshakes by outcome, both sides */
-	uint64_t hs_rdma;      /* ended on RDMA */
-	uint64_t hs_tcp;       /* ended on TCP: refused, or refused us */
-	uint64_t hs_failed;    /* connection closed during the handshake */
-	uint64_t hs_timeout;   /* of which by handshake_timeout_ms */
-	int64_t qps;           /* live QPs */
+	uint64_t hs_rdma;    /* ended on RDMA */
+	uint64_t hs_tcp;     /* ended on TCP: refused, or refused us */
+	uint64_t hs_failed;  /* connection closed during the handshake */
+	uint64_t hs_timeout; /* of which by handshake_timeout_ms */
+	int64_t qps;	     /* live QPs */
 	uint64_t bytes_sent, bytes_received;
 	uint64_t credit_stalls; /* writes that waited for credits */
 };
@@ -81,8 +88,8 @@ void rdt_options_default(struct rdt_options *opt);
  * bad options; another -errno from verbs.  `why` (may be NULL) gets one
  * line saying what failed, for the user.
  */
-int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt,
-	     char *why, size_t why_size);
+int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
+	     size_t why_size);
 
 /* Closes; every connection must be gone. */
 void rdt_close(struct rdt_ctx *ctx);

@@ -8,10 +8,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "budget.h"
 #include "clock.h"
 
 /* GID table entries looked at: rxe and RoCE ports fill the first few. */
-#define GID_SCAN 256
+#define GID_SCAN       256
 #define GID_RECHECK_NS 1000000000LL
 
 void rdt_options_default(struct rdt_options *opt)
@@ -25,6 +26,7 @@ void rdt_options_default(struct rdt_options *opt)
 	opt->handshake_timeout_ms = RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT;
 	opt->region_mb = 64;
 	opt->max_regions = 16;
+	opt->poller_num = 1;
 }
 
 static bool iface_id_nonzero(const uint8_t *gid)
@@ -37,7 +39,7 @@ static bool iface_id_nonzero(const uint8_t *gid)
 
 static bool gid_is_v4(const uint8_t *gid)
 {
-	static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0,
+	static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0,	0,
 					      0, 0, 0, 0, 0xff, 0xff};
 
 	return !memcmp(gid, v4_prefix, sizeof(v4_prefix));
@@ -91,7 +93,8 @@ void rdt_ctx_gid(struct rdt_ctx *ctx, int *index, uint8_t gid[16])
 		i = pick_gid(ctx->verbs, ctx->choice.port, pa.gid_tbl_len, g,
 			     NULL);
 		if (i >= 0 && i != ctx->choice.gid_index) {
-			log_info(ctx->opt.log, "rdma: GID index %d -> %d (the "
+			log_info(ctx->opt.log,
+				 "rdma: GID index %d -> %d (the "
 				 "port's GID table changed)",
 				 ctx->choice.gid_index, i);
 			ctx->choice.gid_index = i;
@@ -104,8 +107,8 @@ void rdt_ctx_gid(struct rdt_ctx *ctx, int *index, uint8_t gid[16])
 	pthread_mutex_unlock(&ctx->gid_lock);
 }
 
-void rdt_ctx_gid_like(struct rdt_ctx *ctx, const uint8_t peer[16],
-		      int *index, uint8_t gid[16])
+void rdt_ctx_gid_like(struct rdt_ctx *ctx, const uint8_t peer[16], int *index,
+		      uint8_t gid[16])
 {
 	struct ibv_port_attr pa;
 	uint8_t g[16];
@@ -136,8 +139,8 @@ static int mtu_bytes(enum ibv_mtu m)
 
 /* Opens `dev` if it fits the options: 0 (ctx->verbs set), -ENODEV (not
  * this one), or -errno. */
-static int try_device(struct rdt_ctx *ctx, struct ibv_device *dev,
-		      char *why, size_t why_size)
+static int try_device(struct rdt_ctx *ctx, struct ibv_device *dev, char *why,
+		      size_t why_size)
 {
 	const struct rdt_options *o = &ctx->opt;
 	const char *name = ibv_get_device_name(dev);
@@ -151,8 +154,8 @@ static int try_device(struct rdt_ctx *ctx, struct ibv_device *dev,
 		return -ENODEV;
 	v = ibv_open_device(dev);
 	if (!v) {
-		snprintf(why, why_size, "cannot open RDMA device %s: %s",
-			 name, strerror(errno));
+		snprintf(why, why_size, "cannot open RDMA device %s: %s", name,
+			 strerror(errno));
 		return -ENODEV;
 	}
 	err = ibv_query_device(v, &da);
@@ -175,21 +178,24 @@ static int try_device(struct rdt_ctx *ctx, struct ibv_device *dev,
 	if (o->gid_index >= 0) {
 		if (o->gid_index >= pa.gid_tbl_len ||
 		    ibv_query_gid(v, (uint8_t)o->port, o->gid_index, &g)) {
-			snprintf(why, why_size, "rdma_gid_index=%d: device %s "
-				 "port %d has no such GID", o->gid_index, name,
-				 o->port);
+			snprintf(why, why_size,
+				 "rdma_gid_index=%d: device %s "
+				 "port %d has no such GID",
+				 o->gid_index, name, o->port);
 			ibv_close_device(v);
 			return -EINVAL;
 		}
 		ctx->choice.gid_index = o->gid_index;
 		memcpy(ctx->choice.gid, g.raw, 16);
 	} else {
-		ctx->choice.gid_index = pick_gid(v, o->port, pa.gid_tbl_len,
-						 ctx->choice.gid, NULL);
+		ctx->choice.gid_index =
+		    pick_gid(v, o->port, pa.gid_tbl_len, ctx->choice.gid, NULL);
 		if (ctx->choice.gid_index < 0) {
-			snprintf(why, why_size, "RDMA device %s port %d has "
+			snprintf(why, why_size,
+				 "RDMA device %s port %d has "
 				 "no GID with an interface id (no address on "
-				 "its netdev?)", name, o->port);
+				 "its netdev?)",
+				 name, o->port);
 			ibv_close_device(v);
 			return -ENODEV;
 		}
@@ -207,7 +213,8 @@ static int open_device(struct rdt_ctx *ctx, char *why, size_t why_size)
 	errno = 0;
 	list = ibv_get_device_list(&n);
 	if (!list || n == 0) {
-		snprintf(why, why_size, "no RDMA device (the kernel needs "
+		snprintf(why, why_size,
+			 "no RDMA device (the kernel needs "
 			 "ib_uverbs and a device, e.g. rdma_rxe with `rdma "
 			 "link add rxe0 type rxe netdev eth0`)");
 		if (list)
@@ -216,16 +223,15 @@ static int open_device(struct rdt_ctx *ctx, char *why, size_t why_size)
 	}
 	for (int i = 0; i < n && err == -ENODEV; i++)
 		err = try_device(ctx, list[i], why, why_size);
-	if (err == -ENODEV && ctx->opt.device && ctx->opt.device[0] &&
-	    !why[0])
+	if (err == -ENODEV && ctx->opt.device && ctx->opt.device[0] && !why[0])
 		snprintf(why, why_size, "rdma_device=%s: no such device",
 			 ctx->opt.device);
 	ibv_free_device_list(list);
 	return err;
 }
 
-int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt,
-	     char *why, size_t why_size)
+int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
+	     size_t why_size)
 {
 	char scratch[256];
 	struct rdt_ctx *ctx;
@@ -241,10 +247,13 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt,
 	if (opt->port < 1 || opt->sq_size < RDT_QUEUE_MIN ||
 	    opt->sq_size > RDT_QUEUE_MAX || opt->rq_size < RDT_QUEUE_MIN ||
 	    opt->rq_size > RDT_QUEUE_MAX || opt->handshake_timeout_ms <= 0 ||
-	    opt->region_mb == 0 || opt->max_regions == 0) {
-		snprintf(why, why_size, "bad RDMA options (rdma_sq_size and "
-			 "rdma_rq_size must be %d..%d)", RDT_QUEUE_MIN,
-			 RDT_QUEUE_MAX);
+	    opt->region_mb == 0 || opt->max_regions == 0 ||
+	    (opt->use_polling &&
+	     (opt->poller_num < 1 || opt->poller_num > BUDGET_MAX_POLLERS))) {
+		snprintf(why, why_size,
+			 "bad RDMA options (rdma_sq_size and "
+			 "rdma_rq_size must be %d..%d, rdma_poller_num 1..%d)",
+			 RDT_QUEUE_MIN, RDT_QUEUE_MAX, BUDGET_MAX_POLLERS);
 		return -EINVAL;
 	}
 	ctx = mem_zalloc(mem, sizeof(*ctx));
@@ -264,6 +273,14 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt,
 		ibv_close_device(ctx->verbs);
 		goto fail;
 	}
+	if (opt->use_polling) {
+		err = rdt_pollers_start(ctx, why, why_size);
+		if (err) {
+			ibv_dealloc_pd(ctx->pd);
+			ibv_close_device(ctx->verbs);
+			goto fail;
+		}
+	}
 	*out = ctx;
 	return 0;
 fail:
@@ -276,6 +293,7 @@ void rdt_close(struct rdt_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	rdt_pollers_stop(ctx);
 	ibv_dealloc_pd(ctx->pd);
 	ibv_close_device(ctx->verbs);
 	pthread_mutex_destroy(&ctx->gid_lock);
@@ -298,9 +316,9 @@ void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out)
 	out->qps = __atomic_load_n(&s->qps, __ATOMIC_RELAXED);
 	out->bytes_sent = __atomic_load_n(&s->bytes_sent, __ATOMIC_RELAXED);
 	out->bytes_received =
-		__atomic_load_n(&s->bytes_received, __ATOMIC_RELAXED);
+	    __atomic_load_n(&s->bytes_received, __ATOMIC_RELAXED);
 	out->credit_stalls =
-		__atomic_load_n(&s->credit_stalls, __ATOMIC_RELAXED);
+	    __atomic_load_n(&s->credit_stalls, __ATOMIC_RELAXED);
 }
 
 /* ---- registered memory: the iobuf pool's regions ------------------- */
@@ -314,8 +332,10 @@ static void *region_alloc(void *arg, size_t bytes, void **cookie)
 	base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (base == MAP_FAILED) {
-		log_error(ctx->opt.log, "rdma: cannot map a %zu MiB memory "
-			  "region: %s", bytes >> 20, strerror(errno));
+		log_error(ctx->opt.log,
+			  "rdma: cannot map a %zu MiB memory "
+			  "region: %s",
+			  bytes >> 20, strerror(errno));
 		return NULL;
 	}
 	mr = ibv_reg_mr(ctx->pd, base, bytes,
@@ -323,16 +343,18 @@ static void *region_alloc(void *arg, size_t bytes, void **cookie)
 	if (!mr)
 		mr = ibv_reg_mr(ctx->pd, base, bytes, IBV_ACCESS_LOCAL_WRITE);
 	if (!mr) {
-		log_error(ctx->opt.log, "rdma: ibv_reg_mr of %zu MiB on %s "
+		log_error(ctx->opt.log,
+			  "rdma: ibv_reg_mr of %zu MiB on %s "
 			  "failed: %s (locked-memory limit? ulimit -l)",
 			  bytes >> 20, ctx->choice.device, strerror(errno));
 		munmap(base, bytes);
 		return NULL;
 	}
 	ctx->regions++;
-	log_info(ctx->opt.log, "rdma: registered memory region %zu of at "
-		 "most %zu (%zu MiB)", ctx->regions, ctx->opt.max_regions,
-		 bytes >> 20);
+	log_info(ctx->opt.log,
+		 "rdma: registered memory region %zu of at "
+		 "most %zu (%zu MiB)",
+		 ctx->regions, ctx->opt.max_regions, bytes >> 20);
 	*cookie = mr;
 	return base;
 }

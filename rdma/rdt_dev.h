@@ -26,17 +26,17 @@ struct rdt_gid {
 };
 
 struct rdt_port {
-	int num;              /* 1-based, as verbs counts */
-	const char *state;    /* "ACTIVE", "DOWN", ... (static text) */
-	int active_mtu;       /* bytes */
-	bool ethernet;        /* RoCE (rxe) rather than InfiniBand */
+	int num;	   /* 1-based, as verbs counts */
+	const char *state; /* "ACTIVE", "DOWN", ... (static text) */
+	int active_mtu;	   /* bytes */
+	bool ethernet;	   /* RoCE (rxe) rather than InfiniBand */
 	int ngids;
 	struct rdt_gid gid[RDT_GIDS_MAX];
 };
 
 struct rdt_device {
 	char name[RDT_NAME_MAX];
-	uint64_t node_guid;   /* host order */
+	uint64_t node_guid; /* host order */
 	int max_qp;
 	int nports;
 	struct rdt_port port[RDT_PORTS_MAX];

@@ -89,8 +89,9 @@ struct rdt_ep {
 	struct ibv_comp_channel *chan;
 	struct ibv_cq *cq;
 	struct ibv_qp *qp;
-	struct loop_io cq_io;
-	struct task drain_task;
+	struct loop_io cq_io;	  /* event mode */
+	struct rdt_polled polled; /* polling mode */
+	struct task drain_task;	  /* event: first drain; polling: a turn */
 	unsigned unacked_events;
 	int sq_size, rq_size, max_sge;
 	uint32_t peer_block;
@@ -140,6 +141,11 @@ static int post_recv(struct rdt_ep *ep, int slot)
 
 static void qp_destroy(struct rdt_ep *ep)
 {
+	rdt_polled_del(&ep->polled);
+	if (ep->polled.wc) {
+		mem_free(ep->c->mem, ep->polled.wc);
+		ep->polled.wc = NULL;
+	}
 	if (ep->qp) {
 		ibv_destroy_qp(ep->qp);
 		ep->qp = NULL;
@@ -186,17 +192,33 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 
 	ep->sq_size = ctx->opt.sq_size;
 	ep->rq_size = ctx->opt.rq_size;
-	ep->max_sge = ctx->choice.max_sge < SGE_MAX ? ctx->choice.max_sge
-						     : SGE_MAX;
+	ep->max_sge =
+	    ctx->choice.max_sge < SGE_MAX ? ctx->choice.max_sge : SGE_MAX;
 	if (ep->max_sge < 1)
 		ep->max_sge = 1;
-	step = "ibv_create_comp_channel";
-	ep->chan = ibv_create_comp_channel(ctx->verbs);
-	if (!ep->chan)
-		goto verbs_failed;
-	if (fcntl(ep->chan->fd, F_SETFL,
-		  fcntl(ep->chan->fd, F_GETFL) | O_NONBLOCK) < 0)
-		goto verbs_failed;
+	if (ctx->opt.use_polling) {
+		/* A ring as large as the CQ (rdt_poll.c). */
+		ep->polled.mask = 1;
+		while (ep->polled.mask < (uint32_t)(ep->sq_size + ep->rq_size))
+			ep->polled.mask <<= 1;
+		ep->polled.wc = mem_zalloc(ep->c->mem, sizeof(struct ibv_wc) *
+							   ep->polled.mask);
+		ep->polled.mask--;
+		if (!ep->polled.wc) {
+			snprintf(why, why_size,
+				 "no memory for the "
+				 "completion ring");
+			return -ENOMEM;
+		}
+	} else {
+		step = "ibv_create_comp_channel";
+		ep->chan = ibv_create_comp_channel(ctx->verbs);
+		if (!ep->chan)
+			goto verbs_failed;
+		if (fcntl(ep->chan->fd, F_SETFL,
+			  fcntl(ep->chan->fd, F_GETFL) | O_NONBLOCK) < 0)
+			goto verbs_failed;
+	}
 	step = "ibv_create_cq";
 	ep->cq = ibv_create_cq(ctx->verbs, ep->sq_size + ep->rq_size, ep,
 			       ep->chan, 0);
@@ -221,7 +243,7 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	a.qp_access_flags = IBV_ACCESS_REMOTE_WRITE;
 	err = ibv_modify_qp(ep->qp, &a,
 			    IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
-				    IBV_QP_ACCESS_FLAGS);
+				IBV_QP_ACCESS_FLAGS);
 	if (err) {
 		errno = err;
 		step = "ibv_modify_qp to INIT";
@@ -241,14 +263,16 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	for (i = 0; i < ep->rq_size; i++) {
 		ep->recv[i] = iobuf_block_get(ep->c->pool);
 		if (!ep->recv[i]) {
-			snprintf(why, why_size, "the RDMA memory pool is "
+			snprintf(why, why_size,
+				 "the RDMA memory pool is "
 				 "exhausted (rdma_memory_pool_max_regions)");
 			goto fail;
 		}
 		iobuf_block_region(ep->recv[i], &ri);
 		if (!ri.cookie) {
 			err = -EFAULT;
-			snprintf(why, why_size, "the buffer pool is not "
+			snprintf(why, why_size,
+				 "the buffer pool is not "
 				 "registered memory");
 			goto fail;
 		}
@@ -302,14 +326,16 @@ static int qp_connect(struct rdt_ep *ep, char *why, size_t why_size)
 	a.ah_attr.grh.hop_limit = 16;
 	a.ah_attr.dlid = ep->peer.lid;
 	a.ah_attr.port_num = (uint8_t)ep->ctx->choice.port;
-	err = ibv_modify_qp(ep->qp, &a,
-			    IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
-				    IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-				    IBV_QP_MAX_DEST_RD_ATOMIC |
-				    IBV_QP_MIN_RNR_TIMER);
+	err =
+	    ibv_modify_qp(ep->qp, &a,
+			  IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
+			      IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+			      IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
 	if (err) {
-		snprintf(why, why_size, "ibv_modify_qp to RTR with GID index "
-			 "%d: %s", ep->gid_index, strerror(err));
+		snprintf(why, why_size,
+			 "ibv_modify_qp to RTR with GID index "
+			 "%d: %s",
+			 ep->gid_index, strerror(err));
 		return -err;
 	}
 	memset(&a, 0, sizeof(a));
@@ -321,8 +347,8 @@ static int qp_connect(struct rdt_ep *ep, char *why, size_t why_size)
 	a.max_rd_atomic = 0;
 	err = ibv_modify_qp(ep->qp, &a,
 			    IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-				    IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
-				    IBV_QP_MAX_QP_RD_ATOMIC);
+				IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
+				IBV_QP_MAX_QP_RD_ATOMIC);
 	if (err) {
 		snprintf(why, why_size, "ibv_modify_qp to RTS: %s",
 			 strerror(err));
@@ -350,8 +376,7 @@ static void ep_free(struct rdt_ep *ep)
 static void deadline_fired(struct loop_timer *t);
 static void drain_task_fn(struct task *t);
 
-static struct rdt_ep *ep_new(struct rdt_ctx *ctx, struct conn *c,
-			     bool server)
+static struct rdt_ep *ep_new(struct rdt_ctx *ctx, struct conn *c, bool server)
 {
 	struct rdt_ep *ep = mem_zalloc(c->mem, sizeof(*ep));
 	int ms = ctx ? ctx->opt.handshake_timeout_ms
@@ -366,8 +391,11 @@ static struct rdt_ep *ep_new(struct rdt_ctx *ctx, struct conn *c,
 	ep->start_ns = clock_mono_ns();
 	loop_timer_init(&ep->deadline);
 	task_init(&ep->drain_task, drain_task_fn);
-	loop_timer_start(c->loop, &ep->deadline,
-			 loop_now(c->loop) + ms * NS_PER_MS, deadline_fired);
+	/* From the clock, not loop_now(): an iteration that sets up many
+	 * QPs is long, and its cached time would bring the deadline
+	 * forward. */
+	loop_timer_start(c->loop, &ep->deadline, ep->start_ns + ms * NS_PER_MS,
+			 deadline_fired);
 	conn_set_transport(c, &hs_tp, ep);
 	return ep;
 }
@@ -442,7 +470,8 @@ static int hs_failed(struct rdt_ep *ep, int err, const char *what)
 	rdt_count(&stats_of(ep)->hs_failed, 1);
 	if (err == -ETIMEDOUT)
 		rdt_count(&stats_of(ep)->hs_timeout, 1);
-	log_warn(log, "rdma handshake with %s %s failed: %s %lld ms after "
+	log_warn(log,
+		 "rdma handshake with %s %s failed: %s %lld ms after "
 		 "connect, %s (%zu of %zu bytes); %s",
 		 ep->server ? "client" : "server", c->peer_text, what,
 		 elapsed_ms(ep), step, have < want ? have : want, want,
@@ -455,7 +484,8 @@ static void deadline_fired(struct loop_timer *t)
 	struct rdt_ep *ep = container_of(t, struct rdt_ep, deadline);
 	char what[96];
 
-	snprintf(what, sizeof(what), "no progress within "
+	snprintf(what, sizeof(what),
+		 "no progress within "
 		 "rdma_handshake_timeout_ms=%d",
 		 ep->ctx ? ep->ctx->opt.handshake_timeout_ms
 			 : RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT);
@@ -489,11 +519,13 @@ static int take_hello(struct rdt_ep *ep)
 
 	if (r == -EPROTO) {
 		if (n >= 6 && !memcmp(buf, RDT_HELLO_MAGIC, 4))
-			snprintf(what, sizeof(what), "its hello says msg_len "
-				 "%u (40..%d allowed)", buf[4] << 8 | buf[5],
-				 RDT_HELLO_MAX);
+			snprintf(what, sizeof(what),
+				 "its hello says msg_len "
+				 "%u (40..%d allowed)",
+				 buf[4] << 8 | buf[5], RDT_HELLO_MAX);
 		else
-			snprintf(what, sizeof(what), "it answered %02x %02x "
+			snprintf(what, sizeof(what),
+				 "it answered %02x %02x "
 				 "%02x %02x, not an RDMA hello",
 				 n > 0 ? buf[0] : 0, n > 1 ? buf[1] : 0,
 				 n > 2 ? buf[2] : 0, n > 3 ? buf[3] : 0);
@@ -534,14 +566,16 @@ static int server_hello(struct rdt_ep *ep)
 			ep->rdma_ok = true;
 			rdt_hello_pack(&ep->mine, out);
 		} else {
-			log_warn(ep->ctx->opt.log, "rdma: cannot serve %s over "
+			log_warn(ep->ctx->opt.log,
+				 "rdma: cannot serve %s over "
 				 "RDMA (%s): answering with a refusal, the "
 				 "connection goes on over TCP",
 				 ep->c->peer_text, why);
 		}
 	} else if (ep->ctx) {
 		rdt_hello_describe(&ep->peer, desc, sizeof(desc));
-		log_info(ep->ctx->opt.log, "rdma: client %s sent a hello we "
+		log_info(ep->ctx->opt.log,
+			 "rdma: client %s sent a hello we "
 			 "cannot take (%s): refusing, TCP goes on",
 			 ep->c->peer_text, desc);
 	}
@@ -573,7 +607,8 @@ static int server_step(struct rdt_ep *ep)
 	if (!(rdt_ack_parse(ack) & RDT_ACK_RDMA))
 		return fall_back(ep);
 	if (!ep->rdma_ok)
-		return hs_failed(ep, -EPROTO, "it asked for RDMA after our "
+		return hs_failed(ep, -EPROTO,
+				 "it asked for RDMA after our "
 				 "refusal");
 	ep_go_live(ep);
 	return CONN_UP_DONE;
@@ -619,8 +654,10 @@ static int connect_start(void *arg, struct conn *c)
 	r = qp_create(ep, why, sizeof(why));
 	if (r) {
 		/* Spec 2.8: a client that cannot allocate sends nothing. */
-		log_warn(ctx->opt.log, "rdma: cannot set up a QP for %s (%s): "
-			 "using TCP", c->peer_text, why);
+		log_warn(ctx->opt.log,
+			 "rdma: cannot set up a QP for %s (%s): "
+			 "using TCP",
+			 c->peer_text, why);
 		return fall_back(ep);
 	}
 	rdt_hello_pack(&ep->mine, out);
@@ -645,17 +682,21 @@ static int connect_step(void *arg, struct conn *c)
 		return r;
 	if (!rdt_hello_negotiable(&ep->peer)) {
 		rdt_hello_describe(&ep->peer, desc, sizeof(desc));
-		log_info(ep->ctx->opt.log, "rdma: server %s refused RDMA (%s%s): "
-			 "using TCP on the same connection", c->peer_text, desc,
+		log_info(ep->ctx->opt.log,
+			 "rdma: server %s refused RDMA (%s%s): "
+			 "using TCP on the same connection",
+			 c->peer_text, desc,
 			 ep->peer.hello_ver == RDT_HELLO_VER_TCP_PORT
-				 ? ", a TCP-only port"
-				 : "");
+			     ? ", a TCP-only port"
+			     : "");
 		r = 1;
 	} else {
 		r = qp_connect(ep, why, sizeof(why));
 		if (r)
-			log_warn(ep->ctx->opt.log, "rdma: cannot bring the QP "
-				 "to %s up (%s): using TCP", c->peer_text, why);
+			log_warn(ep->ctx->opt.log,
+				 "rdma: cannot bring the QP "
+				 "to %s up (%s): using TCP",
+				 c->peer_text, why);
 	}
 	rdt_ack_pack(r ? 0 : RDT_ACK_RDMA, ack);
 	if (send_raw(ep, ack, sizeof(ack)))
@@ -669,7 +710,7 @@ static int connect_step(void *arg, struct conn *c)
 /* ---- the data path --------------------------------------------------- */
 
 static void ep_fail(struct rdt_ep *ep, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void ep_fail(struct rdt_ep *ep, int err, const char *fmt, ...)
 {
@@ -681,8 +722,10 @@ static void ep_fail(struct rdt_ep *ep, int err, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(what, sizeof(what), fmt, ap);
 		va_end(ap);
-		log_warn(ep->ctx->opt.log, "rdma: closing the connection with "
-			 "%s: %s", ep->c->peer_text, what);
+		log_warn(ep->ctx->opt.log,
+			 "rdma: closing the connection with "
+			 "%s: %s",
+			 ep->c->peer_text, what);
 	}
 	conn_close(ep->c, err);
 }
@@ -723,9 +766,10 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 
 	if (wc->status != IBV_WC_SUCCESS) {
 		if (!conn_closing(c))
-			ep_fail(ep, -EIO, "work completion %s (vendor error "
-				"0x%x) on a %s", ibv_wc_status_str(wc->status),
-				wc->vendor_err,
+			ep_fail(ep, -EIO,
+				"work completion %s (vendor error "
+				"0x%x) on a %s",
+				ibv_wc_status_str(wc->status), wc->vendor_err,
 				wc->opcode & IBV_WC_RECV ? "receive" : "send");
 		return false;
 	}
@@ -736,8 +780,8 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 			return true;
 		}
 		for (uint32_t i = 0; i < n; i++)
-			iobuf_reset(&ep->ring[ep->ring_tail++ %
-					      (uint32_t)ep->sq_size]);
+			iobuf_reset(
+			    &ep->ring[ep->ring_tail++ % (uint32_t)ep->sq_size]);
 		__atomic_add_fetch(&ep->sq_free, (int)n, __ATOMIC_RELEASE);
 		*writable = true;
 		return true;
@@ -758,7 +802,8 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 	if (n > 0) {
 		if (n >= ZEROCOPY_MIN) {
 			fresh = iobuf_block_get(c->pool);
-			err = fresh ? iobuf_append_block(&c->in, b, n) : -ENOMEM;
+			err =
+			    fresh ? iobuf_append_block(&c->in, b, n) : -ENOMEM;
 			if (!err)
 				ep->recv[slot] = fresh;
 			else if (fresh)
@@ -767,7 +812,8 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 			err = iobuf_append(&c->in, iobuf_block_data(b), n);
 		}
 		if (err) {
-			ep_fail(ep, err, "the RDMA memory pool is exhausted "
+			ep_fail(ep, err,
+				"the RDMA memory pool is exhausted "
 				"(rdma_memory_pool_max_regions)");
 			return false;
 		}
@@ -803,6 +849,24 @@ static bool poll_all(struct rdt_ep *ep, size_t *bytes, bool *writable)
 	return any;
 }
 
+/* Loop thread, after completions were taken: bytes to the protocol,
+ * writes resumed when credits or slots came back, credits owed sent. */
+static void delivered(struct rdt_ep *ep, size_t bytes, bool writable)
+{
+	struct conn *c = ep->c;
+
+	if (conn_closing(c))
+		return;
+	if (bytes) {
+		rdt_count(&ep->ctx->st.bytes_received, bytes);
+		conn_delivered(c, bytes);
+	}
+	if (writable && !conn_closing(c))
+		conn_resume_writes(c);
+	if (!conn_closing(c))
+		maybe_ack(ep);
+}
+
 /* Loop thread: drain, re-arm, drain again (a completion between the
  * last poll and the arming raises no event). */
 static void drain(struct rdt_ep *ep)
@@ -818,16 +882,41 @@ static void drain(struct rdt_ep *ep)
 		if (!poll_all(ep, &bytes, &writable))
 			break;
 	}
-	if (conn_closing(c))
-		return;
-	if (bytes) {
-		rdt_count(&ep->ctx->st.bytes_received, bytes);
-		conn_delivered(c, bytes);
-	}
-	if (writable && !conn_closing(c))
-		conn_resume_writes(c);
-	if (!conn_closing(c))
-		maybe_ack(ep);
+	delivered(ep, bytes, writable);
+}
+
+/* Polling mode, poller thread: completions wait in the ring. */
+static void polled_notify(struct rdt_polled *p)
+{
+	struct rdt_ep *ep = container_of(p, struct rdt_ep, polled);
+
+	conn_ref(ep->c);
+	loop_post(ep->c->loop, &ep->drain_task);
+}
+
+/* Polling mode, loop thread: one turn over what the poller took. */
+static void polled_turn(struct rdt_ep *ep)
+{
+	struct conn *c = ep->c;
+	struct ibv_wc *wc;
+	size_t bytes = 0;
+	bool writable = false;
+
+	do {
+		while (!conn_closing(c) &&
+		       (wc = rdt_polled_next(&ep->polled))) {
+			bool ok = on_wc(ep, wc, &bytes, &writable);
+
+			rdt_polled_consumed(&ep->polled);
+			if (!ok)
+				return;
+		}
+		if (__atomic_load_n(&ep->polled.broken, __ATOMIC_RELAXED)) {
+			ep_fail(ep, -EIO, "ibv_poll_cq failed");
+			return;
+		}
+	} while (!conn_closing(c) && rdt_polled_more(&ep->polled));
+	delivered(ep, bytes, writable);
 }
 
 static void on_cq_event(struct loop_io *io, uint32_t events)
@@ -851,8 +940,12 @@ static void drain_task_fn(struct task *t)
 	struct rdt_ep *ep = container_of(t, struct rdt_ep, drain_task);
 	struct conn *c = ep->c;
 
-	if (!conn_closing(c))
-		drain(ep);
+	if (!conn_closing(c)) {
+		if (ep->ctx->opt.use_polling)
+			polled_turn(ep);
+		else
+			drain(ep);
+	}
 	conn_unref(c);
 }
 
@@ -862,6 +955,17 @@ static void ep_go_live(struct rdt_ep *ep)
 	int err;
 
 	loop_timer_stop(c->loop, &ep->deadline);
+	ep->state = EP_LIVE;
+	rdt_count(&ep->ctx->st.hs_rdma, 1);
+	conn_set_transport(c, &live_tp, ep);
+	if (ep->ctx->opt.use_polling) {
+		/* The poller finds what landed before (turns are tasks on
+		 * this loop: none runs inside the protocol's callback). */
+		ep->polled.cq = ep->cq;
+		ep->polled.notify = polled_notify;
+		rdt_polled_add(ep->ctx, &ep->polled);
+		return;
+	}
 	loop_io_init(&ep->cq_io, ep->chan->fd, EPOLLIN, on_cq_event);
 	err = loop_io_add(c->loop, &ep->cq_io);
 	if (err) {
@@ -869,9 +973,6 @@ static void ep_go_live(struct rdt_ep *ep)
 			strerror(-err));
 		return;
 	}
-	ep->state = EP_LIVE;
-	rdt_count(&ep->ctx->st.hs_rdma, 1);
-	conn_set_transport(c, &live_tp, ep);
 	/* Sends may have landed before the watch: take them after the
 	 * current callbacks (the protocol is inside one now). */
 	conn_ref(c);
@@ -891,7 +992,8 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 	bool last, signal;
 
 	while (!iobuf_empty(out)) {
-		credits = __atomic_load_n(&ep->remote_credits, __ATOMIC_ACQUIRE);
+		credits =
+		    __atomic_load_n(&ep->remote_credits, __ATOMIC_ACQUIRE);
 		sq = __atomic_load_n(&ep->sq_free, __ATOMIC_ACQUIRE);
 		if (credits <= 0 || sq <= 0) {
 			rdt_count(&ep->ctx->st.credit_stalls, 1);
@@ -900,8 +1002,8 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 		n = 0;
 		nsge = 0;
 		nrefs = iobuf_ref_count(out);
-		for (size_t i = 0; i < nrefs && nsge < ep->max_sge &&
-				   n < ep->peer_block;
+		for (size_t i = 0;
+		     i < nrefs && nsge < ep->max_sge && n < ep->peer_block;
 		     i++) {
 			iobuf_ref_at(out, i, &p, &len);
 			iobuf_block_region(iobuf_ref_block(out, i), &ri);
@@ -930,9 +1032,9 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 		wr.num_sge = nsge;
 		wr.opcode = IBV_WR_SEND_WITH_IMM;
 		wr.imm_data = htonl((uint32_t)__atomic_exchange_n(
-			&ep->pending_credits, 0, __ATOMIC_ACQ_REL));
-		wr.send_flags = signal ? IBV_SEND_SIGNALED | IBV_SEND_SOLICITED
-				       : 0;
+		    &ep->pending_credits, 0, __ATOMIC_ACQ_REL));
+		wr.send_flags =
+		    signal ? IBV_SEND_SIGNALED | IBV_SEND_SOLICITED : 0;
 		if (signal)
 			ep->unsignaled = 0;
 		err = ibv_post_send(ep->qp, &wr, &bad);
@@ -976,7 +1078,8 @@ static ssize_t live_read(struct conn *c, struct iobuf *in)
 
 	(void)in;
 	if (n > 0) {
-		ep_fail(ep, -EPROTO, "the peer sent bytes on the TCP "
+		ep_fail(ep, -EPROTO,
+			"the peer sent bytes on the TCP "
 			"connection of an RDMA connection");
 		return -EPROTO;
 	}
@@ -990,6 +1093,7 @@ static void ep_close(struct conn *c)
 	loop_timer_stop(c->loop, &ep->deadline);
 	if (ep->cq_io.active)
 		loop_io_del(c->loop, &ep->cq_io);
+	rdt_polled_del(&ep->polled);
 }
 
 static void ep_release(struct conn *c)
@@ -999,34 +1103,34 @@ static void ep_release(struct conn *c)
 }
 
 static const struct conn_transport hs_tp = {
-	.name = "rdma-handshake",
-	.read = hs_read,
-	.drained_below = 0,
-	.write = hs_write,
-	.own_wakeup = true,
-	.close = ep_close,
-	.release = ep_release,
+    .name = "rdma-handshake",
+    .read = hs_read,
+    .drained_below = 0,
+    .write = hs_write,
+    .own_wakeup = true,
+    .close = ep_close,
+    .release = ep_release,
 };
 
 static const struct conn_transport live_tp = {
-	.name = "rdma",
-	.read = live_read,
-	.drained_below = 0,
-	.write = live_write,
-	.own_wakeup = true,
-	.close = ep_close,
-	.release = ep_release,
+    .name = "rdma",
+    .read = live_read,
+    .drained_below = 0,
+    .write = live_write,
+    .own_wakeup = true,
+    .close = ep_close,
+    .release = ep_release,
 };
 
 /* ---- the upgrades ---------------------------------------------------- */
 
 static const struct conn_upgrade refusing_up = {
-	.name = "rdma-refusal",
-	.ctx = NULL,
-	.detect = detect,
-	.accept_step = accept_step,
-	.connect_start = connect_start,
-	.connect_step = connect_step,
+    .name = "rdma-refusal",
+    .ctx = NULL,
+    .detect = detect,
+    .accept_step = accept_step,
+    .connect_start = connect_start,
+    .connect_step = connect_step,
 };
 
 const struct conn_upgrade *rdt_upgrade(struct rdt_ctx *ctx)

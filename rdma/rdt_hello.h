@@ -13,21 +13,21 @@
 #include <stdint.h>
 
 #define RDT_HELLO_MAGIC "RDMA"
-#define RDT_HELLO_LEN 40
+#define RDT_HELLO_LEN	40
 /* HEAD's bound on msg_len; the bytes past 40 are read and ignored. */
 #define RDT_HELLO_MAX 4096
-#define RDT_ACK_LEN 4
+#define RDT_ACK_LEN   4
 /* ACK bit 0: the client will use RDMA. */
 #define RDT_ACK_RDMA 0x1u
 
 #define RDT_HELLO_VER 2
-#define RDT_IMPL_VER 1
+#define RDT_IMPL_VER  1
 /* hello_ver of the refusal a TCP-only port sends (brpc HEAD). */
 #define RDT_HELLO_VER_TCP_PORT 0xffff
 
 /* The acceptance test of a peer's hello (spec 2.3). */
 #define RDT_MIN_BLOCK_SIZE 1024
-#define RDT_MIN_QUEUE 16
+#define RDT_MIN_QUEUE	   16
 
 struct rdt_hello {
 	uint16_t msg_len; /* parsed; always 40 when packed */

@@ -11,7 +11,7 @@
 #define SRV "[127.0.0.1:8100]"
 
 static inline void pool_up(struct iobuf_pool *pool, const struct mem *mem,
-		    size_t region_blocks, size_t prealloc)
+			   size_t region_blocks, size_t prealloc)
 {
 	struct iobuf_pool_options opt;
 
@@ -40,7 +40,7 @@ static inline void buf_equal(const struct iobuf *b, const void *want, size_t n)
 
 /* An iobuf holding (p, n) in pieces of `piece` bytes, one block each. */
 static inline void build_split(struct iobuf *in, struct iobuf_pool *pool,
-			const uint8_t *p, size_t n, size_t piece)
+			       const uint8_t *p, size_t n, size_t piece)
 {
 	struct iobuf part;
 	size_t k;
@@ -145,7 +145,7 @@ static inline void put32(uint8_t *p, uint32_t v)
 }
 
 static inline void fill(struct iobuf *b, struct iobuf_pool *pool, const char *s,
-		 size_t n)
+			size_t n)
 {
 	iobuf_init(b, pool);
 	assert_int_equal(iobuf_append(b, s, n), 0);

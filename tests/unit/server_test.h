@@ -340,7 +340,8 @@ static inline ssize_t cli_fill(struct cli *c)
 }
 
 /* The next answer; fails the test on a close, a timeout or bad bytes. */
-static inline void cli_frame(struct cli *c, struct baidu_frame *f, const char *what)
+static inline void cli_frame(struct cli *c, struct baidu_frame *f,
+			     const char *what)
 {
 	ssize_t r;
 	int n;
@@ -371,8 +372,8 @@ static inline void cli_frame(struct cli *c, struct baidu_frame *f, const char *w
  * a timeout.  A reset counts as a close (the kernel resets a socket
  * closed with unread bytes).
  */
-static inline int cli_frames_until_close(struct cli *c, struct baidu_frame *f, int max,
-				  const char *what)
+static inline int cli_frames_until_close(struct cli *c, struct baidu_frame *f,
+					 int max, const char *what)
 {
 	int k = 0, n;
 	ssize_t r;
@@ -461,7 +462,8 @@ struct req {
 };
 
 /* Appends the request frame to out. */
-static inline void req_pack(struct fx *fx, struct iobuf *out, const struct req *r)
+static inline void req_pack(struct fx *fx, struct iobuf *out,
+			    const struct req *r)
 {
 	struct baidu_req_meta m = {
 	    .service = r->service ? r->service : "example.EchoService",
@@ -520,8 +522,8 @@ static inline void req_pack(struct fx *fx, struct iobuf *out, const struct req *
 }
 
 /* Sends several requests in one write (pipelined). */
-static inline void cli_send_reqs(struct cli *c, struct fx *fx, const struct req *r,
-			  int n)
+static inline void cli_send_reqs(struct cli *c, struct fx *fx,
+				 const struct req *r, int n)
 {
 	struct iobuf out;
 
@@ -534,7 +536,7 @@ static inline void cli_send_reqs(struct cli *c, struct fx *fx, const struct req 
 
 /* One request, its answer. */
 static inline void cli_call(struct cli *c, struct fx *fx, const struct req *r,
-		     struct baidu_frame *f, const char *what)
+			    struct baidu_frame *f, const char *what)
 {
 	cli_send_reqs(c, fx, r, 1);
 	cli_frame(c, f, what);
@@ -543,7 +545,7 @@ static inline void cli_call(struct cli *c, struct fx *fx, const struct req *r,
 /* The EchoResponse.message of a success answer, decompressed per its
  * compress_type (malloc'd). */
 static inline char *answer_message(struct fx *fx, const struct baidu_frame *f,
-			    const char *what)
+				   const char *what)
 {
 	Example__EchoResponse *resp;
 	struct iobuf plain;
@@ -578,8 +580,8 @@ static inline char *answer_message(struct fx *fx, const struct baidu_frame *f,
 	return s;
 }
 
-static inline void iobuf_equal_bytes(const struct iobuf *b, const void *want, size_t n,
-			      const char *what)
+static inline void iobuf_equal_bytes(const struct iobuf *b, const void *want,
+				     size_t n, const char *what)
 {
 	uint8_t *tmp;
 
@@ -594,8 +596,9 @@ static inline void iobuf_equal_bytes(const struct iobuf *b, const void *want, si
 }
 
 /* A success answer to cid: message (and attachment, NULL: none). */
-static inline void expect_ok(struct fx *fx, const struct baidu_frame *f, uint64_t cid,
-		      const char *message, const char *attachment)
+static inline void expect_ok(struct fx *fx, const struct baidu_frame *f,
+			     uint64_t cid, const char *message,
+			     const char *attachment)
 {
 	char *got;
 
@@ -615,8 +618,8 @@ static inline void expect_ok(struct fx *fx, const struct baidu_frame *f, uint64_
 
 /* A failure answer to cid: code, and text exactly (NULL: only brpc's
  * "[addr][E<code>]" prefix is checked); no message, no attachment. */
-static inline void expect_err(const struct baidu_frame *f, uint64_t cid, int code,
-		       const char *text)
+static inline void expect_err(const struct baidu_frame *f, uint64_t cid,
+			      int code, const char *text)
 {
 	char prefix[64];
 
@@ -640,8 +643,8 @@ static inline void expect_err(const struct baidu_frame *f, uint64_t cid, int cod
 }
 
 /* The frame of f[0..n) answering cid; fails if none. */
-static inline const struct baidu_frame *by_cid(const struct baidu_frame *f, int n,
-					uint64_t cid)
+static inline const struct baidu_frame *by_cid(const struct baidu_frame *f,
+					       int n, uint64_t cid)
 {
 	for (int i = 0; i < n; i++)
 		if (f[i].meta.correlation_id == cid)
@@ -655,6 +658,5 @@ static inline void release_all(struct baidu_frame *f, int n)
 	for (int i = 0; i < n; i++)
 		baidu_frame_release(&f[i]);
 }
-
 
 #endif

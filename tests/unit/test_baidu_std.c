@@ -40,14 +40,6 @@
 /* brpc clients' correlation ids in the echo_* vectors. */
 #define BRPC_CID 0x100000002ull
 
-
-
-
-
-
-
-
-
 struct run {
 	int final; /* the first result that was not a frame */
 	size_t nframes;
@@ -477,7 +469,6 @@ static void test_detect(void **state)
 }
 
 /* --- limits and header errors -------------------------------------------- */
-
 
 static int parse_header_bytes(struct iobuf_pool *pool, uint32_t body,
 			      uint32_t meta, const struct baidu_limits *lim)

@@ -26,9 +26,9 @@
 #define TEST_TIMEOUT_S 120
 
 #include "testutil.h"
-#define NWRITERS 4
+#define NWRITERS   4
 #define PER_WRITER 5000
-#define MSG_MAX 3000
+#define MSG_MAX	   3000
 
 struct fixture {
 	struct mem_failing mf;
@@ -67,9 +67,9 @@ static void release(struct conn *c)
 }
 
 static const struct conn_handler handler = {
-	.on_data = on_data,
-	.on_close = on_close,
-	.release = release,
+    .on_data = on_data,
+    .on_close = on_close,
+    .release = release,
 };
 
 static void fx_setup(struct fixture *fx, int sndbuf)
@@ -185,8 +185,8 @@ static void test_concurrent_writers_in_order(void **state)
 	fx_setup(&fx, 4096);
 	for (unsigned i = 0; i < NWRITERS; i++) {
 		ws[i] = (struct writer){.fx = &fx, .id = i};
-		assert_int_equal(pthread_create(&th[i], NULL, writer_main,
-						 &ws[i]), 0);
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, writer_main, &ws[i]), 0);
 	}
 	for (unsigned n = 0; n < NWRITERS * PER_WRITER; n++) {
 		unsigned w, seq;
@@ -252,8 +252,8 @@ static void test_close_while_writing_releases_all(void **state)
 	fx_setup(&fx, 4096);
 	for (unsigned i = 0; i < NWRITERS; i++) {
 		ws[i] = (struct writer){.fx = &fx, .id = i};
-		assert_int_equal(pthread_create(&th[i], NULL, writer_main,
-						 &ws[i]), 0);
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, writer_main, &ws[i]), 0);
 	}
 	usleep(20000);
 	conn_close(&fx.conn, -ECONNABORTED);
@@ -310,10 +310,10 @@ static void test_close_before_start(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_concurrent_writers_in_order),
-		cmocka_unit_test(test_read_path_and_eof),
-		cmocka_unit_test(test_close_while_writing_releases_all),
-		cmocka_unit_test(test_close_before_start),
+	    cmocka_unit_test(test_concurrent_writers_in_order),
+	    cmocka_unit_test(test_read_path_and_eof),
+	    cmocka_unit_test(test_close_while_writing_releases_all),
+	    cmocka_unit_test(test_close_before_start),
 	};
 
 	return cmocka_run_group_tests_name("conn", tests, test_alarm_arm, NULL);

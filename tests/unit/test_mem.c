@@ -18,9 +18,9 @@
 #include "util.h"
 
 /* Sizes across every class boundary and past the cached maximum. */
-static const size_t sizes[] = {0,   1,	 15,   16,   17,   48,	49,
-			       100, 240, 241,  500,  1000, 2000, 2032,
-			       2033, 4096, 100000};
+static const size_t sizes[] = {0,    1,	   15,	 16,   17,    48,
+			       49,   100,  240,	 241,  500,   1000,
+			       2000, 2032, 2033, 4096, 100000};
 
 static void test_cached_sizes_and_alignment(void **state)
 {
@@ -120,10 +120,10 @@ static void test_cached_cross_thread_and_exit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST_BOUNDED(test_cached_sizes_and_alignment),
-		TEST_BOUNDED(test_cached_reuses_on_same_thread),
-		TEST_BOUNDED(test_cached_depth_cap),
-		TEST_BOUNDED(test_cached_cross_thread_and_exit),
+	    TEST_BOUNDED(test_cached_sizes_and_alignment),
+	    TEST_BOUNDED(test_cached_reuses_on_same_thread),
+	    TEST_BOUNDED(test_cached_depth_cap),
+	    TEST_BOUNDED(test_cached_cross_thread_and_exit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -266,16 +266,15 @@ static void test_plain_client_unaffected(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST_BOUNDED(test_refused_then_tcp),
-		TEST_BOUNDED(test_bytewise_and_ack_with_request),
-		TEST_BOUNDED(test_long_hello_skipped),
-		TEST_BOUNDED(test_rdma_ack_after_refusal),
-		TEST_BOUNDED(test_bad_msg_len),
-		TEST_BOUNDED(test_eof_mid_hello_explained),
-		TEST_BOUNDED(test_stalled_hello_times_out),
-		TEST_BOUNDED(test_plain_client_unaffected),
+	    TEST_BOUNDED(test_refused_then_tcp),
+	    TEST_BOUNDED(test_bytewise_and_ack_with_request),
+	    TEST_BOUNDED(test_long_hello_skipped),
+	    TEST_BOUNDED(test_rdma_ack_after_refusal),
+	    TEST_BOUNDED(test_bad_msg_len),
+	    TEST_BOUNDED(test_eof_mid_hello_explained),
+	    TEST_BOUNDED(test_stalled_hello_times_out),
+	    TEST_BOUNDED(test_plain_client_unaffected),
 	};
 
-	return cmocka_run_group_tests_name("rdt_handshake", tests, NULL,
-					   NULL);
+	return cmocka_run_group_tests_name("rdt_handshake", tests, NULL, NULL);
 }

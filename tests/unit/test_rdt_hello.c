@@ -25,9 +25,9 @@ static void read_hello(const char *name, uint8_t out[RDT_HELLO_LEN])
 
 static void test_brpc_client_hello(void **state)
 {
-	static const uint8_t gid[16] = {0xfe, 0xc0, 0, 0, 0, 0, 0, 0,
-					0x50, 0x54, 0x00, 0xff, 0xfe, 0x12,
-					0x34, 0x56};
+	static const uint8_t gid[16] = {0xfe, 0xc0, 0,	  0,	0,    0,
+					0,    0,    0x50, 0x54, 0x00, 0xff,
+					0xfe, 0x12, 0x34, 0x56};
 	uint8_t v[RDT_HELLO_LEN], again[RDT_HELLO_LEN];
 	struct rdt_hello h;
 	char text[160];
@@ -136,9 +136,12 @@ static void test_msg_len(void **state)
 /* Spec 2.3's acceptance test, each bound on both sides. */
 static void test_negotiable_bounds(void **state)
 {
-	static const struct rdt_hello base = {
-		.msg_len = 40, .hello_ver = 2, .impl_ver = 1,
-		.block_size = 1024, .sq_size = 16, .rq_size = 16};
+	static const struct rdt_hello base = {.msg_len = 40,
+					      .hello_ver = 2,
+					      .impl_ver = 1,
+					      .block_size = 1024,
+					      .sq_size = 16,
+					      .rq_size = 16};
 	struct rdt_hello bad[5];
 
 	(void)state;
@@ -173,13 +176,13 @@ static void test_ack(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST_BOUNDED(test_brpc_client_hello),
-		TEST_BOUNDED(test_brpc_server_hello),
-		TEST_BOUNDED(test_refusals),
-		TEST_BOUNDED(test_partial_and_bad_magic),
-		TEST_BOUNDED(test_msg_len),
-		TEST_BOUNDED(test_negotiable_bounds),
-		TEST_BOUNDED(test_ack),
+	    TEST_BOUNDED(test_brpc_client_hello),
+	    TEST_BOUNDED(test_brpc_server_hello),
+	    TEST_BOUNDED(test_refusals),
+	    TEST_BOUNDED(test_partial_and_bad_magic),
+	    TEST_BOUNDED(test_msg_len),
+	    TEST_BOUNDED(test_negotiable_bounds),
+	    TEST_BOUNDED(test_ack),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,8 +42,8 @@ static int count_threads(void)
 
 static void start_rt(struct rt *rt, struct mem_failing *mf, int d, int t)
 {
-	struct rt_options opt = {.mem = &mf->mem, .dispatchers = d,
-				 .task_workers = t};
+	struct rt_options opt = {
+	    .mem = &mf->mem, .dispatchers = d, .task_workers = t};
 
 	mem_failing_init(mf, -1);
 	assert_int_equal(rt_init(rt, &opt), 0);
@@ -57,18 +57,20 @@ static void test_threads_match_budget(void **state)
 		int w, d, p;
 		bool polling;
 	} cases[] = {
-		{4, 1, 1, false}, {14, 12, 1, false}, {6, 2, 1, true},
-		{2, 1, 1, false},
+	    {4, 1, 1, false},
+	    {14, 12, 1, false},
+	    {6, 2, 1, true},
+	    {2, 1, 1, false},
 	};
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct budget_input in = {
-			.worker_num = cases[i].w,
-			.event_dispatcher_num = cases[i].d,
-			.rdma_poller_num = cases[i].p,
-			.rdma_use_polling = cases[i].polling,
-			.mode = BUDGET_STRICT,
-			.ncpu = 2,
+		    .worker_num = cases[i].w,
+		    .event_dispatcher_num = cases[i].d,
+		    .rdma_poller_num = cases[i].p,
+		    .rdma_use_polling = cases[i].polling,
+		    .mode = BUDGET_STRICT,
+		    .ncpu = 2,
 		};
 		struct rt_options opt;
 		struct mem_failing mf;
@@ -84,7 +86,8 @@ static void test_threads_match_budget(void **state)
 		assert_int_equal(count_threads(), before);
 		assert_int_equal(rt_start(&rt), 0);
 		/* Pollers belong to rdma/, from the same budget. */
-		assert_int_equal(count_threads() - before, b.workers - b.pollers);
+		assert_int_equal(count_threads() - before,
+				 b.workers - b.pollers);
 		rt_destroy(&rt);
 		assert_int_equal(count_threads(), before);
 		assert_int_equal(mf.live, 0);
@@ -179,9 +182,9 @@ static void test_stop_refuses_and_is_idempotent(void **state)
 static void test_bad_options(void **state)
 {
 	struct rt_options bad[] = {
-		{.dispatchers = 0, .task_workers = 1},
-		{.dispatchers = 1, .task_workers = 0},
-		{.dispatchers = BUDGET_MAX_DISPATCHERS + 1, .task_workers = 1},
+	    {.dispatchers = 0, .task_workers = 1},
+	    {.dispatchers = 1, .task_workers = 0},
+	    {.dispatchers = BUDGET_MAX_DISPATCHERS + 1, .task_workers = 1},
 	};
 	struct rt rt;
 
@@ -221,12 +224,12 @@ static void test_init_allocation_failures(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_threads_match_budget),
-		cmocka_unit_test(test_tasks_and_posts_run),
-		cmocka_unit_test(test_loop_for_spreads),
-		cmocka_unit_test(test_stop_refuses_and_is_idempotent),
-		cmocka_unit_test(test_bad_options),
-		cmocka_unit_test(test_init_allocation_failures),
+	    cmocka_unit_test(test_threads_match_budget),
+	    cmocka_unit_test(test_tasks_and_posts_run),
+	    cmocka_unit_test(test_loop_for_spreads),
+	    cmocka_unit_test(test_stop_refuses_and_is_idempotent),
+	    cmocka_unit_test(test_bad_options),
+	    cmocka_unit_test(test_init_allocation_failures),
 	};
 
 	return cmocka_run_group_tests_name("rt", tests, test_alarm_arm, NULL);
