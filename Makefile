@@ -90,8 +90,8 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -Inet -Irdma -Iapp $(GEN_INC) \
 FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
-.PHONY: all deps check unit integration fuzz run bench format clean \
-	image oci test-rxe test-image kernel
+.PHONY: all deps check unit integration fuzz run bench bench-rdma format \
+	clean image oci test-rxe test-image kernel
 
 all: $(BUILD)/rpcgate
 
@@ -210,6 +210,10 @@ $(BUILD)/pingpong: tests/bench/pingpong.c $(BUILD)/musl-inc/.stamp
 bench: $(BUILD)/rpcgate $(BUILD)/pingpong
 	@RPCGATE_BIN=$(BUILD)/rpcgate PINGPONG_BIN=$(BUILD)/pingpong \
 		scripts/bench-echo
+
+# RDMA vs TCP vs the raw verbs limit, in one VM (scripts/bench-rdma).
+bench-rdma: $(BUILD)/rpcgate image
+	scripts/bench-rdma
 
 format:
 	clang-format -i $(ALL_SRCS) $(wildcard net/*.h rdma/*.h app/*.h \

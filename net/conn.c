@@ -296,6 +296,8 @@ static void start_task_fn(struct task *t)
 	c->started = true;
 	/* Bytes may have arrived before the watch: edge-triggered epoll
 	 * reports them anyway (the fd is ready when added), nothing to do. */
+	if (c->h->on_start)
+		c->h->on_start(c);
 }
 
 static void close_task_fn(struct task *t)

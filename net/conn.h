@@ -107,10 +107,19 @@ struct conn_upgrade {
 	int (*connect_start)(void *ctx, struct conn *c);
 	/* Client: consumes the server's answer from c->in. */
 	int (*connect_step)(void *ctx, struct conn *c);
+	/* Server: a connection on this port must send its first bytes
+	 * within first_bytes_ms (0: no limit), and the handshake's first
+	 * message is first_len bytes (for the log of one that ended
+	 * early). */
+	int first_bytes_ms;
+	size_t first_len;
 };
 
 /* The protocol side: what bytes mean.  Both run on the loop thread. */
 struct conn_handler {
+	/* Optional: the loop watches the connection now (its first
+	 * callback on the loop thread).  May call conn_close(). */
+	void (*on_start)(struct conn *c);
 	/* New bytes are at the end of c->in.  May call conn_close(). */
 	void (*on_data)(struct conn *c);
 	/* Exactly once, after the fd left the loop.  0 for EOF, -errno. */

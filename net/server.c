@@ -64,6 +64,8 @@ struct srv_conn {
 	bool authed;	      /* loop thread */
 	bool upgraded;	      /* loop thread: handshake done (or refused) */
 	char local_text[SERVER_ADDR_TEXT_MAX];
+	int64_t accepted_ns;
+	struct loop_timer first_bytes; /* upgrade ports: first bytes due */
 };
 
 /* ---- options, services --------------------------------------------- */
@@ -655,11 +657,61 @@ static void srv_on_data(struct conn *c)
 		iobuf_reset(&c->in); /* refused: ignore the rest */
 }
 
+/* A connection on an upgrade port that ended before its protocol was
+ * known: what it sent, when, and the usual cause.  Nothing at all is
+ * logged at info (port probes do that), a partial hello at warn. */
+static void log_undetected(struct srv_conn *sc, const char *how)
+{
+	const struct conn_upgrade *up = sc->srv->opt.upgrade;
+	struct conn *c = &sc->conn;
+	size_t have = iobuf_len(&c->in);
+
+	log_write(sc->srv->opt.log, have ? LOG_LVL_WARN : LOG_LVL_INFO,
+		  "client %s %s %lld ms after connect, having sent neither "
+		  "an %s hello nor a request (%zu of %zu bytes of a hello); "
+		  "a client usually does this when its own call timed out: "
+		  "check the client's thread budget and timeout_ms",
+		  c->peer_text, how,
+		  (long long)((clock_mono_ns() - sc->accepted_ns) / 1000000),
+		  up->name, have < up->first_len ? have : up->first_len,
+		  up->first_len);
+}
+
+static void first_bytes_due(struct loop_timer *t)
+{
+	struct srv_conn *sc = container_of(t, struct srv_conn, first_bytes);
+
+	if (sc->proto != SRV_DETECT || sc->upgraded)
+		return;
+	log_undetected(sc, "was closed by the handshake deadline");
+	conn_close(&sc->conn, -ETIMEDOUT);
+}
+
+/* Ports with an upgrade that sets first_bytes_ms: a connection that
+ * says nothing is closed once it is due (the RDMA hello's deadline). */
+static void srv_on_start(struct conn *c)
+{
+	struct srv_conn *sc = container_of(c, struct srv_conn, conn);
+	const struct conn_upgrade *up = sc->srv->opt.upgrade;
+
+	if (!up || up->first_bytes_ms <= 0)
+		return;
+	loop_timer_start(c->loop, &sc->first_bytes,
+			 sc->accepted_ns +
+				 (int64_t)up->first_bytes_ms * 1000000,
+			 first_bytes_due);
+}
+
 static void srv_on_close(struct conn *c, int err)
 {
 	struct srv_conn *sc = container_of(c, struct srv_conn, conn);
 	struct server *s = sc->srv;
+	const struct conn_upgrade *up = s->opt.upgrade;
 
+	loop_timer_stop(c->loop, &sc->first_bytes);
+	if (err == 0 && up && up->first_bytes_ms > 0 &&
+	    sc->proto == SRV_DETECT && !sc->upgraded)
+		log_undetected(sc, "closed the connection");
 	if (err && err != -EPROTO && err != -EACCES)
 		log_debug(s->opt.log, "connection %s closed: %s", c->peer_text,
 			  strerror(-err));
@@ -689,6 +741,7 @@ static void srv_release(struct conn *c)
 }
 
 static const struct conn_handler srv_handler = {
+    .on_start = srv_on_start,
     .on_data = srv_on_data,
     .on_close = srv_on_close,
     .release = srv_release,
@@ -736,6 +789,8 @@ static void accept_one(struct server *s, int fd)
 		return;
 	}
 	sc->srv = s;
+	sc->accepted_ns = clock_mono_ns();
+	loop_timer_init(&sc->first_bytes);
 	if (getsockname(fd, (struct sockaddr *)&local, &len) == 0)
 		format_sockaddr(&local, sc->local_text, sizeof(sc->local_text));
 	pthread_mutex_lock(&s->lock);

@@ -434,6 +434,9 @@ static const char *step_name(const struct rdt_ep *ep, size_t *want)
 /* What usually makes a handshake end this way, for the operator. */
 static const char *likely_cause(const struct rdt_ep *ep, int err)
 {
+	if (err == -EPROTO)
+		return "the peer does not speak brpc's RDMA hello (another "
+		       "version of it, or not brpc)";
 	if (err == -ETIMEDOUT)
 		return ep->server ? "the client stalled mid-handshake: check "
 				    "its thread budget (event_dispatcher_num, "
@@ -1125,7 +1128,8 @@ static const struct conn_transport live_tp = {
 /* ---- the upgrades ---------------------------------------------------- */
 
 static const struct conn_upgrade refusing_up = {
-    .name = "rdma-refusal",
+    .name = "RDMA",
+    .first_len = RDT_HELLO_LEN,
     .ctx = NULL,
     .detect = detect,
     .accept_step = accept_step,
@@ -1138,7 +1142,10 @@ const struct conn_upgrade *rdt_upgrade(struct rdt_ctx *ctx)
 	if (!ctx)
 		return &refusing_up;
 	ctx->up = refusing_up;
-	ctx->up.name = "rdma";
+	ctx->up.name = "RDMA";
 	ctx->up.ctx = ctx;
+	/* An RDMA port closes connections that send nothing by the
+	 * handshake's deadline. */
+	ctx->up.first_bytes_ms = ctx->opt.handshake_timeout_ms;
 	return &ctx->up;
 }

@@ -250,6 +250,61 @@ static void test_stalled_hello_times_out(void **state)
 	fx_down(fx);
 }
 
+/* An upgrade port with a first-bytes deadline of FIRST_MS, as an RDMA
+ * port has (rdma_handshake_timeout_ms). */
+#define FIRST_MS 300
+
+static struct fx *up_with_deadline(struct conn_upgrade *copy)
+{
+	struct fx_cfg cfg = {.upgrade = copy};
+
+	*copy = *rdt_upgrade(NULL);
+	copy->first_bytes_ms = FIRST_MS;
+	return fx_up(&cfg);
+}
+
+/* A client that connects and says nothing is closed at the deadline,
+ * with a line saying it sent nothing. */
+static void test_silent_client_closed(void **state)
+{
+	struct conn_upgrade copy;
+	struct fx *fx = up_with_deadline(&copy);
+	struct cli c;
+	int64_t t0 = now_ms();
+
+	(void)state;
+	cli_open(&c, fx);
+	cli_expect_closed(&c, "silent client");
+	assert_true(now_ms() - t0 >= FIRST_MS - 50);
+	cli_close(&c);
+	wait_log(fx, "was closed by the handshake deadline");
+	wait_log(fx, "(0 of 40 bytes of a hello)");
+	fx_down(fx);
+}
+
+/* A client that closes after 3 bytes of the magic (not yet a hello for
+ * the upgrade) is logged with what it sent; a plain client that makes
+ * its call before the deadline is not touched by it. */
+static void test_early_eof_and_plain_client(void **state)
+{
+	struct conn_upgrade copy;
+	struct fx *fx = up_with_deadline(&copy);
+	struct cli c;
+
+	(void)state;
+	cli_open(&c, fx);
+	assert_int_equal(cli_send(&c, "RDM", 3), 0);
+	cli_close(&c);
+	wait_log(fx, "closed the connection");
+	wait_log(fx, "(3 of 40 bytes of a hello)");
+	cli_open(&c, fx);
+	echo_works(&c, fx, 2);
+	usleep((FIRST_MS + 200) * 1000);
+	echo_works(&c, fx, 2); /* still open past the deadline */
+	cli_close(&c);
+	fx_down(fx);
+}
+
 /* Plain baidu_std clients on the same port never see the handshake. */
 static void test_plain_client_unaffected(void **state)
 {
@@ -274,6 +329,8 @@ int main(void)
 	    TEST_BOUNDED(test_eof_mid_hello_explained),
 	    TEST_BOUNDED(test_stalled_hello_times_out),
 	    TEST_BOUNDED(test_plain_client_unaffected),
+	    TEST_BOUNDED(test_silent_client_closed),
+	    TEST_BOUNDED(test_early_eof_and_plain_client),
 	};
 
 	return cmocka_run_group_tests_name("rdt_handshake", tests, NULL, NULL);
