@@ -15,6 +15,7 @@
 #include "flags.h"
 #include "iobuf.h"
 #include "log.h"
+#include "metrics.h"
 #include "rt.h"
 
 #define APP_EXIT_OK	 0
@@ -82,6 +83,7 @@ int app_ncpu(void);
 /* Subcommands: each returns an exit status. */
 int app_cmd_config(struct app_config *cfg);
 int app_cmd_rdma_info(struct app_config *cfg);
+int app_cmd_rdma_link(struct app_config *cfg);
 int app_cmd_echo(struct app_config *cfg);  /* app/cmd_echo.c */
 int app_cmd_call(struct app_config *cfg);  /* app/cmd_call.c */
 int app_cmd_bench(struct app_config *cfg); /* app/cmd_bench.c */
@@ -117,6 +119,8 @@ struct app_runtime {
 	struct rdt_ctx *rdma; /* NULL: no RDMA wanted, or no device */
 	const char *who;
 	int fds_at_start; /* open fds once started, for the leak check */
+	int fds_device;	  /* of which the RDMA device's (closed on removal) */
+	struct metrics metrics; /* GET /metrics on the servers' ports */
 };
 
 /* RDMA is wanted (--rdma=true or --transport=rdma). */

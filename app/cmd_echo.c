@@ -109,6 +109,7 @@ static int echo_serve(struct echo_cmd *e)
 	/* RDMA hellos: served with --rdma=true and a device, else refused
 	 * (the client goes on over TCP, spec 2.8). */
 	so.upgrade = rdt_upgrade(e->r.rdma);
+	so.metrics = &e->r.metrics;
 	so.checksum_answers = true; /* as brpc: a checked request, a
 				       checked answer */
 	if (e->token_len) {

@@ -390,6 +390,23 @@ const struct flag_def app_flag_defs[] = {
 		"for up to this long",
     },
     {
+	.name = "delete",
+	.type = FLAG_STRING,
+	.def = "",
+	.valid = ifname_valid,
+	.expect = "an RDMA device name",
+	.help = "rdma-link: the RDMA device to delete (rxe0)",
+    },
+    {
+	.name = "after_ms",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = APP_SLEEP_MS_MAX,
+	.help = "rdma-link: wait this long first (to pull the device "
+		"during traffic)",
+    },
+    {
 	.name = "status",
 	.type = FLAG_INT,
 	.def = "0",

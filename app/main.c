@@ -37,6 +37,10 @@ static const struct subcommand subcommands[] = {
      app_cmd_config},
     {"rdma-info", "list RDMA devices, ports, GIDs and states",
      app_cmd_rdma_info},
+    {"rdma-link",
+     "delete an RDMA device (--delete=rxe0 [--after_ms=N]), as "
+     "`rdma link delete` does",
+     app_cmd_rdma_link},
     {"echo",
      "serve example.EchoService until SIGTERM/SIGINT "
      "(--port, --listen, ...)",

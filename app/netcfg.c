@@ -65,10 +65,10 @@ static int req_attr_str(struct nlreq *r, uint16_t type, const char *s)
 
 /* Sends the request on a new socket of `proto`; the kernel's ack as
  * 0 or -errno. */
-static int req_send(struct nlreq *r, int proto)
+static int req_send_for(struct nlreq *r, int proto, int timeout_s)
 {
 	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-	struct timeval tv = {.tv_sec = NL_TIMEOUT_S};
+	struct timeval tv = {.tv_sec = timeout_s};
 	uint8_t answer[NL_BUF];
 	int fd, err;
 	ssize_t n;
@@ -106,6 +106,11 @@ static int req_send(struct nlreq *r, int proto)
 out:
 	close(fd);
 	return err;
+}
+
+static int req_send(struct nlreq *r, int proto)
+{
+	return req_send_for(r, proto, NL_TIMEOUT_S);
 }
 
 static int ifindex_of(const char *ifname)
@@ -215,4 +220,16 @@ int netcfg_rxe_add(const char *name, const char *netdev)
 	if (!err)
 		err = req_attr_str(&r, RDMA_NLDEV_ATTR_NDEV_NAME, netdev);
 	return err ? err : req_send(&r, NETLINK_RDMA);
+}
+
+int netcfg_rdma_link_del(unsigned int index, int timeout_s)
+{
+	struct nlreq r;
+	uint32_t idx = index;
+	int err;
+
+	req_init(&r, RDMA_NL_GET_TYPE(RDMA_NL_NLDEV, RDMA_NLDEV_CMD_DELLINK), 0,
+		 0);
+	err = req_attr(&r, RDMA_NLDEV_ATTR_DEV_INDEX, &idx, sizeof(idx));
+	return err ? err : req_send_for(&r, NETLINK_RDMA, timeout_s);
 }

@@ -33,4 +33,12 @@ int netcfg_route_default(const char *gateway);
  * when a device of that name is there already. */
 int netcfg_rxe_add(const char *name, const char *netdev);
 
+/*
+ * Deletes the RDMA device of kernel index `index` (what `rdma link delete
+ * NAME` sends).  The kernel answers once the device is gone, which for a
+ * driver like rxe means once every process has let go of it: -ETIMEDOUT
+ * when that takes longer than timeout_s.
+ */
+int netcfg_rdma_link_del(unsigned int index, int timeout_s);
+
 #endif

@@ -40,6 +40,21 @@ void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
 	o->log = log;
 }
 
+/* Open file descriptors of the process, or -1. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
 /*
  * Opens the RDMA device and makes the buffer pool registered memory.  No
  * device is not an error (spec 2.8: TCP then); a device that fails is.
@@ -59,7 +74,9 @@ static int open_rdma(struct app_runtime *r, const struct app_config *cfg,
 	o.use_polling = cfg->budget.pollers > 0;
 	o.poller_num = cfg->budget.pollers;
 	o.poller_yield = flags_bool(&cfg->flags, "rdma_poller_yield");
+	r->fds_device = count_fds();
 	err = rdt_open(&r->rdma, &o, why, sizeof(why));
+	r->fds_device = count_fds() - r->fds_device;
 	if (err == -ENODEV) {
 		log_warn(&r->log, "%s: %s: using TCP", r->who, why);
 		return 0;
@@ -97,21 +114,6 @@ static int open_rdma(struct app_runtime *r, const struct app_config *cfg,
 	return 0;
 }
 
-/* Open file descriptors of the process, or -1. */
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - 1; /* the directory's own */
-}
-
 int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 		      const char *who)
 {
@@ -131,6 +133,11 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 			strerror(-err));
 		return err;
 	}
+	err = metrics_init(&r->metrics, NULL);
+	if (err) {
+		log_destroy(&r->log);
+		return err;
+	}
 	/* The hot path's small allocations: per-thread caches (mem.h). */
 	iobuf_pool_options_default(&po);
 	po.mem = mem_cached();
@@ -138,6 +145,9 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 		err = open_rdma(r, cfg, &po);
 		if (err)
 			goto out_log;
+		if (r->rdma)
+			/* Only the names are checked: fixed, and valid. */
+			rdt_metrics_register(r->rdma, &r->metrics);
 	}
 	err = iobuf_pool_init(&r->pool, &po);
 	if (err) {
@@ -159,12 +169,21 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 			who, ro.dispatchers, ro.task_workers, strerror(-err));
 		goto out_pool;
 	}
+	if (r->rdma) {
+		err = rdt_watch(r->rdma, rt_loop_for(&r->rt, 0));
+		if (err)
+			log_warn(&r->log,
+				 "%s: rdma: the device's removal will not be "
+				 "seen: %s",
+				 r->who, strerror(-err));
+	}
 	return 0;
 
 out_pool:
 	iobuf_pool_destroy(&r->pool);
 out_log:
 	rdt_close(r->rdma);
+	metrics_destroy(&r->metrics);
 	log_destroy(&r->log);
 	return err;
 }
@@ -176,24 +195,30 @@ out_log:
 static void log_rdma_account(struct app_runtime *r)
 {
 	struct rdt_stats st;
-	int fds = count_fds();
+	int fds = count_fds(), start = r->fds_at_start;
 
 	rdt_stats(r->rdma, &st);
+	/* A device let go of took its fds along. */
+	if (st.device_released)
+		start -= r->fds_device;
 	log_write(
-	    &r->log,
-	    st.qps || fds != r->fds_at_start ? LOG_LVL_WARN : LOG_LVL_INFO,
+	    &r->log, st.qps || fds != start ? LOG_LVL_WARN : LOG_LVL_INFO,
 	    "%s: rdma: %llu handshakes ended on RDMA, %llu on TCP, %llu "
 	    "failed (%llu timed out); QPs left %lld, fds %d at start and "
-	    "%d at exit",
+	    "%d at exit%s",
 	    r->who, (unsigned long long)st.hs_rdma,
 	    (unsigned long long)st.hs_tcp, (unsigned long long)st.hs_failed,
-	    (unsigned long long)st.hs_timeout, (long long)st.qps,
-	    r->fds_at_start, fds);
+	    (unsigned long long)st.hs_timeout, (long long)st.qps, start, fds,
+	    st.device_released ? " (the device was removed and let go of)"
+	    : st.device_gone   ? " (the device was removed, NOT let go of)"
+			       : "");
 }
 
 void app_runtime_stop(struct app_runtime *r)
 {
-	rt_destroy(&r->rt); /* stops the threads first */
+	rt_stop(&r->rt);
+	rdt_unwatch(r->rdma); /* its loop is stopped: this thread's now */
+	rt_destroy(&r->rt);
 	if (r->rdma)
 		log_rdma_account(r);
 	/* Every block should be back: a leak is a bug worth a line. */
@@ -202,6 +227,7 @@ void app_runtime_stop(struct app_runtime *r)
 			 r->who);
 	else
 		rdt_close(r->rdma); /* its regions went with the pool */
+	metrics_destroy(&r->metrics);
 	log_destroy(&r->log);
 }
 
@@ -291,6 +317,7 @@ static const struct errno_name errno_names[] = {
 	ERRNO_NAME(ESHUTDOWN),	  ERRNO_NAME(ETIMEDOUT),
 	ERRNO_NAME(ECONNREFUSED), ERRNO_NAME(EHOSTDOWN),
 	ERRNO_NAME(EHOSTUNREACH), ERRNO_NAME(ECANCELED),
+	ERRNO_NAME(ENODEV),	  ERRNO_NAME(ENXIO),
 };
 #undef ERRNO_NAME
 /* clang-format on */

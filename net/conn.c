@@ -73,6 +73,18 @@ void conn_ref(struct conn *c)
 	__atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED);
 }
 
+bool conn_tryref(struct conn *c)
+{
+	int n = __atomic_load_n(&c->refs, __ATOMIC_RELAXED);
+
+	while (n > 0)
+		if (__atomic_compare_exchange_n(&c->refs, &n, n + 1, true,
+						__ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
 static inline const struct conn_transport *tp_of(const struct conn *c)
 {
 	return __atomic_load_n(&c->tp, __ATOMIC_ACQUIRE);

@@ -211,6 +211,12 @@ void conn_delivered(struct conn *c, size_t n);
 
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
+/*
+ * Any thread: a reference, unless the last one is already gone (false:
+ * the conn is being released).  For code that finds conns through a list
+ * of its own which their release leaves under the same lock.
+ */
+bool conn_tryref(struct conn *c);
 
 static inline bool conn_closing(const struct conn *c)
 {

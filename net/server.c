@@ -20,6 +20,8 @@
 #include "clock.h"
 #include "compress.h"
 #include "conn.h"
+#include "http_head.h"
+#include "metrics.h"
 #include "pbuf.h"
 #include "rpc_errno.h"
 #include "rpc_msg.h"
@@ -52,7 +54,8 @@ enum srv_proto {
 	SRV_DETECT,  /* no protocol recognised yet */
 	SRV_UPGRADE, /* the upgrade's handshake */
 	SRV_BAIDU,   /* baidu_std */
-	SRV_REFUSED, /* answered ERPCAUTH: closing, read nothing more */
+	SRV_HTTP,    /* a built-in page's request */
+	SRV_REFUSED, /* answered, closing: read nothing more */
 };
 
 struct srv_conn {
@@ -598,6 +601,102 @@ static void baidu_data(struct srv_conn *sc)
 	}
 }
 
+/* ---- built-in pages over HTTP ----------------------------------------- */
+
+/* Queues one HTTP/1.1 answer and closes once it is out. */
+static void http_answer(struct srv_conn *sc, bool head_only, const char *status,
+			const char *extra, const char *type, const char *body,
+			size_t len)
+{
+	struct conn *c = &sc->conn;
+	struct iobuf out;
+	char h[320];
+	int n;
+
+	n = snprintf(h, sizeof(h),
+		     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: "
+		     "%zu\r\nConnection: close\r\n%s\r\n",
+		     status, type, len, extra);
+	iobuf_init(&out, sc->srv->opt.pool);
+	if (iobuf_append(&out, h, (size_t)n) == 0 &&
+	    (head_only || iobuf_append(&out, body, len) == 0))
+		conn_write(c, &out);
+	iobuf_destroy(&out);
+	sc->proto = SRV_REFUSED;
+	conn_close_after_flush(c, 0);
+}
+
+static void http_text(struct srv_conn *sc, bool head_only, const char *status,
+		      const char *extra, const char *text)
+{
+	http_answer(sc, head_only, status, extra, "text/plain; charset=utf-8",
+		    text, strlen(text));
+}
+
+static void http_metrics(struct srv_conn *sc, bool head_only)
+{
+	struct server *s = sc->srv;
+	ssize_t need = metrics_write_prometheus(s->opt.metrics, NULL, 0);
+	char *text = need >= 0 ? mem_alloc(s->opt.mem, (size_t)need + 1) : NULL;
+
+	if (!text || metrics_write_prometheus(s->opt.metrics, text,
+					      (size_t)need + 1) != need) {
+		/* A metric registered in between: the next scrape. */
+		http_text(sc, head_only, "503 Service Unavailable", "",
+			  "rpcgate: the metrics changed while being written; "
+			  "try again\n");
+	} else {
+		http_answer(sc, head_only, "200 OK", "",
+			    "text/plain; version=0.0.4; charset=utf-8", text,
+			    (size_t)need);
+	}
+	mem_free(s->opt.mem, text);
+}
+
+/* SRV_HTTP: the request head, then one answer. */
+static void http_data(struct srv_conn *sc)
+{
+	struct conn *c = &sc->conn;
+	uint8_t buf[HTTP_HEAD_MAX];
+	size_t n = iobuf_copy_out(&c->in, 0, buf, sizeof(buf));
+	struct http_head h;
+	char why[160];
+	bool get, head_only;
+	int r = http_head_parse(buf, n, &h);
+
+	if (r == -EAGAIN)
+		return;
+	iobuf_reset(&c->in);
+	if (r) {
+		log_info(sc->srv->opt.log, "HTTP request from %s refused: %s",
+			 c->peer_text,
+			 r == -E2BIG ? "its head is over 8 KiB" : h.why);
+		snprintf(why, sizeof(why), "rpcgate: bad request: %s\n",
+			 r == -E2BIG ? "the head is over 8 KiB" : h.why);
+		http_text(sc, false,
+			  r == -E2BIG ? "431 Request Header Fields Too Large"
+				      : "400 Bad Request",
+			  "", why);
+		return;
+	}
+	head_only = !strcmp(h.method, "HEAD");
+	get = head_only || !strcmp(h.method, "GET");
+	log_debug(sc->srv->opt.log, "HTTP %s %s from %s", h.method, h.target,
+		  c->peer_text);
+	if (!get)
+		http_text(sc, false, "405 Method Not Allowed",
+			  "Allow: GET, HEAD\r\n",
+			  "rpcgate: this port's pages answer GET and HEAD\n");
+	else if (sc->srv->opt.metrics && (!strcmp(h.target, "/metrics") ||
+					  !strncmp(h.target, "/metrics?", 9)))
+		http_metrics(sc, head_only);
+	else
+		http_text(sc, head_only, "404 Not Found", "",
+			  sc->srv->opt.metrics
+			      ? "rpcgate: no such page; try /metrics\n"
+			      : "rpcgate: no such page\n");
+}
+
 /* ---- connections ---------------------------------------------------- */
 
 static void srv_on_data(struct conn *c)
@@ -631,8 +730,16 @@ static void srv_on_data(struct conn *c)
 	}
 	if (sc->proto == SRV_DETECT) {
 		/* The protocols this port speaks, in brpc's order (spec
-		 * 1.9): baidu_std now; HTTP plugs in here. */
+		 * 1.9): baidu_std, then HTTP (the built-in pages). */
 		r = baidu_detect(&c->in);
+		if (r < 0) {
+			n = iobuf_copy_out(&c->in, 0, first, sizeof(first));
+			r = http_detect(first, n);
+			if (r > 0)
+				sc->proto = SRV_HTTP;
+			else
+				r = r == 0 ? 0 : -1;
+		}
 		if (r == 0)
 			return;
 		if (r < 0) {
@@ -649,10 +756,13 @@ static void srv_on_data(struct conn *c)
 			conn_close(c, -EPROTO);
 			return;
 		}
-		sc->proto = SRV_BAIDU;
+		if (sc->proto == SRV_DETECT)
+			sc->proto = SRV_BAIDU;
 	}
 	if (sc->proto == SRV_BAIDU)
 		baidu_data(sc);
+	else if (sc->proto == SRV_HTTP)
+		http_data(sc);
 	else
 		iobuf_reset(&c->in); /* refused: ignore the rest */
 }
@@ -698,7 +808,7 @@ static void srv_on_start(struct conn *c)
 		return;
 	loop_timer_start(c->loop, &sc->first_bytes,
 			 sc->accepted_ns +
-				 (int64_t)up->first_bytes_ms * 1000000,
+			     (int64_t)up->first_bytes_ms * 1000000,
 			 first_bytes_due);
 }
 

@@ -96,6 +96,10 @@ struct server_options {
 	/* A handshake detected on a connection's first bytes before any
 	 * RPC protocol (the RDMA hello); NULL: none. */
 	const struct conn_upgrade *upgrade;
+	/* GET /metrics on any port answers this registry in Prometheus
+	 * text; NULL: 404.  (HTTP on the RPC port, as brpc's built-in
+	 * pages; each such connection serves one request and closes.) */
+	struct metrics *metrics;
 };
 
 /*

@@ -76,6 +76,8 @@ struct rdt_stats {
 	int64_t qps;	     /* live QPs */
 	uint64_t bytes_sent, bytes_received;
 	uint64_t credit_stalls; /* writes that waited for credits */
+	bool device_gone;	/* the device is being (or was) removed */
+	bool device_released;	/* and we let go of it */
 };
 
 struct rdt_ctx;
@@ -109,5 +111,29 @@ void rdt_region_hook(struct rdt_ctx *ctx, struct iobuf_region_hook *out,
 const struct conn_upgrade *rdt_upgrade(struct rdt_ctx *ctx);
 
 void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out);
+
+struct loop;
+struct metrics;
+
+/*
+ * Registers the counters above in `m` (Prometheus names rpcgate_rdma_*:
+ * handshakes by outcome, timeouts, live QPs, device up, bytes, credit
+ * stalls).  They leave it at rdt_close().  0 or the registry's -errno.
+ */
+int rdt_metrics_register(struct rdt_ctx *ctx, struct metrics *m);
+
+/*
+ * Watches for the device's removal (`rdma link delete`, the driver going,
+ * a fatal device error) on `loop`, from any thread once the loop runs.
+ * When it goes: one logged line; every RDMA connection is closed with
+ * -ENODEV ("the RDMA device ... was removed": calls in flight fail, and
+ * a channel's retries reconnect); once the last QP is gone the memory
+ * regions, PD and device are released, so the removal can finish; new
+ * connections go on over TCP (no hello from clients, a refusal from
+ * servers).  Also logs the port's state changes.  0 or -errno.
+ */
+int rdt_watch(struct rdt_ctx *ctx, struct loop *loop);
+/* Stops watching; only while `loop` is not running (after rt_stop). */
+void rdt_unwatch(struct rdt_ctx *ctx);
 
 #endif

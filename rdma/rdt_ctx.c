@@ -3,17 +3,28 @@
 #include "rdt_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "budget.h"
 #include "clock.h"
+#include "util.h"
 
 /* GID table entries looked at: rxe and RoCE ports fill the first few. */
 #define GID_SCAN       256
 #define GID_RECHECK_NS 1000000000LL
+/* Where the kernel's device nodes of verbs devices live. */
+#define UVERBS_DIR "/dev/infiniband"
+
+static int notify_open(struct rdt_ctx *ctx);
+static void counters_unregister(struct rdt_counters *s);
 
 void rdt_options_default(struct rdt_options *opt)
 {
@@ -261,10 +272,22 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
 		return -ENOMEM;
 	ctx->opt = *opt;
 	ctx->opt.mem = mem;
+	ctx->notify_fd = -1;
+	rdt_counters_init(&ctx->st);
+	ctx->held.next = ctx->held.prev = &ctx->held;
+	ctx->mrs = mem_zalloc(mem, opt->max_regions * sizeof(*ctx->mrs));
+	if (!ctx->mrs) {
+		mem_free(mem, ctx);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&ctx->gid_lock, NULL);
+	pthread_mutex_init(&ctx->dev_lock, NULL);
 	err = open_device(ctx, why, why_size);
 	if (err)
 		goto fail;
+	snprintf(ctx->dev_node, sizeof(ctx->dev_node), "%s",
+		 ctx->verbs->device->dev_name);
+	ctx->notify_fd = notify_open(ctx);
 	ctx->pd = ibv_alloc_pd(ctx->verbs);
 	if (!ctx->pd) {
 		err = errno ? -errno : -ENOMEM;
@@ -281,10 +304,15 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
 			goto fail;
 		}
 	}
+	metrics_gauge_set(&ctx->st.device_up, 1);
 	*out = ctx;
 	return 0;
 fail:
+	if (ctx->notify_fd >= 0)
+		close(ctx->notify_fd);
 	pthread_mutex_destroy(&ctx->gid_lock);
+	pthread_mutex_destroy(&ctx->dev_lock);
+	mem_free(mem, ctx->mrs);
 	mem_free(mem, ctx);
 	return err;
 }
@@ -293,10 +321,17 @@ void rdt_close(struct rdt_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	counters_unregister(&ctx->st);
 	rdt_pollers_stop(ctx);
-	ibv_dealloc_pd(ctx->pd);
-	ibv_close_device(ctx->verbs);
+	if (ctx->notify_fd >= 0)
+		close(ctx->notify_fd);
+	if (!ctx->released) {
+		ibv_dealloc_pd(ctx->pd);
+		ibv_close_device(ctx->verbs);
+	}
 	pthread_mutex_destroy(&ctx->gid_lock);
+	pthread_mutex_destroy(&ctx->dev_lock);
+	mem_free(ctx->opt.mem, ctx->mrs);
 	mem_free(ctx->opt.mem, ctx);
 }
 
@@ -305,28 +340,114 @@ void rdt_choice(const struct rdt_ctx *ctx, struct rdt_choice *out)
 	*out = ctx->choice;
 }
 
+void rdt_counters_init(struct rdt_counters *st)
+{
+	struct metrics_counter *c[] = {
+	    &st->hs_rdma,	&st->hs_tcp,	 &st->hs_failed,
+	    &st->hs_timeout,	&st->bytes_sent, &st->bytes_received,
+	    &st->credit_stalls,
+	};
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		metrics_counter_init(c[i]);
+	metrics_gauge_init(&st->qps);
+	metrics_gauge_init(&st->device_up);
+}
+
 void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out)
 {
-	const struct rdt_stats *s = &ctx->st;
+	const struct rdt_counters *s = &ctx->st;
 
-	out->hs_rdma = __atomic_load_n(&s->hs_rdma, __ATOMIC_RELAXED);
-	out->hs_tcp = __atomic_load_n(&s->hs_tcp, __ATOMIC_RELAXED);
-	out->hs_failed = __atomic_load_n(&s->hs_failed, __ATOMIC_RELAXED);
-	out->hs_timeout = __atomic_load_n(&s->hs_timeout, __ATOMIC_RELAXED);
-	out->qps = __atomic_load_n(&s->qps, __ATOMIC_RELAXED);
-	out->bytes_sent = __atomic_load_n(&s->bytes_sent, __ATOMIC_RELAXED);
-	out->bytes_received =
-	    __atomic_load_n(&s->bytes_received, __ATOMIC_RELAXED);
-	out->credit_stalls =
-	    __atomic_load_n(&s->credit_stalls, __ATOMIC_RELAXED);
+	out->hs_rdma = metrics_counter_get(&s->hs_rdma);
+	out->hs_tcp = metrics_counter_get(&s->hs_tcp);
+	out->hs_failed = metrics_counter_get(&s->hs_failed);
+	out->hs_timeout = metrics_counter_get(&s->hs_timeout);
+	out->qps = metrics_gauge_get(&s->qps);
+	out->bytes_sent = metrics_counter_get(&s->bytes_sent);
+	out->bytes_received = metrics_counter_get(&s->bytes_received);
+	out->credit_stalls = metrics_counter_get(&s->credit_stalls);
+	out->device_gone = rdt_ctx_gone(ctx);
+	pthread_mutex_lock(&ctx->dev_lock);
+	out->device_released = ctx->released;
+	pthread_mutex_unlock(&ctx->dev_lock);
+}
+
+/* The metrics' names, brpc's bvar habits in Prometheus spelling. */
+int rdt_metrics_register(struct rdt_ctx *ctx, struct metrics *m)
+{
+	struct rdt_counters *s = &ctx->st;
+	char dev[96];
+	int err;
+
+	snprintf(dev, sizeof(dev), "device=\"%s\"", ctx->choice.device);
+	/* clang-format off */
+	err = metrics_register_counter(m, &s->hs_rdma,
+		"rpcgate_rdma_handshakes_total",
+		"RDMA handshakes by outcome: rdma (the connection runs on a "
+		"QP), tcp (refused either way, it runs on TCP), failed "
+		"(closed during the handshake)", "outcome=\"rdma\"");
+	if (!err)
+		err = metrics_register_counter(m, &s->hs_tcp,
+			"rpcgate_rdma_handshakes_total", "", "outcome=\"tcp\"");
+	if (!err)
+		err = metrics_register_counter(m, &s->hs_failed,
+			"rpcgate_rdma_handshakes_total", "",
+			"outcome=\"failed\"");
+	if (!err)
+		err = metrics_register_counter(m, &s->hs_timeout,
+			"rpcgate_rdma_handshake_timeouts_total",
+			"failed handshakes closed by rdma_handshake_timeout_ms",
+			NULL);
+	if (!err)
+		err = metrics_register_gauge(m, &s->qps, "rpcgate_rdma_qps",
+			"live RDMA queue pairs (one per RDMA connection)", dev);
+	if (!err)
+		err = metrics_register_gauge(m, &s->device_up,
+			"rpcgate_rdma_device_up",
+			"1 while the RDMA device is usable, 0 once it is being "
+			"removed", dev);
+	if (!err)
+		err = metrics_register_counter(m, &s->bytes_sent,
+			"rpcgate_rdma_sent_bytes_total",
+			"bytes sent over RDMA", NULL);
+	if (!err)
+		err = metrics_register_counter(m, &s->bytes_received,
+			"rpcgate_rdma_received_bytes_total",
+			"bytes received over RDMA", NULL);
+	if (!err)
+		err = metrics_register_counter(m, &s->credit_stalls,
+			"rpcgate_rdma_credit_stalls_total",
+			"writes that waited for the peer's credits", NULL);
+	/* clang-format on */
+	return err;
+}
+
+static void counters_unregister(struct rdt_counters *s)
+{
+	struct metrics_node *n[] = {
+	    &s->hs_rdma.node,	    &s->hs_tcp.node,
+	    &s->hs_failed.node,	    &s->hs_timeout.node,
+	    &s->bytes_sent.node,    &s->bytes_received.node,
+	    &s->credit_stalls.node, &s->qps.node,
+	    &s->device_up.node,
+	};
+
+	for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++)
+		metrics_unregister(n[i]);
 }
 
 /* ---- registered memory: the iobuf pool's regions ------------------- */
 
+/*
+ * The pool's region hook.  Called under the pool's lock; dev_lock keeps a
+ * registration and the device's release apart.  Once the device is gone
+ * a region is plain memory (cookie NULL): TCP connections still use it.
+ */
 static void *region_alloc(void *arg, size_t bytes, void **cookie)
 {
 	struct rdt_ctx *ctx = arg;
 	struct ibv_mr *mr;
+	size_t slot;
 	void *base;
 
 	base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -338,6 +459,14 @@ static void *region_alloc(void *arg, size_t bytes, void **cookie)
 			  bytes >> 20, strerror(errno));
 		return NULL;
 	}
+	*cookie = NULL;
+	pthread_mutex_lock(&ctx->dev_lock);
+	for (slot = 0; slot < ctx->opt.max_regions && ctx->mrs[slot]; slot++)
+		;
+	if (rdt_ctx_gone(ctx) || slot == ctx->opt.max_regions) {
+		pthread_mutex_unlock(&ctx->dev_lock);
+		return base;
+	}
 	mr = ibv_reg_mr(ctx->pd, base, bytes,
 			IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_RELAXED_ORDERING);
 	if (!mr)
@@ -347,10 +476,13 @@ static void *region_alloc(void *arg, size_t bytes, void **cookie)
 			  "rdma: ibv_reg_mr of %zu MiB on %s "
 			  "failed: %s (locked-memory limit? ulimit -l)",
 			  bytes >> 20, ctx->choice.device, strerror(errno));
+		pthread_mutex_unlock(&ctx->dev_lock);
 		munmap(base, bytes);
 		return NULL;
 	}
+	ctx->mrs[slot] = mr;
 	ctx->regions++;
+	pthread_mutex_unlock(&ctx->dev_lock);
 	log_info(ctx->opt.log,
 		 "rdma: registered memory region %zu of at "
 		 "most %zu (%zu MiB)",
@@ -363,9 +495,16 @@ static void region_free(void *arg, void *base, size_t bytes, void *cookie)
 {
 	struct rdt_ctx *ctx = arg;
 
-	ibv_dereg_mr(cookie);
+	pthread_mutex_lock(&ctx->dev_lock);
+	for (size_t i = 0; cookie && i < ctx->opt.max_regions; i++)
+		if (ctx->mrs[i] == cookie) {
+			/* Not yet deregistered by the device's release. */
+			ibv_dereg_mr(cookie);
+			ctx->mrs[i] = NULL;
+			ctx->regions--;
+		}
+	pthread_mutex_unlock(&ctx->dev_lock);
 	munmap(base, bytes);
-	ctx->regions--;
 }
 
 void rdt_region_hook(struct rdt_ctx *ctx, struct iobuf_region_hook *out,
@@ -378,4 +517,234 @@ void rdt_region_hook(struct rdt_ctx *ctx, struct iobuf_region_hook *out,
 	if (*region_blocks > IOBUF_REGION_BLOCKS_MAX)
 		*region_blocks = IOBUF_REGION_BLOCKS_MAX;
 	*max_regions = ctx->opt.max_regions;
+}
+
+/* ---- device removal ---------------------------------------------------- */
+
+int rdt_hold(struct rdt_ctx *ctx, struct rdt_held *h)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&ctx->dev_lock);
+	if (rdt_ctx_gone(ctx)) {
+		err = -ENODEV;
+	} else {
+		h->next = ctx->held.next;
+		h->prev = &ctx->held;
+		h->next->prev = h;
+		ctx->held.next = h;
+		ctx->nheld++;
+	}
+	pthread_mutex_unlock(&ctx->dev_lock);
+	return err;
+}
+
+void rdt_unhold(struct rdt_ctx *ctx, struct rdt_held *h)
+{
+	bool release = false;
+
+	pthread_mutex_lock(&ctx->dev_lock);
+	if (h->next) {
+		h->prev->next = h->next;
+		h->next->prev = h->prev;
+		h->next = h->prev = NULL;
+		ctx->nheld--;
+		release = ctx->nheld == 0 && rdt_ctx_gone(ctx) &&
+			  !ctx->release_queued;
+		ctx->release_queued |= release;
+	}
+	pthread_mutex_unlock(&ctx->dev_lock);
+	if (release)
+		loop_post(ctx->watch_loop, &ctx->release_task);
+}
+
+/* Watch loop: nothing holds the device any more; let go of it. */
+static void release_fn(struct task *t)
+{
+	struct rdt_ctx *ctx = container_of(t, struct rdt_ctx, release_task);
+	size_t nmr = 0;
+
+	if (ctx->async_io.active)
+		loop_io_del(ctx->watch_loop, &ctx->async_io);
+	if (ctx->notify_io.active)
+		loop_io_del(ctx->watch_loop, &ctx->notify_io);
+	if (ctx->notify_fd >= 0)
+		close(ctx->notify_fd);
+	ctx->notify_fd = -1;
+	pthread_mutex_lock(&ctx->dev_lock);
+	for (size_t i = 0; i < ctx->opt.max_regions; i++)
+		if (ctx->mrs[i]) {
+			ibv_dereg_mr(ctx->mrs[i]);
+			ctx->mrs[i] = NULL;
+			nmr++;
+		}
+	ctx->regions = 0;
+	ibv_dealloc_pd(ctx->pd);
+	ibv_close_device(ctx->verbs);
+	ctx->pd = NULL;
+	ctx->verbs = NULL;
+	ctx->released = true;
+	pthread_mutex_unlock(&ctx->dev_lock);
+	log_info(ctx->opt.log,
+		 "rdma: let go of device %s (%zu memory regions "
+		 "deregistered): its removal can complete",
+		 ctx->choice.device, nmr);
+}
+
+/* Watch loop: the device is going; `why` says how we know. */
+static void device_removed(struct rdt_ctx *ctx, const char *why)
+{
+	struct rdt_held *h;
+	bool release;
+	int n = 0;
+
+	pthread_mutex_lock(&ctx->dev_lock);
+	if (rdt_ctx_gone(ctx)) {
+		pthread_mutex_unlock(&ctx->dev_lock);
+		return;
+	}
+	__atomic_store_n(&ctx->gone, true, __ATOMIC_RELEASE);
+	metrics_gauge_set(&ctx->st.device_up, 0);
+	for (h = ctx->held.next; h != &ctx->held; h = h->next, n++)
+		rdt_ep_device_gone(ctx, h);
+	release = ctx->nheld == 0 && !ctx->release_queued;
+	ctx->release_queued |= release;
+	pthread_mutex_unlock(&ctx->dev_lock);
+	log_error(ctx->opt.log,
+		  "rdma: device %s is being removed (%s): closing %d RDMA "
+		  "connection%s, their calls in flight fail with \"the RDMA "
+		  "device %s was removed\"; new connections use TCP",
+		  ctx->choice.device, why, n, n == 1 ? "" : "s",
+		  ctx->choice.device);
+	if (release)
+		loop_defer(ctx->watch_loop, &ctx->release_task);
+}
+
+static void on_notify(struct loop_io *io, uint32_t events)
+{
+	struct rdt_ctx *ctx = container_of(io, struct rdt_ctx, notify_io);
+	char buf[sizeof(struct inotify_event) + NAME_MAX + 1]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
+	char why[160];
+	ssize_t n;
+
+	(void)events;
+	while ((n = read(ctx->notify_fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *e = (const void *)p;
+
+			p += sizeof(*e) + e->len;
+			if (!(e->mask & IN_DELETE) || !e->len ||
+			    strcmp(e->name, ctx->dev_node) != 0)
+				continue;
+			snprintf(why, sizeof(why),
+				 "its node " UVERBS_DIR "/%s was deleted: "
+				 "rdma link delete, or its driver is "
+				 "unloading",
+				 ctx->dev_node);
+			device_removed(ctx, why);
+		}
+	}
+}
+
+static void on_async(struct loop_io *io, uint32_t events)
+{
+	struct rdt_ctx *ctx = container_of(io, struct rdt_ctx, async_io);
+	struct ibv_async_event e;
+
+	(void)events;
+	while (!ctx->released && ibv_get_async_event(ctx->verbs, &e) == 0) {
+		enum ibv_event_type type = e.event_type;
+
+		ibv_ack_async_event(&e);
+		switch (type) {
+		case IBV_EVENT_DEVICE_FATAL:
+			device_removed(ctx, "it reported a fatal error");
+			break;
+		case IBV_EVENT_PORT_ERR:
+			ctx->port_down = true;
+			log_warn(ctx->opt.log,
+				 "rdma: device %s port %d went down: RDMA "
+				 "connections fail as their sends time out",
+				 ctx->choice.device, ctx->choice.port);
+			break;
+		case IBV_EVENT_PORT_ACTIVE:
+			/* rxe also reports it once, as the device starts. */
+			log_write(ctx->opt.log,
+				  ctx->port_down ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+				  "rdma: device %s port %d is active%s",
+				  ctx->choice.device, ctx->choice.port,
+				  ctx->port_down ? " again" : "");
+			ctx->port_down = false;
+			break;
+		case IBV_EVENT_GID_CHANGE:
+			rdt_ctx_gid_stale(ctx);
+			break;
+		default:
+			log_debug(ctx->opt.log, "rdma: device %s: %s",
+				  ctx->choice.device, ibv_event_type_str(type));
+			break;
+		}
+	}
+}
+
+/* Watch loop: starts the watchers rdt_watch() set up. */
+static void watch_fn(struct task *t)
+{
+	struct rdt_ctx *ctx = container_of(t, struct rdt_ctx, watch_task);
+	int err = 0;
+
+	if (ctx->notify_fd >= 0) {
+		loop_io_init(&ctx->notify_io, ctx->notify_fd, EPOLLIN,
+			     on_notify);
+		err = loop_io_add(ctx->watch_loop, &ctx->notify_io);
+	}
+	if (!err) {
+		loop_io_init(&ctx->async_io, ctx->verbs->async_fd, EPOLLIN,
+			     on_async);
+		err = loop_io_add(ctx->watch_loop, &ctx->async_io);
+	}
+	if (err)
+		log_warn(ctx->opt.log,
+			 "rdma: cannot watch device %s for removal: %s",
+			 ctx->choice.device, strerror(-err));
+}
+
+/* rdt_open: inotify on the device nodes' directory, or -1. */
+static int notify_open(struct rdt_ctx *ctx)
+{
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (fd >= 0 && inotify_add_watch(fd, UVERBS_DIR, IN_DELETE) < 0) {
+		/* No such directory (a device handed in another way): the
+		 * async events still tell of a fatal error. */
+		log_debug(ctx->opt.log, "rdma: cannot watch " UVERBS_DIR ": %s",
+			  strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+int rdt_watch(struct rdt_ctx *ctx, struct loop *loop)
+{
+	int fl = fcntl(ctx->verbs->async_fd, F_GETFL);
+
+	if (fl < 0 || fcntl(ctx->verbs->async_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	ctx->watch_loop = loop;
+	task_init(&ctx->watch_task, watch_fn);
+	task_init(&ctx->release_task, release_fn);
+	loop_post(loop, &ctx->watch_task);
+	return 0;
+}
+
+void rdt_unwatch(struct rdt_ctx *ctx)
+{
+	if (!ctx || !ctx->watch_loop)
+		return;
+	if (ctx->notify_io.active)
+		loop_io_del(ctx->watch_loop, &ctx->notify_io);
+	if (ctx->async_io.active)
+		loop_io_del(ctx->watch_loop, &ctx->async_io);
 }

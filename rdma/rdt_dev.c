@@ -76,6 +76,7 @@ static int query_device(struct ibv_device *dev, struct rdt_device *out)
 
 	memset(out, 0, sizeof(*out));
 	strncpy(out->name, ibv_get_device_name(dev), RDT_NAME_MAX - 1);
+	out->index = ibv_get_device_index(dev);
 	out->node_guid = be64toh(ibv_get_device_guid(dev));
 	ctx = ibv_open_device(dev);
 	if (!ctx)

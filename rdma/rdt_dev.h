@@ -36,6 +36,7 @@ struct rdt_port {
 
 struct rdt_device {
 	char name[RDT_NAME_MAX];
+	int index;	    /* the kernel's, for RDMA netlink; -1 unknown */
 	uint64_t node_guid; /* host order */
 	int max_qp;
 	int nports;

@@ -86,6 +86,7 @@ struct rdt_ep {
 	struct rdt_hello mine, peer;
 	int gid_index;
 
+	struct rdt_held held; /* while it has verbs objects */
 	struct ibv_comp_channel *chan;
 	struct ibv_cq *cq;
 	struct ibv_qp *qp;
@@ -105,11 +106,12 @@ struct rdt_ep {
 	int remote_credits, sq_free, imm_slots, pending_credits; /* atomic */
 };
 
-static struct rdt_stats refusal_stats; /* TCP-only ports (no ctx) */
+/* TCP-only ports (no ctx): counted, not exported. */
+static struct rdt_counters refusal_stats;
 
 static const struct conn_transport hs_tp, live_tp;
 
-static struct rdt_stats *stats_of(struct rdt_ep *ep)
+static struct rdt_counters *stats_of(struct rdt_ep *ep)
 {
 	return ep->ctx ? &ep->ctx->st : &refusal_stats;
 }
@@ -149,7 +151,7 @@ static void qp_destroy(struct rdt_ep *ep)
 	if (ep->qp) {
 		ibv_destroy_qp(ep->qp);
 		ep->qp = NULL;
-		__atomic_fetch_sub(&stats_of(ep)->qps, 1, __ATOMIC_RELAXED);
+		metrics_gauge_add(&stats_of(ep)->qps, -1);
 	}
 	if (ep->cq) {
 		if (ep->unacked_events)
@@ -175,6 +177,8 @@ static void qp_destroy(struct rdt_ep *ep)
 		mem_free(ep->c->mem, ep->ring);
 		ep->ring = NULL;
 	}
+	if (ep->ctx)
+		rdt_unhold(ep->ctx, &ep->held);
 }
 
 /*
@@ -190,6 +194,11 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	const char *step;
 	int err, i;
 
+	if (rdt_hold(ctx, &ep->held)) {
+		snprintf(why, why_size, "the RDMA device %s was removed",
+			 ctx->choice.device);
+		return -ENODEV;
+	}
 	ep->sq_size = ctx->opt.sq_size;
 	ep->rq_size = ctx->opt.rq_size;
 	ep->max_sge =
@@ -235,7 +244,7 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	ep->qp = ibv_create_qp(ctx->pd, &ia);
 	if (!ep->qp)
 		goto verbs_failed;
-	__atomic_fetch_add(&ctx->st.qps, 1, __ATOMIC_RELAXED);
+	metrics_gauge_add(&ctx->st.qps, 1);
 
 	a.qp_state = IBV_QPS_INIT;
 	a.pkey_index = 0;
@@ -434,6 +443,9 @@ static const char *step_name(const struct rdt_ep *ep, size_t *want)
 /* What usually makes a handshake end this way, for the operator. */
 static const char *likely_cause(const struct rdt_ep *ep, int err)
 {
+	if (err == -ENODEV)
+		return "the RDMA device is being removed; new connections "
+		       "use TCP";
 	if (err == -EPROTO)
 		return "the peer does not speak brpc's RDMA hello (another "
 		       "version of it, or not brpc)";
@@ -549,7 +561,9 @@ static int server_hello(struct rdt_ep *ep)
 
 	if (r)
 		return r;
-	if (ep->ctx && rdt_hello_negotiable(&ep->peer)) {
+	if (ep->ctx && rdt_ctx_gone(ep->ctx)) {
+		/* The device went: like a port without RDMA, quietly. */
+	} else if (ep->ctx && rdt_hello_negotiable(&ep->peer)) {
 		r = qp_create(ep, why, sizeof(why));
 		if (!r) {
 			r = qp_connect(ep, why, sizeof(why));
@@ -649,7 +663,7 @@ static int connect_start(void *arg, struct conn *c)
 	char why[160];
 	int r;
 
-	if (!ctx)
+	if (!ctx || rdt_ctx_gone(ctx))
 		return CONN_UP_TCP; /* no device: plain TCP, no hello */
 	ep = ep_new(ctx, c, false);
 	if (!ep)
@@ -1047,6 +1061,62 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 	}
 	rdt_count(&ep->ctx->st.bytes_sent, total);
 	return total ? (ssize_t)total : -EAGAIN;
+}
+
+/* ---- device removal -------------------------------------------------- */
+
+struct gone_task {
+	struct task t;
+	struct conn *c;
+	char device[64];
+};
+
+/* The conn's loop: close it if it is still ours. */
+static void gone_task_fn(struct task *t)
+{
+	struct gone_task *g = container_of(t, struct gone_task, t);
+	struct conn *c = g->c;
+	struct rdt_ep *ep = c->tp_ctx;
+	const struct mem *mem = c->mem;
+	char what[120];
+
+	snprintf(what, sizeof(what), "the RDMA device %s was removed",
+		 g->device);
+	if (!conn_closing(c) && (c->tp == &live_tp || c->tp == &hs_tp)) {
+		if (ep->state == EP_LIVE)
+			ep_fail(ep, -ENODEV, "%s", what);
+		else
+			conn_close(c, hs_failed(ep, -ENODEV, what));
+	}
+	conn_unref(c);
+	mem_free(mem, g);
+}
+
+void rdt_ep_device_gone(struct rdt_ctx *ctx, struct rdt_held *h)
+{
+	struct rdt_ep *ep = container_of(h, struct rdt_ep, held);
+	struct conn *c = ep->c;
+	struct gone_task *g = mem_zalloc(c->mem, sizeof(*g));
+
+	if (!g) {
+		/* Its QP errors out when the device is freed; until then
+		 * the removal waits for this connection to close. */
+		log_error(ctx->opt.log,
+			  "rdma: no memory to close the connection with %s "
+			  "for the device's removal",
+			  c->peer_text);
+		return;
+	}
+	/* No unref here: the last one would release the endpoint, which
+	 * takes the lock our caller holds. */
+	if (!conn_tryref(c)) {
+		mem_free(c->mem, g); /* being released: it lets go soon */
+		return;
+	}
+	task_init(&g->t, gone_task_fn);
+	g->c = c;
+	snprintf(g->device, sizeof(g->device), "%s", ctx->choice.device);
+	loop_post(c->loop, &g->t);
 }
 
 /* ---- transports ------------------------------------------------------ */

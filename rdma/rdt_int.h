@@ -7,9 +7,27 @@
 #include <infiniband/verbs.h>
 #include <pthread.h>
 
+#include "loop.h"
+#include "metrics.h"
 #include "rdt.h"
+#include "task.h"
 
 struct rdt_poller;
+
+/* What rdt_stats() reports and the metrics export (see rdt_metrics). */
+struct rdt_counters {
+	struct metrics_counter hs_rdma, hs_tcp, hs_failed, hs_timeout;
+	struct metrics_counter bytes_sent, bytes_received, credit_stalls;
+	struct metrics_gauge qps, device_up;
+};
+
+/*
+ * An endpoint that holds verbs objects (QP, CQ, completion channel, posted
+ * buffers): the device cannot go away before it lets go (rdt_hold).
+ */
+struct rdt_held {
+	struct rdt_held *next, *prev; /* NULL: not held */
+};
 
 struct rdt_ctx {
 	struct rdt_options opt;
@@ -19,13 +37,56 @@ struct rdt_ctx {
 	pthread_mutex_t gid_lock; /* choice.gid*, gid_checked_ns */
 	int64_t gid_checked_ns;
 	struct conn_upgrade up; /* both sides */
-	struct rdt_stats st;	/* atomic fields */
-	size_t regions;		/* registered, under the pool's lock */
+	struct rdt_counters st;
+	size_t regions; /* registered, under the pool's lock */
 	bool exhausted_logged;
 	struct rdt_poller *pollers; /* polling mode: opt.poller_num */
 	int npollers;
 	unsigned next_poller; /* atomic: round robin */
+
+	/*
+	 * Device removal (rdt_watch).  A driver without "disassociate"
+	 * (rxe) makes `rdma link delete` wait until every process lets go
+	 * of the device, and tells nobody: its /dev/infiniband node goes
+	 * first, and that is what we watch, besides the async events (a
+	 * hardware driver reports IBV_EVENT_DEVICE_FATAL).  Once seen:
+	 * `gone`, every held endpoint is closed on its loop, and when the
+	 * last one has let go the watch loop releases MRs, PD and device.
+	 */
+	pthread_mutex_t dev_lock; /* held, nheld, mrs, released */
+	struct rdt_held held;	  /* list head */
+	int nheld;
+	struct ibv_mr **mrs; /* opt.max_regions slots, NULL: free */
+	bool gone;	     /* atomic */
+	bool released;
+	bool release_queued;
+	bool port_down; /* watch loop: a PORT_ERR not yet followed by ACTIVE */
+	char dev_node[64]; /* "uverbs0" */
+	struct loop *watch_loop;
+	int notify_fd; /* inotify on /dev/infiniband, or -1 */
+	struct loop_io notify_io, async_io;
+	struct task watch_task, release_task;
 };
+
+/*
+ * Holds the device for `h`: 0, or -ENODEV once the device is gone (no new
+ * QP then).  rdt_unhold() lets go (idempotent); the last one after the
+ * removal has the device released.  Any thread.
+ */
+int rdt_hold(struct rdt_ctx *ctx, struct rdt_held *h);
+void rdt_unhold(struct rdt_ctx *ctx, struct rdt_held *h);
+
+static inline bool rdt_ctx_gone(const struct rdt_ctx *ctx)
+{
+	return __atomic_load_n(&ctx->gone, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * rdt_ep.c: the device is being removed; close the endpoint holding `h`
+ * on its own loop, saying `why`.  Called with ctx->dev_lock held, from
+ * the watch loop: must not block or call back into the ctx.
+ */
+void rdt_ep_device_gone(struct rdt_ctx *ctx, struct rdt_held *h);
 
 /*
  * Polling mode (rdt_poll.c): what a poller knows of an endpoint.  The
@@ -76,9 +137,11 @@ void rdt_ctx_gid_like(struct rdt_ctx *ctx, const uint8_t peer[16], int *index,
 /* The next rdt_ctx_gid() looks at the table again (a GID was refused). */
 void rdt_ctx_gid_stale(struct rdt_ctx *ctx);
 
-static inline void rdt_count(uint64_t *ctr, uint64_t n)
+static inline void rdt_count(struct metrics_counter *ctr, uint64_t n)
 {
-	__atomic_fetch_add(ctr, n, __ATOMIC_RELAXED);
+	metrics_counter_add(ctr, n);
 }
+
+void rdt_counters_init(struct rdt_counters *st);
 
 #endif

@@ -82,6 +82,7 @@ struct fx_cfg {
 	int sleep_ms;	 /* echo's delay */
 	bool on_workers; /* echo on task workers instead of inline */
 	const struct conn_upgrade *upgrade;
+	struct metrics *metrics; /* GET /metrics */
 };
 
 struct fx {
@@ -161,6 +162,7 @@ static inline struct fx *fx_up(const struct fx_cfg *cfg)
 	so.auth_arg = fx;
 	so.checksum_answers = cfg->checksum_answers;
 	so.upgrade = cfg->upgrade;
+	so.metrics = cfg->metrics;
 	assert_int_equal(server_init(&fx->srv, &so), 0);
 	fx->echo.sleep_ms = cfg->sleep_ms;
 	fx->echo.on_workers = cfg->on_workers;

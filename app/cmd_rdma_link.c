@@ -1,0 +1,80 @@
+/*
+ * rdma-link: deletes an RDMA device, as `rdma link delete NAME` does
+ * (the VM image has no iproute2): the link-fault tests pull the device
+ * from under running servers and clients with it.
+ *
+ *   rpcgate rdma-link --delete=rxe0 [--after_ms=N]
+ *
+ * The kernel answers once the device is gone; for rxe, whose driver
+ * cannot take a device away from a process, that is when every process
+ * has let go of it, so the time it took is printed: rpcgate's own
+ * processes let go as soon as they see the removal (rdt_watch).
+ */
+#include "app.h"
+#include "clock.h"
+#include "netcfg.h"
+#include "rdt_dev.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+/* Devices looked at; a host with more is not a gateway appliance. */
+#define MAX_DEVICES 8
+/* How long the kernel may take: every process must let go first. */
+#define DELETE_TIMEOUT_S 60
+
+static int find_index(const char *name)
+{
+	struct rdt_device devs[MAX_DEVICES];
+	int n = rdt_dev_list(devs, MAX_DEVICES);
+
+	for (int i = 0; i < n; i++)
+		if (!strcmp(devs[i].name, name))
+			return devs[i].index;
+	return n < 0 ? n : -ENODEV;
+}
+
+int app_cmd_rdma_link(struct app_config *cfg)
+{
+	const char *name = flags_str(&cfg->flags, "delete");
+	int64_t after_ms = flags_int(&cfg->flags, "after_ms");
+	struct timespec pause = {after_ms / 1000, (after_ms % 1000) * 1000000};
+	int64_t t0;
+	int index, err;
+
+	if (!name[0]) {
+		fprintf(stderr, "rdma-link: --delete=DEVICE is required "
+				"(e.g. --delete=rxe0; rdma-info lists them)\n");
+		return APP_EXIT_CONFIG;
+	}
+	if (after_ms > 0)
+		nanosleep(&pause, NULL);
+	index = find_index(name);
+	if (index < 0) {
+		fprintf(stderr, "rdma-link: no RDMA device %s%s%s\n", name,
+			index == -ENODEV ? "" : ": ",
+			index == -ENODEV ? "" : strerror(-index));
+		return APP_EXIT_FAILURE;
+	}
+	printf("rdma-link: deleting %s (index %d); the kernel answers once "
+	       "every process has let go of it\n",
+	       name, index);
+	fflush(stdout);
+	t0 = clock_mono_ns();
+	err = netcfg_rdma_link_del((unsigned)index, DELETE_TIMEOUT_S);
+	if (err) {
+		fprintf(stderr,
+			"rdma-link: deleting %s failed after %lld ms: "
+			"%s%s\n",
+			name, (long long)((clock_mono_ns() - t0) / 1000000),
+			strerror(-err),
+			err == -ETIMEDOUT ? " (a process still holds the "
+					    "device)"
+					  : "");
+		return APP_EXIT_FAILURE;
+	}
+	printf("rdma-link: %s deleted in %lld ms\n", name,
+	       (long long)((clock_mono_ns() - t0) / 1000000));
+	return APP_EXIT_OK;
+}
