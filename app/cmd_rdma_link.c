@@ -31,7 +31,8 @@ static int find_index(const char *name)
 
 	for (int i = 0; i < n; i++)
 		if (!strcmp(devs[i].name, name))
-			return devs[i].index;
+			/* -1: this rdma-core or kernel does not say. */
+			return devs[i].index >= 0 ? devs[i].index : -ENOSYS;
 	return n < 0 ? n : -ENODEV;
 }
 
@@ -52,8 +53,10 @@ int app_cmd_rdma_link(struct app_config *cfg)
 		nanosleep(&pause, NULL);
 	index = find_index(name);
 	if (index < 0) {
-		fprintf(stderr, "rdma-link: no RDMA device %s%s%s\n", name,
-			index == -ENODEV ? "" : ": ",
+		fprintf(stderr, "rdma-link: %s %s%s%s\n",
+			index == -ENOSYS ? "cannot learn the kernel index of"
+					 : "no RDMA device",
+			name, index == -ENODEV ? "" : ": ",
 			index == -ENODEV ? "" : strerror(-index));
 		return APP_EXIT_FAILURE;
 	}

@@ -463,9 +463,15 @@ static void *region_alloc(void *arg, size_t bytes, void **cookie)
 	pthread_mutex_lock(&ctx->dev_lock);
 	for (slot = 0; slot < ctx->opt.max_regions && ctx->mrs[slot]; slot++)
 		;
-	if (rdt_ctx_gone(ctx) || slot == ctx->opt.max_regions) {
+	if (ctx->released) {
 		pthread_mutex_unlock(&ctx->dev_lock);
 		return base;
+	}
+	if (slot == ctx->opt.max_regions) {
+		/* The pool keeps to max_regions: cannot happen. */
+		pthread_mutex_unlock(&ctx->dev_lock);
+		munmap(base, bytes);
+		return NULL;
 	}
 	mr = ibv_reg_mr(ctx->pd, base, bytes,
 			IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_RELAXED_ORDERING);
@@ -694,6 +700,8 @@ static void watch_fn(struct task *t)
 	struct rdt_ctx *ctx = container_of(t, struct rdt_ctx, watch_task);
 	int err = 0;
 
+	if (ctx->unwatched)
+		return; /* run by loop_destroy(), after rdt_unwatch() */
 	if (ctx->notify_fd >= 0) {
 		loop_io_init(&ctx->notify_io, ctx->notify_fd, EPOLLIN,
 			     on_notify);
@@ -743,6 +751,7 @@ void rdt_unwatch(struct rdt_ctx *ctx)
 {
 	if (!ctx || !ctx->watch_loop)
 		return;
+	ctx->unwatched = true;
 	if (ctx->notify_io.active)
 		loop_io_del(ctx->watch_loop, &ctx->notify_io);
 	if (ctx->async_io.active)

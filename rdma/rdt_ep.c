@@ -132,6 +132,8 @@ static int post_recv(struct rdt_ep *ep, int slot)
 
 	iobuf_block_region(ep->recv[slot], &ri);
 	mr = ri.cookie;
+	if (!mr)
+		return -EFAULT; /* not registered memory: cannot happen */
 	sge.addr = (uintptr_t)iobuf_block_data(ep->recv[slot]);
 	sge.length = IOBUF_BLOCK_CAP;
 	sge.lkey = mr->lkey;

@@ -63,7 +63,8 @@ struct rdt_ctx {
 	bool port_down; /* watch loop: a PORT_ERR not yet followed by ACTIVE */
 	char dev_node[64]; /* "uverbs0" */
 	struct loop *watch_loop;
-	int notify_fd; /* inotify on /dev/infiniband, or -1 */
+	bool unwatched; /* rdt_unwatch() ran */
+	int notify_fd;	/* inotify on /dev/infiniband, or -1 */
 	struct loop_io notify_io, async_io;
 	struct task watch_task, release_task;
 };
