@@ -70,7 +70,7 @@ HOST_LIB_SRCS := $(filter-out app/main.c rdma/glibc_fortify.c,$(ALL_SRCS))
 HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/host/gen/%.o)
 HOST_LIB := $(BUILD)/host/librpcgate.a
-HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcmocka -lpthread
+HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcmocka -lpthread -lm
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/host/tests/unit/%)
@@ -145,7 +145,7 @@ fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' $(1))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(call fuzz_sources,tests/fuzz/%.c) \
 		| deps $(GEN_HDRS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lpthread
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lpthread -lm
 
 fuzz: $(FUZZ_BINS)
 	@scripts/run-fuzz $(FUZZ_SECONDS) $(FUZZ_BINS)

@@ -84,9 +84,10 @@ int app_ncpu(void);
 int app_cmd_config(struct app_config *cfg);
 int app_cmd_rdma_info(struct app_config *cfg);
 int app_cmd_rdma_link(struct app_config *cfg);
-int app_cmd_echo(struct app_config *cfg);  /* app/cmd_echo.c */
-int app_cmd_call(struct app_config *cfg);  /* app/cmd_call.c */
-int app_cmd_bench(struct app_config *cfg); /* app/cmd_bench.c */
+int app_cmd_echo(struct app_config *cfg);    /* app/cmd_echo.c */
+int app_cmd_call(struct app_config *cfg);    /* app/cmd_call.c */
+int app_cmd_bench(struct app_config *cfg);   /* app/cmd_bench.c */
+int app_cmd_gateway(struct app_config *cfg); /* app/cmd_gateway.c */
 
 /*
  * The appliance's init (app/pid1.c), when the kernel starts the binary as
@@ -163,6 +164,15 @@ int app_channel_open(struct channel *ch, struct app_runtime *r,
  * drops the SYN).  --wait_ms retries them; an echo is idempotent.
  */
 bool app_not_up_yet(int code);
+
+/*
+ * server_auth_fn checking the first request's authentication_data
+ * against the token `arg` (a NUL-terminated string), byte for byte in
+ * constant time.
+ */
+struct baidu_bytes;
+int app_token_auth(void *arg, const struct baidu_bytes *cred, const char *peer,
+		   char *why, size_t why_size);
 
 /* --compress as a net/compress.h type. */
 int app_compress_type(const struct app_config *cfg);

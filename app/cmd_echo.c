@@ -67,32 +67,6 @@ static void echo_cmd_from_flags(struct echo_cmd *e,
 	e->svc.on_workers = flags_bool(fl, "echo_on_workers");
 }
 
-/* Compares all n bytes whatever differs, so the time taken does not say
- * how much of a guessed token was right. */
-static bool same_bytes(const void *a, const void *b, size_t n)
-{
-	const unsigned char *x = a, *y = b;
-	unsigned char diff = 0;
-
-	for (size_t i = 0; i < n; i++)
-		diff |= x[i] ^ y[i];
-	return diff == 0;
-}
-
-/* server_auth_fn: the first request's authentication_data must be the
- * token, byte for byte. */
-static int echo_auth(void *arg, const struct baidu_bytes *cred,
-		     const char *peer, char *why, size_t why_size)
-{
-	const struct echo_cmd *e = arg;
-
-	if (cred->ptr && cred->len == e->token_len &&
-	    same_bytes(cred->ptr, e->token, e->token_len))
-		return 0;
-	snprintf(why, why_size, "bad credential");
-	return -EACCES;
-}
-
 /* Server, service, listener, start; on failure says why and holds
  * nothing.  0 or -errno. */
 static int echo_serve(struct echo_cmd *e)
@@ -113,8 +87,8 @@ static int echo_serve(struct echo_cmd *e)
 	so.checksum_answers = true; /* as brpc: a checked request, a
 				       checked answer */
 	if (e->token_len) {
-		so.auth = echo_auth;
-		so.auth_arg = e;
+		so.auth = app_token_auth;
+		so.auth_arg = (void *)e->token;
 	}
 	err = server_init(&e->srv, &so);
 	if (err) {

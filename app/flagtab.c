@@ -19,6 +19,9 @@ static const char *const compress_types[] = {"none", "snappy", "gzip", "zlib",
 /* channel_conn_type_name()'s names (net/channel.h). */
 static const char *const conn_types[] = {"single", "pooled", "short", NULL};
 static const char *const transports[] = {"tcp", "rdma", NULL};
+/* lb_kind_name()'s names (net/lb.h). */
+static const char *const lb_kinds[] = {"rr", "wrr",	     "wr",    "random",
+				       "la", "c_murmurhash", "c_md5", NULL};
 
 /* Empty (not given), or HOST:PORT with a non-empty host and a port of
  * 1..65535 after the last colon ("[::1]:8000" works too). */
@@ -484,6 +487,57 @@ const struct flag_def app_flag_defs[] = {
 	.max = 600000,
 	.help = "PID 1: how long roles get to stop after SIGTERM "
 		"before SIGKILL",
+    },
+    /* gateway: routes to upstream clusters */
+    {
+	.name = "route",
+	.type = FLAG_STRING,
+	.def = "",
+	.repeat = true,
+	.help = "gateway: SERVICE=NAMING_URL[;lb=NAME][;transport=tcp|"
+		"rdma][;timeout_ms=N][;max_retry=N][;backup_request_ms=N]"
+		"[;connection_type=T][;tag=T]; SERVICE a full name, a "
+		"package.* prefix or *; give it once per route",
+    },
+    {
+	.name = "lb",
+	.type = FLAG_ENUM,
+	.def = "rr",
+	.choices = lb_kinds,
+	.help = "gateway: the load balancer of routes that name none",
+    },
+    {
+	.name = "backup_request_ms",
+	.type = FLAG_INT,
+	.def = "-1",
+	.min = -1,
+	.max = APP_TIMEOUT_MS_MAX,
+	.help = "gateway: send a backup request to another instance "
+		"after this long without an answer (-1: never)",
+    },
+    {
+	.name = "health_check_interval_s",
+	.type = FLAG_INT,
+	.def = "3",
+	.min = 1,
+	.max = 3600,
+	.help = "gateway: how often an isolated instance is tried "
+		"again",
+    },
+    {
+	.name = "retry_budget_percent",
+	.type = FLAG_INT,
+	.def = "10",
+	.min = 0,
+	.max = 100,
+	.help = "gateway: retries allowed as a share of calls (100: no "
+		"cap)",
+    },
+    {
+	.name = "access_log",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "gateway: log one line per call (info level)",
     },
     /* informational */
     {

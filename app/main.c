@@ -53,6 +53,10 @@ static const struct subcommand subcommands[] = {
      "closed-loop load on --server's EchoService; qps and "
      "latency percentiles",
      app_cmd_bench},
+    {"gateway",
+     "forward baidu_std calls by service to upstream clusters "
+     "(--listen, --route, ...) until SIGTERM/SIGINT",
+     app_cmd_gateway},
     {"exit",
      "end at once with exit status --status (scripts, and the "
      "VM harness's pass-through check)",

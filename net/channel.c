@@ -229,8 +229,10 @@ int channel_init(struct channel *ch, const char *server,
 	err = callid_init(&ch->ids, &co);
 	if (err)
 		return err;
-	/* Spread channels over the loops. */
-	ch->loop = rt_loop_for(opt->rt, (unsigned)((uintptr_t)ch >> 6));
+	/* Spread channels over the loops, unless told. */
+	ch->loop = opt->loop
+		       ? opt->loop
+		       : rt_loop_for(opt->rt, (unsigned)((uintptr_t)ch >> 6));
 	loop_timer_init(&ch->idle_timer);
 	return 0;
 }
@@ -982,7 +984,21 @@ static void complete_outputs(struct rpc_call *c)
 	c->response_compress_type = f->meta.compress_type;
 	if (f->meta.error_code) {
 		c->error_code = f->meta.error_code;
+		c->error_from_server = true;
 		keep_server_text(c, f->meta.error_text);
+		goto out;
+	}
+	if (!c->resp_desc) {
+		/* Raw: handed on as received, bad attachment_size included
+		 * (the data then holds it all; the far end judges). */
+		iobuf_append_buf(&c->response_body, &f->data);
+		iobuf_append_buf(&c->response_attachment, &f->attachment);
+		c->has_response_crc = f->meta.checksum_value.ptr &&
+				      f->meta.checksum_value.len == 4;
+		if (c->has_response_crc)
+			memcpy(c->response_crc, f->meta.checksum_value.ptr, 4);
+		c->error_code = 0;
+		c->error_text = "";
 		goto out;
 	}
 	if (f->bad_attachment) {
@@ -1094,6 +1110,7 @@ void rpc_call_init(struct rpc_call *c, struct iobuf_pool *pool)
 	c->error_text = "";
 	iobuf_init(&c->request_attachment, pool);
 	iobuf_init(&c->response_attachment, pool);
+	iobuf_init(&c->response_body, pool);
 	iobuf_init(&c->body, pool);
 	loop_timer_init(&c->deadline_timer);
 	loop_timer_init(&c->backup_timer);
@@ -1112,7 +1129,9 @@ static void clear_outputs(struct rpc_call *c)
 		baidu_frame_release(&c->resp);
 	c->has_resp = false;
 	iobuf_reset(&c->response_attachment);
-	iobuf_reset(&c->body);
+	iobuf_reset(&c->response_body);
+	c->has_response_crc = false;
+	c->error_from_server = false;
 	c->error_code = 0;
 	c->error_text = "";
 	c->local_text[0] = '\0';
@@ -1130,6 +1149,7 @@ void rpc_call_reset(struct rpc_call *c)
 	clear_outputs(c);
 	iobuf_destroy(&c->request_attachment);
 	iobuf_destroy(&c->response_attachment);
+	iobuf_destroy(&c->response_body);
 	iobuf_destroy(&c->body);
 	rpc_call_init(c, pool);
 }
@@ -1139,6 +1159,7 @@ void rpc_call_destroy(struct rpc_call *c)
 	clear_outputs(c);
 	iobuf_destroy(&c->request_attachment);
 	iobuf_destroy(&c->response_attachment);
+	iobuf_destroy(&c->response_body);
 	iobuf_destroy(&c->body);
 }
 
@@ -1197,14 +1218,11 @@ static int or_channel(int call_value, int channel_value)
 	return call_value == RPC_CALL_CHANNEL ? channel_value : call_value;
 }
 
-int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
-		 unsigned method_index, const ProtobufCMessage *req,
-		 struct rpc_call *c, rpc_done_fn *done, void *arg)
+/* What every call starts with: outputs cleared, the controller bound
+ * to `ch` and `done`. */
+static void call_prepare(struct channel *ch, struct rpc_call *c,
+			 rpc_done_fn *done, void *arg)
 {
-	int err, backup_ms;
-	uint64_t id;
-	void *p;
-
 	clear_outputs(c);
 	__atomic_store_n(&c->ch, ch, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->id, 0, __ATOMIC_RELAXED);
@@ -1216,19 +1234,23 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 	c->start_ns = clock_mono_ns();
 	memset(c->att, 0, sizeof(c->att));
 	c->next_attempt = 0;
-	if (!svc || method_index >= svc->n_methods || !req ||
-	    req->descriptor != svc->methods[method_index].input) {
-		set_local_text(c, "bad arguments to channel_call");
-		return fail_early(c, EINVAL, false);
-	}
-	c->service = svc->name;
-	c->method = svc->methods[method_index].name;
-	c->resp_desc = svc->methods[method_index].output;
-	if (!done && on_rt_loop(ch->opt.rt)) {
-		set_local_text(c, "a synchronous call on an event loop thread "
-				  "would wait on itself");
-		return fail_early(c, EDEADLK, false);
-	}
+}
+
+/* A sync call on a loop thread would wait on itself. */
+static bool would_deadlock(struct channel *ch, struct rpc_call *c)
+{
+	if (c->done || !on_rt_loop(ch->opt.rt))
+		return false;
+	set_local_text(c, "a synchronous call on an event loop thread "
+			  "would wait on itself");
+	return true;
+}
+
+/* The call's deadline and backup time from its inputs or the channel. */
+static void call_times(struct channel *ch, struct rpc_call *c)
+{
+	int backup_ms;
+
 	c->timeout_used_ms = or_channel(c->timeout_ms, ch->opt.timeout_ms);
 	c->retries_left = or_channel(c->max_retry, ch->opt.max_retry);
 	backup_ms = or_channel(c->backup_request_ms, ch->opt.backup_request_ms);
@@ -1236,21 +1258,15 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 			     ? c->start_ns + c->timeout_used_ms * NS_PER_MS
 			     : -1;
 	c->backup_ns = backup_ms > 0 ? c->start_ns + backup_ms * NS_PER_MS : -1;
-	/* The caller's thread pays for encoding and compressing. */
-	err = rpc_msg_encode(req, c->compress_type, &c->body);
-	if (err) {
-		set_local_text(c,
-			       "Fail to serialize request=%s, "
-			       "CompressType=%s: %s",
-			       req->descriptor->name,
-			       compress_type_name(c->compress_type),
-			       strerror(-err));
-		return fail_early(c, err == -ENOMEM ? ENOMEM : EINVAL, false);
-	}
-	c->has_crc =
-	    ch->opt.checksum && rpc_msg_checksum(&c->body, NULL, c->crc) == 0;
-	err = callid_alloc(&ch->ids, c, &id);
-	if (err) {
+}
+
+/* Takes a call id and posts the call to the loop; waits for a sync one. */
+static int call_launch(struct channel *ch, struct rpc_call *c)
+{
+	uint64_t id;
+	void *p;
+
+	if (callid_alloc(&ch->ids, c, &id)) {
 		set_local_text(c,
 			       "too many calls in flight on the channel to "
 			       "%s (%u)",
@@ -1275,11 +1291,67 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 		loop_defer(ch->loop, &c->start_task);
 	else
 		loop_post(ch->loop, &c->start_task);
-	if (done)
+	if (c->done)
 		return 0;
 	wait_ended(c);
 	complete_outputs(c);
 	return c->error_code;
+}
+
+int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
+		 unsigned method_index, const ProtobufCMessage *req,
+		 struct rpc_call *c, rpc_done_fn *done, void *arg)
+{
+	int err;
+
+	call_prepare(ch, c, done, arg);
+	iobuf_reset(&c->body);
+	if (!svc || method_index >= svc->n_methods || !req ||
+	    req->descriptor != svc->methods[method_index].input) {
+		set_local_text(c, "bad arguments to channel_call");
+		return fail_early(c, EINVAL, false);
+	}
+	c->service = svc->name;
+	c->method = svc->methods[method_index].name;
+	c->resp_desc = svc->methods[method_index].output;
+	if (would_deadlock(ch, c))
+		return fail_early(c, EDEADLK, false);
+	call_times(ch, c);
+	/* The caller's thread pays for encoding and compressing. */
+	err = rpc_msg_encode(req, c->compress_type, &c->body);
+	if (err) {
+		set_local_text(c,
+			       "Fail to serialize request=%s, "
+			       "CompressType=%s: %s",
+			       req->descriptor->name,
+			       compress_type_name(c->compress_type),
+			       strerror(-err));
+		return fail_early(c, err == -ENOMEM ? ENOMEM : EINVAL, false);
+	}
+	c->has_crc =
+	    ch->opt.checksum && rpc_msg_checksum(&c->body, NULL, c->crc) == 0;
+	return call_launch(ch, c);
+}
+
+int channel_call_raw(struct channel *ch, const char *service,
+		     const char *method, struct rpc_call *c, rpc_done_fn *done,
+		     void *arg)
+{
+	call_prepare(ch, c, done, arg);
+	if (!service || !method || !*service || !*method) {
+		set_local_text(c, "bad arguments to channel_call_raw");
+		return fail_early(c, EINVAL, false);
+	}
+	c->service = service;
+	c->method = method;
+	c->resp_desc = NULL;
+	if (would_deadlock(ch, c))
+		return fail_early(c, EDEADLK, false);
+	call_times(ch, c);
+	c->has_crc = c->has_request_crc;
+	if (c->has_crc)
+		memcpy(c->crc, c->request_crc, sizeof(c->crc));
+	return call_launch(ch, c);
 }
 
 int channel_cancel(struct channel *ch, uint64_t id)

@@ -82,6 +82,10 @@ struct channel_options {
 	/* A handshake run on each new connection before its first request
 	 * (the RDMA hello: transport=rdma); NULL: plain TCP. */
 	const struct conn_upgrade *upgrade;
+	/* The loop of the rt that runs this channel's connections, timers
+	 * and done_inline callbacks; NULL: one chosen by rt_loop_for().
+	 * (A cluster puts all its instances' channels on its own loop.) */
+	struct loop *loop;
 };
 
 struct rpc_call;
@@ -116,6 +120,12 @@ struct rpc_call {
 	uint64_t log_id;
 	int compress_type; /* request body; COMPRESS_NONE default */
 	struct iobuf request_attachment;
+	/* channel_call_raw(): the request as it goes on the wire, taken
+	 * from the caller (a gateway forwarding a frame it did not decode):
+	 * `body` holds the message bytes (compressed per compress_type) and
+	 * these its CRC32C checksum_value, sent as they are. */
+	bool has_request_crc;
+	uint8_t request_crc[4];
 
 	/* outputs */
 	int error_code;		    /* 0: success */
@@ -123,13 +133,19 @@ struct rpc_call {
 	ProtobufCMessage *response; /* decoded; owned by the call */
 	struct iobuf response_attachment;
 	int response_compress_type;
+	/* channel_call_raw(): the answer's message bytes as received (not
+	 * verified, decompressed or decoded) and its checksum_value. */
+	struct iobuf response_body;
+	bool has_response_crc;
+	uint8_t response_crc[4];
+	bool error_from_server; /* error_code came in the server's answer */
 	int64_t latency_us;
 	int attempts; /* attempts sent (retries and backup included) */
 	uint64_t id;  /* the call id, for channel_cancel() */
 
 	/* private */
 	struct channel *ch;
-	const ProtobufCMessageDescriptor *resp_desc;
+	const ProtobufCMessageDescriptor *resp_desc; /* NULL: a raw call */
 	const char *service, *method;
 	struct iobuf body; /* encoded request, kept for retries */
 	bool has_crc;
@@ -247,6 +263,21 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
  * it still ends with ECANCELED.
  */
 int channel_cancel(struct channel *ch, uint64_t id);
+
+/*
+ * As channel_call() for a request that is already encoded: `service`
+ * and `method` as they go in the meta (they must outlive the call),
+ * c->body the message bytes, compressed per c->compress_type (taken:
+ * the call owns and resets them), c->request_attachment, and
+ * c->has_request_crc/request_crc a checksum_value to pass on.  The
+ * answer is not decoded: on success c->response stays NULL and
+ * c->response_body holds its message bytes, c->response_compress_type
+ * their compression, c->has_response_crc/response_crc its checksum.
+ * Nothing is verified or decompressed on the way: the far ends do that.
+ */
+int channel_call_raw(struct channel *ch, const char *service,
+		     const char *method, struct rpc_call *c, rpc_done_fn *done,
+		     void *arg);
 
 void channel_stats(struct channel *ch, struct channel_stats *out);
 

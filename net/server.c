@@ -177,18 +177,20 @@ static const char *addr_text(const struct srv_conn *sc)
 
 /*
  * Queues one answer on the connection: the message (already encoded, may
- * be NULL) and attachment on success, or code and text on failure,
- * formatted as brpc's "[addr][E<code>]text" unless `plain` (the ERPCAUTH
- * answer, which brpc writes without SetFailed).  Buffers are consumed.
+ * be NULL) and attachment on success, with `crc` (NULL: none) as its
+ * checksum_value, or code and text on failure, formatted as brpc's
+ * "[addr][E<code>]text" unless `plain` (the ERPCAUTH answer, which brpc
+ * writes without SetFailed, and texts passed on from an upstream).
+ * Buffers are consumed.
  */
 static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 			const char *text, bool plain, int compress,
-			bool checksum, struct iobuf *msg, struct iobuf *att)
+			const uint8_t *crc, struct iobuf *msg,
+			struct iobuf *att)
 {
 	struct server *s = sc->srv;
 	struct baidu_resp_meta m = {.correlation_id = cid};
 	char small[512], *big = NULL;
-	uint8_t crc[4];
 	struct iobuf out;
 	int err;
 
@@ -209,10 +211,10 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
 	} else {
 		m.compress_type = compress;
-		if (checksum && msg && rpc_msg_checksum(msg, NULL, crc) == 0) {
+		if (crc) {
 			m.checksum_type = BAIDU_CHECKSUM_CRC32C;
 			m.checksum_value.ptr = crc;
-			m.checksum_value.len = sizeof(crc);
+			m.checksum_value.len = 4;
 		}
 	}
 	err =
@@ -248,7 +250,7 @@ static void answer_error(struct srv_conn *sc, uint64_t cid, int code,
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	send_answer(sc, cid, code, text, false, 0, false, NULL, NULL);
+	send_answer(sc, cid, code, text, false, 0, NULL, NULL, NULL);
 }
 
 /* ---- calls ---------------------------------------------------------- */
@@ -301,6 +303,8 @@ static void call_free(struct server_call *call)
 	pbuf_free_shallow(call->response, mem);
 	iobuf_destroy(&call->request_attachment);
 	iobuf_destroy(&call->response_attachment);
+	iobuf_destroy(&call->request_body);
+	iobuf_destroy(&call->response_body);
 	baidu_frame_release(&call->frame);
 	mem_free(mem, call->error_text);
 	conn_unref(&call->sc->conn);
@@ -308,12 +312,41 @@ static void call_free(struct server_call *call)
 	uncount_call(s);
 }
 
+void server_call_fail_plain(struct server_call *call, int code,
+			    const char *text)
+{
+	server_call_fail(call, code, "%s", text);
+	call->error_plain = true;
+}
+
+/* A raw call's answer: the bytes the handler put in response_body. */
+static void finish_raw(struct server_call *call)
+{
+	if (call->error_code)
+		send_answer(call->sc, call->correlation_id, call->error_code,
+			    call->error_text ? call->error_text
+					     : rpc_errno_text(call->error_code),
+			    call->error_plain, 0, NULL, &call->response_body,
+			    &call->response_attachment);
+	else
+		send_answer(call->sc, call->correlation_id, 0, NULL, false,
+			    call->response_compress_type,
+			    call->has_response_crc ? call->response_crc : NULL,
+			    &call->response_body, &call->response_attachment);
+	call_free(call);
+}
+
 void server_call_finish(struct server_call *call)
 {
 	struct server *s = call->srv;
+	uint8_t crc[4];
 	struct iobuf msg;
 	int err;
 
+	if (!call->m) {
+		finish_raw(call);
+		return;
+	}
 	iobuf_init(&msg, s->opt.pool);
 	if (!call->error_code && !pbuf_complete(call->response))
 		server_call_fail(call, RPC_ERESPONSE,
@@ -338,7 +371,11 @@ void server_call_finish(struct server_call *call)
 			    false, 0, false, &msg, &call->response_attachment);
 	else
 		send_answer(call->sc, call->correlation_id, 0, NULL, false,
-			    call->response_compress_type, call->answer_checksum,
+			    call->response_compress_type,
+			    call->answer_checksum &&
+				    rpc_msg_checksum(&msg, NULL, crc) == 0
+				? crc
+				: NULL,
 			    &msg, &call->response_attachment);
 	iobuf_destroy(&msg);
 	call_free(call);
@@ -408,6 +445,8 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 	struct server_service *svc;
 	struct server_method *m;
 	struct server_call *call;
+	void *route = NULL;
+	bool is_short;
 	int64_t n;
 
 	/*
@@ -434,18 +473,17 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 			     mt->attachment_size, iobuf_len(&f->data));
 		goto out_unaccount;
 	}
-	if (!strchr(mt->service, '.')) {
-		svc = find_service(s, mt->service, true);
-		if (!svc) {
-			answer_error(sc, cid, RPC_ENOSERVICE,
-				     "Fail to find service=%s", mt->service);
-			goto out_unaccount;
-		}
-	} else {
-		svc = find_service(s, mt->service, false);
-	}
+	is_short = !strchr(mt->service, '.');
+	svc = find_service(s, mt->service, is_short);
 	m = svc ? find_method(svc, mt->method) : NULL;
-	if (!m) {
+	if (!m && s->route)
+		route = s->route(s->route_arg, mt->service, mt->method);
+	if (!m && !route && !svc && (is_short || s->route)) {
+		answer_error(sc, cid, RPC_ENOSERVICE, "Fail to find service=%s",
+			     mt->service);
+		goto out_unaccount;
+	}
+	if (!m && !route) {
 		/* The service as sent, short or full, as brpc prints it. */
 		answer_error(sc, cid, RPC_ENOMETHOD,
 			     "Fail to find method=%s/%s", mt->service,
@@ -460,9 +498,10 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 	call->srv = s;
 	call->sc = sc;
 	call->m = m;
+	call->route = route;
 	call->frame = *f;
-	call->service = svc->desc->name;
-	call->method = m->name;
+	call->service = m ? svc->desc->name : call->frame.meta.service;
+	call->method = m ? m->name : call->frame.meta.method;
 	call->correlation_id = cid;
 	call->has_log_id = mt->has_log_id;
 	call->log_id = mt->log_id;
@@ -473,7 +512,23 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 	call->start_ns = loop_now(sc->conn.loop);
 	iobuf_init(&call->request_attachment, s->opt.pool);
 	iobuf_init(&call->response_attachment, s->opt.pool);
+	iobuf_init(&call->request_body, s->opt.pool);
+	iobuf_init(&call->response_body, s->opt.pool);
 	conn_ref(&sc->conn);
+	if (route) {
+		/* Forwarded as it came: the frame's bytes move to the call,
+		 * its meta stays (names, log_id, authentication_data). */
+		iobuf_append_buf(&call->request_body, &call->frame.data);
+		iobuf_append_buf(&call->request_attachment,
+				 &call->frame.attachment);
+		call->has_request_crc =
+		    mt->checksum_type == BAIDU_CHECKSUM_CRC32C &&
+		    mt->checksum_value.ptr && mt->checksum_value.len == 4;
+		if (call->has_request_crc)
+			memcpy(call->request_crc, mt->checksum_value.ptr, 4);
+		s->route_handler(call, s->route_arg);
+		return;
+	}
 	if (m->flags & SERVER_METHOD_INLINE) {
 		call_run(call);
 		return;
@@ -513,7 +568,7 @@ static bool baidu_auth(struct srv_conn *sc, const struct baidu_frame *f)
 		snprintf(text, sizeof(text), "Fail to authenticate%s%s",
 			 why[0] ? ": " : "", why);
 		send_answer(sc, f->meta.correlation_id, RPC_ERPCAUTH, text,
-			    true, 0, false, NULL, NULL);
+			    true, 0, NULL, NULL, NULL);
 	}
 	sc->proto = SRV_REFUSED;
 	conn_close_after_flush(&sc->conn, -EACCES);
@@ -937,6 +992,19 @@ static void on_accept(struct loop_io *io, uint32_t events)
 }
 
 /* ---- listeners ------------------------------------------------------ */
+
+int server_set_router(struct server *s, server_route_fn *route,
+		      server_handler_fn *handler, void *arg)
+{
+	if (s->started)
+		return -EBUSY;
+	if (!route || !handler)
+		return -EINVAL;
+	s->route = route;
+	s->route_handler = handler;
+	s->route_arg = arg;
+	return 0;
+}
 
 int server_listen(struct server *s, const char *host, int port)
 {

@@ -65,6 +65,10 @@ struct srv_conn;
  * exactly once, now or later, from any thread. */
 typedef void server_handler_fn(struct server_call *call, void *arg);
 
+/* A gateway's router (server_set_router()). */
+typedef void *server_route_fn(void *arg, const char *service,
+			      const char *method);
+
 /* The handler never blocks: run it on the loop thread that read the
  * request, saving the hand-off to a worker (brpc's in-place processing). */
 #define SERVER_METHOD_INLINE 0x1u
@@ -119,18 +123,32 @@ struct server_call {
 	int request_compress_type;
 	const char *peer; /* "ip:port" */
 
+	/* routed calls (server_set_router): the request as received, not
+	 * decoded; `request` is NULL.  frame.meta has the rest (log_id,
+	 * authentication_data, timeout_ms). */
+	void *route;		   /* what the router returned */
+	struct iobuf request_body; /* message bytes, compressed */
+	bool has_request_crc;	   /* request_crc: its checksum_value */
+	uint8_t request_crc[4];
+
 	/* response (the handler's) */
 	ProtobufCMessage *response;	  /* initialised, empty */
 	struct iobuf response_attachment; /* sent raw */
 	int response_compress_type;	  /* default: none */
+	/* routed calls: the answer's message bytes as sent (compressed per
+	 * response_compress_type) and their checksum_value, if any */
+	struct iobuf response_body;
+	bool has_response_crc;
+	uint8_t response_crc[4];
 
 	/* private */
 	struct server *srv;
 	struct srv_conn *sc;
-	const struct server_method *m;
-	struct baidu_frame frame; /* until decoded */
+	const struct server_method *m; /* NULL: a routed (raw) call */
+	struct baidu_frame frame;      /* until decoded */
 	int error_code;
 	char *error_text;
+	bool error_plain; /* error_text sent as it is (an upstream's) */
 	bool answer_checksum;
 	int64_t start_ns;
 	struct task task;
@@ -140,6 +158,11 @@ struct server_call {
 /* Fails the call: error_code `code` (non-zero) and a text (printf). */
 void server_call_fail(struct server_call *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Fails the call with a text sent as it is, without the "[addr][E<code>]"
+ * prefix: an upstream's error text passed on by a gateway. */
+void server_call_fail_plain(struct server_call *call, int code,
+			    const char *text);
 
 /* Sends the answer and frees the call.  Once; any thread. */
 void server_call_finish(struct server_call *call);
@@ -180,6 +203,10 @@ struct server {
 	int stopping;		/* atomic */
 	bool started;
 
+	server_route_fn *route; /* server_set_router() */
+	server_handler_fn *route_handler;
+	void *route_arg;
+
 	uint64_t n_calls, n_errors, n_closed_bad; /* atomic */
 	int listeners_open;			  /* under lock */
 };
@@ -200,6 +227,20 @@ int server_init(struct server *s, const struct server_options *opt);
 int server_add_service(struct server *s, const ProtobufCServiceDescriptor *desc,
 		       server_handler_fn *const *handlers, void *arg,
 		       unsigned flags);
+
+/*
+ * A gateway's router: for a request whose service is not registered
+ * here, route(arg, service, method) (loop thread, must not block) returns
+ * what the request is routed to, or NULL: not routed, ENOSERVICE.  A
+ * routed call skips decoding: handler(call, arg) runs right there on the
+ * loop thread (it must not block either) with call->route, request_body,
+ * request_attachment and the frame's meta, and ends the call with
+ * response_body, response_attachment and response_compress_type, or a
+ * failure, then server_call_finish() from any thread.  Before
+ * server_start(): 0; -EBUSY; -EINVAL.
+ */
+int server_set_router(struct server *s, server_route_fn *route,
+		      server_handler_fn *handler, void *arg);
 
 /*
  * Opens a listening TCP socket on host (NULL or "": every address) and

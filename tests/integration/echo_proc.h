@@ -43,7 +43,7 @@
 #define ECHO_READY_MS 10000
 /* The echo's stop grace is 5 s (ECHO_STOP_GRACE_MS); then it exits. */
 #define ECHO_STOP_MS	  8000
-#define ECHO_MAX_ARGS	  8
+#define ECHO_MAX_ARGS	  16
 #define ECHO_OUT_MAX	  4096
 #define ECHO_READY_PREFIX "rpcgate echo: serving example.EchoService on "
 
@@ -92,7 +92,14 @@ static inline bool echo_proc_read(struct echo_proc *e, int ms)
 	return true;
 }
 
-static inline void echo_proc_start(struct echo_proc *e, const char *const *args)
+/*
+ * Starts `rpcgate CMD --port=0 --listen=127.0.0.1 [args...]` and waits
+ * for its ready line, which starts with `ready` followed by
+ * "127.0.0.1:PORT" (echo's, or `rpcgate gateway: serving on `).
+ */
+static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
+				       const char *ready,
+				       const char *const *args)
 {
 	const char *bin = test_rpcgate_bin();
 	char *argv[ECHO_MAX_ARGS + 6],
@@ -107,7 +114,7 @@ static inline void echo_proc_start(struct echo_proc *e, const char *const *args)
 	e->out_fd = -1;
 	argv[argc++] = (char *)bin;
 	argv[argc++] = "--cmdline_file=/dev/null";
-	argv[argc++] = "echo";
+	argv[argc++] = (char *)cmd;
 	argv[argc++] = "--port=0";
 	argv[argc++] = "--listen=127.0.0.1";
 	for (int i = 0; args && args[i]; i++) {
@@ -145,15 +152,19 @@ static inline void echo_proc_start(struct echo_proc *e, const char *const *args)
 		kill(e->pid, SIGKILL);
 		waitpid(e->pid, &e->wstatus, 0);
 		e->reaped = true;
-		fail_msg("%s echo: no ready line within %d ms; stdout: '%s'",
-			 bin, ECHO_READY_MS, e->out);
+		fail_msg("%s %s: no ready line within %d ms; stdout: '%s'", bin,
+			 cmd, ECHO_READY_MS, e->out);
 	}
-	if (strncmp(e->out, ECHO_READY_PREFIX, strlen(ECHO_READY_PREFIX)) ||
-	    sscanf(e->out + strlen(ECHO_READY_PREFIX), "127.0.0.1:%d",
-		   &e->port) != 1 ||
+	if (strncmp(e->out, ready, strlen(ready)) ||
+	    sscanf(e->out + strlen(ready), "127.0.0.1:%d", &e->port) != 1 ||
 	    e->port <= 0 || e->port > 65535)
 		fail_msg("unexpected ready line: '%s'", e->out);
 	snprintf(e->addr, sizeof(e->addr), "127.0.0.1:%d", e->port);
+}
+
+static inline void echo_proc_start(struct echo_proc *e, const char *const *args)
+{
+	echo_proc_start_cmd(e, "echo", ECHO_READY_PREFIX, args);
 }
 
 static inline bool echo_proc_alive(struct echo_proc *e)

@@ -1,0 +1,262 @@
+/*
+ * naming: naming URLs and their instance lists (see naming.h).
+ */
+#include "naming.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int naming_url_split(const char *url, enum naming_scheme *scheme,
+		     const char **rest, char *why, size_t why_size)
+{
+	static const struct {
+		const char *prefix;
+		enum naming_scheme scheme;
+	} schemes[] = {
+	    {"list://", NAMING_LIST},
+	    {"file://", NAMING_FILE},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(schemes); i++) {
+		size_t n = strlen(schemes[i].prefix);
+
+		if (!strncmp(url, schemes[i].prefix, n)) {
+			*scheme = schemes[i].scheme;
+			*rest = url + n;
+			if (!**rest) {
+				snprintf(
+				    why, why_size,
+				    "naming URL \"%s\" names nothing after "
+				    "%s",
+				    url, schemes[i].prefix);
+				return -EINVAL;
+			}
+			return 0;
+		}
+	}
+	snprintf(why, why_size,
+		 "naming URL \"%s\": expected list://ADDR,ADDR... or "
+		 "file://PATH",
+		 url);
+	return -EINVAL;
+}
+
+void naming_list_init(struct naming_list *l, const struct mem *mem)
+{
+	memset(l, 0, sizeof(*l));
+	l->mem = mem_or_default(mem);
+}
+
+void naming_list_free(struct naming_list *l)
+{
+	mem_free(l->mem, l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+bool naming_addr_valid(const char *addr)
+{
+	const char *colon = strrchr(addr, ':');
+	long port = 0;
+
+	if (!colon || colon == addr || !colon[1] || strlen(colon + 1) > 5)
+		return false;
+	for (const char *p = colon + 1; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return false;
+		port = port * 10 + (*p - '0');
+	}
+	/* A bare IPv6 address needs its brackets: "::1:80" is ambiguous. */
+	if (addr[0] != '[' && memchr(addr, ':', (size_t)(colon - addr)))
+		return false;
+	if (addr[0] == '[' && colon[-1] != ']')
+		return false;
+	return port >= 1 && port <= 65535;
+}
+
+static bool has_node(const struct naming_list *l, const struct naming_node *n)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].addr, n->addr) &&
+		    !strcmp(l->v[i].tag, n->tag))
+			return true;
+	return false;
+}
+
+static int push(struct naming_list *l, const struct naming_node *n)
+{
+	if (has_node(l, n))
+		return 0;
+	if (l->n == NAMING_NODES_MAX)
+		return -E2BIG;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct naming_node *v = mem_alloc(l->mem, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		if (l->n)
+			memcpy(v, l->v, l->n * sizeof(*v));
+		mem_free(l->mem, l->v);
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *n;
+	return 0;
+}
+
+/* One entry, trimmed: "ADDR" or "ADDR TAG".  0, or -EINVAL. */
+static int parse_entry(const char *p, size_t len, struct naming_node *out)
+{
+	size_t a = 0, t;
+
+	while (a < len && !isspace((unsigned char)p[a]))
+		a++;
+	if (a >= sizeof(out->addr))
+		return -EINVAL;
+	memcpy(out->addr, p, a);
+	out->addr[a] = '\0';
+	t = a;
+	while (t < len && isspace((unsigned char)p[t]))
+		t++;
+	if (len - t >= sizeof(out->tag))
+		return -EINVAL;
+	memcpy(out->tag, p + t, len - t);
+	out->tag[len - t] = '\0';
+	for (size_t i = 0; out->tag[i]; i++)
+		if (isspace((unsigned char)out->tag[i]))
+			return -EINVAL; /* one tag, no blanks inside */
+	return naming_addr_valid(out->addr) ? 0 : -EINVAL;
+}
+
+int naming_parse(const char *text, char sep, struct naming_list *out,
+		 unsigned *skipped, char *why, size_t why_size)
+{
+	const char *p = text;
+	unsigned bad = 0;
+	int err;
+
+	out->n = 0;
+	if (why && why_size)
+		why[0] = '\0';
+	while (*p) {
+		const char *end = strchr(p, sep), *next;
+		size_t len;
+		struct naming_node node;
+
+		if (!end)
+			end = p + strlen(p);
+		next = *end ? end + 1 : end;
+		len = (size_t)(end - p);
+		if (sep == '\n') {
+			const char *hash = memchr(p, '#', len);
+
+			if (hash)
+				len = (size_t)(hash - p);
+		}
+		while (len && isspace((unsigned char)*p)) {
+			p++;
+			len--;
+		}
+		while (len && isspace((unsigned char)p[len - 1]))
+			len--;
+		if (len) {
+			if (parse_entry(p, len, &node)) {
+				if (!bad && why)
+					snprintf(why, why_size,
+						 "\"%.*s\" is not HOST:PORT "
+						 "[TAG]",
+						 (int)(len > 120 ? 120 : len),
+						 p);
+				bad++;
+			} else {
+				err = push(out, &node);
+				if (err)
+					return err;
+			}
+		}
+		p = next;
+	}
+	if (skipped)
+		*skipped = bad;
+	return 0;
+}
+
+int naming_read_file(const char *path, struct naming_list *out,
+		     unsigned *skipped, char *why, size_t why_size)
+{
+	struct stat st;
+	char *buf;
+	size_t got = 0;
+	ssize_t n;
+	int fd, err;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		snprintf(why, why_size, "cannot open %s: %s", path,
+			 strerror(-err));
+		return err;
+	}
+	if (fstat(fd, &st) == 0 && st.st_size > (off_t)NAMING_FILE_MAX) {
+		snprintf(why, why_size, "cannot read %s: larger than 1 MiB",
+			 path);
+		close(fd);
+		return -EFBIG;
+	}
+	buf = mem_alloc(out->mem, NAMING_FILE_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	/* Read to EOF: the file may grow between fstat and here. */
+	while (got < NAMING_FILE_MAX &&
+	       (n = read(fd, buf + got, NAMING_FILE_MAX - got)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			snprintf(why, why_size, "cannot read %s: %s", path,
+				 strerror(-err));
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	/* A NUL inside ends the text there: what follows is not lines. */
+	err = naming_parse(buf, '\n', out, skipped, why, why_size);
+out:
+	mem_free(out->mem, buf);
+	close(fd);
+	return err;
+}
+
+bool naming_same(const struct naming_list *a, const struct naming_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	/* Both are duplicate-free, so inclusion one way is equality. */
+	for (size_t i = 0; i < a->n; i++)
+		if (!has_node(b, &a->v[i]))
+			return false;
+	return true;
+}
+
+void naming_filter_tag(struct naming_list *l, const char *tag)
+{
+	size_t k = 0;
+
+	if (!tag || !*tag)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].tag, tag))
+			l->v[k++] = l->v[i];
+	l->n = k;
+}

@@ -1,0 +1,353 @@
+/*
+ * cluster tests, in one process under the sanitizers: echo servers of
+ * net/server on loopback, a cluster over them, raw calls (channel_call_raw
+ * underneath).  Checks: bytes pass through undecoded both ways
+ * (compressed bodies stay compressed), the upstream's error comes back
+ * marked as the upstream's, a stopped instance is isolated and its calls
+ * go elsewhere, a backup request answers for a slow instance, calls
+ * without a request code fail clearly on a hashing cluster, and destroy
+ * waits for calls in flight and leaves every buffer block back in the
+ * pool.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "compress.h"
+#include "echo.h"
+#include "echo.pb-c.h"
+#include "pbuf.h"
+#include "rpc_errno.h"
+#include "rpc_msg.h"
+#include "server.h"
+
+#define TEST_TIMEOUT_S 60
+#include "testutil.h"
+
+#define NSRV 3
+
+static struct {
+	struct rt rt;
+	struct iobuf_pool pool;
+	struct server srv[NSRV];
+	struct echo_service svc[NSRV];
+	bool srv_up[NSRV];
+	int port[NSRV];
+	struct cluster cl;
+	bool cl_up;
+} H;
+
+static int setup(void **state)
+{
+	struct rt_options ro = {.dispatchers = 2, .task_workers = 2};
+	struct iobuf_pool_options po;
+
+	(void)state;
+	memset(&H, 0, sizeof(H));
+	iobuf_pool_options_default(&po);
+	assert_int_equal(iobuf_pool_init(&H.pool, &po), 0);
+	assert_int_equal(rt_init(&H.rt, &ro), 0);
+	assert_int_equal(rt_start(&H.rt), 0);
+	return 0;
+}
+
+static void srv_stop(int i)
+{
+	if (!H.srv_up[i])
+		return;
+	server_stop(&H.srv[i], 1000);
+	server_destroy(&H.srv[i]);
+	H.srv_up[i] = false;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (H.cl_up)
+		cluster_destroy(&H.cl);
+	for (int i = 0; i < NSRV; i++)
+		srv_stop(i);
+	rt_destroy(&H.rt);
+	/* Every block back: nothing kept by a call, attempt or channel. */
+	assert_int_equal(iobuf_pool_destroy(&H.pool), 0);
+	return 0;
+}
+
+static void srv_start(int i, int sleep_ms, int port)
+{
+	struct server_options so;
+	int p;
+
+	server_options_default(&so);
+	so.rt = &H.rt;
+	so.pool = &H.pool;
+	assert_int_equal(server_init(&H.srv[i], &so), 0);
+	H.svc[i].sleep_ms = sleep_ms;
+	assert_int_equal(echo_service_add(&H.srv[i], &H.svc[i]), 0);
+	p = server_listen(&H.srv[i], "127.0.0.1", port);
+	assert_true(p > 0);
+	assert_int_equal(server_start(&H.srv[i]), 0);
+	H.port[i] = p;
+	H.srv_up[i] = true;
+}
+
+static void cluster_up(int n, enum lb_kind lb, int backup_ms)
+{
+	struct cluster_options co;
+	char url[256], why[256];
+	size_t off = (size_t)snprintf(url, sizeof(url), "list://");
+	int err;
+
+	for (int i = 0; i < n; i++)
+		off +=
+		    (size_t)snprintf(url + off, sizeof(url) - off,
+				     "%s127.0.0.1:%d", i ? "," : "", H.port[i]);
+	cluster_options_default(&co);
+	co.rt = &H.rt;
+	co.pool = &H.pool;
+	co.name = "example.EchoService";
+	co.naming_url = url;
+	co.lb = lb;
+	co.timeout_ms = 3000;
+	co.backup_request_ms = backup_ms;
+	co.health_check_interval_ms = 200;
+	err = cluster_init(&H.cl, &co, why, sizeof(why));
+	if (err)
+		fail_msg("cluster_init: %s", why);
+	H.cl_up = true;
+}
+
+/* ---- one call, waited for ------------------------------------------ */
+
+struct waiter {
+	struct cluster_call cc;
+	int done; /* atomic */
+};
+
+static void on_done(struct cluster_call *c, void *arg)
+{
+	struct waiter *w = arg;
+
+	(void)c;
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+static void wait_done(struct waiter *w)
+{
+	for (int k = 0; !__atomic_load_n(&w->done, __ATOMIC_ACQUIRE); k++) {
+		assert_true(k < 10000);
+		usleep(1000);
+	}
+}
+
+/* Starts an Echo call of `msg`, the body compressed per `comp`. */
+static void start(struct waiter *w, const char *msg, int comp)
+{
+	Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+
+	memset(w, 0, sizeof(*w));
+	cluster_call_init(&w->cc, &H.pool);
+	req.message = (char *)msg;
+	assert_int_equal(rpc_msg_encode(&req.base, comp, &w->cc.body), 0);
+	assert_int_equal(iobuf_append(&w->cc.attachment, "att", 3), 0);
+	w->cc.service = "example.EchoService";
+	w->cc.method = "Echo";
+	w->cc.compress_type = comp;
+	cluster_call_start(&H.cl, &w->cc, on_done, w);
+}
+
+/* Waits, then decodes the answer's body: the echoed message. */
+static char *finish_ok(struct waiter *w)
+{
+	Example__EchoResponse *r = NULL;
+	char *msg;
+
+	wait_done(w);
+	if (w->cc.error_code)
+		fail_msg("call failed: %d %s", w->cc.error_code,
+			 w->cc.error_text);
+	assert_int_equal(rpc_msg_decode(&example__echo_response__descriptor,
+					w->cc.response_compress_type,
+					&w->cc.response_body, 1 << 20, NULL,
+					(ProtobufCMessage **)&r),
+			 0);
+	assert_int_equal(iobuf_len(&w->cc.response_attachment), 3);
+	msg = strdup(r->message);
+	pbuf_free(&r->base, NULL);
+	cluster_call_destroy(&w->cc);
+	return msg;
+}
+
+static void call_ok(const char *msg, int comp)
+{
+	struct waiter w;
+	char *got;
+
+	start(&w, msg, comp);
+	got = finish_ok(&w);
+	assert_string_equal(got, msg);
+	free(got);
+}
+
+/* ---- tests ---------------------------------------------------------- */
+
+static void test_raw_pass_through(void **state)
+{
+	struct waiter w;
+	struct cluster_stats st;
+
+	(void)state;
+	for (int i = 0; i < NSRV; i++)
+		srv_start(i, 0, 0);
+	cluster_up(NSRV, LB_RR, -1);
+	for (int comp = COMPRESS_NONE; comp <= COMPRESS_ZLIB; comp++) {
+		start(&w, "through", comp);
+		wait_done(&w);
+		/* The echo answers in kind: still compressed here. */
+		assert_int_equal(w.cc.response_compress_type, comp);
+		cluster_call_destroy(&w.cc);
+		call_ok("through", comp);
+	}
+	start(&w, ECHO_FAIL_MESSAGE, COMPRESS_NONE);
+	wait_done(&w);
+	assert_int_equal(w.cc.error_code, ECHO_FAIL_CODE);
+	assert_true(w.cc.error_from_server);
+	assert_non_null(strstr(w.cc.error_text, "][E4242]asked to fail"));
+	cluster_call_destroy(&w.cc);
+	cluster_stats(&H.cl, &st);
+	assert_int_equal(st.calls, 2 * 4 + 1);
+	assert_int_equal(st.errors, 1);
+	assert_int_equal(st.instances, NSRV);
+	assert_int_equal(st.healthy, NSRV);
+}
+
+static void test_stopped_instance_isolated(void **state)
+{
+	struct cluster_stats st;
+	int port1;
+
+	(void)state;
+	for (int i = 0; i < NSRV; i++)
+		srv_start(i, 0, 0);
+	cluster_up(NSRV, LB_RR, -1);
+	for (int k = 0; k < 6; k++)
+		call_ok("warm", COMPRESS_NONE);
+	port1 = H.port[1];
+	srv_stop(1);
+	for (int k = 0; k < 30; k++)
+		call_ok("around", COMPRESS_NONE);
+	cluster_stats(&H.cl, &st);
+	assert_true(st.isolations >= 1);
+	assert_int_equal(st.healthy, NSRV - 1);
+	assert_int_equal(st.errors, 0);
+	/* Back on its port: the health check lets it in again. */
+	srv_start(1, 0, port1);
+	for (int k = 0; k < 300; k++) {
+		cluster_stats(&H.cl, &st);
+		if (st.healthy == NSRV)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(st.healthy, NSRV);
+	assert_true(st.rejoins >= 1);
+}
+
+static void test_backup_answers_for_slow(void **state)
+{
+	struct cluster_stats st;
+	struct waiter w;
+
+	(void)state;
+	srv_start(0, 500, 0);
+	srv_start(1, 0, 0);
+	cluster_up(2, LB_RR, 20);
+	for (int k = 0; k < 6; k++) {
+		start(&w, "quick", COMPRESS_NONE);
+		free(finish_ok(&w));
+		assert_true(w.cc.latency_us < 400000);
+	}
+	cluster_stats(&H.cl, &st);
+	assert_true(st.backups >= 3);
+}
+
+static void test_hashing_needs_code(void **state)
+{
+	struct waiter w;
+
+	(void)state;
+	srv_start(0, 0, 0);
+	srv_start(1, 0, 0);
+	cluster_up(2, LB_C_MD5, -1);
+	start(&w, "x", COMPRESS_NONE);
+	wait_done(&w);
+	assert_int_equal(w.cc.error_code, RPC_EREQUEST);
+	assert_non_null(strstr(w.cc.error_text, "c_md5"));
+	cluster_call_destroy(&w.cc);
+	/* The same with a code goes through. */
+	memset(&w, 0, sizeof(w));
+	{
+		Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+
+		cluster_call_init(&w.cc, &H.pool);
+		req.message = "coded";
+		assert_int_equal(
+		    rpc_msg_encode(&req.base, COMPRESS_NONE, &w.cc.body), 0);
+		assert_int_equal(iobuf_append(&w.cc.attachment, "att", 3), 0);
+		w.cc.service = "example.EchoService";
+		w.cc.method = "Echo";
+		w.cc.has_code = true;
+		w.cc.code = 42;
+		cluster_call_start(&H.cl, &w.cc, on_done, &w);
+		free(finish_ok(&w));
+	}
+}
+
+static void test_destroy_waits_for_calls(void **state)
+{
+	enum { N = 40 };
+	struct waiter *w = calloc(N, sizeof(*w));
+
+	(void)state;
+	assert_non_null(w);
+	srv_start(0, 100, 0);
+	cluster_up(1, LB_RANDOM, -1);
+	for (int i = 0; i < N; i++)
+		start(&w[i], "inflight", COMPRESS_NONE);
+	cluster_destroy(&H.cl);
+	H.cl_up = false;
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(__atomic_load_n(&w[i].done, __ATOMIC_ACQUIRE),
+				 1);
+		assert_int_equal(w[i].cc.error_code, 0);
+		cluster_call_destroy(&w[i].cc);
+	}
+	free(w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_raw_pass_through, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_stopped_instance_isolated,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backup_answers_for_slow, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_hashing_needs_code, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_destroy_waits_for_calls, setup,
+					    teardown),
+	};
+
+	alarm(TEST_TIMEOUT_S);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

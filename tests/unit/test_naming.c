@@ -1,0 +1,149 @@
+/*
+ * naming tests: URL schemes, list:// and file:// entries with tags,
+ * comments, blanks, duplicates and bad entries, the tag filter, set
+ * comparison, and file errors.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "naming.h"
+
+#define TEST_TIMEOUT_S 60
+#include "testutil.h"
+
+static void test_url_split(void **state)
+{
+	enum naming_scheme s;
+	const char *rest;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(
+	    naming_url_split("list://a:1,b:2", &s, &rest, why, sizeof(why)), 0);
+	assert_int_equal(s, NAMING_LIST);
+	assert_string_equal(rest, "a:1,b:2");
+	assert_int_equal(
+	    naming_url_split("file:///etc/x", &s, &rest, why, sizeof(why)), 0);
+	assert_int_equal(s, NAMING_FILE);
+	assert_string_equal(rest, "/etc/x");
+	assert_int_equal(
+	    naming_url_split("list://", &s, &rest, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "names nothing"));
+	assert_int_equal(
+	    naming_url_split("zk://x", &s, &rest, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "expected list://"));
+}
+
+static void test_list_entries(void **state)
+{
+	struct naming_list l;
+	unsigned skipped = 9;
+	char why[256];
+
+	(void)state;
+	naming_list_init(&l, NULL);
+	assert_int_equal(naming_parse(" 10.0.0.1:80 , 10.0.0.2:80 blue,"
+				      "10.0.0.2:80 green,10.0.0.1:80,"
+				      "[::1]:81,host.example:443",
+				      ',', &l, &skipped, why, sizeof(why)),
+			 0);
+	assert_int_equal(skipped, 0);
+	assert_int_equal(l.n, 5); /* the repeated one counts once */
+	assert_string_equal(l.v[0].addr, "10.0.0.1:80");
+	assert_string_equal(l.v[0].tag, "");
+	assert_string_equal(l.v[1].tag, "blue");
+	assert_string_equal(l.v[2].tag, "green");
+	assert_string_equal(l.v[3].addr, "[::1]:81");
+	assert_string_equal(l.v[4].addr, "host.example:443");
+
+	assert_int_equal(naming_parse("10.0.0.1,10.0.0.1:0,:80,10.0.0.1:99999,"
+				      "::1:80,10.0.0.3:80 a b,10.0.0.4:80",
+				      ',', &l, &skipped, why, sizeof(why)),
+			 0);
+	assert_int_equal(skipped, 6);
+	assert_int_equal(l.n, 1);
+	assert_string_equal(l.v[0].addr, "10.0.0.4:80");
+	assert_non_null(strstr(why, "\"10.0.0.1\" is not HOST:PORT"));
+	naming_list_free(&l);
+}
+
+static void test_file_entries_and_filter(void **state)
+{
+	char path[] = "/tmp/rpcgate-naming-XXXXXX";
+	const char *text = "# upstreams\n"
+			   "\n"
+			   "10.0.0.1:8000 1   # weight 1\n"
+			   "   10.0.0.2:8000 2\n"
+			   "10.0.0.3:8000\t2\r\n"
+			   "not-an-address\n"
+			   "10.0.0.4:8000";
+	struct naming_list l, m;
+	unsigned skipped;
+	char why[256];
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	naming_list_init(&l, NULL);
+	naming_list_init(&m, NULL);
+	assert_int_equal(naming_read_file(path, &l, &skipped, why, sizeof(why)),
+			 0);
+	assert_int_equal(skipped, 1);
+	assert_int_equal(l.n, 4);
+	assert_string_equal(l.v[2].addr, "10.0.0.3:8000");
+	assert_string_equal(l.v[2].tag, "2");
+	assert_string_equal(l.v[3].tag, "");
+	/* Same set in another order. */
+	assert_int_equal(naming_parse("10.0.0.4:8000,10.0.0.3:8000 2,"
+				      "10.0.0.2:8000 2,10.0.0.1:8000 1",
+				      ',', &m, NULL, NULL, 0),
+			 0);
+	assert_true(naming_same(&l, &m));
+	naming_filter_tag(&l, "2");
+	assert_int_equal(l.n, 2);
+	assert_false(naming_same(&l, &m));
+	naming_filter_tag(&m, NULL);
+	assert_int_equal(m.n, 4);
+	unlink(path);
+	assert_int_equal(naming_read_file(path, &l, &skipped, why, sizeof(why)),
+			 -ENOENT);
+	assert_non_null(strstr(why, "cannot open"));
+	naming_list_free(&l);
+	naming_list_free(&m);
+}
+
+static void test_addr_valid(void **state)
+{
+	(void)state;
+	assert_true(naming_addr_valid("a:1"));
+	assert_true(naming_addr_valid("[fe80::1]:65535"));
+	assert_false(naming_addr_valid("a:65536"));
+	assert_false(naming_addr_valid("a:"));
+	assert_false(naming_addr_valid("a:1x"));
+	assert_false(naming_addr_valid("fe80::1:80"));
+	assert_false(naming_addr_valid("[fe80::1:80"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    TEST_BOUNDED(test_url_split),
+	    TEST_BOUNDED(test_list_entries),
+	    TEST_BOUNDED(test_file_entries_and_filter),
+	    TEST_BOUNDED(test_addr_valid),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
