@@ -90,7 +90,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -Inet -Irdma -Iapp $(GEN_INC) \
 FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
-.PHONY: all deps check unit integration fuzz run bench bench-rdma format \
+.PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway format \
 	clean image oci test-rxe test-image kernel
 
 all: $(BUILD)/rpcgate
@@ -210,6 +210,12 @@ $(BUILD)/pingpong: tests/bench/pingpong.c $(BUILD)/musl-inc/.stamp
 bench: $(BUILD)/rpcgate $(BUILD)/pingpong
 	@RPCGATE_BIN=$(BUILD)/rpcgate PINGPONG_BIN=$(BUILD)/pingpong \
 		scripts/bench-echo
+
+# What the gateway adds to a call, next to what nginx adds to an HTTP
+# request (scripts/bench-gateway; nginx and wrk from Debian).
+bench-gateway: $(BUILD)/rpcgate
+	@scripts/deps nginx-light wrk
+	scripts/bench-gateway
 
 # RDMA vs TCP vs the raw verbs limit, in one VM (scripts/bench-rdma).
 bench-rdma: $(BUILD)/rpcgate image
