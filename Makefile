@@ -28,7 +28,8 @@ LIBDIR := /usr/lib/x86_64-linux-gnu
 DEPS_PKGS := gcc make musl-tools libibverbs-dev librdmacm-dev \
 	libnl-3-dev libnl-route-3-dev libprotobuf-c-dev protobuf-c-compiler \
 	zlib1g-dev libcmocka-dev ibverbs-providers clang libclang-rt-14-dev \
-	python3 python3-snappy qemu-system-x86 runc umoci skopeo
+	python3 python3-snappy qemu-system-x86 runc umoci skopeo \
+	libc-ares-dev dnsmasq-base
 
 MUSL_CC := musl-gcc
 HOST_CC := gcc
@@ -51,10 +52,12 @@ HOST_CFLAGS := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \
 # The static archives, by full path: -L on the glibc directory would drag
 # glibc's own libc.a into a musl link.  Order: users before providers.
 STATIC_LIBS := $(addprefix $(LIBDIR)/,librdmacm.a librxe-rdmav34.a \
-	libibverbs.a libnl-route-3.a libnl-3.a libprotobuf-c.a libz.a)
+	libibverbs.a libnl-route-3.a libnl-3.a libprotobuf-c.a libz.a \
+	libcares.a)
 # musl-gcc sees only musl's headers; these are the few foreign headers
 # the build includes, linked into one directory so glibc's never leak in.
-MUSL_INC_LINKS := infiniband rdma protobuf-c linux asm-generic zlib.h zconf.h
+MUSL_INC_LINKS := infiniband rdma protobuf-c linux asm-generic zlib.h zconf.h \
+	ares.h ares_build.h ares_rules.h ares_version.h ares_dns.h ares_nameser.h
 
 NET_SRCS := $(wildcard net/*.c)
 RDMA_SRCS := $(wildcard rdma/*.c)
@@ -70,7 +73,7 @@ HOST_LIB_SRCS := $(filter-out app/main.c rdma/glibc_fortify.c,$(ALL_SRCS))
 HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/host/gen/%.o)
 HOST_LIB := $(BUILD)/host/librpcgate.a
-HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcmocka -lpthread -lm
+HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcares -lcmocka -lpthread -lm
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/host/tests/unit/%)

@@ -3,7 +3,7 @@
  * the server side of brpc's example/echo_c++ and of `rpcgate call` and
  * `rpcgate bench`.
  *
- *   rpcgate echo [--port=N] [--listen=ADDR] [--sleep_ms=N]
+ *   rpcgate echo [--port=N] [--listen=ADDR] [--sleep_ms=N] [--fail_percent=N]
  *                [--max_concurrency=N] [--auth_token=S]
  *                [--echo_on_workers=BOOL]
  *
@@ -65,6 +65,7 @@ static void echo_cmd_from_flags(struct echo_cmd *e,
 	e->token_len = strlen(e->token);
 	e->svc.sleep_ms = (int)flags_int(fl, "sleep_ms");
 	e->svc.on_workers = flags_bool(fl, "echo_on_workers");
+	e->svc.fail_percent = (int)flags_int(fl, "fail_percent");
 }
 
 /* Server, service, listener, start; on failure says why and holds

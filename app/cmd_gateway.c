@@ -5,11 +5,13 @@
  *   rpcgate gateway [--listen=ADDR[:PORT]] [--port=N] [--rdma=BOOL]
  *       --route='SERVICE=NAMING_URL[;lb=NAME][;transport=tcp|rdma]
  *                [;timeout_ms=N][;max_retry=N][;backup_request_ms=N]
- *                [;connection_type=T][;tag=T]'  (once per route)
+ *                [;connection_type=T][;retry_budget_percent=N]
+ *                [;circuit_breaker=BOOL][;tag=T]'  (once per route)
  *       [--lb=NAME] [--timeout_ms=N] [--max_retry=N]
  *       [--backup_request_ms=N] [--connection_type=T]
  *       [--health_check_interval_s=N] [--retry_budget_percent=N]
- *       [--auth_token=S] [--access_log=BOOL]
+ *       [--auth_token=S] [--access_log=BOOL] [--dns_servers=IP[:PORT],...]
+ *       [--ns_access_interval=S] [--circuit_breaker=BOOL]
  *
  * SERVICE is a full service name ("example.EchoService"), a prefix
  * ("example.*": every service of the package) or "*" (the rest); the
@@ -132,7 +134,14 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 		err = channel_conn_type_parse(val, &co->chan.conn_type);
 	else if (!strcmp(key, "retry_budget_percent"))
 		err = parse_int_opt(val, 0, 100, &co->retry_budget_percent);
-	else if (!strcmp(key, "tag")) {
+	else if (!strcmp(key, "circuit_breaker")) {
+		if (!strcmp(val, "true"))
+			co->circuit_breaker = true;
+		else if (!strcmp(val, "false"))
+			co->circuit_breaker = false;
+		else
+			err = -EINVAL;
+	} else if (!strcmp(key, "tag")) {
 		if (strlen(val) >= sizeof(rt->tag))
 			err = -EINVAL;
 		else {
@@ -143,7 +152,8 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 		fprintf(stderr,
 			WHO ": route %s: unknown option \"%s\" (lb, transport, "
 			    "timeout_ms, max_retry, backup_request_ms, "
-			    "connection_type, retry_budget_percent, tag)\n",
+			    "connection_type, retry_budget_percent, "
+			    "circuit_breaker, tag)\n",
 			rt->pattern, key);
 		return -EINVAL;
 	}
@@ -175,6 +185,9 @@ static void route_defaults(struct gw_route *rt, struct gateway *gw,
 	co->health_check_interval_ms =
 	    (int)flags_int(fl, "health_check_interval_s") * 1000;
 	co->retry_budget_percent = (int)flags_int(fl, "retry_budget_percent");
+	co->dns_servers = flags_str(fl, "dns_servers");
+	co->circuit_breaker = flags_bool(fl, "circuit_breaker");
+	co->dns_interval_ms = (int)flags_int(fl, "ns_access_interval") * 1000;
 	channel_conn_type_parse(flags_str(fl, "connection_type"),
 				&co->chan.conn_type);
 	if (!strcmp(flags_str(fl, "transport"), "rdma"))

@@ -14,16 +14,30 @@
 struct echo_delay {
 	struct loop_timer timer;
 	struct server_call *call;
+	struct echo_service *e;
 	struct task start;
 	int sleep_ms;
 };
 
-static void echo_answer(struct server_call *call)
+/* Whether this call is one of the fail_percent of every hundred
+ * consecutive calls (exactly that many, spread over the hundred). */
+static bool fails_by_share(struct echo_service *e)
+{
+	uint64_t n;
+
+	if (e->fail_percent <= 0)
+		return false;
+	n = __atomic_fetch_add(&e->seq, 1, __ATOMIC_RELAXED);
+	return (n * (uint64_t)e->fail_percent) % 100 <
+	       (uint64_t)e->fail_percent;
+}
+
+static void echo_answer(struct server_call *call, struct echo_service *e)
 {
 	const Example__EchoRequest *req = (const void *)call->request;
 	Example__EchoResponse *resp = (void *)call->response;
 
-	if (!strcmp(req->message, ECHO_FAIL_MESSAGE)) {
+	if (!strcmp(req->message, ECHO_FAIL_MESSAGE) || fails_by_share(e)) {
 		server_call_fail(call, ECHO_FAIL_CODE, "%s", ECHO_FAIL_TEXT);
 		server_call_finish(call);
 		return;
@@ -44,9 +58,10 @@ static void delay_fired(struct loop_timer *t)
 {
 	struct echo_delay *d = container_of(t, struct echo_delay, timer);
 	struct server_call *call = d->call;
+	struct echo_service *e = d->e;
 
 	mem_free(call->srv->opt.mem, d);
-	echo_answer(call);
+	echo_answer(call, e);
 }
 
 /* Runs on the loop: timers belong to their loop's thread. */
@@ -67,7 +82,7 @@ static void echo_handler(struct server_call *call, void *arg)
 	struct echo_delay *d;
 
 	if (e->sleep_ms <= 0) {
-		echo_answer(call);
+		echo_answer(call, e);
 		return;
 	}
 	d = mem_alloc(call->srv->opt.mem, sizeof(*d));
@@ -77,6 +92,7 @@ static void echo_handler(struct server_call *call, void *arg)
 		return;
 	}
 	d->call = call;
+	d->e = e;
 	d->sleep_ms = e->sleep_ms;
 	task_init(&d->start, delay_start);
 	/* Inline handlers are on the loop already: no post, no wake-up. */

@@ -16,6 +16,7 @@
 #define RPCGATE_APP_ECHO_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "server.h"
 
@@ -24,8 +25,11 @@
 #define ECHO_FAIL_TEXT	  "asked to fail"
 
 struct echo_service {
-	int sleep_ms;	 /* 0: answer at once */
-	bool on_workers; /* run the handler on task workers, not inline */
+	int sleep_ms;	  /* 0: answer at once */
+	bool on_workers;  /* run the handler on task workers, not inline */
+	int fail_percent; /* fail this share of calls with ECHO_FAIL_CODE
+			     (a sick upstream, for gateway tests) */
+	uint64_t seq;	  /* calls seen, for fail_percent (atomic) */
 };
 
 /* Registers the service on `s` (before server_start); `e` must outlive

@@ -261,6 +261,15 @@ const struct flag_def app_flag_defs[] = {
 		"with ELIMIT (0: no limit)",
     },
     {
+	.name = "fail_percent",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = 100,
+	.help = "echo: fail this share of calls with 4242, spread "
+		"evenly (plays a sick upstream)",
+    },
+    {
 	.name = "echo_on_workers",
 	.type = FLAG_BOOL,
 	.def = "false",
@@ -496,7 +505,8 @@ const struct flag_def app_flag_defs[] = {
 	.repeat = true,
 	.help = "gateway: SERVICE=NAMING_URL[;lb=NAME][;transport=tcp|"
 		"rdma][;timeout_ms=N][;max_retry=N][;backup_request_ms=N]"
-		"[;connection_type=T][;tag=T]; SERVICE a full name, a "
+		"[;connection_type=T][;retry_budget_percent=N]"
+		"[;circuit_breaker=BOOL][;tag=T]; SERVICE a full name, a "
 		"package.* prefix or *; give it once per route",
     },
     {
@@ -532,6 +542,30 @@ const struct flag_def app_flag_defs[] = {
 	.max = 100,
 	.help = "gateway: retries allowed as a share of calls (100: no "
 		"cap)",
+    },
+    {
+	.name = "dns_servers",
+	.type = FLAG_STRING,
+	.def = "",
+	.expect = "IP[:PORT],...",
+	.help = "gateway: DNS servers for http:// naming (empty: "
+		"/etc/resolv.conf's)",
+    },
+    {
+	.name = "ns_access_interval",
+	.type = FLAG_INT,
+	.def = "5",
+	.min = 1,
+	.max = 3600,
+	.help = "gateway: seconds between two resolutions of an "
+		"http:// naming URL",
+    },
+    {
+	.name = "circuit_breaker",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "gateway: isolate for a while an instance whose recent "
+		"calls fail too often (as brpc's enable_circuit_breaker)",
     },
     {
 	.name = "access_log",

@@ -38,10 +38,18 @@ struct cl_inst {
 	size_t idx; /* in cl->set while in_set */
 	int refs;   /* loop thread */
 	/* health checking while isolated */
+	bool down; /* its connection failed: isolated until a probe connects */
 	int64_t isolated_ns;
 	int probe_fd;
 	struct loop_io probe_io;
 	struct loop_timer probe_timer;
+	/* the circuit breaker */
+	bool broken; /* isolated for cb_isolation_ms */
+	double err_ema;
+	uint32_t cb_samples;
+	int cb_isolation_ms;
+	int64_t cb_last_trip_ns;
+	struct loop_timer cb_timer;
 	struct task free_task;
 	/* figures */
 	struct metrics_counter m_calls, m_errors;
@@ -86,6 +94,7 @@ void cluster_options_default(struct cluster_options *opt)
 	opt->health_check_interval_ms = 3000;
 	opt->retry_budget_percent = 10;
 	opt->reload_interval_ms = 1000;
+	opt->dns_interval_ms = 5000;
 }
 
 /* ---- instances ------------------------------------------------------ */
@@ -143,6 +152,7 @@ static struct cl_inst *inst_new(struct cluster *cl,
 	}
 	in->probe_fd = -1;
 	loop_timer_init(&in->probe_timer);
+	loop_timer_init(&in->cb_timer);
 	co.rt = cl->opt.rt;
 	co.pool = cl->opt.pool;
 	co.mem = cl->opt.mem;
@@ -220,6 +230,8 @@ static void inst_unref(struct cl_inst *in)
 	if (--in->refs > 0)
 		return;
 	probe_stop(in);
+	if (loop_timer_active(&in->cb_timer))
+		loop_timer_stop(in->cl->loop, &in->cb_timer);
 	task_init(&in->free_task, inst_free_task);
 	if (rt_submit(in->cl->opt.rt, &in->free_task))
 		/* Workers gone: only at the rt's stop, after destroy. */
@@ -248,9 +260,10 @@ static void rejoin(struct cl_inst *in)
 	struct cluster *cl = in->cl;
 
 	probe_stop(in);
-	in->lbs.usable = true;
+	in->down = false;
+	in->lbs.usable = !in->broken;
 	count(&cl->n_rejoins);
-	metrics_gauge_set(&in->m_healthy, 1);
+	metrics_gauge_set(&in->m_healthy, in->lbs.usable);
 	update_gauges(cl);
 	cl_log_fmt(
 	    cl, LOG_LVL_INFO,
@@ -314,8 +327,9 @@ static void isolate(struct cl_inst *in, int code, const char *text)
 {
 	struct cluster *cl = in->cl;
 
-	if (!in->lbs.usable)
+	if (in->down)
 		return;
+	in->down = true;
 	in->lbs.usable = false;
 	in->isolated_ns = loop_now(cl->loop);
 	count(&cl->n_isolations);
@@ -326,6 +340,63 @@ static void isolate(struct cl_inst *in, int code, const char *text)
 		   "until it accepts connections",
 		   in->key, text, code, cl->opt.health_check_interval_ms);
 	probe_again(in);
+}
+
+/* ---- the circuit breaker -------------------------------------------- */
+
+static void cb_end(struct loop_timer *t)
+{
+	struct cl_inst *in = container_of(t, struct cl_inst, cb_timer);
+	struct cluster *cl = in->cl;
+
+	in->broken = false;
+	/* A fresh start: it must fail often again before it trips. */
+	in->err_ema = 0;
+	in->cb_samples = 0;
+	in->lbs.usable = !in->down;
+	metrics_gauge_set(&in->m_healthy, in->lbs.usable);
+	update_gauges(cl);
+	cl_log_fmt(cl, LOG_LVL_INFO,
+		   "circuit breaker: instance %s takes calls again after %d "
+		   "ms",
+		   in->key, in->cb_isolation_ms);
+}
+
+/* One call's end on instance `in`: trips the breaker when the recent
+ * error rate is over CLUSTER_CB_ERROR_PERCENT. */
+static void cb_feed(struct cl_inst *in, bool failed)
+{
+	struct cluster *cl = in->cl;
+	int64_t now = loop_now(cl->loop);
+
+	if (!cl->opt.circuit_breaker || in->broken)
+		return;
+	in->err_ema += (failed - in->err_ema) * 2.0 / (CLUSTER_CB_WINDOW + 1);
+	if (++in->cb_samples < CLUSTER_CB_MIN_CALLS ||
+	    in->err_ema * 100 <= CLUSTER_CB_ERROR_PERCENT)
+		return;
+	/* Trips again soon after the last: isolated twice as long. */
+	if (in->cb_last_trip_ns &&
+	    now - in->cb_last_trip_ns < CLUSTER_CB_REPEAT_MS * NS_PER_MS)
+		in->cb_isolation_ms =
+		    in->cb_isolation_ms * 2 > CLUSTER_CB_MAX_ISOLATION_MS
+			? CLUSTER_CB_MAX_ISOLATION_MS
+			: in->cb_isolation_ms * 2;
+	else
+		in->cb_isolation_ms = CLUSTER_CB_MIN_ISOLATION_MS;
+	in->cb_last_trip_ns = now;
+	in->broken = true;
+	in->lbs.usable = false;
+	count(&cl->n_breaker_trips);
+	metrics_counter_add(&cl->m_breaker_trips, 1);
+	metrics_gauge_set(&in->m_healthy, 0);
+	update_gauges(cl);
+	cl_log_fmt(cl, LOG_LVL_WARN,
+		   "circuit breaker: instance %s isolated for %d ms: %.0f%% of "
+		   "its recent calls failed",
+		   in->key, in->cb_isolation_ms, in->err_ema * 100);
+	loop_timer_start(cl->loop, &in->cb_timer,
+			 now + in->cb_isolation_ms * NS_PER_MS, cb_end);
 }
 
 /* ---- the set -------------------------------------------------------- */
@@ -485,16 +556,18 @@ out:
 	return err;
 }
 
-/* ---- file:// reloads ------------------------------------------------ */
+/* ---- file:// reloads and http:// re-resolution ---------------------- */
 
 static void reload_check(struct loop_timer *t);
 
 static void reload_arm(struct cluster *cl)
 {
-	if (cl->scheme == NAMING_FILE && !cl->closing)
+	int ms = cl->scheme == NAMING_DNS ? cl->opt.dns_interval_ms
+					  : cl->opt.reload_interval_ms;
+
+	if (cl->scheme != NAMING_LIST && !cl->closing)
 		loop_timer_start(cl->loop, &cl->reload_timer,
-				 loop_now(cl->loop) +
-				     cl->opt.reload_interval_ms * NS_PER_MS,
+				 loop_now(cl->loop) + ms * NS_PER_MS,
 				 reload_check);
 }
 
@@ -551,11 +624,11 @@ static void apply_task_fn(struct task *t)
 	}
 	err = apply_names(cl);
 	if (err)
-		cl_log_fmt(cl, LOG_LVL_ERROR, "cannot apply %s: %s", cl->path,
+		cl_log_fmt(cl, LOG_LVL_ERROR, "cannot apply %s: %s", cl->url,
 			   strerror(-err));
 	else
 		cl_log_fmt(cl, cl->n ? LOG_LVL_INFO : LOG_LVL_WARN,
-			   "reloaded %s: %zu instances (were %zu)%s", cl->path,
+			   "reloaded %s: %zu instances (were %zu)%s", cl->url,
 			   cl->n, before,
 			   cl->n ? ""
 				 : "; calls fail with EHOSTDOWN until "
@@ -565,16 +638,18 @@ static void apply_task_fn(struct task *t)
 	reload_arm(cl);
 }
 
-/* Worker: reads the file, opens channels for new instances. */
+/* Worker: reads the file (http://: the names are in already), opens
+ * channels for new instances. */
 static void reload_task_fn(struct task *t)
 {
 	struct cluster *cl = container_of(t, struct cluster, reload_task);
 	unsigned skipped = 0;
 	char why[256];
-	int err;
+	int err = 0;
 
-	err = naming_read_file(cl->path, &cl->next_names, &skipped, why,
-			       sizeof(why));
+	if (cl->scheme == NAMING_FILE)
+		err = naming_read_file(cl->path, &cl->next_names, &skipped, why,
+				       sizeof(why));
 	if (!err) {
 		naming_filter_tag(&cl->next_names, cl->opt.tag);
 		if (skipped)
@@ -594,20 +669,88 @@ static void reload_task_fn(struct task *t)
 	loop_post(cl->loop, &cl->apply_task);
 }
 
+/* Opens the new instances on a worker, then applies (loop). */
+static void reload_submit(struct cluster *cl)
+{
+	task_init(&cl->reload_task, reload_task_fn);
+	if (rt_submit(cl->opt.rt, &cl->reload_task)) {
+		cl->next_names.n = 0;
+		set_reloading(cl, false);
+	}
+}
+
+/* Copies a resolver's answer into next_names.  0 or -ENOMEM. */
+static int take_names(struct cluster *cl, const struct naming_list *l)
+{
+	struct naming_list *nx = &cl->next_names;
+
+	nx->n = 0;
+	if (l->n > nx->cap) {
+		struct naming_node *v =
+		    mem_alloc(cl->opt.mem, l->n * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		mem_free(cl->opt.mem, nx->v);
+		nx->v = v;
+		nx->cap = l->n;
+	}
+	if (l->n)
+		memcpy(nx->v, l->v, l->n * sizeof(*nx->v));
+	nx->n = l->n;
+	return 0;
+}
+
+/* dns_done_fn of a re-resolution (loop). */
+static void dns_refreshed(void *arg, int err, const struct naming_list *l,
+			  const char *why)
+{
+	struct cluster *cl = arg;
+
+	if (cl->closing) {
+		set_reloading(cl, false);
+		return;
+	}
+	if (!err)
+		err = take_names(cl, l);
+	if (err) {
+		if (!cl->dns_failing)
+			cl_log_fmt(cl, LOG_LVL_WARN,
+				   "%s; keeping the %zu instances known, "
+				   "trying again every %d ms",
+				   why && why[0] ? why : strerror(-err), cl->n,
+				   cl->opt.dns_interval_ms);
+		cl->dns_failing = true;
+	} else {
+		if (cl->dns_failing)
+			cl_log_fmt(cl, LOG_LVL_INFO, "%s resolves again",
+				   cl->host);
+		cl->dns_failing = false;
+	}
+	if (err || naming_same(&cl->next_names, &cl->names)) {
+		cl->next_names.n = 0;
+		set_reloading(cl, false);
+		reload_arm(cl);
+		return;
+	}
+	reload_submit(cl);
+}
+
 static void reload_check(struct loop_timer *t)
 {
 	struct cluster *cl = container_of(t, struct cluster, reload_timer);
 
 	if (cl->closing)
 		return;
-	if (cl->reloading || !file_changed(cl)) {
+	if (cl->reloading || (cl->scheme == NAMING_FILE && !file_changed(cl))) {
 		reload_arm(cl);
 		return;
 	}
 	set_reloading(cl, true);
-	task_init(&cl->reload_task, reload_task_fn);
-	if (rt_submit(cl->opt.rt, &cl->reload_task))
-		set_reloading(cl, false);
+	if (cl->scheme == NAMING_DNS)
+		dns_resolve(&cl->dns, cl->host, cl->port, dns_refreshed, cl);
+	else
+		reload_submit(cl);
 }
 
 /* ---- calls (loop thread) -------------------------------------------- */
@@ -857,6 +1000,8 @@ static void attempt_done(struct rpc_call *rc, void *arg)
 	    code && (conn_failed || retry_answer || code == RPC_ERPCTIMEDOUT));
 	if (code && code != ECANCELED)
 		metrics_counter_add(&in->m_errors, 1);
+	if (code != ECANCELED)
+		cb_feed(in, code != 0);
 	if (conn_failed || (retry_answer && code == RPC_ELOGOFF))
 		isolate(in, code, rc->error_text);
 	if (!c) {
@@ -993,7 +1138,7 @@ static int options_check(const struct cluster_options *o, char *why,
 	    o->max_retry >= CLUSTER_TRIED_MAX || o->backup_request_ms < -1 ||
 	    o->backup_request_ms == 0 || o->health_check_interval_ms <= 0 ||
 	    o->retry_budget_percent < 0 || o->retry_budget_percent > 100 ||
-	    o->reload_interval_ms <= 0) {
+	    o->reload_interval_ms <= 0 || o->dns_interval_ms <= 0) {
 		snprintf(why, why_size,
 			 "cluster %s: timeout_ms, max_retry (0..%d), "
 			 "backup_request_ms, health_check_interval_ms, "
@@ -1014,6 +1159,7 @@ static void register_metrics(struct cluster *cl)
 	metrics_counter_init(&cl->m_retries);
 	metrics_counter_init(&cl->m_backups);
 	metrics_counter_init(&cl->m_budget_denied);
+	metrics_counter_init(&cl->m_breaker_trips);
 	metrics_gauge_init(&cl->m_instances);
 	metrics_gauge_init(&cl->m_healthy);
 	metrics_latency_init(&cl->m_latency);
@@ -1033,6 +1179,9 @@ static void register_metrics(struct cluster *cl)
 	metrics_register_counter(
 	    m, &cl->m_budget_denied, "rpcgate_route_retry_budget_denied_total",
 	    "retries the retry budget refused", cl->labels);
+	metrics_register_counter(
+	    m, &cl->m_breaker_trips, "rpcgate_route_breaker_trips_total",
+	    "instances the circuit breaker isolated", cl->labels);
 	metrics_register_gauge(m, &cl->m_instances, "rpcgate_route_instances",
 			       "instances named", cl->labels);
 	metrics_register_gauge(m, &cl->m_healthy,
@@ -1049,9 +1198,48 @@ static void unregister_metrics(struct cluster *cl)
 	metrics_unregister(&cl->m_retries.node);
 	metrics_unregister(&cl->m_backups.node);
 	metrics_unregister(&cl->m_budget_denied.node);
+	metrics_unregister(&cl->m_breaker_trips.node);
 	metrics_unregister(&cl->m_instances.node);
 	metrics_unregister(&cl->m_healthy.node);
 	metrics_unregister(&cl->m_latency.node);
+}
+
+/* dns_done_fn of the first resolution (loop): hands the answer to
+ * cluster_init. */
+static void dns_first(void *arg, int err, const struct naming_list *l,
+		      const char *why)
+{
+	struct cluster *cl = arg;
+
+	if (!err)
+		err = take_names(cl, l);
+	pthread_mutex_lock(&cl->lock);
+	cl->first_err = err;
+	snprintf(cl->first_why, sizeof(cl->first_why), "%s",
+		 why && why[0] ? why : strerror(-err));
+	cl->first_resolved = true;
+	pthread_cond_broadcast(&cl->cond);
+	pthread_mutex_unlock(&cl->lock);
+}
+
+static void first_resolve_task(struct task *t)
+{
+	struct cluster *cl = container_of(t, struct cluster, reload_task);
+
+	dns_resolve(&cl->dns, cl->host, cl->port, dns_first, cl);
+}
+
+static void wait_flag(struct cluster *cl, bool *flag);
+
+/* Owner thread: resolves the name once, on the loop, and waits. */
+static int first_resolve(struct cluster *cl, char *why, size_t why_size)
+{
+	task_init(&cl->reload_task, first_resolve_task);
+	loop_post(cl->loop, &cl->reload_task);
+	wait_flag(cl, &cl->first_resolved);
+	if (cl->first_err)
+		snprintf(why, why_size, "%s: %s", cl->url, cl->first_why);
+	return cl->first_err;
 }
 
 /* The first list (init): read, open channels, make it the set. */
@@ -1064,6 +1252,8 @@ static int first_names(struct cluster *cl, const char *rest, char *why,
 	if (cl->scheme == NAMING_LIST)
 		err = naming_parse(rest, ',', &cl->next_names, &skipped, why,
 				   why_size);
+	else if (cl->scheme == NAMING_DNS)
+		err = first_resolve(cl, why, why_size);
 	else
 		err = naming_read_file(cl->path, &cl->next_names, &skipped, why,
 				       why_size);
@@ -1080,7 +1270,7 @@ static int first_names(struct cluster *cl, const char *rest, char *why,
 		cl_log_fmt(cl, LOG_LVL_WARN, "%s: %u entries skipped: %s",
 			   cl->path, skipped, why);
 	naming_filter_tag(&cl->next_names, cl->opt.tag);
-	if (cl->scheme == NAMING_LIST && !cl->next_names.n) {
+	if (cl->scheme != NAMING_FILE && !cl->next_names.n) {
 		snprintf(why, why_size, "%s names no instance%s%s", cl->url,
 			 cl->opt.tag ? " with tag " : "",
 			 cl->opt.tag ? cl->opt.tag : "");
@@ -1091,7 +1281,7 @@ static int first_names(struct cluster *cl, const char *rest, char *why,
 	err = open_fresh(cl);
 	if (err)
 		return err;
-	if (cl->scheme == NAMING_LIST && !cl->next_names.n) {
+	if (cl->scheme != NAMING_FILE && !cl->next_names.n) {
 		snprintf(why, why_size, "%s: no instance could be set up",
 			 cl->url);
 		return -EINVAL;
@@ -1142,6 +1332,13 @@ int cluster_init(struct cluster *cl, const struct cluster_options *opt,
 		return err;
 	if (cl->scheme == NAMING_FILE)
 		cl->path = rest;
+	if (cl->scheme == NAMING_DNS &&
+	    naming_dns_target(rest, cl->host, sizeof(cl->host), &cl->port)) {
+		snprintf(why, why_size,
+			 "naming URL \"%s\": expected http://HOST[:PORT]",
+			 cl->url);
+		return -EINVAL;
+	}
 	pthread_mutex_init(&cl->lock, NULL);
 	pthread_cond_init(&cl->cond, NULL);
 	naming_list_init(&cl->names, cl->opt.mem);
@@ -1152,6 +1349,16 @@ int cluster_init(struct cluster *cl, const struct cluster_options *opt,
 	cl->budget = CLUSTER_BUDGET_RESERVE;
 	cl->loop = rt_loop_for(opt->rt, (unsigned)((uintptr_t)cl >> 6));
 	register_metrics(cl);
+	if (cl->scheme == NAMING_DNS) {
+		err = dns_init(&cl->dns, cl->loop, opt->dns_servers,
+			       opt->chan.connect_timeout_ms * 5, cl->opt.mem,
+			       why, why_size);
+		if (err) {
+			cluster_destroy(cl);
+			return err;
+		}
+		cl->dns_up = true;
+	}
 	err = first_names(cl, rest, why, why_size);
 	if (err) {
 		drop_fresh(cl); /* not on the loop, but it runs nothing yet */
@@ -1172,6 +1379,9 @@ static void quiesce_task_fn(struct task *t)
 	struct cluster *cl = container_of(t, struct cluster, quiesce_task);
 
 	cl->closing = true;
+	if (cl->dns_up)
+		dns_destroy(&cl->dns); /* a lookup under way ends here */
+	cl->dns_up = false;
 	if (loop_timer_active(&cl->reload_timer))
 		loop_timer_stop(cl->loop, &cl->reload_timer);
 	set_replace(cl, NULL, 0);
@@ -1217,6 +1427,8 @@ void cluster_stats(struct cluster *cl, struct cluster_stats *out)
 	out->isolations = __atomic_load_n(&cl->n_isolations, __ATOMIC_RELAXED);
 	out->rejoins = __atomic_load_n(&cl->n_rejoins, __ATOMIC_RELAXED);
 	out->reloads = __atomic_load_n(&cl->n_reloads, __ATOMIC_RELAXED);
+	out->breaker_trips =
+	    __atomic_load_n(&cl->n_breaker_trips, __ATOMIC_RELAXED);
 	out->instances = (int)metrics_gauge_get(&cl->m_instances);
 	out->healthy = (int)metrics_gauge_get(&cl->m_healthy);
 }

@@ -25,7 +25,8 @@
  *
  * Health: an isolated instance gets no calls; every
  * health_check_interval_ms the cluster tries to connect to it and, once
- * it can, the instance rejoins.
+ * it can, the instance rejoins.  The circuit breaker (below) isolates
+ * instances that answer but fail too often.
  *
  * The retry budget: each call earns retry_budget_percent/100 of a retry,
  * a retry spends one (a small reserve at start, a cap on the savings), so
@@ -46,6 +47,7 @@
 #include <stdint.h>
 
 #include "channel.h"
+#include "dns.h"
 #include "iobuf.h"
 #include "lb.h"
 #include "log.h"
@@ -59,6 +61,23 @@
 /* The retry budget's reserve at start and cap, in retries. */
 #define CLUSTER_BUDGET_RESERVE 10
 #define CLUSTER_BUDGET_CAP     100
+/*
+ * The circuit breaker (circuit_breaker=true): an instance whose moving
+ * error rate over about CLUSTER_CB_WINDOW calls passes
+ * CLUSTER_CB_ERROR_PERCENT (once it has had CLUSTER_CB_MIN_CALLS) is
+ * isolated for CLUSTER_CB_MIN_ISOLATION_MS, twice as long each time it
+ * trips again within CLUSTER_CB_REPEAT_MS, up to
+ * CLUSTER_CB_MAX_ISOLATION_MS (brpc's bounds), then takes calls again
+ * with a clean record.  Every failed call counts, the upstream's own
+ * errors included, as brpc counts them.
+ */
+#define CLUSTER_CB_WINDOW	    100
+#define CLUSTER_CB_ERROR_PERCENT    20
+#define CLUSTER_CB_MIN_CALLS	    20
+#define CLUSTER_CB_MIN_ISOLATION_MS 100
+#define CLUSTER_CB_MAX_ISOLATION_MS 30000
+#define CLUSTER_CB_REPEAT_MS	    60000
+
 /* A call's error text, the upstream's included. */
 #define CLUSTER_TEXT_MAX 320
 
@@ -80,7 +99,10 @@ struct cluster_options {
 	int backup_request_ms;	      /* -1: off */
 	int health_check_interval_ms; /* 3000 */
 	int retry_budget_percent;     /* 10; 100: no cap */
+	bool circuit_breaker;	      /* off, as brpc's default */
 	int reload_interval_ms;	      /* file:// checked this often: 1000 */
+	int dns_interval_ms;	      /* http:// re-resolved this often: 5000 */
+	const char *dns_servers;      /* "IP[:PORT],..."; NULL: the system's */
 	struct metrics *metrics;      /* per-cluster and per-instance
 					 figures; NULL: none */
 };
@@ -140,7 +162,7 @@ struct cluster_call {
 
 struct cluster_stats {
 	uint64_t calls, errors, retries, backups, budget_denied;
-	uint64_t isolations, rejoins, reloads;
+	uint64_t isolations, rejoins, reloads, breaker_trips;
 	int instances, healthy;
 };
 
@@ -169,7 +191,15 @@ struct cluster {
 	uint64_t file_ino;
 	bool file_missing_logged;
 	struct naming_list next_names; /* worker -> loop */
-	struct cl_inst **fresh;	       /* worker -> loop: new instances */
+	/* http:// */
+	struct dns dns;
+	bool dns_up, dns_failing;
+	char host[256];
+	int port;
+	bool first_resolved; /* under lock */
+	int first_err;
+	char first_why[320];
+	struct cl_inst **fresh; /* worker -> loop: new instances */
 	size_t nfresh;
 
 	double budget; /* retries the budget allows now */
@@ -184,9 +214,9 @@ struct cluster {
 
 	/* figures */
 	uint64_t n_calls, n_errors, n_retries, n_backups, n_budget_denied,
-	    n_isolations, n_rejoins, n_reloads; /* atomic */
+	    n_isolations, n_rejoins, n_reloads, n_breaker_trips; /* atomic */
 	struct metrics_counter m_calls, m_errors, m_retries, m_backups,
-	    m_budget_denied;
+	    m_budget_denied, m_breaker_trips;
 	struct metrics_gauge m_instances, m_healthy;
 	struct metrics_latency m_latency;
 	char labels[200];

@@ -22,6 +22,7 @@ int naming_url_split(const char *url, enum naming_scheme *scheme,
 	} schemes[] = {
 	    {"list://", NAMING_LIST},
 	    {"file://", NAMING_FILE},
+	    {"http://", NAMING_DNS},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(schemes); i++) {
@@ -42,10 +43,51 @@ int naming_url_split(const char *url, enum naming_scheme *scheme,
 		}
 	}
 	snprintf(why, why_size,
-		 "naming URL \"%s\": expected list://ADDR,ADDR... or "
-		 "file://PATH",
+		 "naming URL \"%s\": expected list://ADDR,ADDR..., "
+		 "file://PATH or http://HOST[:PORT]",
 		 url);
 	return -EINVAL;
+}
+
+int naming_dns_target(const char *rest, char *host, size_t host_size, int *port)
+{
+	size_t len = strcspn(rest, "/");
+	const char *h = rest, *colon = NULL, *end = rest + len;
+	size_t hl;
+	long p = 80;
+
+	if (rest[0] == '[') {
+		const char *rb = memchr(rest, ']', len);
+
+		if (!rb)
+			return -EINVAL;
+		h = rest + 1;
+		hl = (size_t)(rb - h);
+		if (rb + 1 < end) {
+			if (rb[1] != ':')
+				return -EINVAL;
+			colon = rb + 1;
+		}
+	} else {
+		colon = memchr(rest, ':', len);
+		hl = colon ? (size_t)(colon - rest) : len;
+	}
+	if (colon) {
+		p = 0;
+		if (colon + 1 == end || end - colon > 6)
+			return -EINVAL;
+		for (const char *q = colon + 1; q < end; q++) {
+			if (!isdigit((unsigned char)*q))
+				return -EINVAL;
+			p = p * 10 + (*q - '0');
+		}
+	}
+	if (!hl || hl >= host_size || p < 1 || p > 65535)
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
 }
 
 void naming_list_init(struct naming_list *l, const struct mem *mem)

@@ -4,6 +4,10 @@
  *   list://ADDR[ TAG],ADDR[ TAG],...   fixed, given in the URL
  *   file://PATH                        one instance per line, re-read
  *                                      when the file changes
+ *   http://HOST[:PORT][/...]           every A and AAAA record of HOST
+ *                                      with PORT (80 by default),
+ *                                      re-resolved on an interval
+ *                                      (brpc's domain naming; net/dns)
  *
  * An instance is "HOST:PORT" ("[v6]:PORT" too), optionally followed by
  * blanks and a tag: the same address with two tags is two instances
@@ -44,12 +48,18 @@ struct naming_list {
 enum naming_scheme {
 	NAMING_LIST,
 	NAMING_FILE,
+	NAMING_DNS,
 };
 
 /* Splits a naming URL: the scheme, and what follows "scheme://" in
  * *rest.  0; -EINVAL for an unknown or missing scheme (`why` says). */
 int naming_url_split(const char *url, enum naming_scheme *scheme,
 		     const char **rest, char *why, size_t why_size);
+
+/* http://'s rest, "HOST[:PORT][/...]" ("[v6]:PORT" too): the host
+ * (brackets off) and the port (80 when absent).  0 or -EINVAL. */
+int naming_dns_target(const char *rest, char *host, size_t host_size,
+		      int *port);
 
 void naming_list_init(struct naming_list *l, const struct mem *mem);
 void naming_list_free(struct naming_list *l);

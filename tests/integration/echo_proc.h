@@ -93,9 +93,9 @@ static inline bool echo_proc_read(struct echo_proc *e, int ms)
 }
 
 /*
- * Starts `rpcgate CMD --port=0 --listen=127.0.0.1 [args...]` and waits
- * for its ready line, which starts with `ready` followed by
- * "127.0.0.1:PORT" (echo's, or `rpcgate gateway: serving on `).
+ * Starts `rpcgate CMD --port=0 --listen=127.0.0.1 [args...]` (args may
+ * override both) and waits for its ready line, which starts with `ready`
+ * followed by "IPV4:PORT" (echo's, or `rpcgate gateway: serving on `).
  */
 static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
 				       const char *ready,
@@ -107,7 +107,7 @@ static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
 	bool log = getenv("TEST_ECHO_LOG") != NULL;
 	int pfd[2], null_fd, argc = 0;
 	int64_t end;
-	char *nl;
+	char *nl, ip[16];
 
 	memset(e, 0, sizeof(*e));
 	e->pid = -1;
@@ -156,10 +156,10 @@ static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
 			 cmd, ECHO_READY_MS, e->out);
 	}
 	if (strncmp(e->out, ready, strlen(ready)) ||
-	    sscanf(e->out + strlen(ready), "127.0.0.1:%d", &e->port) != 1 ||
+	    sscanf(e->out + strlen(ready), "%15[0-9.]:%d", ip, &e->port) != 2 ||
 	    e->port <= 0 || e->port > 65535)
 		fail_msg("unexpected ready line: '%s'", e->out);
-	snprintf(e->addr, sizeof(e->addr), "127.0.0.1:%d", e->port);
+	snprintf(e->addr, sizeof(e->addr), "%s:%d", ip, e->port);
 }
 
 static inline void echo_proc_start(struct echo_proc *e, const char *const *args)

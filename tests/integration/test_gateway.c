@@ -15,6 +15,12 @@
  *   file reload    the instance list changes under load, no call fails
  *   backup         a slow instance does not hold calls past the backup
  *   retry budget   a cluster refusing calls (ELIMIT) gets retries capped
+ *   breaker        an instance failing half its calls is isolated by
+ *                  the circuit breaker: far fewer calls fail
+ *   DNS naming     http://NAME:PORT against dnsmasq on loopback: every
+ *                  A record is an instance, a record added is picked up
+ *                  at the next resolution under load, the DNS server
+ *                  going away keeps the instances known
  *
  * Per-instance and per-route counts are read from the gateway's GET
  * /metrics.
@@ -752,6 +758,211 @@ static void test_retry_budget(void **state)
 	free(ld);
 }
 
+static void test_circuit_breaker(void **state)
+{
+	const char *sick[] = {"--fail_percent=50", NULL};
+	struct echo_proc *e[3], *gw;
+	char route[256];
+	const char *gargs[] = {route, "--max_retry=0", NULL};
+	struct channel *ch;
+	struct rpc_call c;
+	int failed = 0;
+
+	(void)state;
+	e[0] = h_echo(sick);
+	e[1] = h_echo(NULL);
+	e[2] = h_echo(NULL);
+	snprintf(route, sizeof(route), "--route=example.EchoService=");
+	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 3,
+		 NULL);
+	strcat(route, ";circuit_breaker=true");
+	gw = h_gateway(gargs);
+	ch = h_channel(gw->addr, 2000);
+	rpc_call_init(&c, &H.pool);
+	for (int k = 0; k < 900; k++) {
+		rpc_call_reset(&c);
+		failed += echo_call(ch, &c, "cb", NULL, NULL) != 0;
+	}
+	rpc_call_destroy(&c);
+	/* Without the breaker: a third of the calls to an instance failing
+	 * half of them, 150 failures.  With it: tens. */
+	print_message(
+	    "      %d of 900 calls failed, %lld trips\n", failed,
+	    route_metric(gw->port, "rpcgate_route_breaker_trips_total"));
+	assert_true(
+	    route_metric(gw->port, "rpcgate_route_breaker_trips_total") >= 1);
+	assert_true(failed >= 5 && failed < 100);
+}
+
+/* ---- DNS naming against a real DNS server (dnsmasq) ---------------- */
+
+#define DNS_NAME "svc.rpcgate.test"
+
+struct dnsmasq {
+	pid_t pid;
+	int port;
+	char hosts[64];
+};
+
+static struct dnsmasq D = {.pid = -1};
+
+static int free_udp_tcp_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, len), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void hosts_write(struct echo_proc *const *e, int n)
+{
+	char text[512];
+	size_t off = 0;
+
+	for (int i = 0; i < n; i++) {
+		char ip[32];
+
+		snprintf(ip, sizeof(ip), "%s", e[i]->addr);
+		*strrchr(ip, ':') = '\0';
+		off += (size_t)snprintf(text + off, sizeof(text) - off,
+					"%s " DNS_NAME "\n", ip);
+	}
+	write_file(D.hosts, text);
+}
+
+/* dnsmasq on 127.0.0.1:D.port answering DNS_NAME from D.hosts only. */
+static void dnsmasq_start(void)
+{
+	char port[32], hosts[96];
+	char *argv[] = {"dnsmasq",
+			"--keep-in-foreground",
+			"--conf-file=/dev/null",
+			"--no-resolv",
+			"--no-hosts",
+			hosts,
+			"--listen-address=127.0.0.1",
+			"--bind-interfaces",
+			port,
+			"--pid-file=",
+			"--user=root",
+			"--group=root",
+			NULL};
+	char *envp[] = {"PATH=/usr/sbin:/usr/bin:/bin", NULL};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	D.port = free_udp_tcp_port();
+	snprintf(port, sizeof(port), "--port=%d", D.port);
+	snprintf(hosts, sizeof(hosts), "--addn-hosts=%s", D.hosts);
+	D.pid = fork();
+	assert_true(D.pid >= 0);
+	if (D.pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(null_fd, 0);
+		dup2(null_fd, 1);
+		if (!getenv("TEST_ECHO_LOG"))
+			dup2(null_fd, 2);
+		execve("/usr/sbin/dnsmasq", argv, envp);
+		_exit(127);
+	}
+	close(null_fd);
+	/* Ready once it takes TCP connections. */
+	sa.sin_port = htons((uint16_t)D.port);
+	for (int k = 0;; k++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+		close(fd);
+		if (ok)
+			break;
+		if (k > 500 || waitpid(D.pid, NULL, WNOHANG) == D.pid)
+			fail_msg("dnsmasq did not start on port %d", D.port);
+		usleep(10000);
+	}
+}
+
+static int dns_teardown(void **state)
+{
+	if (D.pid > 0) {
+		kill(D.pid, SIGKILL);
+		waitpid(D.pid, NULL, 0);
+		D.pid = -1;
+	}
+	if (D.hosts[0])
+		unlink(D.hosts);
+	return h_teardown(state);
+}
+
+static void test_dns_naming(void **state)
+{
+	struct echo_proc *e[3], *gw;
+	char route[256], dns[64], port_arg[32], listen[3][32];
+	const char *gargs[] = {route, dns, "--ns_access_interval=1", NULL};
+	const char *eargs[] = {listen[0], port_arg, NULL};
+	struct channel *ch;
+	struct load *ld;
+	int fd;
+
+	(void)state;
+	if (access("/usr/sbin/dnsmasq", X_OK))
+		fail_msg("dnsmasq is missing (make deps installs it)");
+	/* Three echos on one port of three loopback addresses. */
+	e[0] = h_echo(NULL);
+	snprintf(port_arg, sizeof(port_arg), "--port=%d", e[0]->port);
+	for (int i = 1; i < 3; i++) {
+		snprintf(listen[i], sizeof(listen[i]), "--listen=127.0.0.%d",
+			 i + 1);
+		eargs[0] = listen[i];
+		e[i] = h_echo(eargs);
+		assert_int_equal(e[i]->port, e[0]->port);
+	}
+	strcpy(D.hosts, "/tmp/rpcgate-hosts-XXXXXX");
+	fd = mkstemp(D.hosts);
+	assert_true(fd >= 0);
+	close(fd);
+	hosts_write(e, 2);
+	dnsmasq_start();
+	snprintf(route, sizeof(route),
+		 "--route=example.EchoService=http://" DNS_NAME ":%d",
+		 e[0]->port);
+	snprintf(dns, sizeof(dns), "--dns_servers=127.0.0.1:%d", D.port);
+	gw = h_gateway(gargs);
+	assert_int_equal(route_metric(gw->port, "rpcgate_route_instances"), 2);
+	ch = h_channel(gw->addr, 2000);
+	ld = load_start(ch, 8);
+	usleep(300000);
+	assert_true(inst_calls(gw->port, e[0]) > 0);
+	assert_true(inst_calls(gw->port, e[1]) > 0);
+	assert_int_equal(inst_calls(gw->port, e[2]), -1);
+	/* A third record: dnsmasq re-reads its hosts on SIGHUP; the gateway
+	 * sees it at its next resolution, under load. */
+	hosts_write(e, 3);
+	kill(D.pid, SIGHUP);
+	for (int k = 0; route_metric(gw->port, "rpcgate_route_instances") != 3;
+	     k++) {
+		assert_true(k < 150); /* 3 s: two intervals and some */
+		usleep(20000);
+	}
+	usleep(300000);
+	assert_true(inst_calls(gw->port, e[2]) > 0);
+	/* The DNS server gone: the instances known stay. */
+	kill(D.pid, SIGKILL);
+	waitpid(D.pid, NULL, 0);
+	D.pid = -1;
+	usleep(1500000);
+	assert_int_equal(route_metric(gw->port, "rpcgate_route_instances"), 3);
+	load_stop(ld);
+	load_assert_clean(ld, "DNS re-resolution under load");
+	free(ld);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -769,6 +980,10 @@ int main(void)
 					    h_teardown),
 	    cmocka_unit_test_setup_teardown(test_retry_budget, h_setup,
 					    h_teardown),
+	    cmocka_unit_test_setup_teardown(test_circuit_breaker, h_setup,
+					    h_teardown),
+	    cmocka_unit_test_setup_teardown(test_dns_naming, h_setup,
+					    dns_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -333,6 +333,88 @@ static void test_destroy_waits_for_calls(void **state)
 	free(w);
 }
 
+static void test_circuit_breaker(void **state)
+{
+	struct cluster_options co;
+	struct cluster_stats st;
+	char url[128], why[256];
+	int failed = 0;
+
+	(void)state;
+	srv_start(0, 0, 0);
+	srv_start(1, 0, 0);
+	H.svc[0].fail_percent = 100; /* a sick instance */
+	cluster_options_default(&co);
+	co.rt = &H.rt;
+	co.pool = &H.pool;
+	co.name = "cb";
+	snprintf(url, sizeof(url), "list://127.0.0.1:%d,127.0.0.1:%d",
+		 H.port[0], H.port[1]);
+	co.naming_url = url;
+	co.circuit_breaker = true;
+	if (cluster_init(&H.cl, &co, why, sizeof(why)))
+		fail_msg("cluster_init: %s", why);
+	H.cl_up = true;
+	for (int k = 0; k < 200; k++) {
+		struct waiter w;
+
+		start(&w, "cb", COMPRESS_NONE);
+		wait_done(&w);
+		failed += w.cc.error_code != 0;
+		cluster_call_destroy(&w.cc);
+	}
+	cluster_stats(&H.cl, &st);
+	/* rr sends it half the calls until it trips after about 20 of
+	 * them, then none for 100 ms, 200 ms, ... */
+	assert_true(st.breaker_trips >= 1);
+	assert_in_range(failed, CLUSTER_CB_MIN_CALLS, 60);
+	/* The healthy one trips nothing. */
+	H.svc[0].fail_percent = 0;
+	usleep((CLUSTER_CB_MIN_ISOLATION_MS * 4 + 100) * 1000);
+	for (int k = 0; k < 20; k++)
+		call_ok("well again", COMPRESS_NONE);
+	cluster_stats(&H.cl, &st);
+	assert_int_equal(st.healthy, 2);
+}
+
+static void test_dns_naming(void **state)
+{
+	struct cluster_options co;
+	char url[128], why[256];
+	int err;
+
+	(void)state;
+	srv_start(0, 0, 0);
+	cluster_options_default(&co);
+	co.rt = &H.rt;
+	co.pool = &H.pool;
+	co.name = "dns";
+	/* /etc/hosts' localhost, with the port from the URL. */
+	snprintf(url, sizeof(url), "http://localhost:%d", H.port[0]);
+	co.naming_url = url;
+	co.dns_interval_ms = 50;
+	err = cluster_init(&H.cl, &co, why, sizeof(why));
+	if (err)
+		fail_msg("cluster_init(%s): %s", url, why);
+	H.cl_up = true;
+	usleep(200000); /* a few re-resolutions, nothing changes */
+	call_ok("by name", COMPRESS_NONE);
+	cluster_destroy(&H.cl);
+	H.cl_up = false;
+	/* A server that does not answer: the init fails and says why,
+	 * after c-ares' tries went through the loop's watchers. */
+	co.naming_url = "http://nosuch.rpcgate.invalid:80";
+	co.dns_servers = "127.0.0.1:9";
+	co.chan.connect_timeout_ms = 50;
+	err = cluster_init(&H.cl, &co, why, sizeof(why));
+	assert_true(err < 0);
+	assert_non_null(strstr(why, "cannot resolve nosuch.rpcgate.invalid"));
+	co.dns_servers = "not an address";
+	err = cluster_init(&H.cl, &co, why, sizeof(why));
+	assert_int_equal(err, -EINVAL);
+	assert_non_null(strstr(why, "dns_servers"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +428,9 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_waits_for_calls, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_circuit_breaker, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_dns_naming, setup, teardown),
 	};
 
 	alarm(TEST_TIMEOUT_S);

@@ -39,6 +39,10 @@ static void test_url_split(void **state)
 	    naming_url_split("list://", &s, &rest, why, sizeof(why)), -EINVAL);
 	assert_non_null(strstr(why, "names nothing"));
 	assert_int_equal(
+	    naming_url_split("http://svc:80", &s, &rest, why, sizeof(why)), 0);
+	assert_int_equal(s, NAMING_DNS);
+	assert_string_equal(rest, "svc:80");
+	assert_int_equal(
 	    naming_url_split("zk://x", &s, &rest, why, sizeof(why)), -EINVAL);
 	assert_non_null(strstr(why, "expected list://"));
 }
@@ -124,6 +128,41 @@ static void test_file_entries_and_filter(void **state)
 	naming_list_free(&m);
 }
 
+static void test_dns_target(void **state)
+{
+	char host[64];
+	int port;
+
+	(void)state;
+	assert_int_equal(
+	    naming_dns_target("svc.example", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "svc.example");
+	assert_int_equal(port, 80);
+	assert_int_equal(naming_dns_target("svc.example:8000/path", host,
+					   sizeof(host), &port),
+			 0);
+	assert_string_equal(host, "svc.example");
+	assert_int_equal(port, 8000);
+	assert_int_equal(
+	    naming_dns_target("[fe80::1]:81", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "fe80::1");
+	assert_int_equal(port, 81);
+	assert_int_equal(naming_dns_target("", host, sizeof(host), &port),
+			 -EINVAL);
+	assert_int_equal(naming_dns_target("a:", host, sizeof(host), &port),
+			 -EINVAL);
+	assert_int_equal(naming_dns_target("a:0", host, sizeof(host), &port),
+			 -EINVAL);
+	assert_int_equal(
+	    naming_dns_target("a:70000", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(naming_dns_target("[::1", host, sizeof(host), &port),
+			 -EINVAL);
+	assert_int_equal(naming_dns_target("[::1]x", host, sizeof(host), &port),
+			 -EINVAL);
+	assert_int_equal(naming_dns_target("a:8x", host, sizeof(host), &port),
+			 -EINVAL);
+}
+
 static void test_addr_valid(void **state)
 {
 	(void)state;
@@ -142,6 +181,7 @@ int main(void)
 	    TEST_BOUNDED(test_url_split),
 	    TEST_BOUNDED(test_list_entries),
 	    TEST_BOUNDED(test_file_entries_and_filter),
+	    TEST_BOUNDED(test_dns_target),
 	    TEST_BOUNDED(test_addr_valid),
 	};
 
