@@ -6,7 +6,9 @@
  *       --route='SERVICE=NAMING_URL[;lb=NAME][;transport=tcp|rdma]
  *                [;timeout_ms=N][;max_retry=N][;backup_request_ms=N]
  *                [;connection_type=T][;retry_budget_percent=N]
- *                [;circuit_breaker=BOOL][;tag=T]'  (once per route)
+ *                [;circuit_breaker=BOOL][;health_check_path=/P]
+ *                [;min_working_instances=N;hold_seconds=S][;tag=T]'
+ *                (once per route)
  *       [--lb=NAME] [--timeout_ms=N] [--max_retry=N]
  *       [--backup_request_ms=N] [--connection_type=T]
  *       [--health_check_interval_s=N] [--retry_budget_percent=N]
@@ -62,6 +64,7 @@ struct gw_route {
 	enum gw_match match;
 	char url[FLAGS_VALUE_MAX];
 	char tag[NAMING_TAG_MAX];
+	char hc_path[256];
 	struct cluster_options co;
 	struct cluster cl;
 	bool up;
@@ -134,7 +137,20 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 		err = channel_conn_type_parse(val, &co->chan.conn_type);
 	else if (!strcmp(key, "retry_budget_percent"))
 		err = parse_int_opt(val, 0, 100, &co->retry_budget_percent);
-	else if (!strcmp(key, "circuit_breaker")) {
+	else if (!strcmp(key, "min_working_instances"))
+		err = parse_int_opt(val, 0, NAMING_NODES_MAX,
+				    &co->min_working_instances);
+	else if (!strcmp(key, "hold_seconds"))
+		err = parse_int_opt(val, 0, 3600, &co->hold_seconds);
+	else if (!strcmp(key, "health_check_path")) {
+		if (val[0] != '/' || strlen(val) >= sizeof(rt->hc_path) ||
+		    strpbrk(val, " \r\n"))
+			err = -EINVAL;
+		else {
+			strcpy(rt->hc_path, val);
+			co->health_check_path = rt->hc_path;
+		}
+	} else if (!strcmp(key, "circuit_breaker")) {
 		if (!strcmp(val, "true"))
 			co->circuit_breaker = true;
 		else if (!strcmp(val, "false"))
@@ -153,7 +169,8 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 			WHO ": route %s: unknown option \"%s\" (lb, transport, "
 			    "timeout_ms, max_retry, backup_request_ms, "
 			    "connection_type, retry_budget_percent, "
-			    "circuit_breaker, tag)\n",
+			    "circuit_breaker, health_check_path, "
+			    "min_working_instances, hold_seconds, tag)\n",
 			rt->pattern, key);
 		return -EINVAL;
 	}

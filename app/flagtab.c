@@ -506,7 +506,8 @@ const struct flag_def app_flag_defs[] = {
 	.help = "gateway: SERVICE=NAMING_URL[;lb=NAME][;transport=tcp|"
 		"rdma][;timeout_ms=N][;max_retry=N][;backup_request_ms=N]"
 		"[;connection_type=T][;retry_budget_percent=N]"
-		"[;circuit_breaker=BOOL][;tag=T]; SERVICE a full name, a "
+		"[;circuit_breaker=BOOL][;health_check_path=/P][;tag=T]; "
+		"SERVICE a full name, a "
 		"package.* prefix or *; give it once per route",
     },
     {

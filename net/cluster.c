@@ -43,6 +43,10 @@ struct cl_inst {
 	int probe_fd;
 	struct loop_io probe_io;
 	struct loop_timer probe_timer;
+	bool probe_http; /* connected: awaiting the health_check_path answer */
+	bool probe_logged; /* its bad answer was logged (once per isolation) */
+	char probe_buf[CLUSTER_PROBE_ANSWER_MAX];
+	size_t probe_len;
 	/* the circuit breaker */
 	bool broken; /* isolated for cb_isolation_ms */
 	double err_ema;
@@ -99,12 +103,29 @@ void cluster_options_default(struct cluster_options *opt)
 
 /* ---- instances ------------------------------------------------------ */
 
+static void cl_log_fmt(struct cluster *cl, enum log_level lvl, const char *fmt,
+		       ...);
+
+/* Loop thread: usable instances changed.  No one usable starts the
+ * recovery (min_working_instances). */
 static void update_gauges(struct cluster *cl)
 {
 	int healthy = 0;
 
 	for (size_t i = 0; i < cl->n; i++)
 		healthy += cl->set[i]->lbs.usable;
+	cl->usable = healthy;
+	if (!healthy && cl->n && cl->opt.min_working_instances > 0 &&
+	    !cl->recovering) {
+		cl->recovering = true;
+		cl->recover_usable = 0;
+		cl->recover_since_ns = loop_now(cl->loop);
+		cl_log_fmt(cl, LOG_LVL_WARN,
+			   "no instance takes calls: until %d do (or %d s "
+			   "pass without change), calls are let through in "
+			   "proportion and the rest rejected (EREJECT)",
+			   cl->opt.min_working_instances, cl->opt.hold_seconds);
+	}
 	metrics_gauge_set(&cl->m_instances, (int64_t)cl->n);
 	metrics_gauge_set(&cl->m_healthy, healthy);
 }
@@ -261,6 +282,7 @@ static void rejoin(struct cl_inst *in)
 
 	probe_stop(in);
 	in->down = false;
+	in->probe_logged = false;
 	in->lbs.usable = !in->broken;
 	count(&cl->n_rejoins);
 	metrics_gauge_set(&in->m_healthy, in->lbs.usable);
@@ -271,20 +293,120 @@ static void rejoin(struct cl_inst *in)
 	    (long long)((loop_now(cl->loop) - in->isolated_ns) / NS_PER_MS));
 }
 
+static void probe_io_cb(struct loop_io *io, uint32_t events);
+static void probe_timeout(struct loop_timer *t);
+
+/* The answer's status line so far: 1 a 200, 0 not yet known, -1 any
+ * other status (or not HTTP). */
+static int probe_status(const struct cl_inst *in)
+{
+	const char *p = in->probe_buf, *sp;
+
+	if (!memchr(p, '\n', in->probe_len))
+		return in->probe_len == sizeof(in->probe_buf) ? -1 : 0;
+	if (strncmp(p, "HTTP/1.", 7))
+		return -1;
+	sp = memchr(p, ' ', in->probe_len);
+	if (!sp || (size_t)(sp - p) + 5 > in->probe_len)
+		return -1;
+	return !strncmp(sp + 1, "200", 3) && (sp[4] == ' ' || sp[4] == '\r')
+		   ? 1
+		   : -1;
+}
+
+/* The health_check_path answer: 200 rejoins, anything else waits. */
+static void probe_read(struct cl_inst *in)
+{
+	struct cluster *cl = in->cl;
+	ssize_t n;
+	int st;
+
+	do
+		n = read(in->probe_fd, in->probe_buf + in->probe_len,
+			 sizeof(in->probe_buf) - in->probe_len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n > 0)
+		in->probe_len += (size_t)n;
+	st = probe_status(in);
+	if (st == 1) {
+		rejoin(in);
+		return;
+	}
+	if (st < 0 || n <= 0) {
+		if (!in->probe_logged)
+			cl_log_fmt(cl, LOG_LVL_WARN,
+				   "instance %s accepts connections but GET "
+				   "%s answered \"%.*s\": still isolated",
+				   in->key, cl->opt.health_check_path,
+				   (int)strcspn(in->probe_buf, "\r\n"),
+				   in->probe_len ? in->probe_buf : "nothing");
+		in->probe_logged = true;
+		probe_again(in);
+	}
+}
+
+/* Connected: with health_check_path, ask for it; else rejoin. */
+static void probe_connected(struct cl_inst *in)
+{
+	struct cluster *cl = in->cl;
+	char req[CLUSTER_PROBE_ANSWER_MAX];
+	int n;
+
+	if (!cl->opt.health_check_path) {
+		rejoin(in);
+		return;
+	}
+	n = snprintf(req, sizeof(req),
+		     "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+		     "User-Agent: rpcgate-health-check\r\n\r\n",
+		     cl->opt.health_check_path, in->node.addr);
+	/* A fresh connection takes a request this small at once. */
+	if (n >= (int)sizeof(req) || write(in->probe_fd, req, (size_t)n) != n) {
+		probe_again(in);
+		return;
+	}
+	in->probe_http = true;
+	in->probe_len = 0;
+	memset(in->probe_buf, 0, sizeof(in->probe_buf));
+	if (!in->probe_io.active) {
+		loop_io_init(&in->probe_io, in->probe_fd, EPOLLIN, probe_io_cb);
+		if (loop_io_add(cl->loop, &in->probe_io)) {
+			probe_again(in);
+			return;
+		}
+	} else if (loop_io_mod(cl->loop, &in->probe_io, EPOLLIN)) {
+		probe_again(in);
+		return;
+	}
+	if (loop_timer_active(&in->probe_timer))
+		loop_timer_stop(cl->loop, &in->probe_timer);
+	loop_timer_start(cl->loop, &in->probe_timer,
+			 loop_now(cl->loop) +
+			     CLUSTER_PROBE_ANSWER_MS * NS_PER_MS,
+			 probe_timeout);
+}
+
 static void probe_io_cb(struct loop_io *io, uint32_t events)
 {
 	struct cl_inst *in = container_of(io, struct cl_inst, probe_io);
 	int soerr = 0;
 	socklen_t len = sizeof(soerr);
 
+	if (in->probe_http) {
+		probe_read(in);
+		return;
+	}
 	if (getsockopt(in->probe_fd, SOL_SOCKET, SO_ERROR, &soerr, &len) ||
 	    soerr || (events & (EPOLLERR | EPOLLHUP)))
 		probe_again(in);
 	else
-		rejoin(in);
+		probe_connected(in);
 }
 
-/* The probe's connect took longer than connect_timeout_ms. */
+/* The probe's connect took longer than connect_timeout_ms, or its
+ * health_check_path answer longer than CLUSTER_PROBE_ANSWER_MS. */
 static void probe_timeout(struct loop_timer *t)
 {
 	probe_again(container_of(t, struct cl_inst, probe_timer));
@@ -304,8 +426,9 @@ static void probe_due(struct loop_timer *t)
 		return;
 	}
 	in->probe_fd = fd;
+	in->probe_http = false;
 	if (connect(fd, (struct sockaddr *)&in->ch.addr, in->ch.addrlen) == 0) {
-		rejoin(in);
+		probe_connected(in);
 		return;
 	}
 	if (errno != EINPROGRESS) {
@@ -337,8 +460,11 @@ static void isolate(struct cl_inst *in, int code, const char *text)
 	update_gauges(cl);
 	cl_log_fmt(cl, LOG_LVL_WARN,
 		   "instance %s isolated: %s (code %d); checked every %d ms "
-		   "until it accepts connections",
-		   in->key, text, code, cl->opt.health_check_interval_ms);
+		   "until it accepts connections%s%s%s",
+		   in->key, text, code, cl->opt.health_check_interval_ms,
+		   cl->opt.health_check_path ? " and answers GET " : "",
+		   cl->opt.health_check_path ? cl->opt.health_check_path : "",
+		   cl->opt.health_check_path ? " with 200" : "");
 	probe_again(in);
 }
 
@@ -1045,6 +1171,40 @@ static void backup_due(struct loop_timer *t)
 	}
 }
 
+/*
+ * Recovery throttling (brpc's cluster recover policy, rr and random):
+ * after every instance was down, while fewer than min_working_instances
+ * take calls, a call goes through with probability usable / min and is
+ * rejected otherwise, so the first instances back are not buried under
+ * the whole load.  It ends when enough are back, or when the count of
+ * usable ones has not changed for hold_seconds.
+ */
+static bool recovery_rejects(struct cluster *cl)
+{
+	int64_t now = loop_now(cl->loop);
+	int min = cl->opt.min_working_instances;
+
+	if (!cl->recovering)
+		return false;
+	if (cl->usable != cl->recover_usable) {
+		cl->recover_usable = cl->usable;
+		cl->recover_since_ns = now;
+	}
+	if (cl->usable >= min || now - cl->recover_since_ns >=
+				     cl->opt.hold_seconds * 1000 * NS_PER_MS) {
+		cl->recovering = false;
+		cl_log_fmt(cl, LOG_LVL_INFO,
+			   "recovered: %d instances take calls, none rejected "
+			   "any more",
+			   cl->usable);
+		return false;
+	}
+	cl->rng ^= cl->rng << 13;
+	cl->rng ^= cl->rng >> 7;
+	cl->rng ^= cl->rng << 17;
+	return (int)(cl->rng % (uint64_t)min) >= cl->usable;
+}
+
 static void start_task_fn(struct task *t)
 {
 	struct cluster_call *c = container_of(t, struct cluster_call, task);
@@ -1056,6 +1216,15 @@ static void start_task_fn(struct task *t)
 		snprintf(c->text, sizeof(c->text), "cluster %s is closing",
 			 cl->name);
 		call_end(c, ECANCELED, c->text);
+		return;
+	}
+	if (recovery_rejects(cl)) {
+		count(&cl->n_rejected);
+		snprintf(c->text, sizeof(c->text),
+			 "Rejected by the recovery of %s: %d of %d working "
+			 "instances",
+			 cl->name, cl->usable, cl->opt.min_working_instances);
+		call_end(c, RPC_EREJECT, c->text);
 		return;
 	}
 	cl->budget += earn;
@@ -1138,13 +1307,23 @@ static int options_check(const struct cluster_options *o, char *why,
 	    o->max_retry >= CLUSTER_TRIED_MAX || o->backup_request_ms < -1 ||
 	    o->backup_request_ms == 0 || o->health_check_interval_ms <= 0 ||
 	    o->retry_budget_percent < 0 || o->retry_budget_percent > 100 ||
-	    o->reload_interval_ms <= 0 || o->dns_interval_ms <= 0) {
+	    o->reload_interval_ms <= 0 || o->dns_interval_ms <= 0 ||
+	    o->min_working_instances < 0 || o->hold_seconds < 0) {
 		snprintf(why, why_size,
 			 "cluster %s: timeout_ms, max_retry (0..%d), "
 			 "backup_request_ms, health_check_interval_ms, "
 			 "retry_budget_percent (0..100) or reload_interval_ms "
 			 "out of range",
 			 o->name, CLUSTER_TRIED_MAX - 1);
+		return -EINVAL;
+	}
+	if (o->min_working_instances > 0 &&
+	    ((o->lb != LB_RR && o->lb != LB_RANDOM) || o->hold_seconds <= 0)) {
+		snprintf(why, why_size,
+			 "cluster %s: min_working_instances needs lb rr or "
+			 "random and hold_seconds > 0 (as brpc's recover "
+			 "policy)",
+			 o->name);
 		return -EINVAL;
 	}
 	return 0;
@@ -1347,6 +1526,7 @@ int cluster_init(struct cluster *cl, const struct cluster_options *opt,
 	lb_init(&cl->lb, opt->lb, cl->opt.mem,
 		(uint64_t)clock_mono_ns() ^ (uintptr_t)cl);
 	cl->budget = CLUSTER_BUDGET_RESERVE;
+	cl->rng = (uint64_t)clock_mono_ns() | 1;
 	cl->loop = rt_loop_for(opt->rt, (unsigned)((uintptr_t)cl >> 6));
 	register_metrics(cl);
 	if (cl->scheme == NAMING_DNS) {
@@ -1429,6 +1609,7 @@ void cluster_stats(struct cluster *cl, struct cluster_stats *out)
 	out->reloads = __atomic_load_n(&cl->n_reloads, __ATOMIC_RELAXED);
 	out->breaker_trips =
 	    __atomic_load_n(&cl->n_breaker_trips, __ATOMIC_RELAXED);
+	out->rejected = __atomic_load_n(&cl->n_rejected, __ATOMIC_RELAXED);
 	out->instances = (int)metrics_gauge_get(&cl->m_instances);
 	out->healthy = (int)metrics_gauge_get(&cl->m_healthy);
 }

@@ -28,6 +28,11 @@
  * it can, the instance rejoins.  The circuit breaker (below) isolates
  * instances that answer but fail too often.
  *
+ * Recovery throttling (min_working_instances, hold_seconds; rr and
+ * random, as brpc's): once every instance was down, calls are let
+ * through in proportion to the instances back and the rest fail with
+ * EREJECT, until enough are back.
+ *
  * The retry budget: each call earns retry_budget_percent/100 of a retry,
  * a retry spends one (a small reserve at start, a cap on the savings), so
  * a failing cluster sees at most about that share of extra calls.
@@ -78,6 +83,11 @@
 #define CLUSTER_CB_MAX_ISOLATION_MS 30000
 #define CLUSTER_CB_REPEAT_MS	    60000
 
+/* health_check_path: the answer's first bytes kept, and how long the
+ * answer may take. */
+#define CLUSTER_PROBE_ANSWER_MAX 512
+#define CLUSTER_PROBE_ANSWER_MS	 2000
+
 /* A call's error text, the upstream's included. */
 #define CLUSTER_TEXT_MAX 320
 
@@ -98,12 +108,19 @@ struct cluster_options {
 	int max_retry;		      /* 3 */
 	int backup_request_ms;	      /* -1: off */
 	int health_check_interval_ms; /* 3000 */
-	int retry_budget_percent;     /* 10; 100: no cap */
-	bool circuit_breaker;	      /* off, as brpc's default */
-	int reload_interval_ms;	      /* file:// checked this often: 1000 */
-	int dns_interval_ms;	      /* http:// re-resolved this often: 5000 */
-	const char *dns_servers;      /* "IP[:PORT],..."; NULL: the system's */
-	struct metrics *metrics;      /* per-cluster and per-instance
+	/* An isolated instance must also answer GET of this path with 200
+	 * before it rejoins (brpc's health_check_path); NULL: connecting is
+	 * enough. */
+	const char *health_check_path;
+	int retry_budget_percent; /* 10; 100: no cap */
+	bool circuit_breaker;	  /* off, as brpc's default */
+	/* Recovery throttling (rr, random): see cluster.c; 0: off. */
+	int min_working_instances;
+	int hold_seconds;
+	int reload_interval_ms;	 /* file:// checked this often: 1000 */
+	int dns_interval_ms;	 /* http:// re-resolved this often: 5000 */
+	const char *dns_servers; /* "IP[:PORT],..."; NULL: the system's */
+	struct metrics *metrics; /* per-cluster and per-instance
 					 figures; NULL: none */
 };
 
@@ -162,7 +179,7 @@ struct cluster_call {
 
 struct cluster_stats {
 	uint64_t calls, errors, retries, backups, budget_denied;
-	uint64_t isolations, rejoins, reloads, breaker_trips;
+	uint64_t isolations, rejoins, reloads, breaker_trips, rejected;
 	int instances, healthy;
 };
 
@@ -203,7 +220,12 @@ struct cluster {
 	size_t nfresh;
 
 	double budget; /* retries the budget allows now */
-	bool closing;  /* loop thread */
+	int usable;    /* instances taking calls (loop thread) */
+	bool recovering;
+	int recover_usable;
+	int64_t recover_since_ns;
+	uint64_t rng;
+	bool closing; /* loop thread */
 
 	/* every instance not yet freed, for destroy */
 	pthread_mutex_t lock;
@@ -214,7 +236,8 @@ struct cluster {
 
 	/* figures */
 	uint64_t n_calls, n_errors, n_retries, n_backups, n_budget_denied,
-	    n_isolations, n_rejoins, n_reloads, n_breaker_trips; /* atomic */
+	    n_isolations, n_rejoins, n_reloads, n_breaker_trips,
+	    n_rejected; /* atomic */
 	struct metrics_counter m_calls, m_errors, m_retries, m_backups,
 	    m_budget_denied, m_breaker_trips;
 	struct metrics_gauge m_instances, m_healthy;

@@ -25,6 +25,7 @@
 #include "compress.h"
 #include "echo.h"
 #include "echo.pb-c.h"
+#include "metrics.h"
 #include "pbuf.h"
 #include "rpc_errno.h"
 #include "rpc_msg.h"
@@ -44,6 +45,8 @@ static struct {
 	int port[NSRV];
 	struct cluster cl;
 	bool cl_up;
+	struct metrics metrics; /* GET /metrics answers 200 on servers
+				   started with it */
 } H;
 
 static int setup(void **state)
@@ -57,6 +60,7 @@ static int setup(void **state)
 	assert_int_equal(iobuf_pool_init(&H.pool, &po), 0);
 	assert_int_equal(rt_init(&H.rt, &ro), 0);
 	assert_int_equal(rt_start(&H.rt), 0);
+	assert_int_equal(metrics_init(&H.metrics, NULL), 0);
 	return 0;
 }
 
@@ -77,12 +81,13 @@ static int teardown(void **state)
 	for (int i = 0; i < NSRV; i++)
 		srv_stop(i);
 	rt_destroy(&H.rt);
+	metrics_destroy(&H.metrics);
 	/* Every block back: nothing kept by a call, attempt or channel. */
 	assert_int_equal(iobuf_pool_destroy(&H.pool), 0);
 	return 0;
 }
 
-static void srv_start(int i, int sleep_ms, int port)
+static void srv_start_pages(int i, int sleep_ms, int port, bool pages)
 {
 	struct server_options so;
 	int p;
@@ -90,6 +95,7 @@ static void srv_start(int i, int sleep_ms, int port)
 	server_options_default(&so);
 	so.rt = &H.rt;
 	so.pool = &H.pool;
+	so.metrics = pages ? &H.metrics : NULL;
 	assert_int_equal(server_init(&H.srv[i], &so), 0);
 	H.svc[i].sleep_ms = sleep_ms;
 	assert_int_equal(echo_service_add(&H.srv[i], &H.svc[i]), 0);
@@ -98,6 +104,11 @@ static void srv_start(int i, int sleep_ms, int port)
 	assert_int_equal(server_start(&H.srv[i]), 0);
 	H.port[i] = p;
 	H.srv_up[i] = true;
+}
+
+static void srv_start(int i, int sleep_ms, int port)
+{
+	srv_start_pages(i, sleep_ms, port, false);
 }
 
 static void cluster_up(int n, enum lb_kind lb, int backup_ms)
@@ -377,6 +388,144 @@ static void test_circuit_breaker(void **state)
 	assert_int_equal(st.healthy, 2);
 }
 
+/* Waits (bounded) for `healthy` instances. */
+static void wait_healthy(int healthy)
+{
+	struct cluster_stats st;
+
+	for (int k = 0;; k++) {
+		cluster_stats(&H.cl, &st);
+		if (st.healthy == healthy)
+			return;
+		if (k > 300)
+			fail_msg("%d healthy, not %d", st.healthy, healthy);
+		usleep(10000);
+	}
+}
+
+/* Calls until every instance failed and was isolated. */
+static void fail_until_isolated(void)
+{
+	struct cluster_stats st;
+
+	for (int k = 0; k < 20; k++) {
+		struct waiter w;
+
+		start(&w, "down", COMPRESS_NONE);
+		wait_done(&w);
+		assert_int_not_equal(w.cc.error_code, 0);
+		cluster_call_destroy(&w.cc);
+		cluster_stats(&H.cl, &st);
+		if (!st.healthy)
+			return;
+	}
+	fail_msg("instances not isolated");
+}
+
+static void cluster_with(enum lb_kind lb, int n, const char *path,
+			 int min_working, int hold_s)
+{
+	struct cluster_options co;
+	char url[128], why[256];
+	size_t off = (size_t)snprintf(url, sizeof(url), "list://");
+
+	for (int i = 0; i < n; i++)
+		off +=
+		    (size_t)snprintf(url + off, sizeof(url) - off,
+				     "%s127.0.0.1:%d", i ? "," : "", H.port[i]);
+	cluster_options_default(&co);
+	co.rt = &H.rt;
+	co.pool = &H.pool;
+	co.name = "health";
+	co.naming_url = url;
+	co.lb = lb;
+	co.health_check_interval_ms = 100;
+	co.health_check_path = path;
+	co.min_working_instances = min_working;
+	co.hold_seconds = hold_s;
+	if (cluster_init(&H.cl, &co, why, sizeof(why)))
+		fail_msg("cluster_init: %s", why);
+	H.cl_up = true;
+}
+
+static void test_health_check_path(void **state)
+{
+	int p0, p1;
+
+	(void)state;
+	srv_start_pages(0, 0, 0, true); /* GET /metrics: 200 */
+	srv_start(1, 0, 0);		/* GET /metrics: 404 */
+	cluster_with(LB_RR, 2, "/metrics", 0, 0);
+	call_ok("up", COMPRESS_NONE);
+	p0 = H.port[0];
+	p1 = H.port[1];
+	srv_stop(0);
+	srv_stop(1);
+	fail_until_isolated();
+	srv_start_pages(0, 0, p0, true);
+	srv_start(1, 0, p1);
+	/* Both accept connections; only the one answering 200 rejoins. */
+	wait_healthy(1);
+	usleep(400000);
+	wait_healthy(1);
+	for (int k = 0; k < 10; k++)
+		call_ok("checked", COMPRESS_NONE);
+}
+
+static void test_recovery_throttling(void **state)
+{
+	struct cluster_stats st;
+	struct cluster_options co;
+	char why[256];
+	int ports[NSRV], rejected = 0, ok = 0;
+
+	(void)state;
+	/* Only rr and random, as brpc's. */
+	cluster_options_default(&co);
+	co.rt = &H.rt;
+	co.pool = &H.pool;
+	co.name = "bad";
+	co.naming_url = "list://127.0.0.1:9";
+	co.lb = LB_LA;
+	co.min_working_instances = 2;
+	co.hold_seconds = 5;
+	assert_int_equal(cluster_init(&H.cl, &co, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "min_working_instances"));
+
+	for (int i = 0; i < NSRV; i++)
+		srv_start(i, 0, 0);
+	cluster_with(LB_RR, NSRV, NULL, NSRV, 30);
+	call_ok("up", COMPRESS_NONE);
+	for (int i = 0; i < NSRV; i++) {
+		ports[i] = H.port[i];
+		srv_stop(i);
+	}
+	fail_until_isolated();
+	srv_start(0, 0, ports[0]);
+	wait_healthy(1);
+	/* One of three back: about two calls in three rejected. */
+	for (int k = 0; k < 300; k++) {
+		struct waiter w;
+
+		start(&w, "recovering", COMPRESS_NONE);
+		wait_done(&w);
+		if (w.cc.error_code == RPC_EREJECT)
+			rejected++;
+		else if (!w.cc.error_code)
+			ok++;
+		cluster_call_destroy(&w.cc);
+	}
+	assert_in_range(rejected, 150, 250);
+	assert_int_equal(ok + rejected, 300);
+	for (int i = 1; i < NSRV; i++)
+		srv_start(i, 0, ports[i]);
+	wait_healthy(NSRV);
+	for (int k = 0; k < 30; k++)
+		call_ok("recovered", COMPRESS_NONE);
+	cluster_stats(&H.cl, &st);
+	assert_int_equal(st.rejected, (uint64_t)rejected);
+}
+
 static void test_dns_naming(void **state)
 {
 	struct cluster_options co;
@@ -429,6 +578,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_destroy_waits_for_calls, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_circuit_breaker, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_health_check_path, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_recovery_throttling, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_dns_naming, setup, teardown),
 	};
