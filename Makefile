@@ -216,7 +216,7 @@ bench: $(BUILD)/rpcgate $(BUILD)/pingpong
 
 # What the gateway adds to a call, next to what nginx adds to an HTTP
 # request (scripts/bench-gateway; nginx and wrk from Debian).
-bench-gateway: $(BUILD)/rpcgate
+bench-gateway: $(BUILD)/rpcgate image
 	@scripts/deps nginx-light wrk
 	scripts/bench-gateway
 

@@ -4,6 +4,7 @@
  * `rpcgate bench`.
  *
  *   rpcgate echo [--port=N] [--listen=ADDR] [--sleep_ms=N] [--fail_percent=N]
+ *                [--crash_after_ms=N]
  *                [--max_concurrency=N] [--auth_token=S]
  *                [--echo_on_workers=BOOL]
  *
@@ -134,15 +135,24 @@ static void echo_print_serving(const struct echo_cmd *e)
 	fflush(stdout);
 }
 
-/* Blocks until SIGTERM or SIGINT is pending; returns it. */
-static int echo_wait_stop(const sigset_t *stop)
+/* Blocks until SIGTERM or SIGINT is pending; returns it.  With
+ * --crash_after_ms, dies by SIGKILL when that time passes first. */
+static int echo_wait_stop(const sigset_t *stop, int crash_after_ms)
 {
+	struct timespec ts = {.tv_sec = crash_after_ms / 1000,
+			      .tv_nsec = (crash_after_ms % 1000) * 1000000L};
 	siginfo_t info;
 	int sig;
 
 	do
-		sig = sigwaitinfo(stop, &info);
+		sig = crash_after_ms > 0 ? sigtimedwait(stop, &info, &ts)
+					 : sigwaitinfo(stop, &info);
 	while (sig < 0 && errno == EINTR);
+	if (sig < 0 && errno == EAGAIN) {
+		fprintf(stderr, WHO ": --crash_after_ms=%d: dying by SIGKILL\n",
+			crash_after_ms);
+		raise(SIGKILL);
+	}
 	return sig;
 }
 
@@ -180,7 +190,8 @@ int app_cmd_echo(struct app_config *cfg)
 	if (echo_serve(&e))
 		goto out_runtime;
 	echo_print_serving(&e);
-	sig = echo_wait_stop(&stop);
+	sig = echo_wait_stop(&stop,
+			     (int)flags_int(&cfg->flags, "crash_after_ms"));
 	log_info(&e.r.log, WHO ": %s received, stopping (grace %d ms)",
 		 sig == SIGINT ? "SIGINT" : "SIGTERM", ECHO_STOP_GRACE_MS);
 	echo_stop(&e);

@@ -270,6 +270,16 @@ const struct flag_def app_flag_defs[] = {
 		"evenly (plays a sick upstream)",
     },
     {
+	.name = "crash_after_ms",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = APP_SLEEP_MS_MAX,
+	.help = "echo: die by SIGKILL this long after the start (plays a "
+		"crashed upstream where no one can kill -9 it, e.g. in a VM; "
+		"0: never)",
+    },
+    {
 	.name = "echo_on_workers",
 	.type = FLAG_BOOL,
 	.def = "false",
