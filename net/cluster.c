@@ -58,6 +58,7 @@ struct cl_inst {
 	/* figures */
 	struct metrics_counter m_calls, m_errors;
 	struct metrics_gauge m_healthy;
+	struct metrics_latency m_latency; /* its attempts' latency */
 	char labels[480];
 };
 
@@ -202,6 +203,12 @@ static struct cl_inst *inst_new(struct cluster *cl,
 					 "calls to an upstream instance that "
 					 "failed",
 					 in->labels);
+		metrics_latency_init(&in->m_latency);
+		metrics_register_latency(cl->opt.metrics, &in->m_latency,
+					 "rpcgate_instance_latency_us",
+					 "latency of the attempts sent to an "
+					 "upstream instance",
+					 in->labels);
 		metrics_register_gauge(cl->opt.metrics, &in->m_healthy,
 				       "rpcgate_instance_healthy",
 				       "1 while the instance takes calls, 0 "
@@ -225,6 +232,7 @@ static void inst_free_task(struct task *t)
 	metrics_unregister(&in->m_calls.node);
 	metrics_unregister(&in->m_errors.node);
 	metrics_unregister(&in->m_healthy.node);
+	metrics_unregister(&in->m_latency.node);
 	mem_free(cl->opt.mem, in);
 	pthread_mutex_lock(&cl->lock);
 	cl->nalive--;
@@ -909,6 +917,39 @@ static bool is_retryable_answer(int code)
 	return code == RPC_ELOGOFF || code == RPC_ELIMIT;
 }
 
+/* Loop thread: errors by code, each code's counter registered the
+ * first time it is seen (CLUSTER_ERROR_CODES_MAX, then "other"). */
+static void count_error_code(struct cluster *cl, int code)
+{
+	struct cl_code_counter *k = NULL;
+	int i;
+
+	for (i = 0; i < cl->ncodes; i++)
+		if (cl->codes[i].code == code) {
+			k = &cl->codes[i];
+			break;
+		}
+	if (!k && cl->ncodes < CLUSTER_ERROR_CODES_MAX) {
+		k = &cl->codes[cl->ncodes++];
+		k->code = code;
+		metrics_counter_init(&k->c);
+		if (cl->ncodes == CLUSTER_ERROR_CODES_MAX)
+			snprintf(k->labels, sizeof(k->labels),
+				 "%s,code=\"other\"", cl->labels);
+		else
+			snprintf(k->labels, sizeof(k->labels), "%s,code=\"%d\"",
+				 cl->labels, code);
+		if (cl->opt.metrics)
+			metrics_register_counter(
+			    cl->opt.metrics, &k->c,
+			    "rpcgate_route_errors_by_code_total",
+			    "failed calls of a route by error code", k->labels);
+	}
+	if (!k)
+		k = &cl->codes[CLUSTER_ERROR_CODES_MAX - 1];
+	metrics_counter_add(&k->c, 1);
+}
+
 static void call_end(struct cluster_call *c, int code, const char *text)
 {
 	struct cluster *cl = c->cl;
@@ -933,6 +974,7 @@ static void call_end(struct cluster_call *c, int code, const char *text)
 	if (c->error_code) {
 		count(&cl->n_errors);
 		metrics_counter_add(&cl->m_errors, 1);
+		count_error_code(cl, c->error_code);
 	}
 	metrics_latency_record(&cl->m_latency, (uint64_t)c->latency_us);
 	c->done(c, c->done_arg); /* may free c */
@@ -1126,6 +1168,10 @@ static void attempt_done(struct rpc_call *rc, void *arg)
 	    code && (conn_failed || retry_answer || code == RPC_ERPCTIMEDOUT));
 	if (code && code != ECANCELED)
 		metrics_counter_add(&in->m_errors, 1);
+	if (code != ECANCELED)
+		metrics_latency_record(
+		    &in->m_latency,
+		    rc->latency_us > 0 ? (uint64_t)rc->latency_us : 0);
 	if (code != ECANCELED)
 		cb_feed(in, code != 0);
 	if (conn_failed || (retry_answer && code == RPC_ELOGOFF))
@@ -1381,6 +1427,8 @@ static void unregister_metrics(struct cluster *cl)
 	metrics_unregister(&cl->m_instances.node);
 	metrics_unregister(&cl->m_healthy.node);
 	metrics_unregister(&cl->m_latency.node);
+	for (int i = 0; i < cl->ncodes; i++)
+		metrics_unregister(&cl->codes[i].c.node);
 }
 
 /* dns_done_fn of the first resolution (loop): hands the answer to

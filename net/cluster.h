@@ -88,6 +88,9 @@
 #define CLUSTER_PROBE_ANSWER_MAX 512
 #define CLUSTER_PROBE_ANSWER_MS	 2000
 
+/* Error codes counted apart per route; the last slot counts the rest. */
+#define CLUSTER_ERROR_CODES_MAX 16
+
 /* A call's error text, the upstream's included. */
 #define CLUSTER_TEXT_MAX 320
 
@@ -177,6 +180,12 @@ struct cluster_call {
 	char text[CLUSTER_TEXT_MAX];
 };
 
+struct cl_code_counter {
+	int code;
+	struct metrics_counter c;
+	char labels[232];
+};
+
 struct cluster_stats {
 	uint64_t calls, errors, retries, backups, budget_denied;
 	uint64_t isolations, rejoins, reloads, breaker_trips, rejected;
@@ -243,6 +252,8 @@ struct cluster {
 	struct metrics_gauge m_instances, m_healthy;
 	struct metrics_latency m_latency;
 	char labels[200];
+	struct cl_code_counter codes[CLUSTER_ERROR_CODES_MAX]; /* loop */
+	int ncodes;
 };
 
 /* brpc's defaults (see cluster_options). */

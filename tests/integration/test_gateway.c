@@ -5,6 +5,7 @@
  *   forwarding     message, attachment (4 MiB), compression, checksum
  *                  and the upstream's own error pass through unchanged;
  *                  an unrouted service is ENOSERVICE
+ *   auth           --auth_token checked on clients, sent upstream
  *   balancers      rr and wrr spread exactly, random within tolerance,
  *                  c_murmurhash keeps each code on one instance and
  *                  refuses calls without a code
@@ -435,6 +436,11 @@ static void test_forwarding(void **state)
 	assert_true(!strncmp(c.error_text, "[127.0.0.1:", 11));
 	assert_non_null(strstr(c.error_text, "][E4242]asked to fail"));
 	assert_null(strstr(c.error_text + 1, "[127.0.0.1:"));
+	assert_int_equal(metric(gw->port, "rpcgate_route_errors_by_code_total",
+				ROUTE_LABEL ",code=\"4242\""),
+			 1);
+	assert_true(route_metric(gw->port, "rpcgate_route_latency_us_count") >=
+		    6);
 
 	/* A gateway without a route for it. */
 	gw2 = h_gateway(other);
@@ -443,6 +449,39 @@ static void test_forwarding(void **state)
 	assert_int_equal(echo_call(ch2, &c, "x", NULL, NULL), RPC_ENOSERVICE);
 	assert_non_null(
 	    strstr(c.error_text, "Fail to find service=example.EchoService"));
+	rpc_call_destroy(&c);
+}
+
+static void test_auth_pass_through(void **state)
+{
+	const char *token[] = {"--auth_token=s3cret", NULL};
+	struct echo_proc *e, *gw;
+	char route[128];
+	const char *gargs[] = {route, "--auth_token=s3cret", NULL};
+	struct channel_options o;
+	struct channel *with = malloc(sizeof(*with)), *without;
+	struct rpc_call c;
+
+	(void)state;
+	e = h_echo(token);
+	snprintf(route, sizeof(route), "--route=example.EchoService=list://%s",
+		 e->addr);
+	gw = h_gateway(gargs);
+	/* The client's credential is checked by the gateway, the gateway's
+	 * by the upstream. */
+	assert_non_null(with);
+	channel_options_default(&o);
+	o.rt = &H.rt;
+	o.pool = &H.pool;
+	o.credential = "s3cret";
+	o.credential_len = 6;
+	assert_int_equal(channel_init(with, gw->addr, &o), 0);
+	H.chans[H.nchans++] = with;
+	call_ok(with, "authenticated");
+	without = h_channel(gw->addr, 2000);
+	rpc_call_init(&c, &H.pool);
+	assert_int_equal(echo_call(without, &c, "anonymous", NULL, NULL),
+			 RPC_ERPCAUTH);
 	rpc_call_destroy(&c);
 }
 
@@ -967,6 +1006,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_forwarding, h_setup,
+					    h_teardown),
+	    cmocka_unit_test_setup_teardown(test_auth_pass_through, h_setup,
 					    h_teardown),
 	    cmocka_unit_test_setup_teardown(test_balancers, h_setup,
 					    h_teardown),
