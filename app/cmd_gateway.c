@@ -49,6 +49,8 @@
 
 /* Routes one gateway takes. */
 #define GW_ROUTES_MAX 32
+/* Calls in flight to one instance (its channel's callid capacity). */
+#define GW_INSTANCE_CALLS_MAX 8192
 /* Grace for calls in flight at the stop, as echo's. */
 #define GW_STOP_GRACE_MS 5000
 
@@ -209,7 +211,9 @@ static void route_defaults(struct gw_route *rt, struct gateway *gw,
 				&co->chan.conn_type);
 	if (!strcmp(flags_str(fl, "transport"), "rdma"))
 		co->chan.upgrade = rdt_upgrade(gw->r.rdma);
-	co->chan.max_calls = 1u << 17;
+	/* Calls in flight per instance: the callid table costs 20 bytes
+	 * a slot, for each instance of each route. */
+	co->chan.max_calls = GW_INSTANCE_CALLS_MAX;
 	if (*gw->token) {
 		co->chan.credential = gw->token;
 		co->chan.credential_len = strlen(gw->token);
@@ -391,10 +395,13 @@ static void gw_done(struct cluster_call *cc, void *arg)
 		server_call_fail_plain(sc, cc->error_code, cc->error_text);
 	} else if (cc->error_code) {
 		server_call_fail(sc, cc->error_code, "%s", cc->error_text);
+	} else if (iobuf_append_buf(&sc->response_body, &cc->response_body) ||
+		   iobuf_append_buf(&sc->response_attachment,
+				    &cc->response_attachment)) {
+		iobuf_reset(&sc->response_body);
+		iobuf_reset(&sc->response_attachment);
+		server_call_fail(sc, RPC_EINTERNAL, "no memory for the answer");
 	} else {
-		iobuf_append_buf(&sc->response_body, &cc->response_body);
-		iobuf_append_buf(&sc->response_attachment,
-				 &cc->response_attachment);
 		sc->response_compress_type = cc->response_compress_type;
 		sc->has_response_crc = cc->has_response_crc;
 		memcpy(sc->response_crc, cc->response_crc,
@@ -434,8 +441,14 @@ static void gw_forward(struct server_call *sc, void *arg)
 	cluster_call_init(cc, &gw->r.pool);
 	cc->service = sc->service;
 	cc->method = sc->method;
-	iobuf_append_buf(&cc->body, &sc->request_body);
-	iobuf_append_buf(&cc->attachment, &sc->request_attachment);
+	if (iobuf_append_buf(&cc->body, &sc->request_body) ||
+	    iobuf_append_buf(&cc->attachment, &sc->request_attachment)) {
+		cluster_call_destroy(cc);
+		mem_free(mem_cached(), g);
+		server_call_fail(sc, RPC_EINTERNAL, "no memory for the call");
+		server_call_finish(sc);
+		return;
+	}
 	cc->compress_type = sc->request_compress_type;
 	cc->has_log_id = sc->has_log_id;
 	cc->log_id = sc->log_id;

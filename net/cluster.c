@@ -66,6 +66,11 @@ struct cl_attempt {
 	struct rpc_call rc;
 	struct cluster_call *owner; /* NULL: orphaned */
 	struct cl_inst *inst;
+	/* The service and method names, the attempt's own: an orphaned
+	 * attempt may still be sent (its connection completing before its
+	 * cancel lands) after the caller let go of the call's names. */
+	char *method;
+	char service[];
 };
 
 static void count(uint64_t *ctr)
@@ -262,9 +267,14 @@ static void inst_unref(struct cl_inst *in)
 	if (loop_timer_active(&in->cb_timer))
 		loop_timer_stop(in->cl->loop, &in->cb_timer);
 	task_init(&in->free_task, inst_free_task);
-	if (rt_submit(in->cl->opt.rt, &in->free_task))
-		/* Workers gone: only at the rt's stop, after destroy. */
-		inst_free_task(&in->free_task);
+	if (rt_submit(in->cl->opt.rt, &in->free_task)) {
+		/* Workers gone (the rt stopping): closing the channel here,
+		 * on its own loop, would wait forever.  Left for the exit. */
+		cl_log_fmt(in->cl, LOG_LVL_ERROR,
+			   "instance %s: no task worker to close its channel; "
+			   "left open",
+			   in->key);
+	}
 }
 
 /* ---- health --------------------------------------------------------- */
@@ -343,13 +353,19 @@ static void probe_read(struct cl_inst *in)
 		return;
 	}
 	if (st < 0 || n <= 0) {
+		const char *eol = memchr(in->probe_buf, '\n', in->probe_len);
+		size_t shown =
+		    eol ? (size_t)(eol - in->probe_buf) : in->probe_len;
+
+		if (shown && in->probe_buf[shown - 1] == '\r')
+			shown--;
 		if (!in->probe_logged)
 			cl_log_fmt(cl, LOG_LVL_WARN,
 				   "instance %s accepts connections but GET "
-				   "%s answered \"%.*s\": still isolated",
+				   "%s answered %s%.*s%s: still isolated",
 				   in->key, cl->opt.health_check_path,
-				   (int)strcspn(in->probe_buf, "\r\n"),
-				   in->probe_len ? in->probe_buf : "nothing");
+				   shown ? "\"" : "nothing", (int)shown,
+				   in->probe_buf, shown ? "\"" : "");
 		in->probe_logged = true;
 		probe_again(in);
 	}
@@ -371,7 +387,8 @@ static void probe_connected(struct cl_inst *in)
 		     "User-Agent: rpcgate-health-check\r\n\r\n",
 		     cl->opt.health_check_path, in->node.addr);
 	/* A fresh connection takes a request this small at once. */
-	if (n >= (int)sizeof(req) || write(in->probe_fd, req, (size_t)n) != n) {
+	if (n >= (int)sizeof(req) ||
+	    send(in->probe_fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
 		probe_again(in);
 		return;
 	}
@@ -752,8 +769,9 @@ static void apply_task_fn(struct task *t)
 		cl->next_names.n = 0;
 		if (!cl->reload_ok)
 			cl->file_mtime_ns = -1; /* look again next time */
+		reload_arm(cl);			/* nothing when closing */
+		/* Last: a destroy waiting for it may free cl at once. */
 		set_reloading(cl, false);
-		reload_arm(cl);
 		return;
 	}
 	err = apply_names(cl);
@@ -992,10 +1010,11 @@ static int64_t time_left_ms(const struct cluster_call *c, int64_t now)
 static int attempt_start(struct cluster_call *c)
 {
 	struct cluster *cl = c->cl;
-	bool skip_buf[64], *skip = NULL;
+	bool skip_buf[64] = {false}, *skip = NULL;
 	struct cl_attempt *a;
 	struct cl_inst *in;
 	int64_t left = -1;
+	size_t slen, mlen;
 	int i;
 
 	if (c->deadline_ns >= 0) {
@@ -1011,10 +1030,14 @@ static int attempt_start(struct cluster_call *c)
 			   : mem_zalloc(cl->opt.mem, cl->n * sizeof(*skip));
 		if (!skip)
 			return -ENOMEM;
-		memset(skip, 0, cl->n * sizeof(*skip));
-		for (int k = 0; k < c->ntried; k++)
-			if (c->tried[k]->in_set)
-				skip[c->tried[k]->idx] = true;
+		/* By address only: an instance tried may have left the set
+		 * and been freed since. */
+		for (size_t j = 0; j < cl->n; j++) {
+			skip[j] = false;
+			for (int k = 0; k < c->ntried; k++)
+				if (c->tried[k] == cl->set[j])
+					skip[j] = true;
+		}
 	}
 	i = lb_select(&cl->lb, skip, c->has_code, c->code);
 	if (skip && skip != skip_buf)
@@ -1022,9 +1045,14 @@ static int attempt_start(struct cluster_call *c)
 	if (i < 0)
 		return i;
 	in = cl->set[i];
-	a = mem_alloc(cl->opt.mem, sizeof(*a));
+	slen = strlen(c->service) + 1;
+	mlen = strlen(c->method) + 1;
+	a = mem_alloc(cl->opt.mem, sizeof(*a) + slen + mlen);
 	if (!a)
 		return -ENOMEM;
+	memcpy(a->service, c->service, slen);
+	a->method = a->service + slen;
+	memcpy(a->method, c->method, mlen);
 	rpc_call_init(&a->rc, cl->opt.pool);
 	if (iobuf_share(&a->rc.body, &c->body, 0, iobuf_len(&c->body)) ||
 	    iobuf_share(&a->rc.request_attachment, &c->attachment, 0,
@@ -1049,8 +1077,9 @@ static int attempt_start(struct cluster_call *c)
 	c->live[c->nlive++] = a;
 	c->tried[c->ntried++] = in;
 	c->attempts++;
-	snprintf(c->instance, sizeof(c->instance), "%s", in->node.addr);
-	channel_call_raw(&in->ch, c->service, c->method, &a->rc, attempt_done,
+	/* Both NAMING_ADDR_MAX: the copy fits, NUL included. */
+	memcpy(c->instance, in->node.addr, strlen(in->node.addr) + 1);
+	channel_call_raw(&in->ch, a->service, a->method, &a->rc, attempt_done,
 			 a);
 	return 0;
 }
@@ -1097,7 +1126,8 @@ static bool budget_take(struct cluster *cl)
 
 /* The attempt failed without an answer the client should see: retry on
  * another instance, or end with this error. */
-static void retry_or_end(struct cluster_call *c, int code, const char *text)
+static void retry_or_end(struct cluster_call *c, int code, const char *text,
+			 bool from_server)
 {
 	struct cluster *cl = c->cl;
 	int err;
@@ -1121,7 +1151,9 @@ static void retry_or_end(struct cluster_call *c, int code, const char *text)
 			return;
 		}
 	}
-	/* No retry left, allowed, or anywhere to go: this error. */
+	/* No retry left, allowed, or anywhere to go: this error (an
+	 * upstream's answer stays the upstream's). */
+	c->error_from_server = from_server;
 	call_end(c, code, c->text);
 }
 
@@ -1135,8 +1167,15 @@ static void take_answer(struct cluster_call *c, struct rpc_call *rc)
 		return;
 	}
 	c->error_text = "";
-	iobuf_append_buf(&c->response_body, &rc->response_body);
-	iobuf_append_buf(&c->response_attachment, &rc->response_attachment);
+	if (iobuf_append_buf(&c->response_body, &rc->response_body) ||
+	    iobuf_append_buf(&c->response_attachment,
+			     &rc->response_attachment)) {
+		iobuf_reset(&c->response_body);
+		iobuf_reset(&c->response_attachment);
+		c->error_code = ENOMEM;
+		c->error_text = "no memory for the answer";
+		return;
+	}
 	c->response_compress_type = rc->response_compress_type;
 	c->has_response_crc = rc->has_response_crc;
 	memcpy(c->response_crc, rc->response_crc, sizeof(c->response_crc));
@@ -1163,9 +1202,12 @@ static void attempt_done(struct rpc_call *rc, void *arg)
 	bool retry_answer =
 	    code && rc->error_from_server && is_retryable_answer(code);
 
-	lb_server_end(
-	    &in->lbs, rc->latency_us,
-	    code && (conn_failed || retry_answer || code == RPC_ERPCTIMEDOUT));
+	if (code == ECANCELED) /* cut short: says nothing of its speed */
+		in->lbs.inflight -= in->lbs.inflight > 0;
+	else
+		lb_server_end(&in->lbs, rc->latency_us,
+			      code && (conn_failed || retry_answer ||
+				       code == RPC_ERPCTIMEDOUT));
 	if (code && code != ECANCELED)
 		metrics_counter_add(&in->m_errors, 1);
 	if (code != ECANCELED)
@@ -1188,9 +1230,10 @@ static void attempt_done(struct rpc_call *rc, void *arg)
 	if (conn_failed || retry_answer) {
 		char text[CLUSTER_TEXT_MAX];
 
+		/* rc goes with a: keep what the retry needs. */
 		snprintf(text, sizeof(text), "%s", rc->error_text);
 		attempt_free(a);
-		retry_or_end(c, code, text);
+		retry_or_end(c, code, text, retry_answer);
 		return;
 	}
 	if (code && !rc->error_from_server && c->nlive) {
@@ -1236,8 +1279,11 @@ static bool recovery_rejects(struct cluster *cl)
 		cl->recover_usable = cl->usable;
 		cl->recover_since_ns = now;
 	}
-	if (cl->usable >= min || now - cl->recover_since_ns >=
-				     cl->opt.hold_seconds * 1000 * NS_PER_MS) {
+	/* The hold counts only once some are back: an outage longer than
+	 * hold_seconds must not end the recovery before it starts. */
+	if (cl->usable >= min ||
+	    (cl->usable > 0 && now - cl->recover_since_ns >=
+				   cl->opt.hold_seconds * 1000 * NS_PER_MS)) {
 		cl->recovering = false;
 		cl_log_fmt(cl, LOG_LVL_INFO,
 			   "recovered: %d instances take calls, none rejected "

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <ares.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #define NS_PER_US 1000LL
 /* c-ares tries each server this many times before giving up. */
 #define DNS_TRIES 2
+/* Reads per readiness edge, at most (see on_io). */
+#define DNS_READ_ROUNDS 64
 /* One address as "[v6]:port" plus the separator. */
 #define DNS_ADDR_TEXT (INET6_ADDRSTRLEN + 10)
 
@@ -65,16 +68,33 @@ static void rearm(struct dns *d)
 			 on_timer);
 }
 
+/*
+ * The loop's watchers are edge-triggered, and c-ares reads a TCP answer
+ * one recv() per call (its length, then its body): keep calling it while
+ * the socket still has bytes, or the rest of the answer would wait for
+ * an edge that never comes.
+ */
 static void on_io(struct loop_io *io, uint32_t events)
 {
 	struct dns_sock *s = container_of(io, struct dns_sock, io);
 	struct dns *d = s->d;
 	int fd = io->fd;
 
-	ares_process_fd(
-	    d->channel,
-	    events & (EPOLLIN | EPOLLERR | EPOLLHUP) ? fd : ARES_SOCKET_BAD,
-	    events & EPOLLOUT ? fd : ARES_SOCKET_BAD);
+	for (int round = 0; round < DNS_READ_ROUNDS; round++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		ares_process_fd(d->channel,
+				events & (EPOLLIN | EPOLLERR | EPOLLHUP)
+				    ? fd
+				    : ARES_SOCKET_BAD,
+				events & EPOLLOUT ? fd : ARES_SOCKET_BAD);
+		/* c-ares may have closed it (and the fd be reused). */
+		if (!s->used || s->io.fd != fd || !d->channel)
+			break;
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+			break;
+		events = EPOLLIN;
+	}
 	rearm(d);
 }
 

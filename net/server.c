@@ -518,9 +518,14 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 	if (route) {
 		/* Forwarded as it came: the frame's bytes move to the call,
 		 * its meta stays (names, log_id, authentication_data). */
-		iobuf_append_buf(&call->request_body, &call->frame.data);
-		iobuf_append_buf(&call->request_attachment,
-				 &call->frame.attachment);
+		if (iobuf_append_buf(&call->request_body, &call->frame.data) ||
+		    iobuf_append_buf(&call->request_attachment,
+				     &call->frame.attachment)) {
+			server_call_fail(call, RPC_EINTERNAL,
+					 "no memory for the request");
+			server_call_finish(call);
+			return;
+		}
 		call->has_request_crc =
 		    mt->checksum_type == BAIDU_CHECKSUM_CRC32C &&
 		    mt->checksum_value.ptr && mt->checksum_value.len == 4;

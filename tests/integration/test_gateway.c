@@ -859,11 +859,19 @@ static int free_udp_tcp_port(void)
 	return ntohs(sa.sin_port);
 }
 
+/* Records of DNS_MANY: more than a UDP answer holds (c-ares then asks
+ * again over TCP). */
+#define DNS_MANY	 "many.rpcgate.test"
+#define DNS_MANY_RECORDS 60
+
 static void hosts_write(struct echo_proc *const *e, int n)
 {
-	char text[512];
+	char text[4096];
 	size_t off = 0;
 
+	for (int i = 0; i < DNS_MANY_RECORDS; i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off,
+					"127.0.1.%d " DNS_MANY "\n", i + 1);
 	for (int i = 0; i < n; i++) {
 		char ip[32];
 
@@ -943,7 +951,9 @@ static void test_dns_naming(void **state)
 {
 	struct echo_proc *e[3], *gw;
 	char route[256], dns[64], port_arg[32], listen[3][32];
-	const char *gargs[] = {route, dns, "--ns_access_interval=1", NULL};
+	const char *gargs[] = {route, dns, "--ns_access_interval=1",
+			       "--route=other.Service=http://" DNS_MANY ":9",
+			       NULL};
 	const char *eargs[] = {listen[0], port_arg, NULL};
 	struct channel *ch;
 	struct load *ld;
@@ -974,6 +984,10 @@ static void test_dns_naming(void **state)
 	snprintf(dns, sizeof(dns), "--dns_servers=127.0.0.1:%d", D.port);
 	gw = h_gateway(gargs);
 	assert_int_equal(route_metric(gw->port, "rpcgate_route_instances"), 2);
+	/* Every record of a name whose answer needs TCP. */
+	assert_int_equal(metric(gw->port, "rpcgate_route_instances",
+				"route=\"other.Service\""),
+			 DNS_MANY_RECORDS);
 	ch = h_channel(gw->addr, 2000);
 	ld = load_start(ch, 8);
 	usleep(300000);
