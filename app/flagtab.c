@@ -19,6 +19,8 @@ static const char *const compress_types[] = {"none", "snappy", "gzip", "zlib",
 /* channel_conn_type_name()'s names (net/channel.h). */
 static const char *const conn_types[] = {"single", "pooled", "short", NULL};
 static const char *const transports[] = {"tcp", "rdma", NULL};
+/* rdma_recv_block_type: brpc's names (its "huge", 2 MiB, is not offered). */
+static const char *const recv_block_types[] = {"default", "large", NULL};
 /* lb_kind_name()'s names (net/lb.h). */
 static const char *const lb_kinds[] = {"rr", "wrr",	     "wr",    "random",
 				       "la", "c_murmurhash", "c_md5", NULL};
@@ -168,6 +170,15 @@ const struct flag_def app_flag_defs[] = {
 	.min = 16,
 	.max = 4096,
 	.help = "receive queue depth of each QP (receive buffers posted)",
+    },
+    {
+	.name = "rdma_recv_block_type",
+	.type = FLAG_ENUM,
+	.def = "default",
+	.choices = recv_block_types,
+	.help = "RDMA receive buffer per work request, as brpc's flag: "
+		"default (8 KiB) or large (64 KiB: fewer sends per big "
+		"message, rdma_rq_size x 64 KiB posted per connection)",
     },
     {
 	.name = "rdma_handshake_timeout_ms",

@@ -34,6 +34,9 @@ void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
 	o->gid_index = (int)flags_int(fl, "rdma_gid_index");
 	o->sq_size = (int)flags_int(fl, "rdma_sq_size");
 	o->rq_size = (int)flags_int(fl, "rdma_rq_size");
+	o->recv_blocks = !strcmp(flags_str(fl, "rdma_recv_block_type"), "large")
+			     ? RDT_RECV_BLOCKS_LARGE
+			     : 1;
 	o->handshake_timeout_ms =
 	    (int)flags_int(fl, "rdma_handshake_timeout_ms");
 	o->region_mb = (size_t)flags_int(fl, "rdma_memory_pool_region_mb");

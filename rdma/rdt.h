@@ -36,12 +36,19 @@
 #define RDT_QUEUE_MIN			 16
 #define RDT_QUEUE_MAX			 4096
 #define RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT 3000
+#define RDT_RECV_BLOCKS_LARGE		 8
+#define RDT_RECV_BLOCKS_MAX		 8
 
 struct rdt_options {
 	const char *device;   /* "" or NULL: the first with an active port */
 	int port;	      /* 1 */
 	int gid_index;	      /* -1: the highest with a non-zero interface id */
 	int sq_size, rq_size; /* RDT_QUEUE_DEFAULT */
+	/* 8 KiB blocks per receive WR, the block_size our hello offers:
+	 * 1 (brpc's default, 8 KiB) or RDT_RECV_BLOCKS_LARGE (64 KiB, brpc's
+	 * rdma_recv_block_type=large): fewer, larger sends per message, at
+	 * rq_size x 64 KiB of posted memory per connection. */
+	int recv_blocks;
 	int handshake_timeout_ms;
 	/* The registered memory: regions of region_mb, up to max_regions,
 	 * the first preallocated. */

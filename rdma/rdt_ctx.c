@@ -34,6 +34,7 @@ void rdt_options_default(struct rdt_options *opt)
 	opt->gid_index = -1;
 	opt->sq_size = RDT_QUEUE_DEFAULT;
 	opt->rq_size = RDT_QUEUE_DEFAULT;
+	opt->recv_blocks = 1;
 	opt->handshake_timeout_ms = RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT;
 	opt->region_mb = 64;
 	opt->max_regions = 16;

@@ -104,6 +104,7 @@ struct rdt_ep {
 	struct task drain_task;	  /* event: first drain; polling: a turn */
 	unsigned unacked_events, unacked_revents;
 	int sq_size, rq_size, max_sge;
+	int recv_blocks; /* iobuf blocks per receive WR (its block_size) */
 	uint32_t peer_block;
 	int local_window, remote_window;
 	struct iobuf_block **recv; /* rq_size posted buffers, by wr_id */
@@ -132,23 +133,28 @@ static long long elapsed_ms(const struct rdt_ep *ep)
 
 /* ---- the QP ---------------------------------------------------------- */
 
+/* Posts receive slot `slot`: its recv_blocks blocks, scattered. */
 static int post_recv(struct rdt_ep *ep, int slot)
 {
 	struct iobuf_region_info ri;
 	struct ibv_recv_wr wr = {0}, *bad;
-	struct ibv_sge sge;
+	struct ibv_sge sge[RDT_RECV_BLOCKS_MAX];
+	struct iobuf_block *b;
 	struct ibv_mr *mr;
 
-	iobuf_block_region(ep->recv[slot], &ri);
-	mr = ri.cookie;
-	if (!mr)
-		return -EFAULT; /* not registered memory: cannot happen */
-	sge.addr = (uintptr_t)iobuf_block_data(ep->recv[slot]);
-	sge.length = IOBUF_BLOCK_CAP;
-	sge.lkey = mr->lkey;
+	for (int i = 0; i < ep->recv_blocks; i++) {
+		b = ep->recv[slot * ep->recv_blocks + i];
+		iobuf_block_region(b, &ri);
+		mr = ri.cookie;
+		if (!mr)
+			return -EFAULT; /* not registered memory */
+		sge[i].addr = (uintptr_t)iobuf_block_data(b);
+		sge[i].length = IOBUF_BLOCK_CAP;
+		sge[i].lkey = mr->lkey;
+	}
 	wr.wr_id = (uint64_t)slot;
-	wr.sg_list = &sge;
-	wr.num_sge = 1;
+	wr.sg_list = sge;
+	wr.num_sge = ep->recv_blocks;
 	return -ibv_post_recv(ep->qp, &wr, &bad);
 }
 
@@ -183,7 +189,7 @@ static void qp_destroy(struct rdt_ep *ep)
 		ep->chan = NULL;
 	}
 	if (ep->recv) {
-		for (int i = 0; i < ep->rq_size; i++)
+		for (int i = 0; i < ep->rq_size * ep->recv_blocks; i++)
 			if (ep->recv[i])
 				iobuf_block_put(ep->recv[i]);
 		mem_free(ep->c->mem, ep->recv);
@@ -219,6 +225,10 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	}
 	ep->sq_size = ctx->opt.sq_size;
 	ep->rq_size = ctx->opt.rq_size;
+	ep->recv_blocks = ctx->opt.recv_blocks;
+	if (ep->recv_blocks > ctx->choice.max_sge)
+		ep->recv_blocks =
+		    ctx->choice.max_sge > 0 ? ctx->choice.max_sge : 1;
 	ep->max_sge =
 	    ctx->choice.max_sge < SGE_MAX ? ctx->choice.max_sge : SGE_MAX;
 	if (ep->max_sge < 1)
@@ -264,7 +274,7 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	ia.cap.max_send_wr = (uint32_t)ep->sq_size;
 	ia.cap.max_recv_wr = (uint32_t)ep->rq_size;
 	ia.cap.max_send_sge = (uint32_t)ep->max_sge;
-	ia.cap.max_recv_sge = 1;
+	ia.cap.max_recv_sge = (uint32_t)ep->recv_blocks;
 	step = "ibv_create_qp";
 	ep->qp = ibv_create_qp(ctx->pd, &ia);
 	if (!ep->qp)
@@ -285,7 +295,8 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	}
 
 	err = -ENOMEM;
-	ep->recv = mem_zalloc(ep->c->mem, sizeof(*ep->recv) * ep->rq_size);
+	ep->recv = mem_zalloc(ep->c->mem, sizeof(*ep->recv) * ep->rq_size *
+					      ep->recv_blocks);
 	ep->ring = mem_zalloc(ep->c->mem, sizeof(*ep->ring) * ep->sq_size);
 	if (!ep->recv || !ep->ring) {
 		snprintf(why, why_size, "no memory for the QP's buffers");
@@ -294,7 +305,7 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	for (i = 0; i < ep->sq_size; i++)
 		iobuf_init(&ep->ring[i], ep->c->pool);
 	/* Every receive buffer is posted before the peer can send. */
-	for (i = 0; i < ep->rq_size; i++) {
+	for (i = 0; i < ep->rq_size * ep->recv_blocks; i++) {
 		ep->recv[i] = iobuf_block_get(ep->c->pool);
 		if (!ep->recv[i]) {
 			snprintf(why, why_size,
@@ -310,6 +321,8 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 				 "registered memory");
 			goto fail;
 		}
+	}
+	for (i = 0; i < ep->rq_size; i++) {
 		err = post_recv(ep, i);
 		if (err) {
 			snprintf(why, why_size, "ibv_post_recv: %s",
@@ -326,7 +339,7 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	ep->mine.msg_len = RDT_HELLO_LEN;
 	ep->mine.hello_ver = RDT_HELLO_VER;
 	ep->mine.impl_ver = RDT_IMPL_VER;
-	ep->mine.block_size = IOBUF_BLOCK_CAP;
+	ep->mine.block_size = IOBUF_BLOCK_CAP * (uint32_t)ep->recv_blocks;
 	ep->mine.sq_size = (uint16_t)ep->sq_size;
 	ep->mine.rq_size = (uint16_t)ep->rq_size;
 	ep->mine.lid = ctx->choice.lid;
@@ -839,27 +852,36 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 		*writable = true;
 	}
 	slot = (int)wc->wr_id;
-	b = ep->recv[slot];
 	n = wc->byte_len;
 	if (n > 0) {
-		if (n >= ZEROCOPY_MIN) {
-			fresh = iobuf_block_get(c->pool);
-			err =
-			    fresh ? iobuf_append_block(&c->in, b, n) : -ENOMEM;
-			if (!err)
-				ep->recv[slot] = fresh;
-			else if (fresh)
-				iobuf_block_put(fresh);
-		} else {
-			err = iobuf_append(&c->in, iobuf_block_data(b), n);
+		/* The bytes fill the slot's blocks in order. */
+		for (int i = 0; n > 0 && i < ep->recv_blocks; i++) {
+			struct iobuf_block **bp =
+			    &ep->recv[slot * ep->recv_blocks + i];
+			uint32_t k = MIN(n, (uint32_t)IOBUF_BLOCK_CAP);
+
+			b = *bp;
+			if (k >= ZEROCOPY_MIN) {
+				fresh = iobuf_block_get(c->pool);
+				err = fresh ? iobuf_append_block(&c->in, b, k)
+					    : -ENOMEM;
+				if (!err)
+					*bp = fresh;
+				else if (fresh)
+					iobuf_block_put(fresh);
+			} else {
+				err = iobuf_append(&c->in, iobuf_block_data(b),
+						   k);
+			}
+			if (err) {
+				ep_fail(ep, err,
+					"the RDMA memory pool is exhausted "
+					"(rdma_memory_pool_max_regions)");
+				return false;
+			}
+			*bytes += k;
+			n -= k;
 		}
-		if (err) {
-			ep_fail(ep, err,
-				"the RDMA memory pool is exhausted "
-				"(rdma_memory_pool_max_regions)");
-			return false;
-		}
-		*bytes += n;
 		__atomic_add_fetch(&ep->pending_credits, 1, __ATOMIC_RELAXED);
 	}
 	err = post_recv(ep, slot);
