@@ -92,17 +92,12 @@ struct rdt_ep {
 
 	struct rdt_held held; /* while it has verbs objects */
 	struct ibv_comp_channel *chan;
-	/* Event mode, as brpc: sends complete on `cq`, armed for every
-	 * completion, receives on `rcq`, armed for solicited ones only (the
-	 * peer solicits the last piece of each batch, low credits and pure
-	 * ACKs), so a stream of pieces wakes the loop a few times, not once
-	 * a piece.  Polling mode: one CQ, `cq`, for both. */
-	struct ibv_cq *cq, *rcq;
+	struct ibv_cq *cq;
 	struct ibv_qp *qp;
 	struct loop_io cq_io;	  /* event mode */
 	struct rdt_polled polled; /* polling mode */
 	struct task drain_task;	  /* event: first drain; polling: a turn */
-	unsigned unacked_events, unacked_revents;
+	unsigned unacked_events;
 	int sq_size, rq_size, max_sge;
 	int recv_blocks; /* iobuf blocks per receive WR (its block_size) */
 	uint32_t peer_block;
@@ -177,13 +172,6 @@ static void qp_destroy(struct rdt_ep *ep)
 		ibv_destroy_cq(ep->cq);
 		ep->cq = NULL;
 	}
-	if (ep->rcq) {
-		if (ep->unacked_revents)
-			ibv_ack_cq_events(ep->rcq, ep->unacked_revents);
-		ep->unacked_revents = 0;
-		ibv_destroy_cq(ep->rcq);
-		ep->rcq = NULL;
-	}
 	if (ep->chan) {
 		ibv_destroy_comp_channel(ep->chan);
 		ep->chan = NULL;
@@ -257,19 +245,12 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 			goto verbs_failed;
 	}
 	step = "ibv_create_cq";
-	ep->cq = ibv_create_cq(
-	    ctx->verbs, ep->chan ? ep->sq_size : ep->sq_size + ep->rq_size, ep,
-	    ep->chan, 0);
+	ep->cq = ibv_create_cq(ctx->verbs, ep->sq_size + ep->rq_size, ep,
+			       ep->chan, 0);
 	if (!ep->cq)
 		goto verbs_failed;
-	if (ep->chan) {
-		ep->rcq =
-		    ibv_create_cq(ctx->verbs, ep->rq_size, ep, ep->chan, 0);
-		if (!ep->rcq)
-			goto verbs_failed;
-	}
 	ia.send_cq = ep->cq;
-	ia.recv_cq = ep->rcq ? ep->rcq : ep->cq;
+	ia.recv_cq = ep->cq;
 	ia.qp_type = IBV_QPT_RC;
 	ia.cap.max_send_wr = (uint32_t)ep->sq_size;
 	ia.cap.max_recv_wr = (uint32_t)ep->rq_size;
@@ -892,16 +873,15 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 	return true;
 }
 
-/* Takes every completion `cq` has; true if any was taken. */
-static bool poll_cq_all(struct rdt_ep *ep, struct ibv_cq *cq, size_t *bytes,
-			bool *writable)
+/* Takes every completion there is; true if any was taken. */
+static bool poll_all(struct rdt_ep *ep, size_t *bytes, bool *writable)
 {
 	struct ibv_wc wc[CQE_BATCH];
 	bool any = false;
 	int n;
 
 	do {
-		n = ibv_poll_cq(cq, CQE_BATCH, wc);
+		n = ibv_poll_cq(ep->cq, CQE_BATCH, wc);
 		if (n < 0) {
 			ep_fail(ep, -EIO, "ibv_poll_cq failed");
 			return any;
@@ -911,18 +891,6 @@ static bool poll_cq_all(struct rdt_ep *ep, struct ibv_cq *cq, size_t *bytes,
 				return true;
 		any |= n > 0;
 	} while (n == CQE_BATCH && !conn_closing(ep->c));
-	return any;
-}
-
-/* Event mode: receives first (they free credits), then sends. */
-static bool poll_all(struct rdt_ep *ep, size_t *bytes, bool *writable)
-{
-	bool any = false;
-
-	if (ep->rcq)
-		any = poll_cq_all(ep, ep->rcq, bytes, writable);
-	if (!conn_closing(ep->c))
-		any |= poll_cq_all(ep, ep->cq, bytes, writable);
 	return any;
 }
 
@@ -954,8 +922,7 @@ static void drain(struct rdt_ep *ep)
 
 	while (!conn_closing(c)) {
 		poll_all(ep, &bytes, &writable);
-		if (conn_closing(c) || ibv_req_notify_cq(ep->cq, 0) ||
-		    (ep->rcq && ibv_req_notify_cq(ep->rcq, 1)))
+		if (conn_closing(c) || ibv_req_notify_cq(ep->cq, 0))
 			break;
 		if (!poll_all(ep, &bytes, &writable))
 			break;
@@ -1004,19 +971,11 @@ static void on_cq_event(struct loop_io *io, uint32_t events)
 	void *cq_ctx;
 
 	(void)events;
-	while (ibv_get_cq_event(ep->chan, &cq, &cq_ctx) == 0) {
-		if (cq == ep->rcq)
-			ep->unacked_revents++;
-		else
-			ep->unacked_events++;
-	}
+	while (ibv_get_cq_event(ep->chan, &cq, &cq_ctx) == 0)
+		ep->unacked_events++;
 	if (ep->unacked_events >= ACK_EVENTS_EVERY) {
 		ibv_ack_cq_events(ep->cq, ep->unacked_events);
 		ep->unacked_events = 0;
-	}
-	if (ep->unacked_revents >= ACK_EVENTS_EVERY) {
-		ibv_ack_cq_events(ep->rcq, ep->unacked_revents);
-		ep->unacked_revents = 0;
 	}
 	drain(ep);
 }
