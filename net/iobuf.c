@@ -778,17 +778,16 @@ static ssize_t errno_ret(void)
 	return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max)
+/* One readv(2) into the tail's room and up to max_blocks fresh blocks;
+ * *offered: the bytes the read could take. */
+static ssize_t read_once(struct iobuf *buf, int fd, size_t max,
+			 size_t max_blocks, size_t *offered)
 {
 	struct iovec iov[1 + IOBUF_READ_MAX_BLOCKS];
 	struct iobuf_block *tb, *fresh = NULL, *b, *last;
 	size_t room, want, nblocks, got = 0, niov = 0, k;
 	ssize_t r;
 
-	if (max == 0)
-		return -EINVAL;
-	if (max > SSIZE_MAX)
-		max = SSIZE_MAX;
 	room = tail_room(buf, &tb);
 	if (room > max)
 		room = max;
@@ -798,17 +797,19 @@ ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max)
 	}
 	want = max - room;
 	nblocks = want / IOBUF_BLOCK_CAP + (want % IOBUF_BLOCK_CAP != 0);
-	if (nblocks > IOBUF_READ_MAX_BLOCKS)
-		nblocks = IOBUF_READ_MAX_BLOCKS;
+	if (nblocks > max_blocks)
+		nblocks = max_blocks;
 	/* Without fresh blocks, still read into the tail if it has room. */
 	if (nblocks && refs_reserve(buf, nblocks) == 0)
 		got = pool_take(buf->pool, nblocks, false, &fresh);
 	if (niov == 0 && got == 0)
 		return -ENOMEM;
+	*offered = room;
 	for (b = fresh; b; b = b->h.next, want -= k) {
 		k = want < IOBUF_BLOCK_CAP ? want : IOBUF_BLOCK_CAP;
 		iov[niov].iov_base = b->data;
 		iov[niov++].iov_len = k;
+		*offered += k;
 	}
 
 	do
@@ -845,6 +846,26 @@ out_give:
 		pool_give(buf->pool, b, last, got);
 	}
 	return r;
+}
+
+ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max)
+{
+	size_t offered = 0;
+	ssize_t r, more;
+
+	if (max == 0)
+		return -EINVAL;
+	if (max > SSIZE_MAX)
+		max = SSIZE_MAX;
+	/* Small first: most reads are a few messages, and every block
+	 * offered is a pool round trip under its lock. */
+	r = read_once(buf, fd, max, IOBUF_READ_FIRST_BLOCKS, &offered);
+	if (r <= 0 || (size_t)r < offered || (size_t)r == max)
+		return r;
+	/* It filled all it offered: the socket may hold more. */
+	more = read_once(buf, fd, max - (size_t)r, IOBUF_READ_MAX_BLOCKS,
+			 &offered);
+	return more > 0 ? r + more : r;
 }
 
 ssize_t iobuf_write_fd(struct iobuf *buf, int fd)

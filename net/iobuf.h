@@ -59,6 +59,8 @@
 #define IOBUF_INLINE_REFS 2
 /* Fresh blocks one iobuf_read_fd() may fill: brpc's MAX_APPEND_IOVEC. */
 #define IOBUF_READ_MAX_BLOCKS 64
+/* Fresh blocks the first readv of iobuf_read_fd() offers. */
+#define IOBUF_READ_FIRST_BLOCKS 2
 /* iovecs one iobuf_write_fd() passes to the kernel (<= IOV_MAX). */
 #define IOBUF_WRITE_MAX_IOV 64
 
@@ -254,11 +256,15 @@ size_t iobuf_block_count(const struct iobuf *buf);
 /* --- buffer: file descriptors ------------------------------------------- */
 
 /*
- * One readv(2) of up to max bytes (max > 0) straight into the tail block's
- * free space and up to IOBUF_READ_MAX_BLOCKS fresh blocks; unused blocks go
- * back to the pool.  Returns bytes read, 0 at EOF, -EAGAIN, -ENOMEM (no
- * space could be obtained), -EINVAL (max == 0), or -errno.  EINTR is
- * retried.
+ * Reads up to max bytes (max > 0) straight into the tail block's free
+ * space and fresh blocks: one readv(2) offering up to
+ * IOBUF_READ_FIRST_BLOCKS fresh blocks and, only when that one filled
+ * all it offered, a second offering up to IOBUF_READ_MAX_BLOCKS more
+ * (so small reads cost few pool round trips and a short result still
+ * means the fd had no more); unused blocks go back to the pool.  Returns
+ * bytes read, 0 at EOF, -EAGAIN, -ENOMEM (no space could be obtained),
+ * -EINVAL (max == 0), or -errno.  EINTR is retried.  An EOF or error met
+ * by the second readv after bytes is left for the next call.
  */
 ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max);
 

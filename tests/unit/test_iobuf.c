@@ -693,6 +693,42 @@ static void test_fd_basic(void **state)
 	assert_int_equal(pool_used(&f->pool), 2);
 }
 
+/* A read offers few blocks first, more only when those filled: all that
+ * is there comes in one call, and nothing offered is lost or kept. */
+static void test_fd_two_phase(void **state)
+{
+	struct fx *f = *state;
+	size_t big = 5 * CAP + 17, exact = IOBUF_READ_FIRST_BLOCKS * CAP;
+	unsigned char *m = malloc(big);
+	int sv[2];
+
+	assert_non_null(m);
+	for (size_t i = 0; i < big; i++)
+		m[i] = (unsigned char)(i * 7 + (i >> 8));
+	assert_int_equal(
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(write(sv[0], m, big), (ssize_t)big);
+	assert_int_equal(iobuf_read_fd(&f->a, sv[1], 64 * CAP), (ssize_t)big);
+	check_buf(&f->a, m, big);
+	assert_int_equal(pool_used(&f->pool), 6);
+	assert_int_equal(iobuf_read_fd(&f->a, sv[1], 64 * CAP), -EAGAIN);
+	iobuf_reset(&f->a);
+	/* Exactly what the first readv offers: the second finds nothing. */
+	assert_int_equal(write(sv[0], m, exact), (ssize_t)exact);
+	assert_int_equal(iobuf_read_fd(&f->a, sv[1], 64 * CAP), (ssize_t)exact);
+	check_buf(&f->a, m, exact);
+	assert_int_equal(pool_used(&f->pool), IOBUF_READ_FIRST_BLOCKS);
+	/* max bounds both reads together. */
+	assert_int_equal(write(sv[0], m, big), (ssize_t)big);
+	iobuf_reset(&f->a);
+	assert_int_equal(iobuf_read_fd(&f->a, sv[1], 3 * CAP + 5),
+			 (ssize_t)(3 * CAP + 5));
+	check_buf(&f->a, m, 3 * CAP + 5);
+	close(sv[0]);
+	close(sv[1]);
+	free(m);
+}
+
 /* Moves total bytes a -> fds[0] ... fds[1] -> b, checking both sides. */
 static void transfer(struct fx *f, const int fds[2], size_t total)
 {
@@ -1196,6 +1232,7 @@ int main(void)
 	    FX(test_ref_array),
 	    FX(test_model_random),
 	    FX(test_fd_basic),
+	    FX(test_fd_two_phase),
 	    FX(test_fd_socket_large),
 	    FX(test_fd_pipe),
 	    cmocka_unit_test(test_alloc_sweep),
