@@ -8,6 +8,7 @@
 #ifndef RPCGATE_APP_H
 #define RPCGATE_APP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -124,7 +125,8 @@ struct app_runtime {
 	struct metrics metrics; /* GET /metrics on the servers' ports */
 };
 
-/* RDMA is wanted (--rdma=true or --transport=rdma). */
+/* RDMA is wanted (--rdma=true, --transport=rdma, or a --route with
+ * ;transport=rdma). */
 bool app_wants_rdma(const struct app_config *cfg);
 
 /* The RDMA options from the rdma_* flags. */
@@ -173,6 +175,21 @@ bool app_not_up_yet(int code);
 struct baidu_bytes;
 int app_token_auth(void *arg, const struct baidu_bytes *cred, const char *peer,
 		   char *why, size_t why_size);
+
+/*
+ * The serving subcommands' stop (echo, gateway).  app_block_stop_signals()
+ * blocks SIGTERM and SIGINT before any runtime thread exists, so every
+ * thread inherits the mask and only app_wait_stop() sees them; the mask
+ * is not restored (a second signal during the stop must not end the
+ * process by that signal instead of exit 0).  app_wait_stop() returns
+ * the signal, or 0 when timeout_ms (> 0; else none) passed first.
+ * app_server_stop() stops gracefully (grace_ms for calls in flight),
+ * prints "WHO: stopped after N calls" and destroys the server.
+ */
+struct server;
+void app_block_stop_signals(sigset_t *stop);
+int app_wait_stop(const sigset_t *stop, int timeout_ms);
+void app_server_stop(struct server *s, int grace_ms, const char *who);
 
 /* --compress as a net/compress.h type. */
 int app_compress_type(const struct app_config *cfg);

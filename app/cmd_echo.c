@@ -27,7 +27,6 @@
 #include "rdt.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 
@@ -135,66 +134,30 @@ static void echo_print_serving(const struct echo_cmd *e)
 	fflush(stdout);
 }
 
-/* Blocks until SIGTERM or SIGINT is pending; returns it.  With
- * --crash_after_ms, dies by SIGKILL when that time passes first. */
-static int echo_wait_stop(const sigset_t *stop, int crash_after_ms)
-{
-	struct timespec ts = {.tv_sec = crash_after_ms / 1000,
-			      .tv_nsec = (crash_after_ms % 1000) * 1000000L};
-	siginfo_t info;
-	int sig;
-
-	do
-		sig = crash_after_ms > 0 ? sigtimedwait(stop, &info, &ts)
-					 : sigwaitinfo(stop, &info);
-	while (sig < 0 && errno == EINTR);
-	if (sig < 0 && errno == EAGAIN) {
-		fprintf(stderr, WHO ": --crash_after_ms=%d: dying by SIGKILL\n",
-			crash_after_ms);
-		raise(SIGKILL);
-	}
-	return sig;
-}
-
-static void echo_stop(struct echo_cmd *e)
-{
-	struct server_stats st;
-
-	/* Calls still in their handlers after the grace are the server's
-	 * to log (it does, once). */
-	server_stop(&e->srv, ECHO_STOP_GRACE_MS);
-	server_stats(&e->srv, &st);
-	printf(WHO ": stopped after %llu calls\n",
-	       (unsigned long long)st.calls);
-	fflush(stdout);
-	server_destroy(&e->srv);
-}
-
 int app_cmd_echo(struct app_config *cfg)
 {
 	struct echo_cmd e;
 	sigset_t stop;
-	int sig, status = APP_EXIT_FAILURE;
+	int sig, crash_ms, status = APP_EXIT_FAILURE;
 
 	echo_cmd_from_flags(&e, cfg);
-	/* The mask is not restored on return: main() exits right after, and
-	 * a second signal sent during the stop would otherwise end the
-	 * process by that signal instead of exit 0. */
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	app_block_stop_signals(&stop);
 
 	if (app_runtime_start(&e.r, cfg, WHO))
 		return APP_EXIT_FAILURE;
 	if (echo_serve(&e))
 		goto out_runtime;
 	echo_print_serving(&e);
-	sig = echo_wait_stop(&stop,
-			     (int)flags_int(&cfg->flags, "crash_after_ms"));
+	crash_ms = (int)flags_int(&cfg->flags, "crash_after_ms");
+	sig = app_wait_stop(&stop, crash_ms);
+	if (!sig) {
+		fprintf(stderr, WHO ": --crash_after_ms=%d: dying by SIGKILL\n",
+			crash_ms);
+		raise(SIGKILL);
+	}
 	log_info(&e.r.log, WHO ": %s received, stopping (grace %d ms)",
 		 sig == SIGINT ? "SIGINT" : "SIGTERM", ECHO_STOP_GRACE_MS);
-	echo_stop(&e);
+	app_server_stop(&e.srv, ECHO_STOP_GRACE_MS, WHO);
 	status = APP_EXIT_OK;
 out_runtime:
 	app_runtime_stop(&e.r);

@@ -36,8 +36,6 @@
 #include "rdt.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -558,21 +556,9 @@ static void gw_print_serving(const struct gateway *gw)
 	fflush(stdout);
 }
 
-static int wait_stop(const sigset_t *stop)
-{
-	siginfo_t info;
-	int sig;
-
-	do
-		sig = sigwaitinfo(stop, &info);
-	while (sig < 0 && errno == EINTR);
-	return sig;
-}
-
 int app_cmd_gateway(struct app_config *cfg)
 {
 	struct gateway gw;
-	struct server_stats st;
 	sigset_t stop;
 	int sig, status = APP_EXIT_FAILURE;
 
@@ -581,10 +567,7 @@ int app_cmd_gateway(struct app_config *cfg)
 	gw.access_log = flags_bool(&cfg->flags, "access_log");
 	if (listen_parse(&gw, cfg))
 		return APP_EXIT_CONFIG;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	app_block_stop_signals(&stop);
 
 	if (app_runtime_start(&gw.r, cfg, WHO))
 		return APP_EXIT_FAILURE;
@@ -595,15 +578,10 @@ int app_cmd_gateway(struct app_config *cfg)
 	if (gw_serve(&gw))
 		goto out_routes;
 	gw_print_serving(&gw);
-	sig = wait_stop(&stop);
+	sig = app_wait_stop(&stop, 0);
 	log_info(&gw.r.log, WHO ": %s received, stopping (grace %d ms)",
 		 sig == SIGINT ? "SIGINT" : "SIGTERM", GW_STOP_GRACE_MS);
-	server_stop(&gw.srv, GW_STOP_GRACE_MS);
-	server_stats(&gw.srv, &st);
-	printf(WHO ": stopped after %llu calls\n",
-	       (unsigned long long)st.calls);
-	fflush(stdout);
-	server_destroy(&gw.srv);
+	app_server_stop(&gw.srv, GW_STOP_GRACE_MS, WHO);
 	status = APP_EXIT_OK;
 out_routes:
 	routes_close(&gw);

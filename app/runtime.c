@@ -8,19 +8,36 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "channel.h"
+#include "server.h"
 #include "compress.h"
 #include "rdt.h"
 #include "rpc_errno.h"
 #include "util.h"
 
+/* Some --route (routes are '\n'-separated, options ';'-separated) has
+ * the option transport=rdma. */
+static bool route_wants_rdma(const char *routes)
+{
+	static const char opt[] = ";transport=rdma";
+	const char *p = routes;
+
+	while ((p = strstr(p, opt))) {
+		p += sizeof(opt) - 1;
+		if (!*p || *p == ';' || *p == '\n')
+			return true;
+	}
+	return false;
+}
+
 bool app_wants_rdma(const struct app_config *cfg)
 {
 	return flags_bool(&cfg->flags, "rdma") ||
 	       !strcmp(flags_str(&cfg->flags, "transport"), "rdma") ||
-	       strstr(flags_str(&cfg->flags, "route"), "transport=rdma");
+	       route_wants_rdma(flags_str(&cfg->flags, "route"));
 }
 
 void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
@@ -367,4 +384,40 @@ int app_token_auth(void *arg, const struct baidu_bytes *cred, const char *peer,
 		return 0;
 	snprintf(why, why_size, "bad credential");
 	return -EACCES;
+}
+
+void app_block_stop_signals(sigset_t *stop)
+{
+	sigemptyset(stop);
+	sigaddset(stop, SIGTERM);
+	sigaddset(stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, stop, NULL);
+}
+
+int app_wait_stop(const sigset_t *stop, int timeout_ms)
+{
+	struct timespec ts = {.tv_sec = timeout_ms / 1000,
+			      .tv_nsec = (timeout_ms % 1000) * 1000000L};
+	siginfo_t info;
+	int sig;
+
+	do
+		sig = timeout_ms > 0 ? sigtimedwait(stop, &info, &ts)
+				     : sigwaitinfo(stop, &info);
+	while (sig < 0 && errno == EINTR);
+	return sig < 0 ? 0 : sig;
+}
+
+void app_server_stop(struct server *s, int grace_ms, const char *who)
+{
+	struct server_stats st;
+
+	/* Calls still in their handlers after the grace are the server's
+	 * to log (it does, once). */
+	server_stop(s, grace_ms);
+	server_stats(s, &st);
+	printf("%s: stopped after %llu calls\n", who,
+	       (unsigned long long)st.calls);
+	fflush(stdout);
+	server_destroy(s);
 }

@@ -38,6 +38,7 @@
 #include "channel.h"
 #include "compress.h"
 #include "echo.pb-c.h"
+#include "echo_client.h"
 #include "rpc_errno.h"
 #include "util.h"
 
@@ -184,23 +185,6 @@ static void sleep_until(int64_t t_ms)
 
 /* ---- calls ----------------------------------------------------------- */
 
-static int echo_call(struct channel *ch, struct rpc_call *c, const char *msg,
-		     rpc_done_fn *done, void *arg)
-{
-	Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
-
-	req.message = (char *)msg;
-	return channel_call(ch, &example__echo_service__descriptor, 0,
-			    &req.base, c, done, arg);
-}
-
-static const char *resp_msg(const struct rpc_call *c)
-{
-	const Example__EchoResponse *r = (const void *)c->response;
-
-	return r ? r->message : NULL;
-}
-
 /* Fails with the call's code and text unless it succeeded. */
 static void assert_call_ok(const struct rpc_call *c)
 {
@@ -314,7 +298,7 @@ struct abatch {
 static void acall_done(struct rpc_call *c, void *arg)
 {
 	struct acall *a = arg;
-	const char *got = resp_msg(c);
+	const char *got = echo_resp_msg(c);
 
 	a->code = c->error_code;
 	a->msg_ok =
@@ -377,7 +361,8 @@ static void batch_assert_ok(struct abatch *b, int from, int to)
 				 a->c.error_text);
 		if (!a->msg_ok)
 			fail_msg("call %d: wrong answer '%s' (want '%s')", i,
-				 resp_msg(&a->c) ? resp_msg(&a->c) : "(none)",
+				 echo_resp_msg(&a->c) ? echo_resp_msg(&a->c)
+						      : "(none)",
 				 a->want);
 	}
 }
@@ -418,7 +403,7 @@ static void test_sync_call(void **state)
 	assert_int_equal(iobuf_append(&c.request_attachment, "attached", 8), 0);
 	assert_int_equal(echo_call(ch, &c, "hello", NULL, NULL), 0);
 	assert_call_ok(&c);
-	assert_string_equal(resp_msg(&c), "hello");
+	assert_string_equal(echo_resp_msg(&c), "hello");
 	assert_iobuf_eq(&c.response_attachment, "attached", 8);
 	assert_true(c.latency_us > 0);
 	assert_int_equal(c.attempts, 1);
@@ -492,7 +477,7 @@ static void test_semi_sync(void **state)
 		rpc_call_join(&c[i]);
 		assert_call_ok(&c[i]);
 		snprintf(want, sizeof(want), "join-%d", i);
-		assert_string_equal(resp_msg(&c[i]), want);
+		assert_string_equal(echo_resp_msg(&c[i]), want);
 	}
 	for (int i = 0; i < 10; i++)
 		rpc_call_destroy(&c[i]);
@@ -618,7 +603,7 @@ static void test_retries(void **state)
 	rpc_call_init(&c, &H.pool);
 	assert_int_equal(echo_call(ch, &c, "retry me", NULL, NULL), 0);
 	assert_call_ok(&c);
-	assert_string_equal(resp_msg(&c), "retry me");
+	assert_string_equal(echo_resp_msg(&c), "retry me");
 	assert_int_equal(c.attempts, 3);
 	channel_stats(ch, &st);
 	assert_int_equal(st.retries, 2);
@@ -687,7 +672,7 @@ static void test_backup_request(void **state)
 	rpc_call_init(&c, &H.pool);
 	assert_int_equal(echo_call(ch, &c, "backup", NULL, NULL), 0);
 	assert_call_ok(&c);
-	assert_string_equal(resp_msg(&c), "backup");
+	assert_string_equal(echo_resp_msg(&c), "backup");
 	assert_int_equal(c.attempts, 2);
 	if (c.latency_us < 50 * 1000 || c.latency_us > 500 * 1000)
 		fail_msg("backup call took %lld us", (long long)c.latency_us);
@@ -718,7 +703,7 @@ static void lane_done(struct rpc_call *c, void *arg)
 {
 	struct lane *l = arg;
 	struct lane_ctx *x = l->x;
-	const char *got = resp_msg(c);
+	const char *got = echo_resp_msg(c);
 
 	if (c->error_code == 0 && got && !strcmp(got, "pooled")) {
 		__atomic_fetch_add(&x->ok, 1, __ATOMIC_ACQ_REL);
@@ -744,7 +729,7 @@ static void sequential_calls(struct channel *ch, int n)
 		if (echo_call(ch, &c, "seq", NULL, NULL))
 			fail_msg("call %d: %d %s", i, c.error_code,
 				 c.error_text);
-		assert_string_equal(resp_msg(&c), "seq");
+		assert_string_equal(echo_resp_msg(&c), "seq");
 	}
 	rpc_call_destroy(&c);
 }
@@ -883,7 +868,7 @@ static void compress_case(struct channel *const *chans, struct rpc_call *c,
 		fail_msg("%s, attachment %d, checksum %d, %zu bytes: %d %s",
 			 compress_type_name(type), att, chk, strlen(msg),
 			 c->error_code, c->error_text);
-	got = resp_msg(c);
+	got = echo_resp_msg(c);
 	assert_non_null(got);
 	assert_int_equal(strlen(got), strlen(msg));
 	assert_string_equal(got, msg);
@@ -934,7 +919,7 @@ static void test_big_attachments(void **state)
 		if (echo_call(ch, &c, "carry", NULL, NULL))
 			fail_msg("%zu-byte attachment: %d %s", sizes[i],
 				 c.error_code, c.error_text);
-		assert_string_equal(resp_msg(&c), "carry");
+		assert_string_equal(echo_resp_msg(&c), "carry");
 		assert_pattern(&c.response_attachment, sizes[i], (unsigned)i);
 	}
 	rpc_call_destroy(&c);
@@ -971,7 +956,7 @@ static void test_oversize(void **state)
 	assert_true(echo_proc_alive(e));
 	rpc_call_reset(&c);
 	assert_int_equal(echo_call(ch, &c, "after", NULL, NULL), 0);
-	assert_string_equal(resp_msg(&c), "after");
+	assert_string_equal(echo_resp_msg(&c), "after");
 
 	/* The client's own limit on answers. */
 	o.max_body_size = 4096;
@@ -986,7 +971,7 @@ static void test_oversize(void **state)
 		      c.error_text);
 	rpc_call_reset(&c);
 	assert_int_equal(echo_call(ch, &c, "small", NULL, NULL), 0);
-	assert_string_equal(resp_msg(&c), "small");
+	assert_string_equal(echo_resp_msg(&c), "small");
 	assert_true(echo_proc_alive(e));
 	rpc_call_destroy(&c);
 	free(big);
@@ -1071,7 +1056,7 @@ static void test_authentication(void **state)
 		if (echo_call(ch, &c, "let me in", NULL, NULL))
 			fail_msg("call %d with the right credential: %d %s", i,
 				 c.error_code, c.error_text);
-		assert_string_equal(resp_msg(&c), "let me in");
+		assert_string_equal(echo_resp_msg(&c), "let me in");
 	}
 
 	for (size_t k = 0; k < ARRAY_SIZE(creds); k++) {

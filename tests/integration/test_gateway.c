@@ -47,6 +47,7 @@
 #include "channel.h"
 #include "compress.h"
 #include "echo.pb-c.h"
+#include "echo_client.h"
 #include "rpc_errno.h"
 
 #define RT_LOOPS    1
@@ -157,38 +158,25 @@ static void kill9(struct echo_proc *e)
 	e->reaped = true;
 }
 
-/* "list://A,B,C" of the echos' addresses, each followed by " TAG" when
- * tags are given. */
-static void list_url(char *buf, size_t size, struct echo_proc *const *e, int n,
-		     const char *const *tags)
+/* "--route=example.EchoService=list://A,B,C" of the echos' addresses,
+ * each followed by " TAG" when tags are given, then `opts` (";lb=..."
+ * and so on; NULL: none). */
+static void route_arg(char *buf, size_t size, struct echo_proc *const *e, int n,
+		      const char *const *tags, const char *opts)
 {
-	size_t off = (size_t)snprintf(buf, size, "list://");
+	size_t off =
+	    (size_t)snprintf(buf, size, "--route=example.EchoService=list://");
 
 	for (int i = 0; i < n; i++)
 		off += (size_t)snprintf(buf + off, size - off, "%s%s%s%s",
 					i ? "," : "", e[i]->addr,
 					tags ? " " : "", tags ? tags[i] : "");
+	if (opts)
+		off += (size_t)snprintf(buf + off, size - off, "%s", opts);
 	assert_true(off < size);
 }
 
 /* ---- calls ---------------------------------------------------------- */
-
-static int echo_call(struct channel *ch, struct rpc_call *c, const char *msg,
-		     rpc_done_fn *done, void *arg)
-{
-	Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
-
-	req.message = (char *)msg;
-	return channel_call(ch, &example__echo_service__descriptor, 0,
-			    &req.base, c, done, arg);
-}
-
-static const char *resp_msg(const struct rpc_call *c)
-{
-	const Example__EchoResponse *r = (const void *)c->response;
-
-	return r ? r->message : NULL;
-}
 
 static void call_ok(struct channel *ch, const char *msg)
 {
@@ -198,7 +186,7 @@ static void call_ok(struct channel *ch, const char *msg)
 	if (echo_call(ch, &c, msg, NULL, NULL))
 		fail_msg("call '%s' failed: %d %s", msg, c.error_code,
 			 c.error_text);
-	assert_string_equal(resp_msg(&c), msg);
+	assert_string_equal(echo_resp_msg(&c), msg);
 	rpc_call_destroy(&c);
 }
 
@@ -228,7 +216,7 @@ static void lane_done(struct rpc_call *c, void *arg)
 {
 	struct lane *l = arg;
 	struct load *ld = l->ld;
-	const char *got = resp_msg(c);
+	const char *got = echo_resp_msg(c);
 
 	__atomic_fetch_add(&ld->calls, 1, __ATOMIC_RELAXED);
 	if (!c->error_code && got && !strcmp(got, l->msg)) {
@@ -391,9 +379,7 @@ static void test_forwarding(void **state)
 	(void)state;
 	e[0] = h_echo(NULL);
 	e[1] = h_echo(NULL);
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 2,
-		 NULL);
+	route_arg(route, sizeof(route), e, 2, NULL, NULL);
 	gw = h_gateway(gargs);
 	ch = h_channel(gw->addr, 5000);
 	rpc_call_init(&c, &H.pool);
@@ -407,7 +393,7 @@ static void test_forwarding(void **state)
 		if (echo_call(ch, &c, "hello through", NULL, NULL))
 			fail_msg("compress %d: %d %s", comp, c.error_code,
 				 c.error_text);
-		assert_string_equal(resp_msg(&c), "hello through");
+		assert_string_equal(echo_resp_msg(&c), "hello through");
 		assert_int_equal(c.response_compress_type, comp);
 		assert_int_equal(iobuf_len(&c.response_attachment), 3);
 	}
@@ -485,40 +471,43 @@ static void test_auth_pass_through(void **state)
 	rpc_call_destroy(&c);
 }
 
+/* A gateway over the three echos with route options `opts`, through
+ * which `calls` calls go (none when 0).  Its channel in *ch. */
+static struct echo_proc *spread(struct echo_proc *const *e,
+				const char *const *tags, const char *opts,
+				int calls, struct channel **ch)
+{
+	char route[512];
+	const char *gargs[] = {route, NULL};
+	struct echo_proc *gw;
+
+	route_arg(route, sizeof(route), e, 3, tags, opts);
+	gw = h_gateway(gargs);
+	*ch = h_channel(gw->addr, 5000);
+	for (int k = 0; k < calls; k++)
+		call_ok(*ch, "spread");
+	return gw;
+}
+
 static void test_balancers(void **state)
 {
 	struct echo_proc *e[3], *gw;
 	static const char *weights[] = {"1", "2", "3"};
-	char route[512];
-	const char *gargs[] = {route, NULL};
 	struct channel *ch;
+	struct rpc_call c;
 	long long n[3], n2[3];
 
 	(void)state;
 	for (int i = 0; i < 3; i++)
 		e[i] = h_echo(NULL);
-	/* Four routes to the same three, told apart by their service
-	 * name: rr for example.EchoService first. */
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 3,
-		 NULL);
-	gw = h_gateway(gargs);
-	ch = h_channel(gw->addr, 5000);
-	for (int k = 0; k < 1500; k++)
-		call_ok(ch, "rr");
+	/* rr: exactly a third each. */
+	gw = spread(e, NULL, NULL, 1500, &ch);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(inst_calls(gw->port, e[i]), 500);
 	echo_proc_stop(gw);
 
 	/* wrr: weights 1:2:3 from the tags, exactly. */
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 3,
-		 weights);
-	strcat(route, ";lb=wrr");
-	gw = h_gateway(gargs);
-	ch = h_channel(gw->addr, 5000);
-	for (int k = 0; k < 1200; k++)
-		call_ok(ch, "wrr");
+	gw = spread(e, weights, ";lb=wrr", 1200, &ch);
 	for (int i = 0; i < 3; i++) {
 		char labels[256];
 
@@ -532,46 +521,29 @@ static void test_balancers(void **state)
 	echo_proc_stop(gw);
 
 	/* random: each within 25% of a third. */
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 3,
-		 NULL);
-	strcat(route, ";lb=random");
-	gw = h_gateway(gargs);
-	ch = h_channel(gw->addr, 5000);
-	for (int k = 0; k < 1500; k++)
-		call_ok(ch, "random");
+	gw = spread(e, NULL, ";lb=random", 1500, &ch);
 	for (int i = 0; i < 3; i++)
 		assert_in_range(inst_calls(gw->port, e[i]), 375, 625);
 	echo_proc_stop(gw);
 
 	/* c_murmurhash: the log_id is the code; a call without one fails
 	 * clearly; a code stays on its instance. */
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 3,
-		 NULL);
-	strcat(route, ";lb=c_murmurhash");
-	gw = h_gateway(gargs);
-	ch = h_channel(gw->addr, 5000);
-	{
-		struct rpc_call c;
-
-		rpc_call_init(&c, &H.pool);
-		assert_int_equal(echo_call(ch, &c, "nocode", NULL, NULL),
-				 RPC_EREQUEST);
-		assert_non_null(strstr(c.error_text, "send a log_id"));
-		for (int pass = 0; pass < 2; pass++) {
-			for (uint64_t k = 0; k < 300; k++) {
-				rpc_call_reset(&c);
-				c.has_log_id = true;
-				c.log_id = k * 2654435761u;
-				assert_int_equal(
-				    echo_call(ch, &c, "hash", NULL, NULL), 0);
-			}
-			for (int i = 0; i < 3; i++)
-				(pass ? n2 : n)[i] = inst_calls(gw->port, e[i]);
+	gw = spread(e, NULL, ";lb=c_murmurhash", 0, &ch);
+	rpc_call_init(&c, &H.pool);
+	assert_int_equal(echo_call(ch, &c, "nocode", NULL, NULL), RPC_EREQUEST);
+	assert_non_null(strstr(c.error_text, "send a log_id"));
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint64_t k = 0; k < 300; k++) {
+			rpc_call_reset(&c);
+			c.has_log_id = true;
+			c.log_id = k * 2654435761u;
+			assert_int_equal(echo_call(ch, &c, "hash", NULL, NULL),
+					 0);
 		}
-		rpc_call_destroy(&c);
+		for (int i = 0; i < 3; i++)
+			(pass ? n2 : n)[i] = inst_calls(gw->port, e[i]);
 	}
+	rpc_call_destroy(&c);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(n2[i], 2 * n[i]);
 		assert_true(n[i] > 30); /* 100 points each: none starves */
@@ -591,9 +563,7 @@ static void test_kill9_under_load(void **state)
 	(void)state;
 	for (int i = 0; i < 3; i++)
 		e[i] = h_echo(NULL);
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 3,
-		 NULL);
+	route_arg(route, sizeof(route), e, 3, NULL, NULL);
 	gw = h_gateway(gargs);
 	ch = h_channel(gw->addr, 2000);
 	ld = load_start(ch, 8);
@@ -628,9 +598,7 @@ static void test_all_down_then_back(void **state)
 	(void)state;
 	for (int i = 0; i < 2; i++)
 		e[i] = h_echo(NULL);
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 2,
-		 NULL);
+	route_arg(route, sizeof(route), e, 2, NULL, NULL);
 	gw = h_gateway(gargs);
 	ch = h_channel(gw->addr, 3000);
 	call_ok(ch, "up");
@@ -739,9 +707,7 @@ static void test_backup_request(void **state)
 	(void)state;
 	e[0] = h_echo(slow);
 	e[1] = h_echo(NULL);
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 2,
-		 NULL);
+	route_arg(route, sizeof(route), e, 2, NULL, NULL);
 	gw = h_gateway(gargs);
 	ch = h_channel(gw->addr, 2000);
 	rpc_call_init(&c, &H.pool);
@@ -773,9 +739,7 @@ static void test_retry_budget(void **state)
 	(void)state;
 	e[0] = h_echo(busy);
 	e[1] = h_echo(busy);
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 2,
-		 NULL);
+	route_arg(route, sizeof(route), e, 2, NULL, NULL);
 	gw = h_gateway(gargs);
 	ch = h_channel(gw->addr, 2000);
 	ld = load_start(ch, 16);
@@ -811,10 +775,7 @@ static void test_circuit_breaker(void **state)
 	e[0] = h_echo(sick);
 	e[1] = h_echo(NULL);
 	e[2] = h_echo(NULL);
-	snprintf(route, sizeof(route), "--route=example.EchoService=");
-	list_url(route + strlen(route), sizeof(route) - strlen(route), e, 3,
-		 NULL);
-	strcat(route, ";circuit_breaker=true");
+	route_arg(route, sizeof(route), e, 3, NULL, ";circuit_breaker=true");
 	gw = h_gateway(gargs);
 	ch = h_channel(gw->addr, 2000);
 	rpc_call_init(&c, &H.pool);

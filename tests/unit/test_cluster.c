@@ -111,30 +111,43 @@ static void srv_start(int i, int sleep_ms, int port)
 	srv_start_pages(i, sleep_ms, port, false);
 }
 
+/* Options of a cluster over the first n servers (list://, into url),
+ * health checked every 200 ms, the rest brpc's defaults. */
+static void h_options(struct cluster_options *co, char *url, size_t size, int n)
+{
+	size_t off = (size_t)snprintf(url, size, "list://");
+
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(url + off, size - off, "%s127.0.0.1:%d",
+					i ? "," : "", H.port[i]);
+	cluster_options_default(co);
+	co->rt = &H.rt;
+	co->pool = &H.pool;
+	co->name = "example.EchoService";
+	co->naming_url = url;
+	co->health_check_interval_ms = 200;
+}
+
+/* H.cl from co, or the test fails saying why. */
+static void h_cluster(const struct cluster_options *co)
+{
+	char why[256];
+
+	if (cluster_init(&H.cl, co, why, sizeof(why)))
+		fail_msg("cluster_init(%s): %s", co->naming_url, why);
+	H.cl_up = true;
+}
+
 static void cluster_up(int n, enum lb_kind lb, int backup_ms)
 {
 	struct cluster_options co;
-	char url[256], why[256];
-	size_t off = (size_t)snprintf(url, sizeof(url), "list://");
-	int err;
+	char url[256];
 
-	for (int i = 0; i < n; i++)
-		off +=
-		    (size_t)snprintf(url + off, sizeof(url) - off,
-				     "%s127.0.0.1:%d", i ? "," : "", H.port[i]);
-	cluster_options_default(&co);
-	co.rt = &H.rt;
-	co.pool = &H.pool;
-	co.name = "example.EchoService";
-	co.naming_url = url;
+	h_options(&co, url, sizeof(url), n);
 	co.lb = lb;
 	co.timeout_ms = 3000;
 	co.backup_request_ms = backup_ms;
-	co.health_check_interval_ms = 200;
-	err = cluster_init(&H.cl, &co, why, sizeof(why));
-	if (err)
-		fail_msg("cluster_init: %s", why);
-	H.cl_up = true;
+	h_cluster(&co);
 }
 
 /* ---- one call, waited for ------------------------------------------ */
@@ -348,24 +361,16 @@ static void test_circuit_breaker(void **state)
 {
 	struct cluster_options co;
 	struct cluster_stats st;
-	char url[128], why[256];
+	char url[128];
 	int failed = 0;
 
 	(void)state;
 	srv_start(0, 0, 0);
 	srv_start(1, 0, 0);
 	H.svc[0].fail_percent = 100; /* a sick instance */
-	cluster_options_default(&co);
-	co.rt = &H.rt;
-	co.pool = &H.pool;
-	co.name = "cb";
-	snprintf(url, sizeof(url), "list://127.0.0.1:%d,127.0.0.1:%d",
-		 H.port[0], H.port[1]);
-	co.naming_url = url;
+	h_options(&co, url, sizeof(url), 2);
 	co.circuit_breaker = true;
-	if (cluster_init(&H.cl, &co, why, sizeof(why)))
-		fail_msg("cluster_init: %s", why);
-	H.cl_up = true;
+	h_cluster(&co);
 	for (int k = 0; k < 200; k++) {
 		struct waiter w;
 
@@ -426,26 +431,15 @@ static void cluster_with(enum lb_kind lb, int n, const char *path,
 			 int min_working, int hold_s)
 {
 	struct cluster_options co;
-	char url[128], why[256];
-	size_t off = (size_t)snprintf(url, sizeof(url), "list://");
+	char url[128];
 
-	for (int i = 0; i < n; i++)
-		off +=
-		    (size_t)snprintf(url + off, sizeof(url) - off,
-				     "%s127.0.0.1:%d", i ? "," : "", H.port[i]);
-	cluster_options_default(&co);
-	co.rt = &H.rt;
-	co.pool = &H.pool;
-	co.name = "health";
-	co.naming_url = url;
+	h_options(&co, url, sizeof(url), n);
 	co.lb = lb;
 	co.health_check_interval_ms = 100;
 	co.health_check_path = path;
 	co.min_working_instances = min_working;
 	co.hold_seconds = hold_s;
-	if (cluster_init(&H.cl, &co, why, sizeof(why)))
-		fail_msg("cluster_init: %s", why);
-	H.cl_up = true;
+	h_cluster(&co);
 }
 
 static void test_health_check_path(void **state)
@@ -476,15 +470,12 @@ static void test_recovery_throttling(void **state)
 {
 	struct cluster_stats st;
 	struct cluster_options co;
-	char why[256];
+	char url[32], why[256];
 	int ports[NSRV], rejected = 0, ok = 0;
 
 	(void)state;
 	/* Only rr and random, as brpc's. */
-	cluster_options_default(&co);
-	co.rt = &H.rt;
-	co.pool = &H.pool;
-	co.name = "bad";
+	h_options(&co, url, sizeof(url), 0);
 	co.naming_url = "list://127.0.0.1:9";
 	co.lb = LB_LA;
 	co.min_working_instances = 2;
@@ -534,18 +525,11 @@ static void test_dns_naming(void **state)
 
 	(void)state;
 	srv_start(0, 0, 0);
-	cluster_options_default(&co);
-	co.rt = &H.rt;
-	co.pool = &H.pool;
-	co.name = "dns";
+	h_options(&co, url, sizeof(url), 0);
 	/* /etc/hosts' localhost, with the port from the URL. */
 	snprintf(url, sizeof(url), "http://localhost:%d", H.port[0]);
-	co.naming_url = url;
 	co.dns_interval_ms = 50;
-	err = cluster_init(&H.cl, &co, why, sizeof(why));
-	if (err)
-		fail_msg("cluster_init(%s): %s", url, why);
-	H.cl_up = true;
+	h_cluster(&co);
 	usleep(200000); /* a few re-resolutions, nothing changes */
 	call_ok("by name", COMPRESS_NONE);
 	cluster_destroy(&H.cl);
