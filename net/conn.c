@@ -111,23 +111,45 @@ static void wreq_free(struct conn *c, struct conn_wreq *r)
 }
 
 /*
+ * Writer, with wq_fifo empty and `last` the newest request it knows:
+ * moves the requests pushed since into wq_fifo, oldest first.  False when
+ * there are none.  `last` stays the head until the writer gives the role
+ * up, so the head cannot be a freed request that came back.
+ */
+static bool wq_take_newer(struct conn *c, struct conn_wreq *last)
+{
+	struct conn_wreq *p, *n, *fifo = NULL;
+
+	p = __atomic_load_n(&c->wq_head, __ATOMIC_ACQUIRE);
+	if (p == last)
+		return false;
+	/* A producer links its request right after its exchange; wait for
+	 * that store if we got there first. */
+	while (p != last) {
+		while ((n = __atomic_load_n(&p->next, __ATOMIC_ACQUIRE)) ==
+		       WREQ_PENDING)
+			sched_yield();
+		p->next = fifo;
+		fifo = p;
+		p = n;
+	}
+	c->wq_fifo = fifo;
+	return true;
+}
+
+/*
  * `done` has been written (or dropped).  Returns the next request in FIFO
  * order, or NULL when the queue is empty and the writer role is given up.
  * `done` is freed either way.
  */
 static struct conn_wreq *wq_next(struct conn *c, struct conn_wreq *done)
 {
-	struct conn_wreq *expected = done, *p, *n, *fifo = NULL;
+	struct conn_wreq *expected = done, *p;
 
-	if (c->wq_fifo) {
-		p = c->wq_fifo;
-		c->wq_fifo = p->next;
-		wreq_free(c, done);
-		return p;
-	}
-	/* `done` is the newest we know: if it is still the head, we are
-	 * the last writer and the queue is empty. */
-	if (__atomic_compare_exchange_n(&c->wq_head, &expected, NULL, false,
+	/* With wq_fifo empty `done` is the newest we know: if it is still
+	 * the head, we are the last writer and the queue is empty. */
+	if (!c->wq_fifo &&
+	    __atomic_compare_exchange_n(&c->wq_head, &expected, NULL, false,
 					__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
 		wreq_free(c, done);
 		/* Sequentially consistent with conn_close_after_flush():
@@ -137,21 +159,41 @@ static struct conn_wreq *wq_next(struct conn *c, struct conn_wreq *done)
 						      __ATOMIC_RELAXED));
 		return NULL;
 	}
-	/* Newer requests arrived: reverse head..done into FIFO order.  A
-	 * producer links its request right after its exchange; wait for
-	 * that store if we got there first. */
-	p = __atomic_load_n(&c->wq_head, __ATOMIC_ACQUIRE);
-	while (p != done) {
-		while ((n = __atomic_load_n(&p->next, __ATOMIC_ACQUIRE)) ==
-		       WREQ_PENDING)
-			sched_yield();
-		p->next = fifo;
-		fifo = p;
-		p = n;
-	}
+	if (!c->wq_fifo)
+		wq_take_newer(c, done); /* the exchange failed: some came */
+	p = c->wq_fifo;
+	c->wq_fifo = p->next;
 	wreq_free(c, done);
-	c->wq_fifo = fifo->next;
-	return fifo;
+	return p;
+}
+
+/*
+ * Writer: joins the requests queued behind `r` to it, so that one system
+ * call (or one round of RDMA sends) takes them all: answers made from
+ * one read go out together.  The data moves into the newest request
+ * joined, which is returned; the older ones are freed.  Stops at
+ * IOBUF_WRITE_MAX_IOV block references, what one write takes.
+ */
+static struct conn_wreq *wq_gather(struct conn *c, struct conn_wreq *r)
+{
+	struct conn_wreq *s;
+	struct iobuf tmp;
+
+	while (iobuf_ref_count(&r->data) < IOBUF_WRITE_MAX_IOV) {
+		if (!c->wq_fifo && !wq_take_newer(c, r))
+			break;
+		s = c->wq_fifo;
+		if (iobuf_append_buf(&r->data, &s->data))
+			break; /* -ENOMEM: nothing moved; write what we have */
+		c->wq_fifo = s->next;
+		/* Swap: s carries everything, r the emptied iobuf. */
+		tmp = s->data;
+		s->data = r->data;
+		r->data = tmp;
+		wreq_free(c, r);
+		r = s;
+	}
+	return r;
 }
 
 /* Loop thread: park (or unpark) the writer role until EPOLLOUT.  Before
@@ -179,6 +221,7 @@ static void write_queue(struct conn *c)
 	ssize_t n;
 
 	while (r) {
+		r = wq_gather(c, r);
 		while (iobuf_len(&r->data)) {
 			if (conn_closing(c)) {
 				iobuf_reset(&r->data);
@@ -216,8 +259,27 @@ static void write_task_fn(struct task *t)
 	write_queue(container_of(t, struct conn, write_task));
 }
 
+/* Loop thread: the writer role, held by the cork, starts writing. */
+static void uncork(struct conn *c)
+{
+	c->corked = false;
+	write_queue(c);
+}
+
+/* The end of the iteration that corked: uncorks if nothing did yet. */
+static void flush_task_fn(struct task *t)
+{
+	struct conn *c = container_of(t, struct conn, flush_task);
+
+	c->flush_queued = false;
+	if (c->corked)
+		uncork(c);
+	conn_unref(c);
+}
+
 int conn_write(struct conn *c, struct iobuf *data)
 {
+	size_t n = iobuf_len(data);
 	struct conn_wreq *r, *prev;
 
 	if (conn_closing(c)) {
@@ -240,11 +302,32 @@ int conn_write(struct conn *c, struct iobuf *data)
 	prev = __atomic_exchange_n(&c->wq_head, r, __ATOMIC_ACQ_REL);
 	if (prev) {
 		__atomic_store_n(&r->next, prev, __ATOMIC_RELEASE);
+		/* r may be written and freed already: only n from here. */
+		if (loop_on_thread(c->loop) && c->corked) {
+			c->corked_bytes += n;
+			if (c->corked_bytes >= CONN_CORK_BYTES)
+				uncork(c);
+		}
 		return 0;
 	}
 	r->next = NULL;
 	conn_ref(c); /* the writer's */
 	c->wq_cur = r;
+	/* On the loop thread the write waits for the end of the loop's
+	 * iteration, or for CONN_CORK_BYTES: what the other callbacks of
+	 * this batch queue (the answers to every request of one read) goes
+	 * in the same write.  Another thread writes at once: nothing would
+	 * batch behind it. */
+	if (n < CONN_CORK_BYTES && loop_on_thread(c->loop)) {
+		c->corked = true;
+		c->corked_bytes = n;
+		if (!c->flush_queued) {
+			c->flush_queued = true;
+			conn_ref(c); /* the flush task's */
+			loop_defer(c->loop, &c->flush_task);
+		}
+		return 0;
+	}
 	write_queue(c);
 	return 0;
 }
@@ -325,8 +408,8 @@ static void close_task_fn(struct task *t)
 	if (c->tp->close)
 		c->tp->close(c);
 	/* A writer parked on this loop will see no EPOLLOUT any more: it
-	 * drops what is left now.  (A writer handed over by write_task is
-	 * still on its way and drops when it runs.) */
+	 * drops what is left now.  (A writer handed over in write_task, or
+	 * corked, is still on its way and drops when it runs.) */
 	if (c->want_out)
 		write_queue(c);
 	c->h->on_close(c, c->close_err);
@@ -416,6 +499,7 @@ int conn_init(struct conn *c, int fd, struct loop *loop,
 	loop_io_init(&c->io, fd, CONN_EVENTS, on_io);
 	task_init(&c->start_task, start_task_fn);
 	task_init(&c->write_task, write_task_fn);
+	task_init(&c->flush_task, flush_task_fn);
 	task_init(&c->close_task, close_task_fn);
 	format_peer(c, fd);
 	return 0;

@@ -47,6 +47,13 @@
 #include "mem.h"
 #include "task.h"
 
+/*
+ * Writes the loop thread queues for a connection wait (are corked) until
+ * the end of the loop's iteration, or until this many bytes are queued:
+ * many small answers share a system call, a big one does not wait.
+ */
+#define CONN_CORK_BYTES (16u << 10)
+
 struct conn;
 
 /*
@@ -161,6 +168,11 @@ struct conn {
 	bool started;		   /* watched by the loop (loop thread) */
 	struct task start_task;
 	struct task write_task; /* hands the writer role to the loop */
+	struct task flush_task; /* uncorks at the end of the iteration */
+	bool flush_queued;	/* loop thread: flush_task is deferred */
+	bool corked;		/* loop thread: the writer role waits for
+				 * flush_task or CONN_CORK_BYTES */
+	size_t corked_bytes;	/* loop thread: queued while corked */
 	struct task close_task;
 	uint64_t bytes_in, bytes_out;
 };
@@ -180,7 +192,10 @@ void conn_start(struct conn *c);
 /*
  * Queues `data` (moved: `data` is empty on return, whatever happens).
  * 0; -ECONNRESET/-EPIPE or the close error once the conn is closing;
- * -ENOMEM.  Never blocks.  Any thread.
+ * -ENOMEM.  Never blocks.  Any thread.  Another thread's write starts at
+ * once; on the conn's loop thread it starts at the end of the loop's
+ * iteration, together with every write queued behind it by then, or as
+ * soon as CONN_CORK_BYTES are queued.
  */
 int conn_write(struct conn *c, struct iobuf *data);
 

@@ -1,7 +1,8 @@
 /*
  * test_conn: the connection's write queue (order, integrity, no loss,
- * the EAGAIN hand-over to the loop), its read path, and closing from any
- * thread exactly once with every queued buffer released.
+ * the EAGAIN hand-over to the loop, the loop thread's writes joined into
+ * one), its read path, and closing from any thread exactly once with
+ * every queued buffer released.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,7 +41,19 @@ struct fixture {
 	int close_err;
 	int releases;
 	size_t received; /* bytes seen by on_data */
+	int tp_writes;	 /* atomic: calls of counting_tp's write */
 };
+
+/* conn_tcp, counting its writes. */
+static ssize_t counting_write(struct conn *c, struct iobuf *out)
+{
+	struct fixture *fx = c->ctx;
+
+	__atomic_fetch_add(&fx->tp_writes, 1, __ATOMIC_RELAXED);
+	return conn_tcp.write(c, out);
+}
+
+static struct conn_transport counting_tp;
 
 static void on_data(struct conn *c)
 {
@@ -72,7 +85,8 @@ static const struct conn_handler handler = {
     .release = release,
 };
 
-static void fx_setup(struct fixture *fx, int sndbuf)
+static void fx_setup_tp(struct fixture *fx, int sndbuf,
+			const struct conn_transport *tp)
 {
 	struct iobuf_pool_options po;
 	struct loop_options lo;
@@ -93,10 +107,15 @@ static void fx_setup(struct fixture *fx, int sndbuf)
 		setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
 			   sizeof(sndbuf));
 	fx->peer = sv[1];
-	assert_int_equal(conn_init(&fx->conn, sv[0], &fx->loop, &conn_tcp,
-				   &handler, fx, &fx->pool, &fx->mf.mem, NULL),
+	assert_int_equal(conn_init(&fx->conn, sv[0], &fx->loop, tp, &handler,
+				   fx, &fx->pool, &fx->mf.mem, NULL),
 			 0);
 	conn_start(&fx->conn);
+}
+
+static void fx_setup(struct fixture *fx, int sndbuf)
+{
+	fx_setup_tp(fx, sndbuf, &conn_tcp);
 }
 
 static void wait_released(struct fixture *fx)
@@ -307,6 +326,127 @@ static void test_close_before_start(void **state)
 	fx_teardown(&fx);
 }
 
+/* K messages of `size` bytes (16 when 0) written by one task on the
+ * loop thread. */
+#define BATCH_MSG_MAX (16u << 10)
+
+struct loop_batch {
+	struct task task;
+	struct fixture *fx;
+	unsigned k;
+	size_t size;
+	int close_err; /* closes the conn after writing, when not 0 */
+	int failures;
+	int done; /* atomic */
+};
+
+static void batch_msg(unsigned seq, uint8_t *buf, size_t size)
+{
+	memcpy(buf, &seq, 4);
+	for (size_t i = 4; i < size; i++)
+		buf[i] = (uint8_t)(seq * 13 + i);
+}
+
+static void batch_fn(struct task *t)
+{
+	struct loop_batch *lb = container_of(t, struct loop_batch, task);
+	static uint8_t buf[BATCH_MSG_MAX];
+	struct iobuf b;
+
+	for (unsigned seq = 0; seq < lb->k; seq++) {
+		batch_msg(seq, buf, lb->size);
+		iobuf_init(&b, &lb->fx->pool);
+		if (iobuf_append(&b, buf, lb->size) ||
+		    conn_write(&lb->fx->conn, &b))
+			lb->failures++;
+		iobuf_destroy(&b);
+	}
+	/* Nothing has gone out yet: the write waits for the iteration's
+	 * end, so a close now still drops everything. */
+	if (lb->close_err)
+		conn_close(&lb->fx->conn, lb->close_err);
+	__atomic_store_n(&lb->done, 1, __ATOMIC_RELEASE);
+}
+
+static void run_batch(struct fixture *fx, struct loop_batch *lb)
+{
+	task_init(&lb->task, batch_fn);
+	lb->fx = fx;
+	if (!lb->size)
+		lb->size = 16;
+	loop_post(&fx->loop, &lb->task);
+	while (!__atomic_load_n(&lb->done, __ATOMIC_ACQUIRE))
+		usleep(1000);
+}
+
+/* Writes queued by one loop callback go out in one system call, up to
+ * IOBUF_WRITE_MAX_IOV buffers or CONN_CORK_BYTES per call, whole and in
+ * order. */
+static void test_loop_writes_go_out_together(void **state)
+{
+	static struct fixture fx;
+	static uint8_t got[BATCH_MSG_MAX], want[BATCH_MSG_MAX];
+	const struct {
+		unsigned k;
+		size_t size;
+		int writes;
+	} cases[] = {
+	    {1, 16, 1},
+	    {40, 16, 1},
+	    /* one buffer per message: 64, then 36 */
+	    {IOBUF_WRITE_MAX_IOV + 36, 16, 2},
+	    /* the cork lets go at 16 KiB: 3 x 6 KiB, 3 more, the last 2 */
+	    {8, 6u << 10, 3},
+	    /* a write of 16 KiB or more does not wait */
+	    {1, CONN_CORK_BYTES, 1},
+	};
+
+	(void)state;
+	assert_true(CONN_CORK_BYTES <= sizeof(got));
+	counting_tp = conn_tcp;
+	counting_tp.write = counting_write;
+	fx_setup_tp(&fx, 0, &counting_tp);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct loop_batch lb = {.k = cases[i].k, .size = cases[i].size};
+		int before = __atomic_load_n(&fx.tp_writes, __ATOMIC_RELAXED);
+
+		run_batch(&fx, &lb);
+		assert_int_equal(lb.failures, 0);
+		for (unsigned seq = 0; seq < lb.k; seq++) {
+			read_exact(fx.peer, got, lb.size);
+			batch_msg(seq, want, lb.size);
+			assert_memory_equal(got, want, lb.size);
+		}
+		assert_int_equal(
+		    __atomic_load_n(&fx.tp_writes, __ATOMIC_RELAXED) - before,
+		    cases[i].writes);
+	}
+	conn_close(&fx.conn, 0);
+	conn_unref(&fx.conn);
+	wait_released(&fx);
+	fx_teardown(&fx);
+}
+
+/* A close in the same callback as the writes: none goes out, every
+ * buffer is released, the peer sees the end of the stream. */
+static void test_loop_writes_then_close(void **state)
+{
+	static struct fixture fx;
+	struct loop_batch lb = {.k = 10, .close_err = -EIO};
+	char byte;
+
+	(void)state;
+	fx_setup(&fx, 0);
+	run_batch(&fx, &lb);
+	assert_int_equal(lb.failures, 0);
+	assert_int_equal(read(fx.peer, &byte, 1), 0);
+	conn_unref(&fx.conn);
+	wait_released(&fx);
+	assert_int_equal(fx.closes, 1);
+	assert_int_equal(fx.close_err, -EIO);
+	fx_teardown(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +454,8 @@ int main(void)
 	    cmocka_unit_test(test_read_path_and_eof),
 	    cmocka_unit_test(test_close_while_writing_releases_all),
 	    cmocka_unit_test(test_close_before_start),
+	    cmocka_unit_test(test_loop_writes_go_out_together),
+	    cmocka_unit_test(test_loop_writes_then_close),
 	};
 
 	return cmocka_run_group_tests_name("conn", tests, test_alarm_arm, NULL);
