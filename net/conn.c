@@ -324,7 +324,7 @@ int conn_write(struct conn *c, struct iobuf *data)
 		if (!c->flush_queued) {
 			c->flush_queued = true;
 			conn_ref(c); /* the flush task's */
-			loop_defer(c->loop, &c->flush_task);
+			loop_defer_last(c->loop, &c->flush_task);
 		}
 		return 0;
 	}

@@ -196,23 +196,23 @@ static uint64_t loop_run_posted(struct loop *loop)
 	return n;
 }
 
-void loop_defer(struct loop *loop, struct task *t)
+static void taskq_push(struct loop_taskq *q, struct task *t)
 {
 	t->next = NULL;
-	if (loop->deferred.tail)
-		loop->deferred.tail->next = t;
+	if (q->tail)
+		q->tail->next = t;
 	else
-		loop->deferred.head = t;
-	loop->deferred.tail = t;
+		q->head = t;
+	q->tail = t;
 }
 
-/* Runs the tasks deferred so far; ones they defer wait for the next call. */
-static uint64_t loop_run_deferred(struct loop *loop)
+/* Runs the tasks of `q` so far; ones they queue wait for the next call. */
+static uint64_t taskq_run(struct loop_taskq *q)
 {
-	struct task *t = loop->deferred.head, *next;
+	struct task *t = q->head, *next;
 	uint64_t n = 0;
 
-	loop->deferred.head = loop->deferred.tail = NULL;
+	q->head = q->tail = NULL;
 	while (t) {
 		next = t->next;
 		t->next = NULL;
@@ -220,8 +220,26 @@ static uint64_t loop_run_deferred(struct loop *loop)
 		t = next;
 		n++;
 	}
-	loop_stat_add(&loop->stats.deferred_run, n);
 	return n;
+}
+
+void loop_defer(struct loop *loop, struct task *t)
+{
+	taskq_push(&loop->deferred, t);
+}
+
+void loop_defer_last(struct loop *loop, struct task *t)
+{
+	taskq_push(&loop->last, t);
+}
+
+/* Steps 6 and 7. */
+static void loop_run_deferred(struct loop *loop)
+{
+	uint64_t n = taskq_run(&loop->deferred);
+
+	n += taskq_run(&loop->last);
+	loop_stat_add(&loop->stats.deferred_run, n);
 }
 
 void loop_timer_init(struct loop_timer *t)
@@ -277,7 +295,7 @@ static int loop_timeout_ms(struct loop *loop)
 	struct heap_node *n;
 	int64_t delta, ms;
 
-	if (loop->deferred.head ||
+	if (loop->deferred.head || loop->last.head ||
 	    __atomic_load_n(&loop->stop_requested, __ATOMIC_RELAXED))
 		return 0;
 	n = heap_min(&loop->timers);
@@ -544,7 +562,7 @@ void loop_destroy(struct loop *loop)
 	}
 	/* Exactly once: run what is still queued, as the loop thread. */
 	while (__atomic_load_n(&loop->posted, __ATOMIC_ACQUIRE) ||
-	       loop->deferred.head) {
+	       loop->deferred.head || loop->last.head) {
 		loop_run_posted(loop);
 		loop_run_deferred(loop);
 	}

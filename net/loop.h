@@ -17,7 +17,8 @@
  *   3. dispatch I/O events to watchers, in batch order;
  *   4. run tasks posted with loop_post();
  *   5. fire due timers, in (deadline, start order);
- *   6. run tasks deferred with loop_defer() before step 6 began.
+ *   6. run tasks deferred with loop_defer() before step 6 began;
+ *   7. run tasks queued with loop_defer_last() before step 7 began.
  *
  * Memory.  Watchers, timers and tasks live in caller storage; the loop
  * keeps pointers to them while they are registered, started or queued.
@@ -70,7 +71,7 @@ struct loop_stats {
 	uint64_t io_events;    /* events dispatched to watchers */
 	uint64_t stale_events; /* events dropped: watcher deleted in batch */
 	uint64_t posted_run;   /* loop_post tasks run */
-	uint64_t deferred_run; /* loop_defer tasks run */
+	uint64_t deferred_run; /* loop_defer(_last) tasks run */
 	uint64_t timers_fired;
 	uint64_t wakeups; /* eventfd writes by loop_post / loop_stop */
 };
@@ -148,6 +149,7 @@ struct loop {
 	struct heap timers;
 	uint64_t timer_seq;
 	struct loop_taskq deferred;
+	struct loop_taskq last; /* loop_defer_last */
 	size_t nios;
 	struct loop_stats stats;
 };
@@ -249,6 +251,15 @@ int loop_io_del(struct loop *loop, struct loop_io *io);
  * block.  Never fails.  Loop thread.
  */
 void loop_defer(struct loop *loop, struct task *t);
+
+/*
+ * Like loop_defer(), but `t` runs after the deferred tasks, those that
+ * they defer included: the last step of the iteration, for work that
+ * gathers what the iteration made (a connection's corked writes go out
+ * here).  Tasks it queues from the last step run in the next iteration.
+ * Never fails.  Loop thread.
+ */
+void loop_defer_last(struct loop *loop, struct task *t);
 
 /*
  * Queues `t` to run on the loop thread and wakes the loop if it is not

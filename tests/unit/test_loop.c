@@ -986,6 +986,79 @@ static void test_defer_from_defer(void **state)
 	loop_check_teardown(&d.fx);
 }
 
+/* loop_defer_last: after the deferred tasks, those they defer included;
+ * one it queues from the last step runs in the next iteration. */
+struct dl {
+	struct fixture fx;
+	struct task first, second, last1, last2;
+	uint64_t it[4]; /* iteration of first, second, last1, last2 */
+	int order[4];	/* which ran 1st, 2nd, ... */
+	int nran;
+};
+
+static void dl_ran(struct dl *d, int which)
+{
+	d->it[which] = iterations(&d->fx.loop);
+	d->order[d->nran++] = which;
+}
+
+static void dl_last2(struct task *t)
+{
+	struct dl *d = container_of(t, struct dl, last2);
+
+	dl_ran(d, 3);
+	loop_stop(&d->fx.loop);
+}
+
+static void dl_last1(struct task *t)
+{
+	struct dl *d = container_of(t, struct dl, last1);
+
+	dl_ran(d, 2);
+	task_init(&d->last2, dl_last2);
+	loop_defer_last(&d->fx.loop, &d->last2);
+}
+
+static void dl_second(struct task *t)
+{
+	dl_ran(container_of(t, struct dl, second), 1);
+}
+
+static void dl_first(struct task *t)
+{
+	struct dl *d = container_of(t, struct dl, first);
+
+	dl_ran(d, 0);
+	task_init(&d->second, dl_second);
+	loop_defer(&d->fx.loop, &d->second);
+	task_init(&d->last1, dl_last1);
+	loop_defer_last(&d->fx.loop, &d->last1);
+}
+
+static void test_defer_last(void **state)
+{
+	static struct dl d;
+
+	(void)state;
+	memset(&d, 0, sizeof(d));
+	fx_init(&d.fx, 0);
+	task_init(&d.first, dl_first);
+	loop_defer(&d.fx.loop, &d.first);
+	fx_run(&d.fx);
+	assert_int_equal(d.nran, 4);
+	/* first, then last1 in the same iteration although second was
+	 * deferred before it; second and last2 in the next one. */
+	assert_int_equal(d.order[0], 0);
+	assert_int_equal(d.order[1], 2);
+	assert_int_equal(d.order[2], 1);
+	assert_int_equal(d.order[3], 3);
+	assert_int_equal(d.it[0], 1);
+	assert_int_equal(d.it[2], 1);
+	assert_int_equal(d.it[1], 2);
+	assert_int_equal(d.it[3], 2);
+	loop_check_teardown(&d.fx);
+}
+
 #define T(fn) TEST_BOUNDED(fn)
 
 int main(void)
@@ -1008,6 +1081,7 @@ int main(void)
 	    T(test_post_many_threads),
 	    T(test_destroy_runs_pending),
 	    T(test_defer_from_defer),
+	    T(test_defer_last),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
