@@ -10,8 +10,8 @@
  * from the loop thread.
  *
  * One iteration:
- *   1. wait in epoll_wait(); the timeout is 0 if deferred tasks are
- *      pending, else the earliest timer deadline in ms rounded up (so the
+ *   1. wait in epoll_wait(); the timeout is 0 if tasks of step 6 or 7
+ *      are pending, else the earliest timer deadline in ms rounded up (so the
  *      wait never ends before it), else infinite;
  *   2. refresh loop_now();
  *   3. dispatch I/O events to watchers, in batch order;
