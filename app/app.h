@@ -123,6 +123,10 @@ struct app_runtime {
 	int fds_at_start; /* open fds once started, for the leak check */
 	int fds_device;	  /* of which the RDMA device's (closed on removal) */
 	struct metrics metrics; /* GET /metrics on the servers' ports */
+	/* Registers memory regions ahead of need on a task worker, so that
+	 * no event loop waits in ibv_reg_mr (RDMA only). */
+	struct task grow_task;
+	bool rt_running; /* atomic: rt_submit may be called */
 };
 
 /* RDMA is wanted (--rdma=true, --transport=rdma, or a --route with

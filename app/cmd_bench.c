@@ -407,10 +407,13 @@ static void sleep_until(int64_t mono_ns)
 		;
 }
 
-/* Sleeps through the duration, with a line a second unless --json. */
+/* Sleeps through the duration, with a line a second unless --json; with
+ * RDMA, the line counts the handshakes that ended on RDMA so far. */
 static void bench_progress(struct bench *b)
 {
 	uint64_t ok, errors, prev = 0;
+	struct rdt_stats st;
+	char rdma[48];
 
 	for (int sec = 1; sec <= b->duration_s; sec++) {
 		sleep_until(b->start_ns + (int64_t)sec * CLOCK_NS_PER_S);
@@ -418,11 +421,18 @@ static void bench_progress(struct bench *b)
 			continue;
 		ok = __atomic_load_n(&b->ok, __ATOMIC_RELAXED);
 		errors = __atomic_load_n(&b->errors, __ATOMIC_RELAXED);
+		rdma[0] = '\0';
+		if (b->r.rdma) {
+			rdt_stats(b->r.rdma, &st);
+			snprintf(rdma, sizeof(rdma), ", %llu RDMA handshakes",
+				 (unsigned long long)st.hs_rdma);
+		}
 		fprintf(stderr,
 			WHO ": %d/%ds %llu calls/s, %llu calls, %llu "
-			    "errors\n",
+			    "errors%s\n",
 			sec, b->duration_s, (unsigned long long)(ok - prev),
-			(unsigned long long)ok, (unsigned long long)errors);
+			(unsigned long long)ok, (unsigned long long)errors,
+			rdma);
 		prev = ok;
 	}
 }

@@ -4,6 +4,11 @@
  * from under running servers and clients with it.
  *
  *   rpcgate rdma-link --delete=rxe0 [--after_ms=N]
+ *                     [--readd=eth0 [--readd_after_ms=M]]
+ *
+ * With --readd the device comes back (an rxe device of the same name over
+ * that interface) M ms after the delete: rpcgate's processes pick it up
+ * again (rdt_watch).
  *
  * The kernel answers once the device is gone; for rxe, whose driver
  * cannot take a device away from a process, that is when every process
@@ -36,9 +41,27 @@ static int find_index(const char *name)
 	return n < 0 ? n : -ENODEV;
 }
 
+static int readd(const char *name, const char *netdev, int64_t after_ms)
+{
+	struct timespec pause = {after_ms / 1000, (after_ms % 1000) * 1000000};
+	int err;
+
+	if (after_ms > 0)
+		nanosleep(&pause, NULL);
+	err = netcfg_rxe_add(name, netdev);
+	if (err) {
+		fprintf(stderr, "rdma-link: adding %s over %s failed: %s\n",
+			name, netdev, strerror(-err));
+		return APP_EXIT_FAILURE;
+	}
+	printf("rdma-link: %s added again over %s\n", name, netdev);
+	return APP_EXIT_OK;
+}
+
 int app_cmd_rdma_link(struct app_config *cfg)
 {
 	const char *name = flags_str(&cfg->flags, "delete");
+	const char *netdev = flags_str(&cfg->flags, "readd");
 	int64_t after_ms = flags_int(&cfg->flags, "after_ms");
 	struct timespec pause = {after_ms / 1000, (after_ms % 1000) * 1000000};
 	int64_t t0;
@@ -79,5 +102,8 @@ int app_cmd_rdma_link(struct app_config *cfg)
 	}
 	printf("rdma-link: %s deleted in %lld ms\n", name,
 	       (long long)((clock_mono_ns() - t0) / 1000000));
-	return APP_EXIT_OK;
+	fflush(stdout);
+	return *netdev ? readd(name, netdev,
+			       flags_int(&cfg->flags, "readd_after_ms"))
+		       : APP_EXIT_OK;
 }

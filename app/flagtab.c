@@ -440,6 +440,24 @@ const struct flag_def app_flag_defs[] = {
 		"during traffic)",
     },
     {
+	.name = "readd",
+	.type = FLAG_STRING,
+	.def = "",
+	.valid = ifname_valid,
+	.expect = "a network interface name",
+	.help = "rdma-link: once deleted, add the device back as an rxe "
+		"device over this network interface (eth0), as `rdma link "
+		"add NAME type rxe netdev IF` does",
+    },
+    {
+	.name = "readd_after_ms",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = APP_SLEEP_MS_MAX,
+	.help = "rdma-link: wait this long between the delete and --readd",
+    },
+    {
 	.name = "status",
 	.type = FLAG_INT,
 	.def = "0",

@@ -39,7 +39,8 @@ static const struct subcommand subcommands[] = {
      app_cmd_rdma_info},
     {"rdma-link",
      "delete an RDMA device (--delete=rxe0 [--after_ms=N]), as "
-     "`rdma link delete` does",
+     "`rdma link delete` does, and add it back (--readd=eth0 "
+     "[--readd_after_ms=M])",
      app_cmd_rdma_link},
     {"echo",
      "serve example.EchoService until SIGTERM/SIGINT "

@@ -76,6 +76,24 @@ static int count_fds(void)
 	return n - 1; /* the directory's own */
 }
 
+/* A task worker: the pool ran low; register regions before it runs dry. */
+static void grow_fn(struct task *t)
+{
+	struct app_runtime *r = container_of(t, struct app_runtime, grow_task);
+
+	iobuf_pool_grow_ahead(&r->pool);
+}
+
+/* The pool's grow hook: any thread, outside the pool's lock. */
+static int grow_kick(void *arg)
+{
+	struct app_runtime *r = arg;
+
+	if (!__atomic_load_n(&r->rt_running, __ATOMIC_ACQUIRE))
+		return -ESHUTDOWN;
+	return rt_submit(&r->rt, &r->grow_task);
+}
+
 /*
  * Opens the RDMA device and makes the buffer pool registered memory.  No
  * device is not an error (spec 2.8: TCP then); a device that fails is.
@@ -121,6 +139,11 @@ static int open_rdma(struct app_runtime *r, const struct app_config *cfg,
 			 r->who, ch.device, ch.port, ch.gid_index, gid);
 	rdt_region_hook(r->rdma, &po->region, &po->region_blocks,
 			&po->max_regions);
+	/* Half a region left (32 MiB of the default 64, 16 connections):
+	 * time to register the next one, on a worker. */
+	task_init(&r->grow_task, grow_fn);
+	po->grow =
+	    (struct iobuf_grow_hook){grow_kick, r, po->region_blocks / 2};
 	/* Whole regions covering rdma_memory_pool_initial_size_mb. */
 	po->prealloc_regions = (initial_mb + o.region_mb - 1) / o.region_mb;
 	if (po->prealloc_regions > po->max_regions) {
@@ -183,6 +206,8 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 	err = rt_init(&r->rt, &ro);
 	if (!err)
 		err = rt_start(&r->rt);
+	if (!err)
+		__atomic_store_n(&r->rt_running, true, __ATOMIC_RELEASE);
 	if (err) {
 		fprintf(stderr,
 			"%s: cannot start %d event loops and %d task "
@@ -191,7 +216,7 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 		goto out_pool;
 	}
 	if (r->rdma) {
-		err = rdt_watch(r->rdma, rt_loop_for(&r->rt, 0));
+		err = rdt_watch(r->rdma, rt_loop_for(&r->rt, 0), &r->pool);
 		if (err)
 			log_warn(&r->log,
 				 "%s: rdma: the device's removal will not be "
@@ -215,10 +240,23 @@ out_log:
  */
 static void log_rdma_account(struct app_runtime *r)
 {
+	struct iobuf_pool_stats ps;
 	struct rdt_stats st;
 	int fds = count_fds(), start = r->fds_at_start;
 
 	rdt_stats(r->rdma, &st);
+	iobuf_pool_stats(&r->pool, &ps);
+	log_write(&r->log, ps.grows_sync ? LOG_LVL_WARN : LOG_LVL_INFO,
+		  "%s: registered memory: %zu regions; %llu registered "
+		  "ahead of need on a task worker, %llu by an event loop or "
+		  "worker that ran dry, %llu waits for one on its way%s",
+		  r->who, ps.regions, (unsigned long long)ps.grows_ahead,
+		  (unsigned long long)ps.grows_sync,
+		  (unsigned long long)ps.grow_waits,
+		  ps.grows_sync || ps.grow_waits
+		      ? " (a larger rdma_memory_pool_initial_size_mb avoids "
+			"them)"
+		      : "");
 	/* A device let go of took its fds along. */
 	if (st.device_released)
 		start -= r->fds_device;
@@ -237,6 +275,7 @@ static void log_rdma_account(struct app_runtime *r)
 
 void app_runtime_stop(struct app_runtime *r)
 {
+	__atomic_store_n(&r->rt_running, false, __ATOMIC_RELEASE);
 	rt_stop(&r->rt);
 	rdt_unwatch(r->rdma); /* its loop is stopped: this thread's now */
 	rt_destroy(&r->rt);

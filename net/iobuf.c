@@ -5,8 +5,11 @@
  * the warmest in cache).  A lock-free Treiber stack would need ABA
  * protection (tagged pointers, double-width CAS); not worth it while every
  * operation takes or returns a whole batch of blocks under one lock.
- * Regions are obtained under the lock, so concurrent takers never grow the
- * pool twice for one shortage.
+ * A region is obtained with the lock dropped (the RDMA hook registers it,
+ * which takes milliseconds): `growing` reserves it against max_regions,
+ * and a taker short of blocks while one is on its way waits on `grown`
+ * for it rather than obtaining another.  With a grow hook, the pool asks for a region
+ * before it runs dry, so takers on event loops rarely wait for one.
  *
  * Refcounts: a block on the free list has refcount 0; iobuf takes it with
  * 1; each ref holds one count.  The last release (acq_rel) hands the block
@@ -99,20 +102,17 @@ int iobuf_pool_options_validate(const struct iobuf_pool_options *opt)
 	return 0;
 }
 
-/* Adds one region's blocks to the free list.  Lock held.  0 or -ENOMEM. */
-static int pool_grow(struct iobuf_pool *pool)
+/* A new region from the hook, its blocks not yet on any list; NULL when
+ * the hook fails.  No lock held. */
+static struct iobuf_region *region_new(struct iobuf_pool *pool)
 {
 	const struct iobuf_region_hook *hook = &pool->opt.region;
-	size_t nblocks = pool->opt.region_blocks;
 	struct iobuf_region *rg;
-	size_t i;
 
-	if (pool->opt.max_regions && pool->nregions >= pool->opt.max_regions)
-		return -ENOMEM;
 	rg = mem_alloc(pool->opt.mem, sizeof(*rg));
 	if (!rg)
-		return -ENOMEM;
-	rg->bytes = nblocks * IOBUF_BLOCK_SIZE;
+		return NULL;
+	rg->bytes = pool->opt.region_blocks * IOBUF_BLOCK_SIZE;
 	rg->cookie = NULL;
 	rg->base = hook->alloc(hook->ctx, rg->bytes, &rg->cookie);
 	if (!rg->base)
@@ -120,8 +120,21 @@ static int pool_grow(struct iobuf_pool *pool)
 	/* A hook breaking its alignment contract is treated as a failure. */
 	if ((uintptr_t)rg->base % alignof(struct iobuf_block))
 		goto out_free_region;
+	return rg;
 
-	for (i = nblocks; i-- > 0;) {
+out_free_region:
+	hook->free(hook->ctx, rg->base, rg->bytes, rg->cookie);
+out_free_record:
+	mem_free(pool->opt.mem, rg);
+	return NULL;
+}
+
+/* Puts a region's blocks on the free list.  Lock held. */
+static void region_insert(struct iobuf_pool *pool, struct iobuf_region *rg)
+{
+	size_t nblocks = pool->opt.region_blocks;
+
+	for (size_t i = nblocks; i-- > 0;) {
 		struct iobuf_block *b = (struct iobuf_block *)rg->base + i;
 
 		b->h.ref = 0;
@@ -136,13 +149,36 @@ static int pool_grow(struct iobuf_pool *pool)
 	pool->nregions++;
 	pool->blocks_total += nblocks;
 	pool->blocks_free += nblocks;
-	return 0;
+}
 
-out_free_region:
-	hook->free(hook->ctx, rg->base, rg->bytes, rg->cookie);
-out_free_record:
-	mem_free(pool->opt.mem, rg);
-	return -ENOMEM;
+/*
+ * Adds one region.  Lock held on entry and on return, dropped while the
+ * hook runs; the region is reserved first (`growing`), so concurrent
+ * growers keep to max_regions.  0, or -ENOMEM (at the limit, or the hook
+ * failed).
+ */
+static int pool_grow(struct iobuf_pool *pool)
+{
+	struct iobuf_region *rg;
+
+	if (pool->opt.max_regions &&
+	    pool->nregions + pool->growing >= pool->opt.max_regions)
+		return -ENOMEM;
+	pool->growing++;
+	pthread_mutex_unlock(&pool->lock);
+	rg = region_new(pool);
+	pthread_mutex_lock(&pool->lock);
+	pool->growing--;
+	if (rg)
+		region_insert(pool, rg);
+	pthread_cond_broadcast(&pool->grown);
+	return rg ? 0 : -ENOMEM;
+}
+
+/* Free blocks, counting the regions on their way.  Lock held. */
+static size_t blocks_coming(const struct iobuf_pool *pool)
+{
+	return pool->blocks_free + pool->growing * pool->opt.region_blocks;
 }
 
 /* Lock held; only for init failure and destroy. */
@@ -185,15 +221,19 @@ int iobuf_pool_init(struct iobuf_pool *pool,
 	err = -pthread_mutex_init(&pool->lock, NULL);
 	if (err)
 		return err;
-	for (i = 0; i < pool->opt.prealloc_regions; i++) {
+	err = -pthread_cond_init(&pool->grown, NULL);
+	if (err)
+		goto out_mutex;
+	pthread_mutex_lock(&pool->lock);
+	for (i = 0; i < pool->opt.prealloc_regions && !err; i++)
 		err = pool_grow(pool);
-		if (err)
-			goto out_free_regions;
-	}
-	return 0;
-
-out_free_regions:
-	pool_free_regions(pool);
+	if (err)
+		pool_free_regions(pool);
+	pthread_mutex_unlock(&pool->lock);
+	if (!err)
+		return 0;
+	pthread_cond_destroy(&pool->grown);
+out_mutex:
 	pthread_mutex_destroy(&pool->lock);
 	return err;
 }
@@ -201,12 +241,13 @@ out_free_regions:
 int iobuf_pool_destroy(struct iobuf_pool *pool)
 {
 	pthread_mutex_lock(&pool->lock);
-	if (pool->blocks_free != pool->blocks_total) {
+	if (pool->blocks_free != pool->blocks_total || pool->growing) {
 		pthread_mutex_unlock(&pool->lock);
 		return -EBUSY;
 	}
 	pool_free_regions(pool);
 	pthread_mutex_unlock(&pool->lock);
+	pthread_cond_destroy(&pool->grown);
 	pthread_mutex_destroy(&pool->lock);
 	return 0;
 }
@@ -217,7 +258,50 @@ void iobuf_pool_stats(struct iobuf_pool *pool, struct iobuf_pool_stats *st)
 	st->regions = pool->nregions;
 	st->blocks_total = pool->blocks_total;
 	st->blocks_free = pool->blocks_free;
+	st->grows_sync = pool->grows_sync;
+	st->grows_ahead = pool->grows_ahead;
+	st->grow_waits = pool->grow_waits;
 	pthread_mutex_unlock(&pool->lock);
+}
+
+size_t iobuf_pool_grow_ahead(struct iobuf_pool *pool)
+{
+	size_t added = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	while (blocks_coming(pool) < pool->opt.grow.low_blocks &&
+	       pool_grow(pool) == 0) {
+		pool->grows_ahead++;
+		added++;
+	}
+	pool->grow_kicked = false;
+	pthread_mutex_unlock(&pool->lock);
+	return added;
+}
+
+int iobuf_pool_each_region(struct iobuf_pool *pool,
+			   int (*fn)(void *arg, struct iobuf_region_info *ri),
+			   void *arg)
+{
+	struct iobuf_region_info ri;
+	struct iobuf_region *rg;
+	int err = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	while (pool->growing)
+		pthread_cond_wait(&pool->grown, &pool->lock);
+	for (rg = pool->regions; rg && !err; rg = rg->next) {
+		ri.base = rg->base;
+		ri.bytes = rg->bytes;
+		ri.cookie = rg->cookie;
+		err = fn(arg, &ri);
+		/* Read without the lock by iobuf_block_region(). */
+		__atomic_store_n(&rg->cookie, ri.cookie, __ATOMIC_RELAXED);
+	}
+	if (!err)
+		err = fn(arg, NULL);
+	pthread_mutex_unlock(&pool->lock);
+	return err;
 }
 
 /*
@@ -228,12 +312,28 @@ void iobuf_pool_stats(struct iobuf_pool *pool, struct iobuf_pool_stats *st)
 static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 			struct iobuf_block **head)
 {
+	const struct iobuf_grow_hook *grow = &pool->opt.grow;
 	struct iobuf_block *b, *first;
+	bool kick = false, waited = false;
 	size_t i;
 
 	pthread_mutex_lock(&pool->lock);
-	while (pool->blocks_free < n && pool_grow(pool) == 0)
-		;
+	while (pool->blocks_free < n) {
+		if (pool->growing) {
+			/* A region on its way, started earlier: wait for it
+			 * (or for blocks given back) rather than register
+			 * another. */
+			pool->grow_waits += !waited;
+			waited = true;
+			pool->waiters++;
+			pthread_cond_wait(&pool->grown, &pool->lock);
+			pool->waiters--;
+		} else if (pool_grow(pool) == 0) {
+			pool->grows_sync++;
+		} else {
+			break;
+		}
+	}
 	if (pool->blocks_free < n) {
 		if (all || pool->blocks_free == 0) {
 			pthread_mutex_unlock(&pool->lock);
@@ -249,6 +349,13 @@ static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 	pool->free_list = b->h.next;
 	b->h.next = NULL;
 	pool->blocks_free -= n;
+	if (blocks_coming(pool) < grow->low_blocks && grow->kick &&
+	    !pool->grow_kicked &&
+	    (!pool->opt.max_regions ||
+	     pool->nregions + pool->growing < pool->opt.max_regions)) {
+		pool->grow_kicked = true;
+		kick = true;
+	}
 	pthread_mutex_unlock(&pool->lock);
 
 	for (b = first; b; b = b->h.next) {
@@ -256,6 +363,11 @@ static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 		b->h.wpos = 0;
 	}
 	*head = first;
+	if (kick && grow->kick(grow->ctx) != 0) {
+		pthread_mutex_lock(&pool->lock);
+		pool->grow_kicked = false;
+		pthread_mutex_unlock(&pool->lock);
+	}
 	return n;
 }
 
@@ -267,6 +379,8 @@ static void pool_give(struct iobuf_pool *pool, struct iobuf_block *head,
 	tail->h.next = pool->free_list;
 	pool->free_list = head;
 	pool->blocks_free += n;
+	if (pool->waiters)
+		pthread_cond_broadcast(&pool->grown);
 	pthread_mutex_unlock(&pool->lock);
 }
 
@@ -306,7 +420,7 @@ void iobuf_block_region(const struct iobuf_block *b,
 {
 	out->base = b->h.region->base;
 	out->bytes = b->h.region->bytes;
-	out->cookie = b->h.region->cookie;
+	out->cookie = __atomic_load_n(&b->h.region->cookie, __ATOMIC_RELAXED);
 }
 
 uint32_t iobuf_block_refcount(const struct iobuf_block *b)

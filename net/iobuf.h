@@ -29,8 +29,11 @@
  * Threads: one `struct iobuf` has one owner at a time (no locking).  Blocks
  * may be shared between buffers owned by different threads (atomic
  * refcounts).  The pool is thread-safe: one mutex guards the free list and
- * region growth, taken once per batch of blocks, not per byte.  Nothing
- * here blocks except on that mutex and in the fd calls' system call (which
+ * the region list, taken once per batch of blocks, not per byte; a region
+ * is obtained with the mutex dropped.  Nothing here blocks except on that
+ * mutex, in the region hook when the pool must grow (or, for a taker short
+ * of blocks, waiting for a region on its way), in
+ * iobuf_pool_each_region(), and in the fd calls' system call (which
  * blocks only if the fd is blocking).
  */
 #ifndef RPCGATE_NET_IOBUF_H
@@ -71,8 +74,11 @@ struct iobuf_region;
  * Where regions come from.  alloc returns `bytes` bytes aligned at least
  * for max_align_t (malloc's alignment; page alignment suits RDMA), or NULL;
  * it may store a cookie (e.g. the ibv_mr) that iobuf_block_region() hands
- * back.  free gets the same base, bytes and cookie.  Both are called with
- * the pool's mutex held, so they must not call back into the pool.
+ * back.  free gets the same base, bytes and cookie.  alloc runs WITHOUT
+ * the pool's mutex (a slow alloc, such as ibv_reg_mr, does not stop other
+ * threads taking and returning blocks), possibly in several threads at
+ * once; free runs with it held (at destroy).  Neither may call back into
+ * the pool.
  */
 struct iobuf_region_hook {
 	void *(*alloc)(void *ctx, size_t bytes, void **cookie);
@@ -80,9 +86,27 @@ struct iobuf_region_hook {
 	void *ctx;
 };
 
+/*
+ * Growing ahead of need, off the caller's thread.  When a take leaves
+ * fewer than `low_blocks` free blocks, counting the regions already on
+ * their way (and the pool may still grow), the
+ * pool calls kick(ctx) once, outside its mutex; kick arranges for
+ * iobuf_pool_grow_ahead() to run on a thread that may block (a task
+ * worker) and returns 0, or nonzero when it cannot (the pool then kicks
+ * again at a later take).  A take that finds too few blocks waits for a
+ * growth in progress (grow_waits), else grows the pool itself
+ * (grows_sync).
+ */
+struct iobuf_grow_hook {
+	int (*kick)(void *ctx);
+	void *ctx;
+	size_t low_blocks; /* 0: no growing ahead */
+};
+
 struct iobuf_pool_options {
 	const struct mem *mem; /* ref arrays, records; NULL: default */
 	struct iobuf_region_hook region; /* alloc == NULL: regions from mem */
+	struct iobuf_grow_hook grow;	 /* kick == NULL: none */
 	size_t region_blocks;		 /* blocks per region */
 	size_t max_regions;		 /* 0: no limit */
 	size_t prealloc_regions;	 /* obtained by iobuf_pool_init() */
@@ -91,17 +115,27 @@ struct iobuf_pool_options {
 struct iobuf_pool {
 	struct iobuf_pool_options opt;
 	pthread_mutex_t lock;	       /* guards everything below */
+	pthread_cond_t grown;	       /* a growth ended, or blocks came back */
 	struct iobuf_block *free_list; /* linked through the block header */
 	struct iobuf_region *regions;
 	size_t nregions;
+	size_t growing; /* regions being obtained, the mutex dropped */
+	size_t waiters; /* takers waiting on `grown` */
+	bool grow_kicked;
 	size_t blocks_total;
 	size_t blocks_free;
+	uint64_t grows_sync, grows_ahead, grow_waits;
 };
 
 struct iobuf_pool_stats {
 	size_t regions;
 	size_t blocks_total;
 	size_t blocks_free;
+	/* Regions added by a taker short of blocks (in its thread), and by
+	 * iobuf_pool_grow_ahead(); preallocated ones count in neither. */
+	uint64_t grows_sync;
+	uint64_t grows_ahead;
+	uint64_t grow_waits; /* takes that waited for a region on its way */
 };
 
 struct iobuf_region_info {
@@ -153,7 +187,30 @@ int iobuf_pool_destroy(struct iobuf_pool *pool);
 
 void iobuf_pool_stats(struct iobuf_pool *pool, struct iobuf_pool_stats *st);
 
-/* Region of a block: O(1), any thread, valid until the pool is destroyed. */
+/*
+ * The grow hook's work: adds regions until `low_blocks` blocks are free
+ * (counting regions other threads are obtaining), the limit is reached
+ * or the region hook fails.  Blocks (in the region
+ * hook), so not on an event loop.  Returns the regions added.
+ */
+size_t iobuf_pool_grow_ahead(struct iobuf_pool *pool);
+
+/*
+ * Visits every region with the pool's mutex held, once no growth is in
+ * progress, so that no region comes or goes meanwhile: fn may change
+ * ri->cookie (stored back for iobuf_block_region()).  Then calls fn(arg,
+ * NULL) once, still under the mutex, so the caller can change the region
+ * hook's behaviour with no region slipping between.  Stops at fn's first
+ * nonzero result and returns it.  For the rare event of re-registering
+ * every region with a new device: takers wait meanwhile.
+ */
+int iobuf_pool_each_region(struct iobuf_pool *pool,
+			   int (*fn)(void *arg, struct iobuf_region_info *ri),
+			   void *arg);
+
+/* Region of a block: O(1), any thread, valid until the pool is destroyed;
+ * the cookie is the one stored last (iobuf_pool_each_region() may change
+ * it: the caller orders that change against its readers). */
 void iobuf_block_region(const struct iobuf_block *b,
 			struct iobuf_region_info *out);
 

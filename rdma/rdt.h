@@ -137,9 +137,13 @@ int rdt_metrics_register(struct rdt_ctx *ctx, struct metrics *m);
  * a channel's retries reconnect); once the last QP is gone the memory
  * regions, PD and device are released, so the removal can finish; new
  * connections go on over TCP (no hello from clients, a refusal from
- * servers).  Also logs the port's state changes.  0 or -errno.
+ * servers).  When a device fitting the options appears again (`rdma link
+ * add`), it is opened, the regions of `pool` (the pool rdt_region_hook()
+ * serves) are registered with it, and new connections use RDMA again;
+ * connections that went on over TCP stay on TCP.  Also logs the port's
+ * state changes.  0 or -errno.
  */
-int rdt_watch(struct rdt_ctx *ctx, struct loop *loop);
+int rdt_watch(struct rdt_ctx *ctx, struct loop *loop, struct iobuf_pool *pool);
 /* Stops watching; only while `loop` is not running (after rt_stop). */
 void rdt_unwatch(struct rdt_ctx *ctx);
 

@@ -2,6 +2,7 @@
  * (see rdt.h). */
 #include "rdt_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -22,8 +23,14 @@
 #define GID_RECHECK_NS 1000000000LL
 /* Where the kernel's device nodes of verbs devices live. */
 #define UVERBS_DIR "/dev/infiniband"
+/* A released device: how often to look for its return; a device that is
+ * back but fails to set up is looked at less and less often. */
+#define RETURN_RETRY_NS	    1000000000LL
+#define RETURN_RETRY_MAX_NS 32000000000LL
 
 static int notify_open(struct rdt_ctx *ctx);
+static void on_async(struct loop_io *io, uint32_t events);
+static void on_return_timer(struct loop_timer *t);
 static void counters_unregister(struct rdt_counters *s);
 
 void rdt_options_default(struct rdt_options *opt)
@@ -149,12 +156,12 @@ static int mtu_bytes(enum ibv_mtu m)
 	return m >= IBV_MTU_256 && m <= IBV_MTU_4096 ? 128 << m : 0;
 }
 
-/* Opens `dev` if it fits the options: 0 (ctx->verbs set), -ENODEV (not
+/* Opens `dev` if it fits the options: 0 (*out and *ch set), -ENODEV (not
  * this one), or -errno. */
-static int try_device(struct rdt_ctx *ctx, struct ibv_device *dev, char *why,
-		      size_t why_size)
+static int try_device(const struct rdt_options *o, struct ibv_device *dev,
+		      struct rdt_choice *ch, struct ibv_context **out,
+		      char *why, size_t why_size)
 {
-	const struct rdt_options *o = &ctx->opt;
 	const char *name = ibv_get_device_name(dev);
 	struct ibv_device_attr da;
 	struct ibv_port_attr pa;
@@ -181,12 +188,12 @@ static int try_device(struct rdt_ctx *ctx, struct ibv_device *dev, char *why,
 		ibv_close_device(v);
 		return -ENODEV;
 	}
-	memset(&ctx->choice, 0, sizeof(ctx->choice));
-	snprintf(ctx->choice.device, sizeof(ctx->choice.device), "%s", name);
-	ctx->choice.port = o->port;
-	ctx->choice.lid = pa.lid;
-	ctx->choice.active_mtu = mtu_bytes(pa.active_mtu);
-	ctx->choice.max_sge = da.max_sge;
+	memset(ch, 0, sizeof(*ch));
+	snprintf(ch->device, sizeof(ch->device), "%s", name);
+	ch->port = o->port;
+	ch->lid = pa.lid;
+	ch->active_mtu = mtu_bytes(pa.active_mtu);
+	ch->max_sge = da.max_sge;
 	if (o->gid_index >= 0) {
 		if (o->gid_index >= pa.gid_tbl_len ||
 		    ibv_query_gid(v, (uint8_t)o->port, o->gid_index, &g)) {
@@ -197,12 +204,12 @@ static int try_device(struct rdt_ctx *ctx, struct ibv_device *dev, char *why,
 			ibv_close_device(v);
 			return -EINVAL;
 		}
-		ctx->choice.gid_index = o->gid_index;
-		memcpy(ctx->choice.gid, g.raw, 16);
+		ch->gid_index = o->gid_index;
+		memcpy(ch->gid, g.raw, 16);
 	} else {
-		ctx->choice.gid_index =
-		    pick_gid(v, o->port, pa.gid_tbl_len, ctx->choice.gid, NULL);
-		if (ctx->choice.gid_index < 0) {
+		ch->gid_index =
+		    pick_gid(v, o->port, pa.gid_tbl_len, ch->gid, NULL);
+		if (ch->gid_index < 0) {
 			snprintf(why, why_size,
 				 "RDMA device %s port %d has "
 				 "no GID with an interface id (no address on "
@@ -212,12 +219,13 @@ static int try_device(struct rdt_ctx *ctx, struct ibv_device *dev, char *why,
 			return -ENODEV;
 		}
 	}
-	ctx->gid_checked_ns = clock_mono_ns();
-	ctx->verbs = v;
+	*out = v;
 	return 0;
 }
 
-static int open_device(struct rdt_ctx *ctx, char *why, size_t why_size)
+/* The first device that fits the options: 0, -ENODEV or -errno. */
+static int open_device(const struct rdt_options *o, struct rdt_choice *ch,
+		       struct ibv_context **out, char *why, size_t why_size)
 {
 	struct ibv_device **list;
 	int n = 0, err = -ENODEV;
@@ -234,10 +242,10 @@ static int open_device(struct rdt_ctx *ctx, char *why, size_t why_size)
 		return -ENODEV;
 	}
 	for (int i = 0; i < n && err == -ENODEV; i++)
-		err = try_device(ctx, list[i], why, why_size);
-	if (err == -ENODEV && ctx->opt.device && ctx->opt.device[0] && !why[0])
+		err = try_device(o, list[i], ch, out, why, why_size);
+	if (err == -ENODEV && o->device && o->device[0] && !why[0])
 		snprintf(why, why_size, "rdma_device=%s: no such device",
-			 ctx->opt.device);
+			 o->device);
 	ibv_free_device_list(list);
 	return err;
 }
@@ -283,12 +291,12 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
 	}
 	pthread_mutex_init(&ctx->gid_lock, NULL);
 	pthread_mutex_init(&ctx->dev_lock, NULL);
-	err = open_device(ctx, why, why_size);
+	err = open_device(&ctx->opt, &ctx->choice, &ctx->verbs, why, why_size);
 	if (err)
 		goto fail;
+	ctx->gid_checked_ns = clock_mono_ns();
 	snprintf(ctx->dev_node, sizeof(ctx->dev_node), "%s",
 		 ctx->verbs->device->dev_name);
-	ctx->notify_fd = notify_open(ctx);
 	ctx->pd = ibv_alloc_pd(ctx->verbs);
 	if (!ctx->pd) {
 		err = errno ? -errno : -ENOMEM;
@@ -309,8 +317,6 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
 	*out = ctx;
 	return 0;
 fail:
-	if (ctx->notify_fd >= 0)
-		close(ctx->notify_fd);
 	pthread_mutex_destroy(&ctx->gid_lock);
 	pthread_mutex_destroy(&ctx->dev_lock);
 	mem_free(mem, ctx->mrs);
@@ -439,17 +445,46 @@ static void counters_unregister(struct rdt_counters *s)
 
 /* ---- registered memory: the iobuf pool's regions ------------------- */
 
+/* Registers a region with `pd`: the MR, or NULL (errno set). */
+static struct ibv_mr *reg_region(struct ibv_pd *pd, void *base, size_t bytes)
+{
+	struct ibv_mr *mr;
+
+	mr = ibv_reg_mr(pd, base, bytes,
+			IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_RELAXED_ORDERING);
+	if (!mr)
+		mr = ibv_reg_mr(pd, base, bytes, IBV_ACCESS_LOCAL_WRITE);
+	return mr;
+}
+
+/* A free slot of ctx->mrs for `mr`; dev_lock held.  The pool keeps to
+ * max_regions, so there always is one. */
+static bool mr_slot_put(struct rdt_ctx *ctx, struct ibv_mr *mr)
+{
+	for (size_t slot = 0; slot < ctx->opt.max_regions; slot++)
+		if (!ctx->mrs[slot]) {
+			ctx->mrs[slot] = mr;
+			ctx->regions++;
+			return true;
+		}
+	return false;
+}
+
 /*
- * The pool's region hook.  Called under the pool's lock; dev_lock keeps a
- * registration and the device's release apart.  Once the device is gone
- * a region is plain memory (cookie NULL): TCP connections still use it.
+ * The pool's region hook.  Called without the pool's lock, on a task
+ * worker when the pool grows ahead of need (app/runtime.c), else by the
+ * taker that ran dry; dev_lock keeps a registration and the device's
+ * release or return apart.  While the device is released a region is
+ * plain memory (cookie NULL): TCP connections still use it, and the
+ * device's return registers it.
  */
 static void *region_alloc(void *arg, size_t bytes, void **cookie)
 {
 	struct rdt_ctx *ctx = arg;
 	struct ibv_mr *mr;
-	size_t slot;
+	size_t regions;
 	void *base;
+	int err;
 
 	base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -462,38 +497,31 @@ static void *region_alloc(void *arg, size_t bytes, void **cookie)
 	}
 	*cookie = NULL;
 	pthread_mutex_lock(&ctx->dev_lock);
-	for (slot = 0; slot < ctx->opt.max_regions && ctx->mrs[slot]; slot++)
-		;
 	if (ctx->released) {
 		pthread_mutex_unlock(&ctx->dev_lock);
 		return base;
 	}
-	if (slot == ctx->opt.max_regions) {
-		/* The pool keeps to max_regions: cannot happen. */
-		pthread_mutex_unlock(&ctx->dev_lock);
-		munmap(base, bytes);
-		return NULL;
+	mr = reg_region(ctx->pd, base, bytes);
+	err = errno;
+	if (mr && !mr_slot_put(ctx, mr)) {
+		ibv_dereg_mr(mr); /* cannot happen, see mr_slot_put */
+		mr = NULL;
+		err = ENOSPC;
 	}
-	mr = ibv_reg_mr(ctx->pd, base, bytes,
-			IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_RELAXED_ORDERING);
-	if (!mr)
-		mr = ibv_reg_mr(ctx->pd, base, bytes, IBV_ACCESS_LOCAL_WRITE);
+	regions = ctx->regions;
+	pthread_mutex_unlock(&ctx->dev_lock);
 	if (!mr) {
 		log_error(ctx->opt.log,
 			  "rdma: ibv_reg_mr of %zu MiB on %s "
 			  "failed: %s (locked-memory limit? ulimit -l)",
-			  bytes >> 20, ctx->choice.device, strerror(errno));
-		pthread_mutex_unlock(&ctx->dev_lock);
+			  bytes >> 20, ctx->choice.device, strerror(err));
 		munmap(base, bytes);
 		return NULL;
 	}
-	ctx->mrs[slot] = mr;
-	ctx->regions++;
-	pthread_mutex_unlock(&ctx->dev_lock);
 	log_info(ctx->opt.log,
 		 "rdma: registered memory region %zu of at "
 		 "most %zu (%zu MiB)",
-		 ctx->regions, ctx->opt.max_regions, bytes >> 20);
+		 regions, ctx->opt.max_regions, bytes >> 20);
 	*cookie = mr;
 	return base;
 }
@@ -565,25 +593,32 @@ void rdt_unhold(struct rdt_ctx *ctx, struct rdt_held *h)
 		loop_post(ctx->watch_loop, &ctx->release_task);
 }
 
-/* Watch loop: nothing holds the device any more; let go of it. */
-static void release_fn(struct task *t)
-{
-	struct rdt_ctx *ctx = container_of(t, struct rdt_ctx, release_task);
-	size_t nmr = 0;
+/*
+ * iobuf_pool_each_region(): forgets each region's MR (the pool's blocks
+ * must not name a deregistered one: the device's return registers them
+ * afresh), then (ri NULL) deregisters every MR and lets go of PD and
+ * device, no region slipping between.
+ */
+struct release {
+	struct rdt_ctx *ctx;
+	size_t nmr; /* deregistered */
+};
 
-	if (ctx->async_io.active)
-		loop_io_del(ctx->watch_loop, &ctx->async_io);
-	if (ctx->notify_io.active)
-		loop_io_del(ctx->watch_loop, &ctx->notify_io);
-	if (ctx->notify_fd >= 0)
-		close(ctx->notify_fd);
-	ctx->notify_fd = -1;
+static int release_region(void *arg, struct iobuf_region_info *ri)
+{
+	struct release *rl = arg;
+	struct rdt_ctx *ctx = rl->ctx;
+
+	if (ri) {
+		ri->cookie = NULL;
+		return 0;
+	}
 	pthread_mutex_lock(&ctx->dev_lock);
 	for (size_t i = 0; i < ctx->opt.max_regions; i++)
 		if (ctx->mrs[i]) {
 			ibv_dereg_mr(ctx->mrs[i]);
 			ctx->mrs[i] = NULL;
-			nmr++;
+			rl->nmr++;
 		}
 	ctx->regions = 0;
 	ibv_dealloc_pd(ctx->pd);
@@ -592,10 +627,247 @@ static void release_fn(struct task *t)
 	ctx->verbs = NULL;
 	ctx->released = true;
 	pthread_mutex_unlock(&ctx->dev_lock);
+	return 0;
+}
+
+/* Watch loop: nothing holds the device any more; let go of it. */
+static void release_fn(struct task *t)
+{
+	struct rdt_ctx *ctx = container_of(t, struct rdt_ctx, release_task);
+	struct release rl = {ctx, 0};
+
+	if (ctx->async_io.active)
+		loop_io_del(ctx->watch_loop, &ctx->async_io);
+	if (ctx->pool)
+		iobuf_pool_each_region(ctx->pool, release_region, &rl);
+	else
+		release_region(&rl, NULL);
 	log_info(ctx->opt.log,
 		 "rdma: let go of device %s (%zu memory regions "
 		 "deregistered): its removal can complete",
-		 ctx->choice.device, nmr);
+		 ctx->choice.device, rl.nmr);
+	ctx->return_why[0] = '\0';
+	ctx->return_delay_ns = RETURN_RETRY_NS;
+	if (!ctx->unwatched) /* else run by loop_destroy(), at exit */
+		loop_timer_start(ctx->watch_loop, &ctx->return_timer,
+				 loop_now(ctx->watch_loop) +
+				     ctx->return_delay_ns,
+				 on_return_timer);
+}
+
+/* ---- the device's return ----------------------------------------------- */
+
+/*
+ * Re-registration in three steps, so that the pool's lock is held only
+ * briefly: a list of the regions (under the lock), their registration
+ * with the new PD (no lock: registering takes long, and every taker would
+ * wait), then, under the lock again, each region's cookie set, the few
+ * regions added meanwhile registered there, and the device made usable
+ * (iobuf_pool_each_region()'s final call), no region slipping between.
+ */
+struct rereg {
+	struct rdt_ctx *ctx;
+	struct ibv_context *verbs;
+	struct ibv_pd *pd;
+	struct rdt_choice choice;
+	size_t n; /* regions listed, at most opt.max_regions */
+	struct rereg_region {
+		void *base;
+		size_t bytes;
+		struct ibv_mr *mr; /* NULL once handed to its region */
+	} * r;
+};
+
+static int rereg_list(void *arg, struct iobuf_region_info *ri)
+{
+	struct rereg *rr = arg;
+
+	if (ri && rr->n < rr->ctx->opt.max_regions)
+		rr->r[rr->n++] =
+		    (struct rereg_region){ri->base, ri->bytes, NULL};
+	return 0;
+}
+
+/* Puts `mr` in a slot of ctx->mrs and hands it to the region. */
+static int rereg_give(struct rdt_ctx *ctx, struct iobuf_region_info *ri,
+		      struct ibv_mr *mr)
+{
+	bool put;
+
+	pthread_mutex_lock(&ctx->dev_lock);
+	put = mr_slot_put(ctx, mr);
+	pthread_mutex_unlock(&ctx->dev_lock);
+	if (!put)
+		return -ENOSPC; /* cannot happen: the pool keeps the limit */
+	ri->cookie = mr;
+	return 0;
+}
+
+static int rereg_commit(void *arg, struct iobuf_region_info *ri)
+{
+	struct rereg *rr = arg;
+	struct rdt_ctx *ctx = rr->ctx;
+	struct ibv_mr *mr = NULL;
+	int err;
+
+	if (!ri) {
+		pthread_mutex_lock(&ctx->dev_lock);
+		pthread_mutex_lock(&ctx->gid_lock);
+		ctx->verbs = rr->verbs;
+		ctx->choice = rr->choice;
+		ctx->gid_checked_ns = clock_mono_ns();
+		pthread_mutex_unlock(&ctx->gid_lock);
+		ctx->pd = rr->pd;
+		ctx->released = false;
+		ctx->release_queued = false;
+		ctx->port_down = false;
+		__atomic_store_n(&ctx->gone, false, __ATOMIC_RELEASE);
+		metrics_gauge_set(&ctx->st.device_up, 1);
+		pthread_mutex_unlock(&ctx->dev_lock);
+		return 0;
+	}
+	for (size_t i = 0; i < rr->n && !mr; i++)
+		if (rr->r[i].base == ri->base) {
+			mr = rr->r[i].mr;
+			rr->r[i].mr = NULL;
+		}
+	/* Added while the others were being registered: do it here. */
+	if (!mr && !(mr = reg_region(rr->pd, ri->base, ri->bytes)))
+		return errno ? -errno : -ENOMEM;
+	err = rereg_give(ctx, ri, mr);
+	if (err)
+		ibv_dereg_mr(mr);
+	return err;
+}
+
+/* Undoes rereg_commit()'s hand-outs after one of them failed. */
+static int rereg_undo(void *arg, struct iobuf_region_info *ri)
+{
+	struct rdt_ctx *ctx = arg;
+
+	if (!ri || !ri->cookie)
+		return 0;
+	pthread_mutex_lock(&ctx->dev_lock);
+	for (size_t i = 0; i < ctx->opt.max_regions; i++)
+		if (ctx->mrs[i] == ri->cookie) {
+			ctx->mrs[i] = NULL;
+			ctx->regions--;
+		}
+	pthread_mutex_unlock(&ctx->dev_lock);
+	ibv_dereg_mr(ri->cookie);
+	ri->cookie = NULL;
+	return 0;
+}
+
+/* Registers the pool's regions with rr->pd and makes the device usable:
+ * 0, or -errno with nothing left registered. */
+static int rereg_pool(struct rereg *rr)
+{
+	struct rdt_ctx *ctx = rr->ctx;
+	int err = 0;
+
+	if (!ctx->pool)
+		return rereg_commit(rr, NULL);
+	rr->r = mem_zalloc(ctx->opt.mem, ctx->opt.max_regions * sizeof(*rr->r));
+	if (!rr->r)
+		return -ENOMEM;
+	iobuf_pool_each_region(ctx->pool, rereg_list, rr);
+	for (size_t i = 0; i < rr->n && !err; i++) {
+		rr->r[i].mr = reg_region(rr->pd, rr->r[i].base, rr->r[i].bytes);
+		if (!rr->r[i].mr)
+			err = errno ? -errno : -ENOMEM;
+	}
+	if (!err)
+		err = iobuf_pool_each_region(ctx->pool, rereg_commit, rr);
+	if (err)
+		iobuf_pool_each_region(ctx->pool, rereg_undo, ctx);
+	for (size_t i = 0; i < rr->n; i++)
+		if (rr->r[i].mr) /* not handed out */
+			ibv_dereg_mr(rr->r[i].mr);
+	mem_free(ctx->opt.mem, rr->r);
+	return err;
+}
+
+/* Logs why the device is not back yet, once per distinct reason. */
+static void return_not_yet(struct rdt_ctx *ctx, const char *why)
+{
+	if (!strcmp(ctx->return_why, why))
+		return;
+	snprintf(ctx->return_why, sizeof(ctx->return_why), "%s", why);
+	log_info(ctx->opt.log, "rdma: no device to go back to yet: %s", why);
+}
+
+/*
+ * Watch loop, device released: opens a device again if one fits.  true
+ * when RDMA is back.  A device that is there but cannot be used (a PD, or
+ * the registrations, failing) doubles the time to the next look, up to
+ * RETURN_RETRY_MAX_NS.
+ */
+static bool try_return(struct rdt_ctx *ctx)
+{
+	struct rereg rr = {.ctx = ctx};
+	char why[160] = "", gid[64];
+	int err, fl;
+
+	err = open_device(&ctx->opt, &rr.choice, &rr.verbs, why, sizeof(why));
+	if (err) {
+		ctx->return_delay_ns = RETURN_RETRY_NS;
+		return_not_yet(ctx, why);
+		return false;
+	}
+	fl = fcntl(rr.verbs->async_fd, F_GETFL);
+	rr.pd = ibv_alloc_pd(rr.verbs);
+	if (!rr.pd || fl < 0 ||
+	    fcntl(rr.verbs->async_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		snprintf(why, sizeof(why), "device %s: %s: %s",
+			 rr.choice.device,
+			 rr.pd ? "fcntl of its async fd" : "ibv_alloc_pd",
+			 strerror(errno));
+		goto fail;
+	}
+	err = rereg_pool(&rr);
+	if (err) {
+		snprintf(why, sizeof(why),
+			 "device %s: registering the memory regions again: "
+			 "%s (locked-memory limit? ulimit -l)",
+			 rr.choice.device, strerror(-err));
+		goto fail;
+	}
+	ctx->return_delay_ns = RETURN_RETRY_NS;
+	snprintf(ctx->dev_node, sizeof(ctx->dev_node), "%s",
+		 rr.verbs->device->dev_name);
+	loop_io_init(&ctx->async_io, rr.verbs->async_fd, EPOLLIN, on_async);
+	if (loop_io_add(ctx->watch_loop, &ctx->async_io))
+		log_warn(ctx->opt.log,
+			 "rdma: cannot watch device %s's async events",
+			 rr.choice.device);
+	inet_ntop(AF_INET6, rr.choice.gid, gid, sizeof(gid));
+	log_info(ctx->opt.log,
+		 "rdma: device %s is back (port %d gid[%d] %s), %zu memory "
+		 "regions registered again: new connections use RDMA",
+		 rr.choice.device, rr.choice.port, rr.choice.gid_index, gid,
+		 rr.n);
+	return true;
+
+fail:
+	if (rr.pd)
+		ibv_dealloc_pd(rr.pd);
+	ibv_close_device(rr.verbs);
+	if (ctx->return_delay_ns < RETURN_RETRY_MAX_NS)
+		ctx->return_delay_ns *= 2;
+	return_not_yet(ctx, why);
+	return false;
+}
+
+static void on_return_timer(struct loop_timer *t)
+{
+	struct rdt_ctx *ctx = container_of(t, struct rdt_ctx, return_timer);
+
+	if (!try_return(ctx))
+		loop_timer_start(ctx->watch_loop, t,
+				 loop_now(ctx->watch_loop) +
+				     ctx->return_delay_ns,
+				 on_return_timer);
 }
 
 /* Watch loop: the device is going; `why` says how we know. */
@@ -641,6 +913,15 @@ static void on_notify(struct loop_io *io, uint32_t events)
 			const struct inotify_event *e = (const void *)p;
 
 			p += sizeof(*e) + e->len;
+			if ((e->mask & IN_CREATE) && ctx->released &&
+			    loop_timer_active(&ctx->return_timer)) {
+				/* A new node: its device may need a moment
+				 * (port, GIDs); the timer goes on if so. */
+				if (try_return(ctx))
+					loop_timer_stop(ctx->watch_loop,
+							&ctx->return_timer);
+				continue;
+			}
 			if (!(e->mask & IN_DELETE) || !e->len ||
 			    strcmp(e->name, ctx->dev_node) != 0)
 				continue;
@@ -719,12 +1000,13 @@ static void watch_fn(struct task *t)
 			 ctx->choice.device, strerror(-err));
 }
 
-/* rdt_open: inotify on the device nodes' directory, or -1. */
+/* rdt_watch: inotify on the device nodes' directory, or -1. */
 static int notify_open(struct rdt_ctx *ctx)
 {
 	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 
-	if (fd >= 0 && inotify_add_watch(fd, UVERBS_DIR, IN_DELETE) < 0) {
+	if (fd >= 0 &&
+	    inotify_add_watch(fd, UVERBS_DIR, IN_DELETE | IN_CREATE) < 0) {
 		/* No such directory (a device handed in another way): the
 		 * async events still tell of a fatal error. */
 		log_debug(ctx->opt.log, "rdma: cannot watch " UVERBS_DIR ": %s",
@@ -735,13 +1017,16 @@ static int notify_open(struct rdt_ctx *ctx)
 	return fd;
 }
 
-int rdt_watch(struct rdt_ctx *ctx, struct loop *loop)
+int rdt_watch(struct rdt_ctx *ctx, struct loop *loop, struct iobuf_pool *pool)
 {
 	int fl = fcntl(ctx->verbs->async_fd, F_GETFL);
 
 	if (fl < 0 || fcntl(ctx->verbs->async_fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
 	ctx->watch_loop = loop;
+	ctx->pool = pool;
+	ctx->notify_fd = notify_open(ctx);
+	loop_timer_init(&ctx->return_timer);
 	task_init(&ctx->watch_task, watch_fn);
 	task_init(&ctx->release_task, release_fn);
 	loop_post(loop, &ctx->watch_task);
@@ -757,4 +1042,8 @@ void rdt_unwatch(struct rdt_ctx *ctx)
 		loop_io_del(ctx->watch_loop, &ctx->notify_io);
 	if (ctx->async_io.active)
 		loop_io_del(ctx->watch_loop, &ctx->async_io);
+	loop_timer_stop(ctx->watch_loop, &ctx->return_timer);
+	if (ctx->notify_fd >= 0)
+		close(ctx->notify_fd);
+	ctx->notify_fd = -1;
 }

@@ -38,8 +38,7 @@ struct rdt_ctx {
 	int64_t gid_checked_ns;
 	struct conn_upgrade up; /* both sides */
 	struct rdt_counters st;
-	size_t regions; /* registered, under the pool's lock */
-	bool exhausted_logged;
+	size_t regions;		    /* registered, under dev_lock */
 	struct rdt_poller *pollers; /* polling mode: opt.poller_num */
 	int npollers;
 	unsigned next_poller; /* atomic: round robin */
@@ -52,9 +51,15 @@ struct rdt_ctx {
 	 * hardware driver reports IBV_EVENT_DEVICE_FATAL).  Once seen:
 	 * `gone`, every held endpoint is closed on its loop, and when the
 	 * last one has let go the watch loop releases MRs, PD and device.
+	 * Then it waits for a device to come back (a new node, and a look
+	 * every second), opens it as rdt_open() would, registers every
+	 * region of `pool` again and clears `gone`: new connections use RDMA
+	 * again.
 	 */
-	pthread_mutex_t dev_lock; /* held, nheld, mrs, released */
-	struct rdt_held held;	  /* list head */
+	/* held, nheld, mrs, regions, pd, released, and the writes of gone,
+	 * and of verbs once watched */
+	pthread_mutex_t dev_lock;
+	struct rdt_held held; /* list head */
 	int nheld;
 	struct ibv_mr **mrs; /* opt.max_regions slots, NULL: free */
 	bool gone;	     /* atomic */
@@ -67,6 +72,10 @@ struct rdt_ctx {
 	int notify_fd;	/* inotify on /dev/infiniband, or -1 */
 	struct loop_io notify_io, async_io;
 	struct task watch_task, release_task;
+	struct iobuf_pool *pool;	/* its regions are registered */
+	struct loop_timer return_timer; /* released: look for the device */
+	char return_why[160];		/* why the last look failed */
+	int64_t return_delay_ns;	/* to the next look */
 };
 
 /*
