@@ -5,7 +5,8 @@
  *   rpcgate bench --server=HOST:PORT [--concurrency=N] [--payload=BYTES]
  *                 [--duration=S] [--connection_type=single|pooled|short]
  *                 [--compress=none|snappy|gzip|zlib] [--json]
- *                 [--verify] [--transport=tcp|rdma] [--wait_ms=MS]
+ *                 [--verify | --oneway] [--transport=tcp|rdma]
+ *                 [--wait_ms=MS]
  *                 (and call's --timeout_ms, --max_retry, --checksum,
  *                 --auth_token)
  *
@@ -15,7 +16,10 @@
  * message is BYTES bytes of a pattern, one message shared by every call.
  * With --verify each call sends a message and an attachment of random
  * sizes 0..BYTES (cuts of the pattern) and checks that the answer holds
- * exactly the same bytes; a wrong answer counts as an error.
+ * exactly the same bytes; a wrong answer counts as an error.  With
+ * --oneway each call sends an empty message and BYTES bytes of attachment
+ * (one buffer's blocks, shared by every call: no copy) and expects an
+ * empty answer (echo --discard=true): throughput one way.
  *
  *   main       start N calls -> one progress line a second on stderr
  *              (not with --json) -> wait until every slot has ended
@@ -151,7 +155,8 @@ struct bench {
 
 	/* from the flags */
 	int concurrency, payload, duration_s, timeout_ms, compress;
-	bool json, verify;
+	bool json, verify, oneway;
+	struct iobuf attachment; /* --oneway: the payload, shared by calls */
 	const char *server, *conn_type, *transport;
 
 	int64_t start_ns, end_ns; /* no call starts at or after end_ns */
@@ -185,6 +190,7 @@ static void bench_from_flags(struct bench *b, const struct app_config *cfg)
 	b->compress = app_compress_type(cfg);
 	b->json = flags_bool(fl, "json");
 	b->verify = flags_bool(fl, "verify");
+	b->oneway = flags_bool(fl, "oneway");
 	b->server = flags_str(fl, "server");
 	b->conn_type = flags_str(fl, "connection_type");
 	b->transport = flags_str(fl, "transport");
@@ -209,7 +215,7 @@ static int bench_alloc(struct bench *b)
 		b->message[i] = (char)('a' + (i * 7 + i / 8160) % 26);
 	b->message[b->payload] = '\0';
 	b->req = init;
-	b->req.message = b->message;
+	b->req.message = b->oneway ? "" : b->message;
 	return 0;
 }
 
@@ -266,6 +272,10 @@ static void bench_issue(struct bench_slot *s)
 
 	/* Deadline and retries: the channel's (rpc_call_init's default). */
 	c->compress_type = b->compress;
+	/* Its blocks shared, not copied: as brpc sends an attachment. */
+	if (b->oneway && iobuf_share(&c->request_attachment, &b->attachment, 0,
+				     iobuf_len(&b->attachment)))
+		iobuf_reset(&c->request_attachment); /* counted short below */
 	if (b->verify) {
 		/* Sizes 0..payload, message and attachment apart: the tail
 		 * of the pattern (a C string), and its head. */
@@ -333,9 +343,22 @@ static void bench_record(struct bench_slot *s, const struct rpc_call *c)
 {
 	struct bench *b = s->b;
 	int code = c->error_code;
+	bool wrong = false;
 	char why[160];
 
-	if (!code && b->verify && !answer_matches(s, c, why, sizeof(why))) {
+	if (!code && b->oneway &&
+	    (iobuf_len(&c->request_attachment) != (size_t)b->payload ||
+	     iobuf_len(&c->response_attachment))) {
+		snprintf(why, sizeof(why),
+			 "%zu of %d bytes sent, %zu came back (--oneway wants "
+			 "an empty answer: echo --discard=true)",
+			 iobuf_len(&c->request_attachment), b->payload,
+			 iobuf_len(&c->response_attachment));
+		wrong = true;
+	}
+	if (!code && !wrong && b->verify)
+		wrong = !answer_matches(s, c, why, sizeof(why));
+	if (wrong) {
 		__atomic_fetch_add(&b->errors, 1, __ATOMIC_RELAXED);
 		if (!__atomic_fetch_add(&b->mismatches, 1, __ATOMIC_RELAXED))
 			fprintf(stderr, WHO ": first wrong answer: %s\n", why);
@@ -513,7 +536,7 @@ static void bench_print_json(const struct bench *b,
 	       "\"duration_s\":%d,\"connection_type\":\"%s\","
 	       "\"transport\":\"%s\",\"rdma_handshakes\":%llu,"
 	       "\"rdma_fallbacks\":%llu,\"rdma_failures\":%llu,"
-	       "\"verify\":%s,\"mismatches\":%llu}\n",
+	       "\"verify\":%s,\"mismatches\":%llu,\"oneway\":%s}\n",
 	       res->qps, (unsigned long long)res->calls,
 	       (unsigned long long)res->errors, (unsigned long long)res->p50,
 	       (unsigned long long)res->p90, (unsigned long long)res->p99,
@@ -522,7 +545,8 @@ static void bench_print_json(const struct bench *b,
 	       b->transport, (unsigned long long)res->hs_rdma,
 	       (unsigned long long)res->hs_tcp,
 	       (unsigned long long)res->hs_failed, b->verify ? "true" : "false",
-	       (unsigned long long)res->mismatches);
+	       (unsigned long long)res->mismatches,
+	       b->oneway ? "true" : "false");
 }
 
 static void bench_print_text(const struct bench *b,
@@ -594,13 +618,23 @@ static int bench_run(struct bench *b, const struct app_config *cfg)
 
 	if (app_runtime_start(&b->r, cfg, WHO))
 		return APP_EXIT_FAILURE;
+	iobuf_init(&b->attachment, &b->r.pool);
+	if (b->oneway &&
+	    iobuf_append(&b->attachment, b->message, (size_t)b->payload)) {
+		fprintf(stderr, WHO ": no memory for a %d-byte attachment\n",
+			b->payload);
+		app_runtime_stop(&b->r);
+		return APP_EXIT_FAILURE;
+	}
 	if (app_channel_open(&b->ch, &b->r, cfg, (unsigned)b->concurrency,
 			     true)) {
+		iobuf_destroy(&b->attachment);
 		app_runtime_stop(&b->r);
 		return APP_EXIT_FAILURE;
 	}
 	if (bench_wait_server(b, cfg)) {
 		channel_destroy(&b->ch);
+		iobuf_destroy(&b->attachment);
 		app_runtime_stop(&b->r);
 		return APP_EXIT_FAILURE;
 	}
@@ -619,6 +653,7 @@ static int bench_run(struct bench *b, const struct app_config *cfg)
 		res.hs_tcp = st.hs_tcp;
 		res.hs_failed = st.hs_failed;
 	}
+	iobuf_destroy(&b->attachment);
 	app_runtime_stop(&b->r);
 
 	if (b->json)
@@ -637,6 +672,12 @@ int app_cmd_bench(struct app_config *cfg)
 	if (!app_require_server(cfg, WHO))
 		return APP_EXIT_CONFIG;
 	bench_from_flags(&b, cfg);
+	if (b.oneway && b.verify) {
+		fprintf(stderr,
+			WHO ": --oneway and --verify do not go together "
+			    "(--oneway expects an empty answer)\n");
+		return APP_EXIT_CONFIG;
+	}
 	if (bench_alloc(&b)) {
 		fprintf(stderr,
 			WHO ": out of memory for %d calls of %d "

@@ -66,6 +66,7 @@ static void echo_cmd_from_flags(struct echo_cmd *e,
 	e->svc.sleep_ms = (int)flags_int(fl, "sleep_ms");
 	e->svc.on_workers = flags_bool(fl, "echo_on_workers");
 	e->svc.fail_percent = (int)flags_int(fl, "fail_percent");
+	e->svc.discard = flags_bool(fl, "discard");
 }
 
 /* Server, service, listener, start; on failure says why and holds

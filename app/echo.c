@@ -42,6 +42,12 @@ static void echo_answer(struct server_call *call, struct echo_service *e)
 		server_call_finish(call);
 		return;
 	}
+	if (e->discard) {
+		/* One-way throughput: an empty answer. */
+		resp->message = "";
+		server_call_finish(call);
+		return;
+	}
 	/* The request outlives the answer's packing: no copy. */
 	resp->message = req->message;
 	if (iobuf_append_buf(&call->response_attachment,

@@ -29,6 +29,7 @@ struct echo_service {
 	bool on_workers;  /* run the handler on task workers, not inline */
 	int fail_percent; /* fail this share of calls with ECHO_FAIL_CODE
 			     (a sick upstream, for gateway tests) */
+	bool discard;	  /* answer empty: the bytes go one way */
 	uint64_t seq;	  /* calls seen, for fail_percent (atomic) */
 };
 

@@ -263,6 +263,13 @@ const struct flag_def app_flag_defs[] = {
 		"server",
     },
     {
+	.name = "discard",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "echo: answer every call with an empty message and no "
+		"attachment (the bytes go one way: bench --oneway)",
+    },
+    {
 	.name = "max_concurrency",
 	.type = FLAG_INT,
 	.def = "0",
@@ -404,6 +411,14 @@ const struct flag_def app_flag_defs[] = {
 	.def = "false",
 	.help = "bench: print the result as one JSON line, and no "
 		"progress",
+    },
+    {
+	.name = "oneway",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "bench: send --payload bytes as the attachment of an empty "
+		"message, and expect an empty answer (echo --discard): "
+		"throughput one way",
     },
     {
 	.name = "verify",

@@ -34,6 +34,7 @@
  * backstop. */
 #define TEST_TIMEOUT_S 120
 #include "testutil.h"
+#include "echo_proc.h"
 
 /* A run that takes longer has hung: the CLI only reads its config. */
 #define RUN_TIMEOUT_MS 10000
@@ -593,6 +594,48 @@ static void test_version(void **state)
 
 /* ---- run-time failure: exit 1 ----------------------------------------- */
 
+/* bench --oneway against echo --discard: the payload goes one way, as an
+ * attachment, and the answers come back empty. */
+static void test_bench_oneway(void **state)
+{
+	struct echo_proc discard, echo;
+	char server[64];
+	struct run *r;
+
+	(void)state;
+	echo_proc_start(&discard, (const char *[]){"--discard=true", NULL});
+	echo_proc_start(&echo, NULL);
+	snprintf(server, sizeof(server), "--server=%s", discard.addr);
+	r = expect_run(
+	    &(struct spec){.args = {"bench", server, "--oneway=true",
+				    "--payload=300000", "--concurrency=4",
+				    "--duration=1", "--json"}},
+	    0);
+	assert_contains(r->out, "\"errors\":0,");
+	assert_contains(r->out, "\"oneway\":true}");
+	assert_null(strstr(r->out, "\"calls\":0,"));
+	free(r);
+
+	/* An echo that sends the bytes back: every answer is wrong. */
+	snprintf(server, sizeof(server), "--server=%s", echo.addr);
+	r = expect_run(
+	    &(struct spec){.args = {"bench", server, "--oneway=true",
+				    "--payload=1000", "--duration=1"}},
+	    1);
+	assert_contains(r->err, "first wrong answer: 1000 of 1000 bytes sent, "
+				"1000 came back (--oneway wants an empty "
+				"answer: echo --discard=true)");
+	free(r);
+
+	r = expect_run(&(struct spec){.args = {"bench", server, "--oneway=true",
+					       "--verify=true"}},
+		       2);
+	assert_contains(r->err, "--oneway and --verify do not go together");
+	free(r);
+	assert_int_equal(echo_proc_stop(&discard), 0);
+	assert_int_equal(echo_proc_stop(&echo), 0);
+}
+
 static void test_rdma_info_without_devices(void **state)
 {
 	struct stat st;
@@ -634,6 +677,7 @@ int main(void)
 	    cmocka_unit_test(test_help),
 	    cmocka_unit_test(test_version),
 	    cmocka_unit_test(test_rdma_info_without_devices),
+	    cmocka_unit_test(test_bench_oneway),
 	};
 
 	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
