@@ -319,6 +319,10 @@ static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 
 	pthread_mutex_lock(&pool->lock);
 	while (pool->blocks_free < n) {
+		/* A partial take (a read) goes on with what there is: the
+		 * grow hook, kicked below, brings more. */
+		if (!all && pool->blocks_free && grow->kick)
+			break;
 		if (pool->growing) {
 			/* A region on its way, started earlier: wait for it
 			 * (or for blocks given back) rather than register

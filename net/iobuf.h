@@ -95,7 +95,7 @@ struct iobuf_region_hook {
  * worker) and returns 0, or nonzero when it cannot (the pool then kicks
  * again at a later take).  A take that finds too few blocks waits for a
  * growth in progress (grow_waits), else grows the pool itself
- * (grows_sync).
+ * (grows_sync); one that may take fewer (a read) takes those there are.
  */
 struct iobuf_grow_hook {
 	int (*kick)(void *ctx);

@@ -596,12 +596,14 @@ void rdt_unhold(struct rdt_ctx *ctx, struct rdt_held *h)
 /*
  * iobuf_pool_each_region(): forgets each region's MR (the pool's blocks
  * must not name a deregistered one: the device's return registers them
- * afresh), then (ri NULL) deregisters every MR and lets go of PD and
- * device, no region slipping between.
+ * afresh), then (ri NULL) marks the device released and takes its PD and
+ * context, no region slipping between.  The slow part, deregistering and
+ * closing, runs after the pool's lock is dropped (release_fn).
  */
 struct release {
 	struct rdt_ctx *ctx;
-	size_t nmr; /* deregistered */
+	struct ibv_pd *pd;
+	struct ibv_context *verbs;
 };
 
 static int release_region(void *arg, struct iobuf_region_info *ri)
@@ -614,18 +616,11 @@ static int release_region(void *arg, struct iobuf_region_info *ri)
 		return 0;
 	}
 	pthread_mutex_lock(&ctx->dev_lock);
-	for (size_t i = 0; i < ctx->opt.max_regions; i++)
-		if (ctx->mrs[i]) {
-			ibv_dereg_mr(ctx->mrs[i]);
-			ctx->mrs[i] = NULL;
-			rl->nmr++;
-		}
-	ctx->regions = 0;
-	ibv_dealloc_pd(ctx->pd);
-	ibv_close_device(ctx->verbs);
+	rl->pd = ctx->pd;
+	rl->verbs = ctx->verbs;
 	ctx->pd = NULL;
 	ctx->verbs = NULL;
-	ctx->released = true;
+	ctx->released = true; /* region_alloc registers nothing now */
 	pthread_mutex_unlock(&ctx->dev_lock);
 	return 0;
 }
@@ -634,7 +629,8 @@ static int release_region(void *arg, struct iobuf_region_info *ri)
 static void release_fn(struct task *t)
 {
 	struct rdt_ctx *ctx = container_of(t, struct rdt_ctx, release_task);
-	struct release rl = {ctx, 0};
+	struct release rl = {ctx, NULL, NULL};
+	size_t nmr = 0;
 
 	if (ctx->async_io.active)
 		loop_io_del(ctx->watch_loop, &ctx->async_io);
@@ -642,10 +638,20 @@ static void release_fn(struct task *t)
 		iobuf_pool_each_region(ctx->pool, release_region, &rl);
 	else
 		release_region(&rl, NULL);
+	/* Released: only this loop touches the slots now. */
+	for (size_t i = 0; i < ctx->opt.max_regions; i++)
+		if (ctx->mrs[i]) {
+			ibv_dereg_mr(ctx->mrs[i]);
+			ctx->mrs[i] = NULL;
+			nmr++;
+		}
+	ctx->regions = 0;
+	ibv_dealloc_pd(rl.pd);
+	ibv_close_device(rl.verbs);
 	log_info(ctx->opt.log,
 		 "rdma: let go of device %s (%zu memory regions "
 		 "deregistered): its removal can complete",
-		 ctx->choice.device, rl.nmr);
+		 ctx->choice.device, nmr);
 	ctx->return_why[0] = '\0';
 	ctx->return_delay_ns = RETURN_RETRY_NS;
 	if (!ctx->unwatched) /* else run by loop_destroy(), at exit */

@@ -5,6 +5,7 @@
  * ends with the pool destroyed (0: every block back).  The buffer tests
  * are in test_iobuf.c.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,8 +15,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "iobuf.h"
 
@@ -295,6 +298,51 @@ static void test_grow_ahead(void **state)
 	assert_int_equal(iobuf_pool_destroy(&pool), 0);
 }
 
+/* A read (a take that may get fewer blocks) neither waits nor grows the
+ * pool while it has blocks: it takes those, and the kick brings more. */
+static void test_grow_ahead_partial_read(void **state)
+{
+	struct iobuf_pool_options opt;
+	struct iobuf_block *b[8];
+	struct iobuf_pool_stats st;
+	struct iobuf_pool pool;
+	struct kicks k = {0};
+	static char data[4 * IOBUF_BLOCK_CAP];
+	struct iobuf buf;
+	int nb = 0, fds[2];
+
+	(void)state;
+	iobuf_pool_options_default(&opt);
+	opt.grow = (struct iobuf_grow_hook){count_kick, &k, 4};
+	opt.region_blocks = 8;
+	opt.prealloc_regions = 1;
+	assert_int_equal(iobuf_pool_init(&pool, &opt), 0);
+	take(&pool, b, &nb, 5); /* 3 free, the kick already asked */
+	assert_int_equal(k.n, 1);
+	assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+	assert_int_equal(write(fds[1], data, sizeof(data)), sizeof(data));
+	iobuf_init(&buf, &pool);
+	/* Its first readv offers 2 blocks, its second wants 2 more and
+	 * takes the 1 there is. */
+	assert_int_equal(iobuf_read_fd(&buf, fds[0], sizeof(data)),
+			 3 * IOBUF_BLOCK_CAP);
+	iobuf_pool_stats(&pool, &st);
+	assert_int_equal(st.regions, 1);
+	assert_int_equal(st.grows_sync, 0);
+	assert_int_equal(st.grow_waits, 0);
+	/* Dry: a read then grows, as any take. */
+	assert_int_equal(iobuf_read_fd(&buf, fds[0], sizeof(data)),
+			 IOBUF_BLOCK_CAP);
+	iobuf_pool_stats(&pool, &st);
+	assert_int_equal(st.grows_sync, 1);
+	iobuf_destroy(&buf);
+	while (nb)
+		iobuf_block_put(b[--nb]);
+	close(fds[0]);
+	close(fds[1]);
+	assert_int_equal(iobuf_pool_destroy(&pool), 0);
+}
+
 static void test_each_region(void **state)
 {
 	struct iobuf_pool_options opt;
@@ -330,6 +378,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_grow_outside_lock),
 	    cmocka_unit_test(test_grow_ahead),
+	    cmocka_unit_test(test_grow_ahead_partial_read),
 	    cmocka_unit_test(test_each_region),
 	};
 
