@@ -347,20 +347,26 @@ static long long inst_calls(int port, const struct echo_proc *e)
 	return metric(port, "rpcgate_instance_calls_total", labels);
 }
 
-/* Waits (bounded) until the route has `want` healthy instances; the ms
- * it took. */
-static int64_t wait_healthy(int port, long long want, int max_ms)
+/* Waits (bounded) until the route's gauge `name` reads `want`; the ms it
+ * took. */
+static int64_t wait_route_metric(int port, const char *name, long long want,
+				 int max_ms)
 {
 	int64_t t0 = echo_now_ms();
 
-	while (route_metric(port, "rpcgate_route_instances_healthy") != want) {
+	while (route_metric(port, name) != want) {
 		if (echo_now_ms() - t0 > max_ms)
-			fail_msg("the route did not reach %lld healthy "
-				 "instances within %d ms",
+			fail_msg("%s did not reach %lld within %d ms", name,
 				 want, max_ms);
 		usleep(20000);
 	}
 	return echo_now_ms() - t0;
+}
+
+static int64_t wait_healthy(int port, long long want, int max_ms)
+{
+	return wait_route_metric(port, "rpcgate_route_instances_healthy", want,
+				 max_ms);
 }
 
 /* ---- tests ---------------------------------------------------------- */
@@ -670,8 +676,8 @@ static void test_file_reload_under_load(void **state)
 	/* Only the third one. */
 	snprintf(text, sizeof(text), "%s\n", e[2]->addr);
 	write_file(H.file, text);
-	while (route_metric(gw->port, "rpcgate_route_instances") != 1)
-		usleep(20000);
+	/* A change is seen within a second. */
+	wait_route_metric(gw->port, "rpcgate_route_instances", 1, 5000);
 	usleep(200000);
 	a_before = inst_calls(gw->port, e[2]);
 	assert_true(a_before > 0);
@@ -682,8 +688,7 @@ static void test_file_reload_under_load(void **state)
 	snprintf(text, sizeof(text), "%s\n%s\n%s\n", e[0]->addr, e[1]->addr,
 		 e[2]->addr);
 	write_file(H.file, text);
-	while (route_metric(gw->port, "rpcgate_route_instances") != 3)
-		usleep(20000);
+	wait_route_metric(gw->port, "rpcgate_route_instances", 3, 5000);
 	usleep(400000);
 	load_stop(ld);
 	load_assert_clean(ld, "file:// reloads under load");
@@ -775,7 +780,8 @@ static void test_circuit_breaker(void **state)
 	e[0] = h_echo(sick);
 	e[1] = h_echo(NULL);
 	e[2] = h_echo(NULL);
-	route_arg(route, sizeof(route), e, 3, NULL, ";circuit_breaker=true");
+	/* "yes": a route option's value reads as the flag's does. */
+	route_arg(route, sizeof(route), e, 3, NULL, ";circuit_breaker=yes");
 	gw = h_gateway(gargs);
 	ch = h_channel(gw->addr, 2000);
 	rpc_call_init(&c, &H.pool);
@@ -979,11 +985,8 @@ static void test_dns_naming(void **state)
 	 * sees it at its next resolution, under load. */
 	hosts_write(e, 3);
 	kill(D.pid, SIGHUP);
-	for (int k = 0; route_metric(gw->port, "rpcgate_route_instances") != 3;
-	     k++) {
-		assert_true(k < 150); /* 3 s: two intervals and some */
-		usleep(20000);
-	}
+	/* Two intervals and some. */
+	wait_route_metric(gw->port, "rpcgate_route_instances", 3, 3000);
 	usleep(300000);
 	assert_true(inst_calls(gw->port, e[2]) > 0);
 	/* The DNS server gone: the instances known stay. */
