@@ -91,14 +91,12 @@ struct gw_call {
 
 /* ---- routes --------------------------------------------------------- */
 
+/* An integer option in [lo, hi], read as an int flag is. */
 static int parse_int_opt(const char *v, long lo, long hi, int *out)
 {
-	char *end;
-	long x;
+	int64_t x;
 
-	errno = 0;
-	x = strtol(v, &end, 10);
-	if (errno || end == v || *end || x < lo || x > hi)
+	if (!flags_parse_int(v, &x) || x < lo || x > hi)
 		return -EINVAL;
 	*out = (int)x;
 	return 0;
@@ -151,11 +149,7 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 			co->health_check_path = rt->hc_path;
 		}
 	} else if (!strcmp(key, "circuit_breaker")) {
-		if (!strcmp(val, "true"))
-			co->circuit_breaker = true;
-		else if (!strcmp(val, "false"))
-			co->circuit_breaker = false;
-		else
+		if (!flags_parse_bool(val, &co->circuit_breaker))
 			err = -EINVAL;
 	} else if (!strcmp(key, "tag")) {
 		if (strlen(val) >= sizeof(rt->tag))

@@ -40,9 +40,8 @@
 #include "rpc_msg.h"
 #include "util.h"
 
-#define NS_PER_MS 1000000LL
 /* How often pooled idle connections are checked for idle_timeout_s. */
-#define IDLE_SCAN_NS (1000 * NS_PER_MS)
+#define IDLE_SCAN_NS (1000 * CLOCK_NS_PER_MS)
 
 enum cc_state {
 	CC_CONNECTING,
@@ -577,7 +576,7 @@ static struct chan_conn *cc_new(struct channel *ch, int *err)
 			loop_timer_start(ch->loop, &cc->ctimer,
 					 loop_now(ch->loop) +
 					     ch->opt.connect_timeout_ms *
-						 NS_PER_MS,
+						 CLOCK_NS_PER_MS,
 					 on_connect_timeout);
 	} else {
 		*err = -errno;
@@ -649,8 +648,8 @@ static void cc_call_ended(struct chan_conn *cc, bool answered)
 static void idle_scan(struct loop_timer *t)
 {
 	struct channel *ch = container_of(t, struct channel, idle_timer);
-	int64_t limit = loop_now(ch->loop) -
-			(int64_t)ch->opt.idle_timeout_s * 1000 * NS_PER_MS;
+	int64_t limit = loop_now(ch->loop) - (int64_t)ch->opt.idle_timeout_s *
+						 1000 * CLOCK_NS_PER_MS;
 	struct chan_conn *cc, *next;
 
 	for (cc = ch->idle; cc; cc = next) {
@@ -1254,10 +1253,12 @@ static void call_times(struct channel *ch, struct rpc_call *c)
 	c->timeout_used_ms = or_channel(c->timeout_ms, ch->opt.timeout_ms);
 	c->retries_left = or_channel(c->max_retry, ch->opt.max_retry);
 	backup_ms = or_channel(c->backup_request_ms, ch->opt.backup_request_ms);
-	c->deadline_ns = c->timeout_used_ms > 0
-			     ? c->start_ns + c->timeout_used_ms * NS_PER_MS
-			     : -1;
-	c->backup_ns = backup_ms > 0 ? c->start_ns + backup_ms * NS_PER_MS : -1;
+	c->deadline_ns =
+	    c->timeout_used_ms > 0
+		? c->start_ns + c->timeout_used_ms * CLOCK_NS_PER_MS
+		: -1;
+	c->backup_ns =
+	    backup_ms > 0 ? c->start_ns + backup_ms * CLOCK_NS_PER_MS : -1;
 }
 
 /* Takes a call id and posts the call to the loop; waits for a sync one. */

@@ -160,7 +160,7 @@ static void attempt_done(struct rpc_call *rc, void *arg);
 
 static int64_t time_left_ms(const struct cluster_call *c, int64_t now)
 {
-	return (c->deadline_ns - now + NS_PER_MS - 1) / NS_PER_MS;
+	return (c->deadline_ns - now + CLOCK_NS_PER_MS - 1) / CLOCK_NS_PER_MS;
 }
 
 /* Starts an attempt on an instance this call has not tried.  0, or
@@ -440,8 +440,9 @@ static bool recovery_rejects(struct cluster *cl)
 	/* The hold counts only once some are back: an outage longer than
 	 * hold_seconds must not end the recovery before it starts. */
 	if (cl->usable >= min ||
-	    (cl->usable > 0 && now - cl->recover_since_ns >=
-				   cl->opt.hold_seconds * 1000 * NS_PER_MS)) {
+	    (cl->usable > 0 &&
+	     now - cl->recover_since_ns >=
+		 cl->opt.hold_seconds * 1000 * CLOCK_NS_PER_MS)) {
 		cl->recovering = false;
 		cl_log(cl, LOG_LVL_INFO,
 		       "recovered: %d instances take calls, none rejected "
@@ -487,8 +488,8 @@ static void start_task_fn(struct task *t)
 	}
 	if (cl->opt.backup_request_ms > 0 && c->nlive)
 		loop_timer_start(cl->loop, &c->backup_timer,
-				 c->start_ns +
-				     cl->opt.backup_request_ms * NS_PER_MS,
+				 c->start_ns + cl->opt.backup_request_ms *
+						   CLOCK_NS_PER_MS,
 				 backup_due);
 }
 
@@ -533,8 +534,9 @@ void cluster_call_start(struct cluster *cl, struct cluster_call *c,
 	if (!c->timeout_ms)
 		c->timeout_ms = cl->opt.timeout_ms;
 	c->start_ns = clock_mono_ns();
-	c->deadline_ns =
-	    c->timeout_ms > 0 ? c->start_ns + c->timeout_ms * NS_PER_MS : -1;
+	c->deadline_ns = c->timeout_ms > 0
+			     ? c->start_ns + c->timeout_ms * CLOCK_NS_PER_MS
+			     : -1;
 	task_init(&c->task, start_task_fn);
 	if (loop_on_thread(cl->loop))
 		loop_defer(cl->loop, &c->task);

@@ -195,7 +195,7 @@ static void probe_again(struct cl_inst *in)
 		return;
 	loop_timer_start(cl->loop, &in->probe_timer,
 			 loop_now(cl->loop) +
-			     cl->opt.health_check_interval_ms * NS_PER_MS,
+			     cl->opt.health_check_interval_ms * CLOCK_NS_PER_MS,
 			 probe_due);
 }
 
@@ -213,7 +213,8 @@ static void rejoin(struct cl_inst *in)
 	cl_log(cl, LOG_LVL_INFO,
 	       "instance %s is back after %lld ms: it takes calls again",
 	       in->key,
-	       (long long)((loop_now(cl->loop) - in->isolated_ns) / NS_PER_MS));
+	       (long long)((loop_now(cl->loop) - in->isolated_ns) /
+			   CLOCK_NS_PER_MS));
 }
 
 static void probe_io_cb(struct loop_io *io, uint32_t events);
@@ -314,7 +315,7 @@ static void probe_connected(struct cl_inst *in)
 		loop_timer_stop(cl->loop, &in->probe_timer);
 	loop_timer_start(cl->loop, &in->probe_timer,
 			 loop_now(cl->loop) +
-			     CLUSTER_PROBE_ANSWER_MS * NS_PER_MS,
+			     CLUSTER_PROBE_ANSWER_MS * CLOCK_NS_PER_MS,
 			 probe_timeout);
 }
 
@@ -372,7 +373,7 @@ static void probe_due(struct loop_timer *t)
 	}
 	loop_timer_start(cl->loop, &in->probe_timer,
 			 loop_now(cl->loop) +
-			     cl->opt.chan.connect_timeout_ms * NS_PER_MS,
+			     cl->opt.chan.connect_timeout_ms * CLOCK_NS_PER_MS,
 			 probe_timeout);
 }
 
@@ -433,7 +434,7 @@ void cl_cb_feed(struct cl_inst *in, bool failed)
 		return;
 	/* Trips again soon after the last: isolated twice as long. */
 	if (in->cb_last_trip_ns &&
-	    now - in->cb_last_trip_ns < CLUSTER_CB_REPEAT_MS * NS_PER_MS)
+	    now - in->cb_last_trip_ns < CLUSTER_CB_REPEAT_MS * CLOCK_NS_PER_MS)
 		in->cb_isolation_ms =
 		    in->cb_isolation_ms * 2 > CLUSTER_CB_MAX_ISOLATION_MS
 			? CLUSTER_CB_MAX_ISOLATION_MS
@@ -452,5 +453,5 @@ void cl_cb_feed(struct cl_inst *in, bool failed)
 	       "its recent calls failed",
 	       in->key, in->cb_isolation_ms, in->err_ema * 100);
 	loop_timer_start(cl->loop, &in->cb_timer,
-			 now + in->cb_isolation_ms * NS_PER_MS, cb_end);
+			 now + in->cb_isolation_ms * CLOCK_NS_PER_MS, cb_end);
 }

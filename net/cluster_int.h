@@ -13,9 +13,8 @@
 #ifndef RPCGATE_NET_CLUSTER_INT_H
 #define RPCGATE_NET_CLUSTER_INT_H
 
+#include "clock.h"
 #include "cluster.h"
-
-#define NS_PER_MS 1000000LL
 
 struct cl_inst {
 	struct cluster *cl;

@@ -181,7 +181,7 @@ static void reload_arm(struct cluster *cl)
 
 	if (cl->scheme != NAMING_LIST && !cl->closing)
 		loop_timer_start(cl->loop, &cl->reload_timer,
-				 loop_now(cl->loop) + ms * NS_PER_MS,
+				 loop_now(cl->loop) + ms * CLOCK_NS_PER_MS,
 				 reload_check);
 }
 
@@ -201,8 +201,8 @@ static bool file_changed(struct cluster *cl)
 		return false;
 	}
 	cl->file_missing_logged = false;
-	mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	ct = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+	mt = (int64_t)st.st_mtim.tv_sec * CLOCK_NS_PER_S + st.st_mtim.tv_nsec;
+	ct = (int64_t)st.st_ctim.tv_sec * CLOCK_NS_PER_S + st.st_ctim.tv_nsec;
 	if (mt == cl->file_mtime_ns && ct == cl->file_ctime_ns &&
 	    st.st_size == cl->file_size && st.st_ino == cl->file_ino)
 		return false;

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "clock.h"
 #include "util.h"
 
-#define NS_PER_US 1000LL
 /* c-ares tries each server this many times before giving up. */
 #define DNS_TRIES 2
 /* Reads per readiness edge, at most (see on_io). */
@@ -64,7 +64,7 @@ static void rearm(struct dns *d)
 	loop_timer_start(d->loop, &d->timer,
 			 loop_now(d->loop) +
 			     (int64_t)next->tv_sec * 1000000000 +
-			     next->tv_usec * NS_PER_US,
+			     next->tv_usec * CLOCK_NS_PER_US,
 			 on_timer);
 }
 

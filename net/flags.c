@@ -115,25 +115,25 @@ int flag_describe_expect(const struct flag_def *def, char *buf, size_t cap)
 	return 0;
 }
 
-static bool parse_bool(const char *v, int64_t *out)
+bool flags_parse_bool(const char *v, bool *out)
 {
 	static const char *const yes[] = {"true", "1", "yes", "on"};
 	static const char *const no[] = {"false", "0", "no", "off"};
 
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		if (!strcasecmp(v, yes[i])) {
-			*out = 1;
+			*out = true;
 			return true;
 		}
 		if (!strcasecmp(v, no[i])) {
-			*out = 0;
+			*out = false;
 			return true;
 		}
 	}
 	return false;
 }
 
-static bool parse_int(const char *v, int64_t *out)
+bool flags_parse_int(const char *v, int64_t *out)
 {
 	char *end;
 	long long x;
@@ -151,12 +151,17 @@ static bool parse_int(const char *v, int64_t *out)
 /* Parses `v` for `def`; true and *out on success. */
 static bool parse_value(const struct flag_def *def, const char *v, int64_t *out)
 {
+	bool b;
+
 	*out = 0;
 	switch (def->type) {
 	case FLAG_BOOL:
-		return parse_bool(v, out);
+		if (!flags_parse_bool(v, &b))
+			return false;
+		*out = b;
+		return true;
 	case FLAG_INT:
-		return parse_int(v, out) && *out >= def->min &&
+		return flags_parse_int(v, out) && *out >= def->min &&
 		       *out <= def->max;
 	case FLAG_ENUM:
 		for (int64_t i = 0; def->choices[i]; i++) {

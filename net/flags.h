@@ -124,6 +124,12 @@ int flags_load_arg(struct flags *fl, const char *arg);
 /* NULL if there is no flag of that name. */
 const struct flag *flags_find(const struct flags *fl, const char *name);
 
+/* The value syntax of FLAG_BOOL (true/false, 1/0, yes/no, on/off, any
+ * case) and FLAG_INT (a decimal integer), for options parsed elsewhere
+ * (a route's key=value list): true and *out, or false. */
+bool flags_parse_bool(const char *v, bool *out);
+bool flags_parse_int(const char *v, int64_t *out);
+
 /*
  * Typed reads of flags the caller defined; a name that is not defined, or
  * of another type, is a programming error and aborts.

@@ -594,6 +594,30 @@ static void test_version(void **state)
 
 /* ---- run-time failure: exit 1 ----------------------------------------- */
 
+/* A route's option values are read as flags' are; a bad one is refused
+ * at start with the route, value and option named. */
+static void test_gateway_bad_route_value(void **state)
+{
+	struct run *r;
+
+	(void)state;
+	r = expect_run(
+	    &(struct spec){.args = {"gateway", "--listen=127.0.0.1:0",
+				    "--route=example.EchoService=list://"
+				    "127.0.0.1:9;circuit_breaker=maybe"}},
+	    2);
+	assert_contains(r->err, "route example.EchoService: bad value "
+				"\"maybe\" for circuit_breaker");
+	free(r);
+	r = expect_run(
+	    &(struct spec){.args = {"gateway", "--listen=127.0.0.1:0",
+				    "--route=example.EchoService=list://"
+				    "127.0.0.1:9;max_retry=2x"}},
+	    2);
+	assert_contains(r->err, "bad value \"2x\" for max_retry");
+	free(r);
+}
+
 /* bench --oneway against echo --discard: the payload goes one way, as an
  * attachment, and the answers come back empty. */
 static void test_bench_oneway(void **state)
@@ -678,6 +702,7 @@ int main(void)
 	    cmocka_unit_test(test_version),
 	    cmocka_unit_test(test_rdma_info_without_devices),
 	    cmocka_unit_test(test_bench_oneway),
+	    cmocka_unit_test(test_gateway_bad_route_value),
 	};
 
 	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
