@@ -32,7 +32,7 @@
  * log-linear histogram; errors = failed calls (the first one is printed
  * on stderr when it happens).  --json prints exactly one line:
  *
- *   {"qps":N,"calls":N,"errors":N,"p50_us":N,"p90_us":N,"p99_us":N,
+ *   {"qps":N.N,"calls":N,"errors":N,"p50_us":N,"p90_us":N,"p99_us":N,
  *    "p999_us":N,"avg_us":N,"concurrency":N,"payload":N,"duration_s":N,
  *    "connection_type":"single"}
  *
@@ -530,7 +530,7 @@ static void bench_result(const struct bench *b, struct bench_result *res)
 static void bench_print_json(const struct bench *b,
 			     const struct bench_result *res)
 {
-	printf("{\"qps\":%.0f,\"calls\":%llu,\"errors\":%llu,\"p50_us\":%llu,"
+	printf("{\"qps\":%.1f,\"calls\":%llu,\"errors\":%llu,\"p50_us\":%llu,"
 	       "\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,"
 	       "\"avg_us\":%llu,\"concurrency\":%d,\"payload\":%d,"
 	       "\"duration_s\":%d,\"connection_type\":\"%s\","
