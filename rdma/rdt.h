@@ -83,8 +83,12 @@ struct rdt_stats {
 	int64_t qps;	     /* live QPs */
 	uint64_t bytes_sent, bytes_received;
 	uint64_t credit_stalls; /* writes that waited for credits */
-	bool device_gone;	/* the device is being (or was) removed */
-	bool device_released;	/* and we let go of it */
+	/* data sends posted; signaled completions of them taken (one covers
+	 * up to local_window/4 sends); completion events read (wake-ups of
+	 * the loops, event mode) */
+	uint64_t send_wrs, send_completions, cq_events;
+	bool device_gone;     /* the device is being (or was) removed */
+	bool device_released; /* and we let go of it */
 };
 
 struct rdt_ctx;

@@ -352,7 +352,8 @@ void rdt_counters_init(struct rdt_counters *st)
 	struct metrics_counter *c[] = {
 	    &st->hs_rdma,	&st->hs_tcp,	 &st->hs_failed,
 	    &st->hs_timeout,	&st->bytes_sent, &st->bytes_received,
-	    &st->credit_stalls,
+	    &st->credit_stalls, &st->send_wrs,	 &st->send_completions,
+	    &st->cq_events,
 	};
 
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
@@ -373,6 +374,9 @@ void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out)
 	out->bytes_sent = metrics_counter_get(&s->bytes_sent);
 	out->bytes_received = metrics_counter_get(&s->bytes_received);
 	out->credit_stalls = metrics_counter_get(&s->credit_stalls);
+	out->send_wrs = metrics_counter_get(&s->send_wrs);
+	out->send_completions = metrics_counter_get(&s->send_completions);
+	out->cq_events = metrics_counter_get(&s->cq_events);
 	out->device_gone = rdt_ctx_gone(ctx);
 	pthread_mutex_lock(&ctx->dev_lock);
 	out->device_released = ctx->released;
@@ -425,6 +429,20 @@ int rdt_metrics_register(struct rdt_ctx *ctx, struct metrics *m)
 		err = metrics_register_counter(m, &s->credit_stalls,
 			"rpcgate_rdma_credit_stalls_total",
 			"writes that waited for the peer's credits", NULL);
+	if (!err)
+		err = metrics_register_counter(m, &s->send_wrs,
+			"rpcgate_rdma_send_wrs_total",
+			"data sends posted (SEND_WITH_IMM work requests)", NULL);
+	if (!err)
+		err = metrics_register_counter(m, &s->send_completions,
+			"rpcgate_rdma_send_completions_total",
+			"signaled send completions taken (each covers up to "
+			"a quarter of the send window)", NULL);
+	if (!err)
+		err = metrics_register_counter(m, &s->cq_events,
+			"rpcgate_rdma_cq_events_total",
+			"completion events read (loop wake-ups, event mode)",
+			NULL);
 	/* clang-format on */
 	return err;
 }
@@ -432,11 +450,12 @@ int rdt_metrics_register(struct rdt_ctx *ctx, struct metrics *m)
 static void counters_unregister(struct rdt_counters *s)
 {
 	struct metrics_node *n[] = {
-	    &s->hs_rdma.node,	    &s->hs_tcp.node,
-	    &s->hs_failed.node,	    &s->hs_timeout.node,
-	    &s->bytes_sent.node,    &s->bytes_received.node,
-	    &s->credit_stalls.node, &s->qps.node,
-	    &s->device_up.node,
+	    &s->hs_rdma.node,	       &s->hs_tcp.node,
+	    &s->hs_failed.node,	       &s->hs_timeout.node,
+	    &s->bytes_sent.node,       &s->bytes_received.node,
+	    &s->credit_stalls.node,    &s->qps.node,
+	    &s->device_up.node,	       &s->send_wrs.node,
+	    &s->send_completions.node, &s->cq_events.node,
 	};
 
 	for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++)

@@ -27,9 +27,10 @@
  * Send buffers.  A data message is cut from the write as it is (the
  * iobuf's blocks live in registered regions: no copy) into a ring entry
  * that holds the blocks until the send completes.  Only some sends are
- * signalled (the last of a write, one in local_window/4, and the one
- * that uses the last credit or SQ slot); a signalled completion's wr_id
- * says how many ring entries it releases.
+ * signalled (one in local_window/4, the one that uses the last credit or
+ * SQ slot, and the last of a write once half the slots are out: see
+ * live_write); a signalled completion's wr_id says how many ring entries
+ * it releases.
  *
  * Threads.  Handshake, completions, receives, pure ACKs: the conn's loop
  * thread.  live_write(): the thread holding the conn's writer role (one
@@ -98,6 +99,9 @@ struct rdt_ep {
 	struct rdt_polled polled; /* polling mode */
 	struct task drain_task;	  /* event: first drain; polling: a turn */
 	unsigned unacked_events;
+	/* Arms of the CQ not yet matched by a read of the channel: a bound
+	 * on the events waiting there (one event per arming at most). */
+	unsigned arms_unread;
 	int sq_size, rq_size, max_sge;
 	int recv_blocks; /* iobuf blocks per receive WR (its block_size) */
 	uint32_t peer_block;
@@ -815,6 +819,7 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 			__atomic_add_fetch(&ep->imm_slots, 1, __ATOMIC_RELEASE);
 			return true;
 		}
+		rdt_count(&ep->ctx->st.send_completions, 1);
 		for (uint32_t i = 0; i < n; i++)
 			iobuf_reset(
 			    &ep->ring[ep->ring_tail++ % (uint32_t)ep->sq_size]);
@@ -924,6 +929,7 @@ static void drain(struct rdt_ep *ep)
 		poll_all(ep, &bytes, &writable);
 		if (conn_closing(c) || ibv_req_notify_cq(ep->cq, 0))
 			break;
+		ep->arms_unread++;
 		if (!poll_all(ep, &bytes, &writable))
 			break;
 	}
@@ -971,8 +977,19 @@ static void on_cq_event(struct loop_io *io, uint32_t events)
 	void *cq_ctx;
 
 	(void)events;
-	while (ibv_get_cq_event(ep->chan, &cq, &cq_ctx) == 0)
+	/* Read no more events than arms: usually one read a wake, where
+	 * reading to EAGAIN took a second system call.  On EAGAIN the CQ
+	 * is still armed at most once (an arming of an armed CQ adds no
+	 * event), so one event may still come. */
+	while (ep->arms_unread > 0) {
+		if (ibv_get_cq_event(ep->chan, &cq, &cq_ctx)) {
+			ep->arms_unread = 1;
+			break;
+		}
+		ep->arms_unread--;
 		ep->unacked_events++;
+		rdt_count(&ep->ctx->st.cq_events, 1);
+	}
 	if (ep->unacked_events >= ACK_EVENTS_EVERY) {
 		ibv_ack_cq_events(ep->cq, ep->unacked_events);
 		ep->unacked_events = 0;
@@ -1044,9 +1061,9 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 	struct iobuf_region_info ri;
 	struct iobuf *e;
 	const void *p;
-	size_t total = 0, len, n, take, nrefs;
+	size_t total = 0, posted = 0, len, n, take, nrefs;
 	int credits, sq, nsge, err, nwr = 0;
-	bool last, signal;
+	bool last, signal, solicit;
 
 	while (!iobuf_empty(out)) {
 		struct ibv_send_wr *wr = &wrs[nwr];
@@ -1093,8 +1110,21 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 		__atomic_sub_fetch(&ep->sq_free, 1, __ATOMIC_RELAXED);
 		last = iobuf_empty(out);
 		ep->unsignaled++;
-		signal = last || credits == 1 || sq == 1 ||
-			 ep->unsignaled >= MAX(1, ep->local_window / 4);
+		/* A completion every local_window/4 WRs and when credits or
+		 * slots run out, as brpc (spec 2.13); a write's last piece
+		 * asks for one only once half the window's slots are out.
+		 * So a small call at low load costs its sender no wake-up
+		 * for the send, and under load slots come back as soon as
+		 * the peer has the bytes, not up to a quarter window late.
+		 * The ring keeps what was sent until a signaled WR covers
+		 * it: at most local_window/4 pieces per idle connection,
+		 * all given back at close.  The last piece is always
+		 * solicited: peers that arm their receive CQ for solicited
+		 * completions only (brpc) wake on it. */
+		signal = credits == 1 || sq == 1 ||
+			 ep->unsignaled >= MAX(1, ep->local_window / 4) ||
+			 (last && sq <= ep->local_window / 2);
+		solicit = signal || last;
 		memset(wr, 0, sizeof(*wr));
 		wr->wr_id = signal ? (uint64_t)ep->unsignaled : 0;
 		wr->sg_list = sge;
@@ -1102,13 +1132,14 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 		wr->opcode = IBV_WR_SEND_WITH_IMM;
 		wr->imm_data = htonl((uint32_t)__atomic_exchange_n(
 		    &ep->pending_credits, 0, __ATOMIC_ACQ_REL));
-		wr->send_flags =
-		    signal ? IBV_SEND_SIGNALED | IBV_SEND_SOLICITED : 0;
+		wr->send_flags = (signal ? IBV_SEND_SIGNALED : 0) |
+				 (solicit ? IBV_SEND_SOLICITED : 0);
 		if (signal)
 			ep->unsignaled = 0;
 		if (nwr > 0)
 			wrs[nwr - 1].next = wr;
 		total += n;
+		posted++;
 		if (++nwr == WR_CHAIN_MAX) {
 			err = post_chain(ep, wrs, nwr);
 			if (err)
@@ -1120,6 +1151,7 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 	if (err)
 		return err;
 	rdt_count(&ep->ctx->st.bytes_sent, total);
+	rdt_count(&ep->ctx->st.send_wrs, posted);
 	return total ? (ssize_t)total : -EAGAIN;
 }
 
