@@ -53,7 +53,6 @@
 #include "clock.h"
 #include "util.h"
 
-#define NS_PER_MS 1000000LL
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 /* Send WRs chained into one ibv_post_send: with rxe every post is a
@@ -127,7 +126,7 @@ static struct rdt_counters *stats_of(struct rdt_ep *ep)
 
 static long long elapsed_ms(const struct rdt_ep *ep)
 {
-	return (clock_mono_ns() - ep->start_ns) / NS_PER_MS;
+	return (clock_mono_ns() - ep->start_ns) / CLOCK_NS_PER_MS;
 }
 
 /* ---- the QP ---------------------------------------------------------- */
@@ -426,8 +425,8 @@ static struct rdt_ep *ep_new(struct rdt_ctx *ctx, struct conn *c, bool server)
 	/* From the clock, not loop_now(): an iteration that sets up many
 	 * QPs is long, and its cached time would bring the deadline
 	 * forward. */
-	loop_timer_start(c->loop, &ep->deadline, ep->start_ns + ms * NS_PER_MS,
-			 deadline_fired);
+	loop_timer_start(c->loop, &ep->deadline,
+			 ep->start_ns + ms * CLOCK_NS_PER_MS, deadline_fired);
 	conn_set_transport(c, &hs_tp, ep);
 	return ep;
 }
@@ -1042,15 +1041,19 @@ static void ep_go_live(struct rdt_ep *ep)
 }
 
 /* Posts the chained WRs wrs[0..n): one ibv_post_send, one doorbell
- * (a system call with rxe) for the lot.  0 or -errno. */
+ * (a system call with rxe) for the lot, counted.  0 or -errno. */
 static int post_chain(struct rdt_ep *ep, struct ibv_send_wr *wrs, int n)
 {
 	struct ibv_send_wr *bad;
+	int err;
 
 	if (!n)
 		return 0;
 	wrs[n - 1].next = NULL;
-	return -ibv_post_send(ep->qp, wrs, &bad);
+	err = ibv_post_send(ep->qp, wrs, &bad);
+	if (!err)
+		rdt_count(&ep->ctx->st.send_wrs, (uint64_t)n);
+	return -err;
 }
 
 static ssize_t live_write(struct conn *c, struct iobuf *out)
@@ -1061,7 +1064,7 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 	struct iobuf_region_info ri;
 	struct iobuf *e;
 	const void *p;
-	size_t total = 0, posted = 0, len, n, take, nrefs;
+	size_t total = 0, len, n, take, nrefs;
 	int credits, sq, nsge, err, nwr = 0;
 	bool last, signal, solicit;
 
@@ -1139,7 +1142,6 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 		if (nwr > 0)
 			wrs[nwr - 1].next = wr;
 		total += n;
-		posted++;
 		if (++nwr == WR_CHAIN_MAX) {
 			err = post_chain(ep, wrs, nwr);
 			if (err)
@@ -1151,7 +1153,6 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 	if (err)
 		return err;
 	rdt_count(&ep->ctx->st.bytes_sent, total);
-	rdt_count(&ep->ctx->st.send_wrs, posted);
 	return total ? (ssize_t)total : -EAGAIN;
 }
 

@@ -22,6 +22,10 @@
 
 #include "iobuf.h"
 
+/* A growth that never ends would hang its waiters: each test is bounded. */
+#define TEST_TIMEOUT_S 10
+#include "testutil.h"
+
 /* A region hook that parks each alloc until the test opens the gate. */
 struct gate_hook {
 	pthread_mutex_t lock;
@@ -376,10 +380,10 @@ static void test_each_region(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_grow_outside_lock),
-	    cmocka_unit_test(test_grow_ahead),
-	    cmocka_unit_test(test_grow_ahead_partial_read),
-	    cmocka_unit_test(test_each_region),
+	    TEST_BOUNDED(test_grow_outside_lock),
+	    TEST_BOUNDED(test_grow_ahead),
+	    TEST_BOUNDED(test_grow_ahead_partial_read),
+	    TEST_BOUNDED(test_each_region),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
