@@ -190,6 +190,17 @@ const struct flag_def app_flag_defs[] = {
 		"connection, logged on both sides",
     },
     {
+	.name = "rdma_max_handshakes",
+	.type = FLAG_INT,
+	.def = "16",
+	.min = 0,
+	.max = 65536,
+	.help = "RDMA connections a client opens to one server at once "
+		"(connect and hello); more wait their turn in order, so a "
+		"burst of new connections never starves the handshakes under "
+		"way past rdma_handshake_timeout_ms (0: no limit)",
+    },
+    {
 	.name = "rdma_memory_pool_region_mb",
 	.type = FLAG_INT,
 	.def = "64",

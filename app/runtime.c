@@ -56,6 +56,7 @@ void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
 			     : 1;
 	o->handshake_timeout_ms =
 	    (int)flags_int(fl, "rdma_handshake_timeout_ms");
+	o->max_handshakes = (int)flags_int(fl, "rdma_max_handshakes");
 	o->region_mb = (size_t)flags_int(fl, "rdma_memory_pool_region_mb");
 	o->max_regions = (size_t)flags_int(fl, "rdma_memory_pool_max_regions");
 	o->log = log;

@@ -44,6 +44,7 @@
 #define IDLE_SCAN_NS (1000 * CLOCK_NS_PER_MS)
 
 enum cc_state {
+	CC_QUEUED, /* waiting for a turn to connect (max_connecting) */
 	CC_CONNECTING,
 	CC_HANDSHAKE, /* connected; the upgrade's hello is under way */
 	CC_READY,
@@ -57,13 +58,15 @@ struct chan_conn {
 	enum cc_state state;
 	bool has_conn; /* conn_init done: the conn owns the fd */
 	bool auth_sent;
-	bool idle; /* on ch->idle */
+	bool idle;    /* on ch->idle */
+	bool opening; /* counted in ch->nopening */
 	int64_t idle_since;
 	struct loop_io cio;	       /* connecting: EPOLLOUT */
 	struct loop_timer ctimer;      /* connecting: connect_timeout_ms */
 	struct rpc_attempt *atts;      /* attempts on this connection */
 	struct chan_conn *prev, *next; /* ch->all */
 	struct chan_conn *idle_prev, *idle_next; /* ch->idle */
+	struct chan_conn *q_prev, *q_next;	 /* ch->queued */
 };
 
 static void finish(struct rpc_call *c, int code);
@@ -159,8 +162,8 @@ static int options_validate(const struct channel_options *o)
 	    o->max_retry > (int)CALLID_ATTEMPT_MAX - 1 ||
 	    o->backup_request_ms < -1 || o->backup_request_ms == 0 ||
 	    o->max_connection_pool_size < 0 || o->idle_timeout_s <= 0 ||
-	    o->conn_type > CHANNEL_CONN_SHORT || o->max_body_size == 0 ||
-	    (o->credential_len && !o->credential))
+	    o->max_connecting < 0 || o->conn_type > CHANNEL_CONN_SHORT ||
+	    o->max_body_size == 0 || (o->credential_len && !o->credential))
 		return -EINVAL;
 	return 0;
 }
@@ -228,6 +231,9 @@ int channel_init(struct channel *ch, const char *server,
 	err = callid_init(&ch->ids, &co);
 	if (err)
 		return err;
+	ch->max_connecting = opt->max_connecting;
+	if (!ch->max_connecting && opt->upgrade)
+		ch->max_connecting = opt->upgrade->max_connecting;
 	/* Spread channels over the loops, unless told. */
 	ch->loop = opt->loop
 		       ? opt->loop
@@ -279,6 +285,34 @@ static void idle_remove(struct chan_conn *cc)
 	ch->nidle--;
 }
 
+static void queue_remove(struct chan_conn *cc)
+{
+	struct channel *ch = cc->ch;
+
+	if (cc->q_prev)
+		cc->q_prev->q_next = cc->q_next;
+	else
+		ch->queued = cc->q_next;
+	if (cc->q_next)
+		cc->q_next->q_prev = cc->q_prev;
+	else
+		ch->queued_tail = cc->q_prev;
+	cc->q_prev = cc->q_next = NULL;
+}
+
+static void admit(struct channel *ch);
+
+/* cc is no longer being opened (ready, or closed): the next in line may
+ * connect. */
+static void opening_end(struct chan_conn *cc)
+{
+	if (!cc->opening)
+		return;
+	cc->opening = false;
+	cc->ch->nopening--;
+	admit(cc->ch);
+}
+
 /* Takes cc out of the channel's lists: no new attempt will pick it. */
 static void cc_detach(struct chan_conn *cc)
 {
@@ -286,6 +320,8 @@ static void cc_detach(struct chan_conn *cc)
 
 	if (cc->state == CC_CLOSED)
 		return;
+	if (cc->state == CC_QUEUED)
+		queue_remove(cc);
 	cc->state = CC_CLOSED;
 	if (ch->single == cc)
 		ch->single = NULL;
@@ -296,6 +332,7 @@ static void cc_detach(struct chan_conn *cc)
 		ch->all = cc->next;
 	if (cc->next)
 		cc->next->prev = cc->prev;
+	opening_end(cc);
 }
 
 /* The connection under attempt `a` failed with `err` (0: EOF) while
@@ -347,12 +384,13 @@ static void cc_close(struct chan_conn *cc, int err)
 		conn_close(&cc->conn, err); /* on_close fails the attempts */
 		return;
 	}
-	/* Still connecting: no conn yet, the fd is ours. */
+	/* Queued or still connecting: no conn yet, the fd (if any) is ours. */
 	cc_detach(cc);
 	if (cc->cio.active)
 		loop_io_del(cc->ch->loop, &cc->cio);
 	loop_timer_stop(cc->ch->loop, &cc->ctimer);
-	close(cc->fd);
+	if (cc->fd >= 0)
+		close(cc->fd);
 	cc_fail_attempts(cc, err);
 	cc_free(cc);
 }
@@ -488,8 +526,10 @@ static void cc_connected(struct chan_conn *cc)
 	}
 	conn_start(&cc->conn);
 	conn_unref(&cc->conn); /* the watch holds it */
-	if (cc->state == CC_READY)
+	if (cc->state == CC_READY) {
 		cc_send_pending(cc);
+		opening_end(cc);
+	}
 }
 
 /* The upgrade's answer arrived (some of it).  True when the connection
@@ -508,6 +548,7 @@ static bool cc_handshake(struct chan_conn *cc)
 	}
 	cc->state = CC_READY;
 	cc_send_pending(cc);
+	opening_end(cc);
 	return true;
 }
 
@@ -540,47 +581,88 @@ static void on_connect_timeout(struct loop_timer *t)
 	connect_failed(container_of(t, struct chan_conn, ctimer), -ETIMEDOUT);
 }
 
-/* A new connection, connecting.  NULL with *err on a local failure. */
+/* Starts cc's TCP connect.  0, or -errno: cc_close() it. */
+static int cc_connect(struct chan_conn *cc)
+{
+	struct channel *ch = cc->ch;
+	int fd, err;
+
+	cc->state = CC_CONNECTING;
+	cc->opening = true;
+	ch->nopening++;
+	count(&ch->n_connects);
+	fd = socket(ch->addr.ss_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	cc->fd = fd;
+	if (connect(fd, (struct sockaddr *)&ch->addr, ch->addrlen) < 0 &&
+	    errno != EINPROGRESS)
+		return -errno;
+	loop_io_init(&cc->cio, fd, EPOLLOUT, on_connect_io);
+	err = loop_io_add(ch->loop, &cc->cio);
+	if (err)
+		return err;
+	loop_timer_start(ch->loop, &cc->ctimer,
+			 loop_now(ch->loop) +
+			     ch->opt.connect_timeout_ms * CLOCK_NS_PER_MS,
+			 on_connect_timeout);
+	return 0;
+}
+
+/* Connects the queued connections while there is room.  Not reentrant: a
+ * failure below (and the retries it starts) only queues more. */
+static void admit(struct channel *ch)
+{
+	struct chan_conn *cc;
+	int err;
+
+	if (ch->admitting)
+		return;
+	ch->admitting = true;
+	while ((cc = ch->queued) && ch->nopening < ch->max_connecting &&
+	       !ch->closing) {
+		queue_remove(cc);
+		err = cc_connect(cc);
+		if (err) {
+			count(&ch->n_connect_failures);
+			cc_close(cc, err);
+		}
+	}
+	ch->admitting = false;
+}
+
+/* A new connection: connecting, or queued when max_connecting are being
+ * opened already.  NULL with *err on a local failure. */
 static struct chan_conn *cc_new(struct channel *ch, int *err)
 {
 	struct chan_conn *cc;
-	int fd, r;
 
 	cc = mem_zalloc(ch->opt.mem, sizeof(*cc));
 	if (!cc) {
 		*err = -ENOMEM;
 		return NULL;
 	}
-	fd = socket(ch->addr.ss_family,
-		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		*err = -errno;
-		mem_free(ch->opt.mem, cc);
-		return NULL;
-	}
 	cc->ch = ch;
-	cc->fd = fd;
-	cc->state = CC_CONNECTING;
+	cc->fd = -1;
+	cc->state = CC_QUEUED;
 	loop_timer_init(&cc->ctimer);
 	__atomic_add_fetch(&ch->nconns, 1, __ATOMIC_ACQ_REL);
-	count(&ch->n_connects);
 	cc->next = ch->all;
 	if (ch->all)
 		ch->all->prev = cc;
 	ch->all = cc;
-	r = connect(fd, (struct sockaddr *)&ch->addr, ch->addrlen);
-	if (r == 0 || errno == EINPROGRESS) {
-		loop_io_init(&cc->cio, fd, EPOLLOUT, on_connect_io);
-		*err = loop_io_add(ch->loop, &cc->cio);
-		if (!*err)
-			loop_timer_start(ch->loop, &cc->ctimer,
-					 loop_now(ch->loop) +
-					     ch->opt.connect_timeout_ms *
-						 CLOCK_NS_PER_MS,
-					 on_connect_timeout);
-	} else {
-		*err = -errno;
+	if (ch->max_connecting && ch->nopening >= ch->max_connecting) {
+		cc->q_prev = ch->queued_tail;
+		if (ch->queued_tail)
+			ch->queued_tail->q_next = cc;
+		else
+			ch->queued = cc;
+		ch->queued_tail = cc;
+		*err = 0;
+		return cc;
 	}
+	*err = cc_connect(cc);
 	if (*err) {
 		count(&ch->n_connect_failures);
 		cc_close(cc, *err);

@@ -68,9 +68,15 @@ struct channel_options {
 	int backup_request_ms;	 /* -1: off */
 	enum channel_conn_type conn_type;
 	int max_connection_pool_size; /* 100: idle pooled connections kept */
-	int idle_timeout_s;	      /* 10: pooled idle ones closed after */
-	bool checksum;		      /* CRC32C on requests */
-	const void *credential;	      /* sent on each connection's first
+	/* Connections being opened (TCP connect and the upgrade's handshake)
+	 * at once; those past it wait their turn, oldest first, so a burst
+	 * of new connections never starves the handshakes under way.  0: the
+	 * upgrade's max_connecting (RDMA: rdma_max_handshakes), or no limit
+	 * without an upgrade. */
+	int max_connecting;
+	int idle_timeout_s;	/* 10: pooled idle ones closed after */
+	bool checksum;		/* CRC32C on requests */
+	const void *credential; /* sent on each connection's first
 					 request (spec 1.7); NULL: none */
 	size_t credential_len;
 	size_t max_body_size; /* answers over it close the connection */
@@ -209,6 +215,12 @@ struct channel {
 	struct chan_conn *idle; /* pooled: idle connections, newest first */
 	int nidle;
 	struct chan_conn *all; /* every open connection */
+	/* max_connecting: connections waiting to connect, oldest first, and
+	 * how many are connecting or handshaking now. */
+	struct chan_conn *queued, *queued_tail;
+	int max_connecting;
+	int nopening;
+	bool admitting;
 	struct loop_timer idle_timer;
 	bool closing;
 

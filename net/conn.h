@@ -120,6 +120,9 @@ struct conn_upgrade {
 	 * early). */
 	int first_bytes_ms;
 	size_t first_len;
+	/* Client: a channel's connections in this handshake at once (0: no
+	 * limit); see channel_options.max_connecting. */
+	int max_connecting;
 };
 
 /* The protocol side: what bytes mean.  Both run on the loop thread. */

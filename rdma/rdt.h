@@ -36,6 +36,7 @@
 #define RDT_QUEUE_MIN			 16
 #define RDT_QUEUE_MAX			 4096
 #define RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT 3000
+#define RDT_MAX_HANDSHAKES_DEFAULT	 16
 #define RDT_RECV_BLOCKS_LARGE		 8
 #define RDT_RECV_BLOCKS_MAX		 8
 
@@ -50,6 +51,10 @@ struct rdt_options {
 	 * rq_size x 64 KiB of posted memory per connection. */
 	int recv_blocks;
 	int handshake_timeout_ms;
+	/* A client channel's connections in their handshake at once; the
+	 * others wait their turn (channel_options.max_connecting).  0: no
+	 * limit. */
+	int max_handshakes;
 	/* The registered memory: regions of region_mb, up to max_regions,
 	 * the first preallocated. */
 	size_t region_mb;

@@ -43,6 +43,7 @@ void rdt_options_default(struct rdt_options *opt)
 	opt->rq_size = RDT_QUEUE_DEFAULT;
 	opt->recv_blocks = 1;
 	opt->handshake_timeout_ms = RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+	opt->max_handshakes = RDT_MAX_HANDSHAKES_DEFAULT;
 	opt->region_mb = 64;
 	opt->max_regions = 16;
 	opt->poller_num = 1;
@@ -267,7 +268,8 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
 	if (opt->port < 1 || opt->sq_size < RDT_QUEUE_MIN ||
 	    opt->sq_size > RDT_QUEUE_MAX || opt->rq_size < RDT_QUEUE_MIN ||
 	    opt->rq_size > RDT_QUEUE_MAX || opt->handshake_timeout_ms <= 0 ||
-	    opt->region_mb == 0 || opt->max_regions == 0 ||
+	    opt->max_handshakes < 0 || opt->region_mb == 0 ||
+	    opt->max_regions == 0 ||
 	    (opt->use_polling &&
 	     (opt->poller_num < 1 || opt->poller_num > BUDGET_MAX_POLLERS))) {
 		snprintf(why, why_size,

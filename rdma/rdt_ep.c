@@ -1018,6 +1018,9 @@ static void ep_go_live(struct rdt_ep *ep)
 	loop_timer_stop(c->loop, &ep->deadline);
 	ep->state = EP_LIVE;
 	rdt_count(&ep->ctx->st.hs_rdma, 1);
+	log_debug(ep->ctx->opt.log, "rdma handshake with %s %s done in %lld ms",
+		  ep->server ? "client" : "server", c->peer_text,
+		  elapsed_ms(ep));
 	conn_set_transport(c, &live_tp, ep);
 	if (ep->ctx->opt.use_polling) {
 		/* The poller finds what landed before (turns are tasks on
@@ -1310,5 +1313,6 @@ const struct conn_upgrade *rdt_upgrade(struct rdt_ctx *ctx)
 	/* An RDMA port closes connections that send nothing by the
 	 * handshake's deadline. */
 	ctx->up.first_bytes_ms = ctx->opt.handshake_timeout_ms;
+	ctx->up.max_connecting = ctx->opt.max_handshakes;
 	return &ctx->up;
 }

@@ -32,13 +32,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "channel.h"
 #include "compress.h"
+#include "conn.h"
 #include "echo.pb-c.h"
 #include "echo_client.h"
+#include "rdt_hello.h"
 #include "rpc_errno.h"
 #include "util.h"
 
@@ -1118,6 +1123,146 @@ static void test_attempts_counted_when_connect_fails_at_once(void **state)
 	H.completed = true;
 }
 
+/* ---- 16. connections opened a few at a time (max_connecting) ----------- */
+
+/*
+ * A client upgrade that plays RDMA's hello without a device: it sends a
+ * hello, takes the answer (an echo without RDMA refuses, spec 2.8), acks
+ * "TCP" and the connection goes on over TCP.  It counts the handshakes
+ * under way and the most at once (the channel's loop thread writes, the
+ * test reads).
+ */
+static struct {
+	int now, max; /* atomic */
+} HS;
+
+static int hs_connect_start(void *ctx, struct conn *c)
+{
+	struct rdt_hello h = {.hello_ver = RDT_HELLO_VER,
+			      .impl_ver = RDT_IMPL_VER,
+			      .block_size = 8192,
+			      .sq_size = 128,
+			      .rq_size = 128};
+	uint8_t out[RDT_HELLO_LEN];
+	int now = __atomic_add_fetch(&HS.now, 1, __ATOMIC_ACQ_REL);
+
+	(void)ctx;
+	if (now > __atomic_load_n(&HS.max, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&HS.max, now, __ATOMIC_RELEASE);
+	rdt_hello_pack(&h, out);
+	if (write(c->io.fd, out, sizeof(out)) != (ssize_t)sizeof(out))
+		return -EIO;
+	return CONN_UP_WAIT;
+}
+
+static int hs_connect_step(void *ctx, struct conn *c)
+{
+	uint8_t ack[RDT_ACK_LEN];
+
+	(void)ctx;
+	if (iobuf_len(&c->in) < RDT_HELLO_LEN)
+		return CONN_UP_WAIT;
+	iobuf_drop_front(&c->in, RDT_HELLO_LEN);
+	__atomic_sub_fetch(&HS.now, 1, __ATOMIC_ACQ_REL);
+	rdt_ack_pack(0, ack);
+	if (write(c->io.fd, ack, sizeof(ack)) != (ssize_t)sizeof(ack))
+		return -EIO;
+	return CONN_UP_TCP;
+}
+
+/* Pooled calls all at once: no more than the upgrade's max_connecting
+ * connections in their handshake at any time, every call answered. */
+static void test_max_connecting(void **state)
+{
+	enum { CALLS = 32, AT_ONCE = 4 };
+	static const struct conn_upgrade up = {
+	    .name = "hello-only",
+	    .connect_start = hs_connect_start,
+	    .connect_step = hs_connect_step,
+	    .max_connecting = AT_ONCE,
+	};
+	struct echo_proc *e = h_echo(NULL);
+	struct channel_options o;
+	struct channel_stats st;
+	struct channel *ch;
+	struct abatch *b;
+
+	(void)state;
+	memset(&HS, 0, sizeof(HS));
+	h_options(&o);
+	o.timeout_ms = 10000;
+	o.conn_type = CHANNEL_CONN_POOLED;
+	o.upgrade = &up;
+	ch = h_channel(e->addr, &o);
+	b = batch_new(CALLS);
+	batch_start(b, ch, 0, CALLS);
+	batch_wait(b, CALLS, WAIT_MS);
+	batch_assert_ok(b, 0, CALLS);
+	channel_stats(ch, &st);
+	/* A call that starts after another's answer reuses its connection. */
+	if (st.connects < 1 || st.connects > CALLS)
+		fail_msg("%llu connects for %d calls",
+			 (unsigned long long)st.connects, CALLS);
+	assert_int_equal(st.connect_failures, 0);
+	if (HS.max > AT_ONCE || HS.max < 1)
+		fail_msg("%d handshakes at once, want 1..%d", HS.max, AT_ONCE);
+	assert_int_equal(HS.now, 0);
+	batch_free(b);
+	H.completed = true;
+}
+
+/* A server that never answers the hello: calls queued behind the stuck
+ * handshakes time out like the others, nothing is left behind, and no
+ * more than max_connecting (the channel's own option here) ever started
+ * at once. */
+static void test_max_connecting_stuck(void **state)
+{
+	enum { CALLS = 6, AT_ONCE = 2 };
+	static const struct conn_upgrade up = {
+	    .name = "hello-only",
+	    .connect_start = hs_connect_start,
+	    .connect_step = hs_connect_step,
+	};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	struct channel_options o;
+	struct channel *ch;
+	struct abatch *b;
+	char addr[32];
+	int lfd;
+
+	(void)state;
+	memset(&HS, 0, sizeof(HS));
+	/* Listens, never accepts: connects complete, hellos go unread. */
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 64), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sa.sin_port));
+	h_options(&o);
+	o.timeout_ms = 300;
+	o.conn_type = CHANNEL_CONN_POOLED;
+	o.upgrade = &up;
+	o.max_connecting = AT_ONCE;
+	ch = h_channel(addr, &o);
+	b = batch_new(CALLS);
+	batch_start(b, ch, 0, CALLS);
+	batch_wait(b, CALLS, WAIT_MS);
+	for (int i = 0; i < CALLS; i++) {
+		assert_int_equal(b->calls[i].runs, 1);
+		if (b->calls[i].code != RPC_ERPCTIMEDOUT)
+			fail_msg("call %d ended %d %s, want a timeout", i,
+				 b->calls[i].code, b->calls[i].c.error_text);
+	}
+	if (HS.max > AT_ONCE || HS.max < 1)
+		fail_msg("%d handshakes at once, want 1..%d", HS.max, AT_ONCE);
+	batch_free(b);
+	close(lfd);
+	H.completed = true;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, h_setup, h_teardown)
 
 int main(void)
@@ -1138,6 +1283,8 @@ int main(void)
 	    T(test_graceful_stop),
 	    T(test_authentication),
 	    T(test_attempts_counted_when_connect_fails_at_once),
+	    T(test_max_connecting),
+	    T(test_max_connecting_stuck),
 	};
 
 	return cmocka_run_group_tests_name("channel", tests, NULL, NULL);
