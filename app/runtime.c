@@ -186,6 +186,7 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 	/* The hot path's small allocations: per-thread caches (mem.h). */
 	iobuf_pool_options_default(&po);
 	po.mem = mem_cached();
+	po.thread_cache = true;
 	if (app_wants_rdma(cfg)) {
 		err = open_rdma(r, cfg, &po);
 		if (err)

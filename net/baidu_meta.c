@@ -383,11 +383,14 @@ static bool nonempty(const char *s)
 	return s && s[0];
 }
 
-static size_t request_size(const struct baidu_req_meta *m)
+/* Sizes fill len[] (service, method), which put_request() uses. */
+static size_t request_size(const struct baidu_req_meta *m, size_t len[2])
 {
-	size_t n = len_field_size(strlen(m->service)) +
-		   len_field_size(strlen(m->method));
+	size_t n;
 
+	len[0] = strlen(m->service);
+	len[1] = strlen(m->method);
+	n = len_field_size(len[0]) + len_field_size(len[1]);
 	if (m->has_log_id)
 		n += varint_field_size(m->log_id);
 	if (m->has_trace)
@@ -401,10 +404,11 @@ static size_t request_size(const struct baidu_req_meta *m)
 	return n;
 }
 
-static uint8_t *put_request(uint8_t *p, const struct baidu_req_meta *m)
+static uint8_t *put_request(uint8_t *p, const struct baidu_req_meta *m,
+			    const size_t len[2])
 {
-	p = put_len_field(p, REQ_SERVICE_NAME, m->service, strlen(m->service));
-	p = put_len_field(p, REQ_METHOD_NAME, m->method, strlen(m->method));
+	p = put_len_field(p, REQ_SERVICE_NAME, m->service, len[0]);
+	p = put_len_field(p, REQ_METHOD_NAME, m->method, len[1]);
 	if (m->has_log_id)
 		p = put_varint_field(p, REQ_LOG_ID, m->log_id);
 	if (m->has_trace) {
@@ -421,21 +425,23 @@ static uint8_t *put_request(uint8_t *p, const struct baidu_req_meta *m)
 	return p;
 }
 
-static size_t response_size(const struct baidu_resp_meta *m)
+/* len[0]: error_text's length (0: not sent), for put_response(). */
+static size_t response_size(const struct baidu_resp_meta *m, size_t len[2])
 {
 	size_t n = varint_field_size(i32_wire(m->error_code));
 
-	if (nonempty(m->error_text))
-		n += len_field_size(strlen(m->error_text));
+	len[0] = nonempty(m->error_text) ? strlen(m->error_text) : 0;
+	if (len[0])
+		n += len_field_size(len[0]);
 	return n;
 }
 
-static uint8_t *put_response(uint8_t *p, const struct baidu_resp_meta *m)
+static uint8_t *put_response(uint8_t *p, const struct baidu_resp_meta *m,
+			     const size_t len[2])
 {
 	p = put_varint_field(p, RESP_ERROR_CODE, i32_wire(m->error_code));
-	if (nonempty(m->error_text))
-		p = put_len_field(p, RESP_ERROR_TEXT, m->error_text,
-				  strlen(m->error_text));
+	if (len[0])
+		p = put_len_field(p, RESP_ERROR_TEXT, m->error_text, len[0]);
 	return p;
 }
 
@@ -475,14 +481,15 @@ static size_t bytes_len(const struct baidu_bytes *b)
 	return b->ptr ? b->len : 0;
 }
 
-size_t baidu_meta_size(const struct baidu_meta_out *m)
+size_t baidu_meta_size(struct baidu_meta_out *m)
 {
 	struct common c;
 	size_t n;
 
 	common_of(m, &c);
-	n = m->req ? len_field_size(request_size(m->req))
-		   : len_field_size(response_size(m->resp));
+	m->inner_size = m->req ? request_size(m->req, m->name_len)
+			       : response_size(m->resp, m->name_len);
+	n = len_field_size(m->inner_size);
 	n += varint_field_size(i32_wire(c.compress_type));
 	n += varint_field_size(c.correlation_id);
 	if (m->attachment_size)
@@ -503,12 +510,12 @@ size_t baidu_meta_put(const struct baidu_meta_out *m, uint8_t *buf)
 	common_of(m, &c);
 	if (m->req) {
 		*p++ = KEY(META_REQUEST, WT_LEN);
-		p = put_varint(p, request_size(m->req));
-		p = put_request(p, m->req);
+		p = put_varint(p, m->inner_size);
+		p = put_request(p, m->req, m->name_len);
 	} else {
 		*p++ = KEY(META_RESPONSE, WT_LEN);
-		p = put_varint(p, response_size(m->resp));
-		p = put_response(p, m->resp);
+		p = put_varint(p, m->inner_size);
+		p = put_response(p, m->resp, m->name_len);
 	}
 	p = put_varint_field(p, META_COMPRESS_TYPE, i32_wire(c.compress_type));
 	p = put_varint_field(p, META_CORRELATION_ID, c.correlation_id);

@@ -43,13 +43,17 @@ struct baidu_meta_out {
 	const struct baidu_req_meta *req;
 	const struct baidu_resp_meta *resp;
 	uint32_t attachment_size; /* 0: not sent */
+	/* Set by baidu_meta_size() for baidu_meta_put(): the request's or
+	 * response's own size and its strings' lengths, counted once. */
+	size_t inner_size;
+	size_t name_len[2]; /* service, method; or error_text */
 };
 
-/* The encoded size of *m. */
-size_t baidu_meta_size(const struct baidu_meta_out *m);
+/* The encoded size of *m (which it completes for baidu_meta_put()). */
+size_t baidu_meta_size(struct baidu_meta_out *m);
 
-/* Writes *m into buf, which holds baidu_meta_size(m) bytes; returns the
- * bytes written (that size). */
+/* Writes *m into buf, which holds baidu_meta_size(m) bytes (called on m
+ * first); returns the bytes written (that size). */
 size_t baidu_meta_put(const struct baidu_meta_out *m, uint8_t *buf);
 
 #endif

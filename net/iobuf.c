@@ -199,6 +199,193 @@ static void pool_free_regions(struct iobuf_pool *pool)
 	pool->blocks_free = 0;
 }
 
+/* --- per-thread caches ------------------------------------------------- */
+
+/*
+ * A thread keeps up to TCACHE_MAX free blocks of one pool, so that the
+ * take and give of a small call's blocks (a read, an answer's header)
+ * cost no mutex: a slow take fills the cache with a batch while it holds
+ * the lock, a give beyond TCACHE_MAX returns a batch.  The blocks stay
+ * free blocks (refcount 0) the pool counts: it links the caches bound to
+ * it (under its lock), and its stats and destroy add their `n` (written
+ * only by the owner, relaxed).  A cache is bound and unbound under
+ * bind_lock then the pool's lock; a thread that exits gives its blocks
+ * back (a key destructor), and destroy unbinds any cache left (idle: no
+ * thread uses a pool being destroyed), so a cache never names a dead pool.
+ */
+#define TCACHE_MAX   32
+#define TCACHE_BATCH 16
+
+struct iobuf_tcache {
+	struct iobuf_pool *pool; /* atomic (destroy may clear it): bound to */
+	uint64_t pool_id;	 /* its id: a pool left undestroyed at the
+				    same address is not it */
+	struct iobuf_block *head;
+	size_t n;		   /* atomic: the pool's stats read it */
+	struct iobuf_tcache *next; /* pool->caches */
+	bool keyed;		   /* the exit destructor is set */
+};
+
+static __thread struct iobuf_tcache tcache;
+static pthread_mutex_t bind_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t tcache_once = PTHREAD_ONCE_INIT;
+static pthread_key_t tcache_key;
+static bool tcache_key_ok;
+static uint64_t next_pool_id = 1; /* atomic */
+
+static void tcache_set_n(struct iobuf_tcache *tc, size_t n)
+{
+	__atomic_store_n(&tc->n, n, __ATOMIC_RELAXED);
+}
+
+/* Gives tc's blocks back and takes it off its pool.  bind_lock and the
+ * pool's lock held. */
+static void tcache_unbind_locked(struct iobuf_pool *pool,
+				 struct iobuf_tcache *tc)
+{
+	struct iobuf_tcache **pp;
+	struct iobuf_block *tail;
+
+	if (tc->n) {
+		for (tail = tc->head; tail->h.next; tail = tail->h.next)
+			;
+		tail->h.next = pool->free_list;
+		pool->free_list = tc->head;
+		pool->blocks_free += tc->n;
+		if (pool->waiters)
+			pthread_cond_broadcast(&pool->grown);
+	}
+	for (pp = &pool->caches; *pp && *pp != tc; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = tc->next;
+	tc->head = NULL;
+	tc->next = NULL;
+	tcache_set_n(tc, 0);
+	__atomic_store_n(&tc->pool, NULL, __ATOMIC_RELAXED);
+}
+
+static void tcache_unbind(struct iobuf_tcache *tc)
+{
+	struct iobuf_pool *pool;
+
+	pthread_mutex_lock(&bind_lock);
+	pool = __atomic_load_n(&tc->pool, __ATOMIC_RELAXED);
+	if (pool) {
+		pthread_mutex_lock(&pool->lock);
+		tcache_unbind_locked(pool, tc);
+		pthread_mutex_unlock(&pool->lock);
+	}
+	pthread_mutex_unlock(&bind_lock);
+}
+
+static void tcache_exit(void *arg)
+{
+	tcache_unbind(arg);
+}
+
+static void tcache_key_init(void)
+{
+	tcache_key_ok = pthread_key_create(&tcache_key, tcache_exit) == 0;
+}
+
+/*
+ * This thread's cache for `pool`, bound now if it was bound to another
+ * pool (whose blocks go back) or to none; NULL if it cannot be (no key for
+ * the exit destructor: the thread goes without).  No pool lock held.
+ */
+static __attribute__((noinline)) struct iobuf_tcache *
+tcache_bind(struct iobuf_pool *pool)
+{
+	struct iobuf_tcache *tc = &tcache;
+
+	if (!tc->keyed) {
+		pthread_once(&tcache_once, tcache_key_init);
+		if (!tcache_key_ok || pthread_setspecific(tcache_key, tc))
+			return NULL;
+		tc->keyed = true;
+	}
+	/* Another pool's blocks go back to it (a pool is destroyed only
+	 * after its caches' blocks are free, and that unbinds them), except
+	 * those of a pool left undestroyed where this one now lives: those
+	 * are forgotten. */
+	if (__atomic_load_n(&tc->pool, __ATOMIC_RELAXED) == pool)
+		*tc = (struct iobuf_tcache){.keyed = true};
+	tcache_unbind(tc);
+	pthread_mutex_lock(&bind_lock);
+	pthread_mutex_lock(&pool->lock);
+	tc->next = pool->caches;
+	pool->caches = tc;
+	tc->pool_id = pool->id;
+	__atomic_store_n(&tc->pool, pool, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&pool->lock);
+	pthread_mutex_unlock(&bind_lock);
+	return tc;
+}
+
+/* This thread's cache for `pool`, or NULL: the test of the hot path. */
+static inline struct iobuf_tcache *tcache_for(struct iobuf_pool *pool)
+{
+	struct iobuf_tcache *tc = &tcache;
+
+	if (!pool->opt.thread_cache)
+		return NULL;
+	if (__atomic_load_n(&tc->pool, __ATOMIC_RELAXED) == pool &&
+	    tc->pool_id == pool->id)
+		return tc;
+	return tcache_bind(pool);
+}
+
+/* Free blocks in the caches bound to pool.  Lock held. */
+static size_t blocks_cached(const struct iobuf_pool *pool)
+{
+	const struct iobuf_tcache *tc;
+	size_t n = 0;
+
+	for (tc = pool->caches; tc; tc = tc->next)
+		n += __atomic_load_n(&tc->n, __ATOMIC_RELAXED);
+	return n;
+}
+
+/* Moves up to TCACHE_BATCH free blocks into tc, above the grow hook's
+ * low-water mark so that caching never makes the pool grow.  Lock held. */
+static void tcache_fill(struct iobuf_pool *pool, struct iobuf_tcache *tc)
+{
+	size_t keep = pool->opt.grow.low_blocks, k;
+	struct iobuf_block *b;
+
+	if (pool->blocks_free <= keep + 1)
+		return;
+	k = pool->blocks_free - keep - 1;
+	if (k > TCACHE_BATCH)
+		k = TCACHE_BATCH;
+	if (k > TCACHE_MAX - tc->n)
+		k = TCACHE_MAX - tc->n;
+	while (k--) {
+		b = pool->free_list;
+		pool->free_list = b->h.next;
+		pool->blocks_free--;
+		b->h.next = tc->head;
+		tc->head = b;
+		tcache_set_n(tc, tc->n + 1);
+	}
+}
+
+/* Takes n blocks from tc if it has them: the list, or NULL. */
+static struct iobuf_block *tcache_take(struct iobuf_tcache *tc, size_t n)
+{
+	struct iobuf_block *first = tc->head, *b = first;
+
+	if (tc->n < n)
+		return NULL;
+	for (size_t i = 1; i < n; i++)
+		b = b->h.next;
+	tc->head = b->h.next;
+	b->h.next = NULL;
+	tcache_set_n(tc, tc->n - n);
+	return first;
+}
+
 int iobuf_pool_init(struct iobuf_pool *pool,
 		    const struct iobuf_pool_options *opt)
 {
@@ -218,6 +405,7 @@ int iobuf_pool_init(struct iobuf_pool *pool,
 		pool->opt.region.free = region_to_mem;
 		pool->opt.region.ctx = pool;
 	}
+	pool->id = __atomic_fetch_add(&next_pool_id, 1, __ATOMIC_RELAXED);
 	err = -pthread_mutex_init(&pool->lock, NULL);
 	if (err)
 		return err;
@@ -240,13 +428,19 @@ out_mutex:
 
 int iobuf_pool_destroy(struct iobuf_pool *pool)
 {
+	pthread_mutex_lock(&bind_lock);
 	pthread_mutex_lock(&pool->lock);
-	if (pool->blocks_free != pool->blocks_total || pool->growing) {
+	if (pool->blocks_free + blocks_cached(pool) != pool->blocks_total ||
+	    pool->growing) {
 		pthread_mutex_unlock(&pool->lock);
+		pthread_mutex_unlock(&bind_lock);
 		return -EBUSY;
 	}
+	while (pool->caches)
+		tcache_unbind_locked(pool, pool->caches);
 	pool_free_regions(pool);
 	pthread_mutex_unlock(&pool->lock);
+	pthread_mutex_unlock(&bind_lock);
 	pthread_cond_destroy(&pool->grown);
 	pthread_mutex_destroy(&pool->lock);
 	return 0;
@@ -257,7 +451,7 @@ void iobuf_pool_stats(struct iobuf_pool *pool, struct iobuf_pool_stats *st)
 	pthread_mutex_lock(&pool->lock);
 	st->regions = pool->nregions;
 	st->blocks_total = pool->blocks_total;
-	st->blocks_free = pool->blocks_free;
+	st->blocks_free = pool->blocks_free + blocks_cached(pool);
 	st->grows_sync = pool->grows_sync;
 	st->grows_ahead = pool->grows_ahead;
 	st->grow_waits = pool->grow_waits;
@@ -313,10 +507,14 @@ static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 			struct iobuf_block **head)
 {
 	const struct iobuf_grow_hook *grow = &pool->opt.grow;
+	struct iobuf_tcache *tc = tcache_for(pool);
 	struct iobuf_block *b, *first;
 	bool kick = false, waited = false;
 	size_t i;
 
+	first = tc ? tcache_take(tc, n) : NULL;
+	if (first)
+		goto took;
 	pthread_mutex_lock(&pool->lock);
 	while (pool->blocks_free < n) {
 		/* A partial take (a read) goes on with what there is: the
@@ -329,9 +527,9 @@ static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 			 * another. */
 			pool->grow_waits += !waited;
 			waited = true;
-			pool->waiters++;
+			__atomic_add_fetch(&pool->waiters, 1, __ATOMIC_RELAXED);
 			pthread_cond_wait(&pool->grown, &pool->lock);
-			pool->waiters--;
+			__atomic_sub_fetch(&pool->waiters, 1, __ATOMIC_RELAXED);
 		} else if (pool_grow(pool) == 0) {
 			pool->grows_sync++;
 		} else {
@@ -360,8 +558,11 @@ static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 		pool->grow_kicked = true;
 		kick = true;
 	}
+	if (tc && n < TCACHE_BATCH)
+		tcache_fill(pool, tc);
 	pthread_mutex_unlock(&pool->lock);
 
+took:
 	for (b = first; b; b = b->h.next) {
 		b->h.ref = 1;
 		b->h.wpos = 0;
@@ -379,6 +580,24 @@ static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 static void pool_give(struct iobuf_pool *pool, struct iobuf_block *head,
 		      struct iobuf_block *tail, size_t n)
 {
+	struct iobuf_tcache *tc = tcache_for(pool);
+
+	/* A taker waiting for blocks gets these. */
+	if (tc && !__atomic_load_n(&pool->waiters, __ATOMIC_RELAXED)) {
+		tail->h.next = tc->head;
+		tc->head = head;
+		tcache_set_n(tc, tc->n + n);
+		if (tc->n <= TCACHE_MAX)
+			return;
+		/* Over: all but a batch go back. */
+		n = tc->n - TCACHE_BATCH;
+		head = tc->head;
+		tail = head;
+		for (size_t i = 1; i < n; i++)
+			tail = tail->h.next;
+		tc->head = tail->h.next;
+		tcache_set_n(tc, TCACHE_BATCH);
+	}
 	pthread_mutex_lock(&pool->lock);
 	tail->h.next = pool->free_list;
 	pool->free_list = head;
@@ -566,7 +785,9 @@ void iobuf_init(struct iobuf *buf, struct iobuf_pool *pool)
 	buf->cap = IOBUF_INLINE_REFS;
 }
 
-void iobuf_reset(struct iobuf *buf)
+/* Out of line: the empty case (most of a call's buffers, those of an
+ * absent attachment say) then costs a test, not a stack frame. */
+static __attribute__((noinline)) void reset_refs(struct iobuf *buf)
 {
 	struct release rl = {0};
 	size_t i;
@@ -579,6 +800,16 @@ void iobuf_reset(struct iobuf *buf)
 	buf->cap = IOBUF_INLINE_REFS;
 	buf->start = 0;
 	buf->nrefs = 0;
+	buf->len = 0;
+}
+
+void iobuf_reset(struct iobuf *buf)
+{
+	if (buf->nrefs || buf->heap) {
+		reset_refs(buf);
+		return;
+	}
+	buf->start = 0;
 	buf->len = 0;
 }
 

@@ -30,7 +30,10 @@
  * may be shared between buffers owned by different threads (atomic
  * refcounts).  The pool is thread-safe: one mutex guards the free list and
  * the region list, taken once per batch of blocks, not per byte; a region
- * is obtained with the mutex dropped.  Nothing here blocks except on that
+ * is obtained with the mutex dropped.  With thread_cache, each thread keeps
+ * a few free blocks of one pool (a batch taken under the mutex) and takes
+ * and gives blocks from them without it; stats and destroy count those as
+ * free.  Nothing here blocks except on that
  * mutex, in the region hook when the pool must grow (or, for a taker short
  * of blocks, waiting for a region on its way), in
  * iobuf_pool_each_region(), and in the fd calls' system call (which
@@ -110,6 +113,10 @@ struct iobuf_pool_options {
 	size_t region_blocks;		 /* blocks per region */
 	size_t max_regions;		 /* 0: no limit */
 	size_t prealloc_regions;	 /* obtained by iobuf_pool_init() */
+	/* Each thread keeps up to 32 free blocks of this pool and takes and
+	 * gives single blocks without the mutex (iobuf.c).  Off: every take
+	 * and give locks, and the counts are exact at every step. */
+	bool thread_cache;
 };
 
 struct iobuf_pool {
@@ -123,8 +130,10 @@ struct iobuf_pool {
 	size_t waiters; /* takers waiting on `grown` */
 	bool grow_kicked;
 	size_t blocks_total;
-	size_t blocks_free;
+	size_t blocks_free; /* on free_list */
 	uint64_t grows_sync, grows_ahead, grow_waits;
+	struct iobuf_tcache *caches; /* threads' caches of this pool's blocks */
+	uint64_t id; /* unique: a cache names its pool by address and id */
 };
 
 struct iobuf_pool_stats {

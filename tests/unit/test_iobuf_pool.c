@@ -377,6 +377,171 @@ static void test_each_region(void **state)
 	assert_int_equal(iobuf_pool_destroy(&pool), 0);
 }
 
+/* ---- per-thread caches (thread_cache) ---------------------------------- */
+
+static void cache_pool(struct iobuf_pool *pool, size_t region_blocks)
+{
+	struct iobuf_pool_options opt;
+
+	iobuf_pool_options_default(&opt);
+	opt.region_blocks = region_blocks;
+	opt.max_regions = 1;
+	opt.prealloc_regions = 1;
+	opt.thread_cache = true;
+	assert_int_equal(iobuf_pool_init(pool, &opt), 0);
+}
+
+/* Cached blocks count as free; a taken one still keeps destroy away. */
+static void test_cache_counts_as_free(void **state)
+{
+	struct iobuf_pool_stats st;
+	struct iobuf_pool pool;
+	struct iobuf_block *b, *c;
+
+	(void)state;
+	cache_pool(&pool, 64);
+	assert_non_null(b = iobuf_block_get(&pool));
+	iobuf_pool_stats(&pool, &st);
+	assert_int_equal(st.blocks_total, 64);
+	assert_int_equal(st.blocks_free, 63);
+	assert_int_equal(iobuf_pool_destroy(&pool), -EBUSY);
+	iobuf_block_put(b);
+	/* The last one given back is the next one taken (warm). */
+	assert_non_null(c = iobuf_block_get(&pool));
+	assert_ptr_equal(c, b);
+	iobuf_block_put(c);
+	iobuf_pool_stats(&pool, &st);
+	assert_int_equal(st.blocks_free, 64);
+	assert_int_equal(iobuf_pool_destroy(&pool), 0);
+}
+
+struct churner {
+	struct iobuf_pool *pool;
+	int rounds;
+	bool ok;
+};
+
+/* Takes and gives blocks, so its cache holds some when it exits. */
+static void *churner_main(void *arg)
+{
+	struct churner *ch = arg;
+	struct iobuf_block *b[3];
+
+	ch->ok = true;
+	for (int r = 0; r < ch->rounds; r++) {
+		for (int i = 0; i < 3; i++)
+			if (!(b[i] = iobuf_block_get(ch->pool)))
+				ch->ok = false;
+		for (int i = 0; i < 3; i++)
+			if (b[i])
+				iobuf_block_put(b[i]);
+	}
+	return NULL;
+}
+
+/* A thread that ends gives its cache back: every block can be taken by
+ * another thread (none is lost with the thread), and destroy finds them
+ * all free. */
+static void test_cache_back_at_thread_exit(void **state)
+{
+	enum { BLOCKS = 24 };
+	struct iobuf_block *b[BLOCKS];
+	struct iobuf_pool_stats st;
+	struct iobuf_pool pool;
+	struct churner ch = {.pool = &pool, .rounds = 100};
+	pthread_t tid;
+
+	(void)state;
+	cache_pool(&pool, BLOCKS);
+	assert_int_equal(pthread_create(&tid, NULL, churner_main, &ch), 0);
+	assert_int_equal(pthread_join(tid, NULL), 0);
+	assert_true(ch.ok);
+	iobuf_pool_stats(&pool, &st);
+	assert_int_equal(st.blocks_free, BLOCKS);
+	/* max_regions 1: only the blocks given back can be had. */
+	for (int i = 0; i < BLOCKS; i++)
+		assert_non_null(b[i] = iobuf_block_get(&pool));
+	assert_null(iobuf_block_get(&pool));
+	for (int i = 0; i < BLOCKS; i++)
+		iobuf_block_put(b[i]);
+	assert_int_equal(iobuf_pool_destroy(&pool), 0);
+}
+
+/* Blocks in one thread's cache are not lost to another thread that runs
+ * dry: with every other block taken, a give while a taker waits for a
+ * region goes to the taker (test_grow_outside_lock, cached). */
+static void test_cache_gives_to_waiter(void **state)
+{
+	struct gate_hook g = {.lock = PTHREAD_MUTEX_INITIALIZER,
+			      .cond = PTHREAD_COND_INITIALIZER,
+			      .open = true};
+	struct iobuf_pool_options opt;
+	struct iobuf_block *b[4];
+	struct iobuf_pool_stats st;
+	struct iobuf_pool pool;
+	struct getter t1 = {.pool = &pool}, t2 = {.pool = &pool};
+	struct timespec pause = {0, 10 * 1000 * 1000};
+
+	(void)state;
+	iobuf_pool_options_default(&opt);
+	opt.region = (struct iobuf_region_hook){gate_alloc, gate_free, &g};
+	opt.region_blocks = 4;
+	opt.max_regions = 3;
+	opt.prealloc_regions = 1;
+	opt.thread_cache = true;
+	assert_int_equal(iobuf_pool_init(&pool, &opt), 0);
+	gate_set(&g, false);
+	for (int i = 0; i < 4; i++)
+		assert_non_null(b[i] = iobuf_block_get(&pool));
+	/* t1 grows the pool (parked in the hook), t2 waits for that. */
+	assert_int_equal(pthread_create(&t1.tid, NULL, getter_main, &t1), 0);
+	gate_wait_parked(&g, 1);
+	assert_int_equal(pthread_create(&t2.tid, NULL, getter_main, &t2), 0);
+	for (int i = 0; i < 500; i++) { /* 5 s at most */
+		iobuf_pool_stats(&pool, &st);
+		if (st.grow_waits)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	assert_int_equal(st.grow_waits, 1);
+	iobuf_block_put(b[0]);
+	assert_true(wait_flag(&t2.done));
+	assert_int_equal(pthread_join(t2.tid, NULL), 0);
+	assert_ptr_equal(t2.got, b[0]);
+	gate_set(&g, true);
+	assert_int_equal(pthread_join(t1.tid, NULL), 0);
+	assert_non_null(t1.got);
+	iobuf_block_put(t1.got);
+	iobuf_block_put(t2.got);
+	for (int i = 1; i < 4; i++)
+		iobuf_block_put(b[i]);
+	iobuf_pool_stats(&pool, &st);
+	assert_int_equal(st.blocks_free, st.blocks_total);
+	assert_int_equal(iobuf_pool_destroy(&pool), 0);
+}
+
+/* A pool destroyed and made again at the same address: the cache of the
+ * first is not taken for the second's. */
+static void test_cache_new_pool_same_place(void **state)
+{
+	struct iobuf_region_info ri;
+	struct iobuf_pool pool;
+	struct iobuf_block *b;
+
+	(void)state;
+	cache_pool(&pool, 8);
+	assert_non_null(b = iobuf_block_get(&pool));
+	iobuf_block_put(b);
+	assert_int_equal(iobuf_pool_destroy(&pool), 0);
+	cache_pool(&pool, 8);
+	assert_non_null(b = iobuf_block_get(&pool));
+	iobuf_block_region(b, &ri);
+	assert_true((unsigned char *)b >= (unsigned char *)ri.base &&
+		    (unsigned char *)b < (unsigned char *)ri.base + ri.bytes);
+	iobuf_block_put(b);
+	assert_int_equal(iobuf_pool_destroy(&pool), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -384,6 +549,10 @@ int main(void)
 	    TEST_BOUNDED(test_grow_ahead),
 	    TEST_BOUNDED(test_grow_ahead_partial_read),
 	    TEST_BOUNDED(test_each_region),
+	    TEST_BOUNDED(test_cache_counts_as_free),
+	    TEST_BOUNDED(test_cache_back_at_thread_exit),
+	    TEST_BOUNDED(test_cache_gives_to_waiter),
+	    TEST_BOUNDED(test_cache_new_pool_same_place),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
