@@ -238,20 +238,30 @@ static void tcache_set_n(struct iobuf_tcache *tc, size_t n)
 	__atomic_store_n(&tc->n, n, __ATOMIC_RELAXED);
 }
 
+/* Puts tc's blocks back on the pool's free list, tc staying bound.
+ * The owner thread, the pool's lock held. */
+static void tcache_spill(struct iobuf_pool *pool, struct iobuf_tcache *tc)
+{
+	struct iobuf_block *tail;
+
+	for (tail = tc->head; tail->h.next; tail = tail->h.next)
+		;
+	tail->h.next = pool->free_list;
+	pool->free_list = tc->head;
+	pool->blocks_free += tc->n;
+	tc->head = NULL;
+	tcache_set_n(tc, 0);
+}
+
 /* Gives tc's blocks back and takes it off its pool.  bind_lock and the
  * pool's lock held. */
 static void tcache_unbind_locked(struct iobuf_pool *pool,
 				 struct iobuf_tcache *tc)
 {
 	struct iobuf_tcache **pp;
-	struct iobuf_block *tail;
 
 	if (tc->n) {
-		for (tail = tc->head; tail->h.next; tail = tail->h.next)
-			;
-		tail->h.next = pool->free_list;
-		pool->free_list = tc->head;
-		pool->blocks_free += tc->n;
+		tcache_spill(pool, tc);
 		if (pool->waiters)
 			pthread_cond_broadcast(&pool->grown);
 	}
@@ -516,6 +526,10 @@ static size_t pool_take(struct iobuf_pool *pool, size_t n, bool all,
 	if (first)
 		goto took;
 	pthread_mutex_lock(&pool->lock);
+	/* Short for a big take: this thread's own cache first (other
+	 * threads' caches, TCACHE_MAX blocks each at most, stay theirs). */
+	if (tc && tc->n && pool->blocks_free < n)
+		tcache_spill(pool, tc);
 	while (pool->blocks_free < n) {
 		/* A partial take (a read) goes on with what there is: the
 		 * grow hook, kicked below, brings more. */
@@ -582,21 +596,24 @@ static void pool_give(struct iobuf_pool *pool, struct iobuf_block *head,
 {
 	struct iobuf_tcache *tc = tcache_for(pool);
 
-	/* A taker waiting for blocks gets these. */
-	if (tc && !__atomic_load_n(&pool->waiters, __ATOMIC_RELAXED)) {
+	/* Small gives only, and a taker waiting for blocks gets these. */
+	if (tc && n <= TCACHE_BATCH &&
+	    !__atomic_load_n(&pool->waiters, __ATOMIC_RELAXED)) {
 		tail->h.next = tc->head;
 		tc->head = head;
 		tcache_set_n(tc, tc->n + n);
 		if (tc->n <= TCACHE_MAX)
 			return;
-		/* Over: all but a batch go back. */
-		n = tc->n - TCACHE_BATCH;
-		head = tc->head;
+		/* Over: the cache keeps its warmest batch, the rest go. */
+		for (head = tc->head, n = 1; n < TCACHE_BATCH; n++)
+			head = head->h.next;
 		tail = head;
-		for (size_t i = 1; i < n; i++)
-			tail = tail->h.next;
-		tc->head = tail->h.next;
+		head = head->h.next;
+		tail->h.next = NULL;
+		n = tc->n - TCACHE_BATCH;
 		tcache_set_n(tc, TCACHE_BATCH);
+		for (tail = head; tail->h.next; tail = tail->h.next)
+			;
 	}
 	pthread_mutex_lock(&pool->lock);
 	tail->h.next = pool->free_list;

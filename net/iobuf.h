@@ -114,8 +114,10 @@ struct iobuf_pool_options {
 	size_t max_regions;		 /* 0: no limit */
 	size_t prealloc_regions;	 /* obtained by iobuf_pool_init() */
 	/* Each thread keeps up to 32 free blocks of this pool and takes and
-	 * gives single blocks without the mutex (iobuf.c).  Off: every take
-	 * and give locks, and the counts are exact at every step. */
+	 * gives small batches without the mutex (iobuf.c).  A thread that
+	 * runs short uses its own first, never another thread's: the pool
+	 * may grow (or hit max_regions) up to 32 blocks a thread sooner.
+	 * Off: every take and give locks. */
 	bool thread_cache;
 };
 

@@ -412,6 +412,32 @@ static void test_cache_counts_as_free(void **state)
 	iobuf_block_put(c);
 	iobuf_pool_stats(&pool, &st);
 	assert_int_equal(st.blocks_free, 64);
+
+	/* Gives past the cache's size: small ones one by one, then a big
+	 * buffer at once; every block is free again and can be had. */
+	for (int round = 0; round < 2; round++) {
+		struct iobuf_block *all[64];
+
+		for (int i = 0; i < 64; i++)
+			assert_non_null(all[i] = iobuf_block_get(&pool));
+		assert_null(iobuf_block_get(&pool));
+		for (int i = 0; i < 64; i++)
+			iobuf_block_put(all[i]);
+		iobuf_pool_stats(&pool, &st);
+		assert_int_equal(st.blocks_free, 64);
+	}
+	{
+		static unsigned char big[40 * IOBUF_BLOCK_CAP];
+		struct iobuf buf;
+
+		iobuf_init(&buf, &pool);
+		assert_int_equal(iobuf_append(&buf, big, sizeof(big)), 0);
+		iobuf_pool_stats(&pool, &st);
+		assert_int_equal(st.blocks_free, 24);
+		iobuf_destroy(&buf);
+		iobuf_pool_stats(&pool, &st);
+		assert_int_equal(st.blocks_free, 64);
+	}
 	assert_int_equal(iobuf_pool_destroy(&pool), 0);
 }
 
