@@ -144,13 +144,46 @@ static bool wait_flag(const bool *flag)
 	return false;
 }
 
+/* A pool of 4-block regions from the gate hook (closed): 1 at start,
+ * 3 at most; its 4 first blocks taken into b[]. */
+static void gated_pool(struct iobuf_pool *pool, struct gate_hook *g,
+		       bool thread_cache, struct iobuf_block *b[4])
+{
+	struct iobuf_pool_options opt;
+
+	iobuf_pool_options_default(&opt);
+	opt.region = (struct iobuf_region_hook){gate_alloc, gate_free, g};
+	opt.region_blocks = 4;
+	opt.max_regions = 3;
+	opt.prealloc_regions = 1;
+	opt.thread_cache = thread_cache;
+	assert_int_equal(iobuf_pool_init(pool, &opt), 0);
+	gate_set(g, false);
+	for (int i = 0; i < 4; i++)
+		assert_non_null(b[i] = iobuf_block_get(pool));
+}
+
+/* Waits (5 s at most) until a taker waits for a region on its way. */
+static void wait_grow_wait(struct iobuf_pool *pool)
+{
+	struct timespec pause = {0, 10 * 1000 * 1000};
+	struct iobuf_pool_stats st;
+
+	for (int i = 0; i < 500; i++) {
+		iobuf_pool_stats(pool, &st);
+		if (st.grow_waits)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	assert_int_equal(st.grow_waits, 1);
+}
+
 /* A slow region (ibv_reg_mr) must not stop the other takers. */
 static void test_grow_outside_lock(void **state)
 {
 	struct gate_hook g = {.lock = PTHREAD_MUTEX_INITIALIZER,
 			      .cond = PTHREAD_COND_INITIALIZER,
 			      .open = true};
-	struct iobuf_pool_options opt;
 	struct iobuf_block *b[4];
 	struct iobuf_pool_stats st;
 	struct iobuf_pool pool;
@@ -159,15 +192,7 @@ static void test_grow_outside_lock(void **state)
 	struct timespec pause = {0, 10 * 1000 * 1000};
 
 	(void)state;
-	iobuf_pool_options_default(&opt);
-	opt.region = (struct iobuf_region_hook){gate_alloc, gate_free, &g};
-	opt.region_blocks = 4;
-	opt.max_regions = 3;
-	opt.prealloc_regions = 1;
-	assert_int_equal(iobuf_pool_init(&pool, &opt), 0);
-	gate_set(&g, false);
-	for (int i = 0; i < 4; i++)
-		assert_non_null(b[i] = iobuf_block_get(&pool));
+	gated_pool(&pool, &g, false, b);
 
 	/* t1 finds the pool empty and grows it: parked in the hook. */
 	assert_int_equal(pthread_create(&t1.tid, NULL, getter_main, &t1), 0);
@@ -181,13 +206,7 @@ static void test_grow_outside_lock(void **state)
 	/* t2: empty with a region on its way: it waits for that one rather
 	 * than obtaining another (max_regions would allow it). */
 	assert_int_equal(pthread_create(&t2.tid, NULL, getter_main, &t2), 0);
-	for (int i = 0; i < 500; i++) { /* 5 s at most */
-		iobuf_pool_stats(&pool, &st);
-		if (st.grow_waits)
-			break;
-		nanosleep(&pause, NULL);
-	}
-	assert_int_equal(st.grow_waits, 1);
+	wait_grow_wait(&pool);
 	assert_false(__atomic_load_n(&t2.done, __ATOMIC_ACQUIRE));
 
 	/* A walk of the regions waits for the one on its way: it must not
@@ -501,35 +520,18 @@ static void test_cache_gives_to_waiter(void **state)
 	struct gate_hook g = {.lock = PTHREAD_MUTEX_INITIALIZER,
 			      .cond = PTHREAD_COND_INITIALIZER,
 			      .open = true};
-	struct iobuf_pool_options opt;
 	struct iobuf_block *b[4];
 	struct iobuf_pool_stats st;
 	struct iobuf_pool pool;
 	struct getter t1 = {.pool = &pool}, t2 = {.pool = &pool};
-	struct timespec pause = {0, 10 * 1000 * 1000};
 
 	(void)state;
-	iobuf_pool_options_default(&opt);
-	opt.region = (struct iobuf_region_hook){gate_alloc, gate_free, &g};
-	opt.region_blocks = 4;
-	opt.max_regions = 3;
-	opt.prealloc_regions = 1;
-	opt.thread_cache = true;
-	assert_int_equal(iobuf_pool_init(&pool, &opt), 0);
-	gate_set(&g, false);
-	for (int i = 0; i < 4; i++)
-		assert_non_null(b[i] = iobuf_block_get(&pool));
+	gated_pool(&pool, &g, true, b);
 	/* t1 grows the pool (parked in the hook), t2 waits for that. */
 	assert_int_equal(pthread_create(&t1.tid, NULL, getter_main, &t1), 0);
 	gate_wait_parked(&g, 1);
 	assert_int_equal(pthread_create(&t2.tid, NULL, getter_main, &t2), 0);
-	for (int i = 0; i < 500; i++) { /* 5 s at most */
-		iobuf_pool_stats(&pool, &st);
-		if (st.grow_waits)
-			break;
-		nanosleep(&pause, NULL);
-	}
-	assert_int_equal(st.grow_waits, 1);
+	wait_grow_wait(&pool);
 	iobuf_block_put(b[0]);
 	assert_true(wait_flag(&t2.done));
 	assert_int_equal(pthread_join(t2.tid, NULL), 0);
