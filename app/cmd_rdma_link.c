@@ -41,13 +41,19 @@ static int find_index(const char *name)
 	return n < 0 ? n : -ENODEV;
 }
 
+static void sleep_ms(int64_t ms)
+{
+	struct timespec pause = {ms / 1000, (ms % 1000) * 1000000};
+
+	if (ms > 0)
+		nanosleep(&pause, NULL);
+}
+
 static int readd(const char *name, const char *netdev, int64_t after_ms)
 {
-	struct timespec pause = {after_ms / 1000, (after_ms % 1000) * 1000000};
 	int err;
 
-	if (after_ms > 0)
-		nanosleep(&pause, NULL);
+	sleep_ms(after_ms);
 	err = netcfg_rxe_add(name, netdev);
 	if (err) {
 		fprintf(stderr, "rdma-link: adding %s over %s failed: %s\n",
@@ -62,8 +68,6 @@ int app_cmd_rdma_link(struct app_config *cfg)
 {
 	const char *name = flags_str(&cfg->flags, "delete");
 	const char *netdev = flags_str(&cfg->flags, "readd");
-	int64_t after_ms = flags_int(&cfg->flags, "after_ms");
-	struct timespec pause = {after_ms / 1000, (after_ms % 1000) * 1000000};
 	int64_t t0;
 	int index, err;
 
@@ -72,8 +76,7 @@ int app_cmd_rdma_link(struct app_config *cfg)
 				"(e.g. --delete=rxe0; rdma-info lists them)\n");
 		return APP_EXIT_CONFIG;
 	}
-	if (after_ms > 0)
-		nanosleep(&pause, NULL);
+	sleep_ms(flags_int(&cfg->flags, "after_ms"));
 	index = find_index(name);
 	if (index < 0) {
 		fprintf(stderr, "rdma-link: %s %s%s%s\n",

@@ -479,9 +479,9 @@ int conn_init(struct conn *c, int fd, struct loop *loop,
 	      void *ctx, struct iobuf_pool *pool, const struct mem *mem,
 	      struct log *log)
 {
-	int flags = fcntl(fd, F_GETFL), one = 1;
+	int one = 1;
 
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+	if (fd_set_nonblock(fd))
 		return -errno;
 	/* Requests are small and latency-bound: no Nagle (fails harmlessly
 	 * on non-TCP sockets). */

@@ -834,7 +834,7 @@ static bool try_return(struct rdt_ctx *ctx)
 {
 	struct rereg rr = {.ctx = ctx};
 	char why[160] = "", gid[64];
-	int err, fl;
+	int err;
 
 	err = open_device(&ctx->opt, &rr.choice, &rr.verbs, why, sizeof(why));
 	if (err) {
@@ -842,10 +842,8 @@ static bool try_return(struct rdt_ctx *ctx)
 		return_not_yet(ctx, why);
 		return false;
 	}
-	fl = fcntl(rr.verbs->async_fd, F_GETFL);
 	rr.pd = ibv_alloc_pd(rr.verbs);
-	if (!rr.pd || fl < 0 ||
-	    fcntl(rr.verbs->async_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+	if (!rr.pd || fd_set_nonblock(rr.verbs->async_fd)) {
 		snprintf(why, sizeof(why), "device %s: %s: %s",
 			 rr.choice.device,
 			 rr.pd ? "fcntl of its async fd" : "ibv_alloc_pd",
@@ -1046,10 +1044,10 @@ static int notify_open(struct rdt_ctx *ctx)
 
 int rdt_watch(struct rdt_ctx *ctx, struct loop *loop, struct iobuf_pool *pool)
 {
-	int fl = fcntl(ctx->verbs->async_fd, F_GETFL);
+	int err = fd_set_nonblock(ctx->verbs->async_fd);
 
-	if (fl < 0 || fcntl(ctx->verbs->async_fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -errno;
+	if (err)
+		return err;
 	ctx->watch_loop = loop;
 	ctx->pool = pool;
 	ctx->notify_fd = notify_open(ctx);

@@ -243,8 +243,7 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 		ep->chan = ibv_create_comp_channel(ctx->verbs);
 		if (!ep->chan)
 			goto verbs_failed;
-		if (fcntl(ep->chan->fd, F_SETFL,
-			  fcntl(ep->chan->fd, F_GETFL) | O_NONBLOCK) < 0)
+		if (fd_set_nonblock(ep->chan->fd))
 			goto verbs_failed;
 	}
 	step = "ibv_create_cq";
