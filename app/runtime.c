@@ -266,13 +266,15 @@ static void log_rdma_account(struct app_runtime *r)
 	    &r->log, st.qps || fds != start ? LOG_LVL_WARN : LOG_LVL_INFO,
 	    "%s: rdma: %llu handshakes ended on RDMA, %llu on TCP, %llu "
 	    "failed (%llu timed out); %llu sends, %llu send completions, "
-	    "%llu completion events; QPs left %lld, fds %d at start and "
-	    "%d at exit%s",
+	    "%llu completion events (%llu empty reads); QPs left %lld, fds %d "
+	    "at start and %d at exit%s",
 	    r->who, (unsigned long long)st.hs_rdma,
 	    (unsigned long long)st.hs_tcp, (unsigned long long)st.hs_failed,
 	    (unsigned long long)st.hs_timeout, (unsigned long long)st.send_wrs,
 	    (unsigned long long)st.send_completions,
-	    (unsigned long long)st.cq_events, (long long)st.qps, start, fds,
+	    (unsigned long long)st.cq_events,
+	    (unsigned long long)st.cq_empty_reads, (long long)st.qps, start,
+	    fds,
 	    st.device_released ? " (the device was removed and let go of)"
 	    : st.device_gone   ? " (the device was removed, NOT let go of)"
 			       : "");

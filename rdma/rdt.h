@@ -90,8 +90,9 @@ struct rdt_stats {
 	uint64_t credit_stalls; /* writes that waited for credits */
 	/* data sends posted; signaled completions of them taken (one covers
 	 * up to local_window/4 sends); completion events read (wake-ups of
-	 * the loops, event mode) */
-	uint64_t send_wrs, send_completions, cq_events;
+	 * the loops, event mode), and reads of the channel that found none
+	 * (system calls for nothing) */
+	uint64_t send_wrs, send_completions, cq_events, cq_empty_reads;
 	bool device_gone;     /* the device is being (or was) removed */
 	bool device_released; /* and we let go of it */
 };

@@ -352,10 +352,10 @@ void rdt_choice(const struct rdt_ctx *ctx, struct rdt_choice *out)
 void rdt_counters_init(struct rdt_counters *st)
 {
 	struct metrics_counter *c[] = {
-	    &st->hs_rdma,	&st->hs_tcp,	 &st->hs_failed,
-	    &st->hs_timeout,	&st->bytes_sent, &st->bytes_received,
-	    &st->credit_stalls, &st->send_wrs,	 &st->send_completions,
-	    &st->cq_events,
+	    &st->hs_rdma,	&st->hs_tcp,	     &st->hs_failed,
+	    &st->hs_timeout,	&st->bytes_sent,     &st->bytes_received,
+	    &st->credit_stalls, &st->send_wrs,	     &st->send_completions,
+	    &st->cq_events,	&st->cq_empty_reads,
 	};
 
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
@@ -379,6 +379,7 @@ void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out)
 	out->send_wrs = metrics_counter_get(&s->send_wrs);
 	out->send_completions = metrics_counter_get(&s->send_completions);
 	out->cq_events = metrics_counter_get(&s->cq_events);
+	out->cq_empty_reads = metrics_counter_get(&s->cq_empty_reads);
 	out->device_gone = rdt_ctx_gone(ctx);
 	pthread_mutex_lock(&ctx->dev_lock);
 	out->device_released = ctx->released;
@@ -445,6 +446,11 @@ int rdt_metrics_register(struct rdt_ctx *ctx, struct metrics *m)
 			"rpcgate_rdma_cq_events_total",
 			"completion events read (loop wake-ups, event mode)",
 			NULL);
+	if (!err)
+		err = metrics_register_counter(m, &s->cq_empty_reads,
+			"rpcgate_rdma_cq_empty_reads_total",
+			"reads of a completion channel that found no event",
+			NULL);
 	/* clang-format on */
 	return err;
 }
@@ -458,6 +464,7 @@ static void counters_unregister(struct rdt_counters *s)
 	    &s->credit_stalls.node,    &s->qps.node,
 	    &s->device_up.node,	       &s->send_wrs.node,
 	    &s->send_completions.node, &s->cq_events.node,
+	    &s->cq_empty_reads.node,
 	};
 
 	for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++)

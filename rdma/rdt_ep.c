@@ -44,6 +44,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,6 +64,8 @@
 #define CQE_BATCH 32
 /* Completion events acknowledged in batches (ibv_ack_cq_events locks). */
 #define ACK_EVENTS_EVERY 64
+/* Every this many wakes the completion channel is read to EAGAIN. */
+#define CHAN_SWEEP_EVERY 64
 /* Gather entries per send; rxe offers 32, HCAs 16 to 30. */
 #define SGE_MAX 16
 /* Reserved SQ/RQ slots for pure ACKs (brpc's RESERVED_WR_NUM). */
@@ -98,9 +101,11 @@ struct rdt_ep {
 	struct rdt_polled polled; /* polling mode */
 	struct task drain_task;	  /* event: first drain; polling: a turn */
 	unsigned unacked_events;
-	/* Arms of the CQ not yet matched by a read of the channel: a bound
-	 * on the events waiting there (one event per arming at most). */
+	/* Arms of the CQ not yet matched by a read of the channel: what
+	 * a wake reads (one event per arming at most; an arming of an
+	 * armed CQ adds none, so it may be high until an EAGAIN). */
 	unsigned arms_unread;
+	unsigned wakes; /* of cq_io: every CHAN_SWEEP_EVERY-th reads all */
 	int sq_size, rq_size, max_sge;
 	int recv_blocks; /* iobuf blocks per receive WR (its block_size) */
 	uint32_t peer_block;
@@ -973,18 +978,30 @@ static void on_cq_event(struct loop_io *io, uint32_t events)
 	struct rdt_ep *ep = container_of(io, struct rdt_ep, cq_io);
 	struct ibv_cq *cq;
 	void *cq_ctx;
+	unsigned want;
 
 	(void)events;
-	/* Read no more events than arms: usually one read a wake, where
-	 * reading to EAGAIN took a second system call.  On EAGAIN the CQ
-	 * is still armed at most once (an arming of an armed CQ adds no
-	 * event), so one event may still come. */
-	while (ep->arms_unread > 0) {
+	/*
+	 * Read the events our arms may have raised, and at least one (an
+	 * edge means one was written): one read a wake, where reading to
+	 * EAGAIN took a second system call.  An EAGAIN zeroes the count,
+	 * which an arming of a still armed CQ had made too high.  A race
+	 * can leave an event unread (one arm fired, the next merged into
+	 * a wake that read one); it costs no wake-up, since the channel
+	 * signals every event, and a periodic read to EAGAIN stops such
+	 * events from piling up in the kernel.
+	 */
+	want = ep->arms_unread ? ep->arms_unread : 1;
+	if (++ep->wakes % CHAN_SWEEP_EVERY == 0)
+		want = UINT_MAX;
+	for (; want > 0; want--) {
 		if (ibv_get_cq_event(ep->chan, &cq, &cq_ctx)) {
-			ep->arms_unread = 1;
+			rdt_count(&ep->ctx->st.cq_empty_reads, 1);
+			ep->arms_unread = 0;
 			break;
 		}
-		ep->arms_unread--;
+		if (ep->arms_unread)
+			ep->arms_unread--;
 		ep->unacked_events++;
 		rdt_count(&ep->ctx->st.cq_events, 1);
 	}
