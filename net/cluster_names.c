@@ -55,25 +55,25 @@ int cl_set_replace(struct cluster *cl, struct cl_inst **set, size_t n)
 	return 0;
 }
 
-static struct cl_inst *find_in_set(struct cluster *cl,
-				   const struct naming_node *node)
+/* Indexes the nodes of instances set[0..n). */
+static int index_insts(struct naming_index *ix, struct cluster *cl,
+		       struct cl_inst *const *set, size_t n)
 {
-	for (size_t i = 0; i < cl->n; i++)
-		if (!strcmp(cl->set[i]->node.addr, node->addr) &&
-		    !strcmp(cl->set[i]->node.tag, node->tag))
-			return cl->set[i];
-	return NULL;
+	int err = naming_index_init(ix, cl->opt.mem, n);
+
+	for (size_t i = 0; i < n && !err; i++)
+		if (set[i]) /* a fresh list's names are unique */
+			naming_index_add(ix, &set[i]->node);
+	return err;
 }
 
-static struct cl_inst *find_fresh(struct cluster *cl,
-				  const struct naming_node *node)
+/* The instance of `ix` (an index_insts) with `node`'s name, or NULL. */
+static struct cl_inst *find_inst(const struct naming_index *ix,
+				 const struct naming_node *node)
 {
-	for (size_t i = 0; i < cl->nfresh; i++)
-		if (cl->fresh[i] &&
-		    !strcmp(cl->fresh[i]->node.addr, node->addr) &&
-		    !strcmp(cl->fresh[i]->node.tag, node->tag))
-			return cl->fresh[i];
-	return NULL;
+	const struct naming_node *hit = naming_index_find(ix, node);
+
+	return hit ? container_of(hit, struct cl_inst, node) : NULL;
 }
 
 /*
@@ -85,6 +85,7 @@ static struct cl_inst *find_fresh(struct cluster *cl,
 static int open_fresh(struct cluster *cl)
 {
 	struct naming_list *nx = &cl->next_names;
+	struct naming_index known;
 	char why[256];
 	size_t k = 0;
 
@@ -93,14 +94,15 @@ static int open_fresh(struct cluster *cl)
 	    nx->n ? mem_zalloc(cl->opt.mem, nx->n * sizeof(*cl->fresh)) : NULL;
 	if (nx->n && !cl->fresh)
 		return -ENOMEM;
+	if (naming_index_init(&known, cl->opt.mem, cl->names.n)) {
+		mem_free(cl->opt.mem, cl->fresh);
+		cl->fresh = NULL;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cl->names.n; i++)
+		naming_index_add(&known, &cl->names.v[i]);
 	for (size_t i = 0; i < nx->n; i++) {
-		bool known = false;
-
-		for (size_t j = 0; j < cl->names.n; j++)
-			if (!strcmp(cl->names.v[j].addr, nx->v[i].addr) &&
-			    !strcmp(cl->names.v[j].tag, nx->v[i].tag))
-				known = true;
-		if (!known) {
+		if (!naming_index_find(&known, &nx->v[i])) {
 			struct cl_inst *in =
 			    cl_inst_new(cl, &nx->v[i], why, sizeof(why));
 
@@ -112,6 +114,7 @@ static int open_fresh(struct cluster *cl)
 		}
 		nx->v[k++] = nx->v[i];
 	}
+	naming_index_destroy(&known);
 	nx->n = k;
 	return 0;
 }
@@ -134,29 +137,36 @@ void cl_drop_fresh(struct cluster *cl)
 static int apply_names(struct cluster *cl)
 {
 	struct naming_list *nx = &cl->next_names;
+	struct naming_index fresh_ix = {0}, set_ix = {0};
 	struct cl_inst **set = NULL;
+	bool *is_fresh = NULL;
 	struct naming_list tmp;
 	int err = 0;
 
 	if (nx->n) {
 		set = mem_alloc(cl->opt.mem, nx->n * sizeof(*set));
-		if (!set) {
+		is_fresh = mem_alloc(cl->opt.mem, nx->n * sizeof(*is_fresh));
+		if (!set || !is_fresh ||
+		    index_insts(&fresh_ix, cl, cl->fresh, cl->nfresh) ||
+		    index_insts(&set_ix, cl, cl->set, cl->n)) {
+			mem_free(cl->opt.mem, set);
 			err = -ENOMEM;
 			goto out;
 		}
 	}
 	for (size_t i = 0; i < nx->n; i++) {
-		struct cl_inst *fresh = find_fresh(cl, &nx->v[i]);
+		struct cl_inst *fresh = find_inst(&fresh_ix, &nx->v[i]);
 
 		/* A kept instance holds the set's reference already. */
-		set[i] = fresh ? fresh : find_in_set(cl, &nx->v[i]);
+		set[i] = fresh ? fresh : find_inst(&set_ix, &nx->v[i]);
+		is_fresh[i] = fresh != NULL;
 		if (fresh)
 			fresh->refs++;
 	}
 	err = cl_set_replace(cl, set, nx->n);
 	if (err) {
 		for (size_t i = 0; i < nx->n; i++)
-			if (find_fresh(cl, &nx->v[i]))
+			if (is_fresh[i])
 				set[i]->refs--;
 		mem_free(cl->opt.mem, set);
 		goto out;
@@ -165,6 +175,9 @@ static int apply_names(struct cluster *cl)
 	cl->names = *nx;
 	*nx = tmp;
 out:
+	naming_index_destroy(&fresh_ix);
+	naming_index_destroy(&set_ix);
+	mem_free(cl->opt.mem, is_fresh);
 	nx->n = 0;
 	cl_drop_fresh(cl);
 	return err;

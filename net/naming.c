@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -123,34 +124,117 @@ bool naming_addr_valid(const char *addr)
 	return port >= 1 && port <= 65535;
 }
 
-static bool has_node(const struct naming_list *l, const struct naming_node *n)
+/* ---- the index ----------------------------------------------------- */
+
+/* FNV-1a over the address, a NUL, and the tag. */
+static uint64_t node_hash(const struct naming_node *n)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (!strcmp(l->v[i].addr, n->addr) &&
-		    !strcmp(l->v[i].tag, n->tag))
-			return true;
-	return false;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (const char *p = n->addr;; p++) {
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+		if (!*p)
+			break;
+	}
+	for (const char *p = n->tag; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	return h;
 }
 
-static int push(struct naming_list *l, const struct naming_node *n)
+static bool node_eq(const struct naming_node *a, const struct naming_node *b)
 {
-	if (has_node(l, n))
+	return !strcmp(a->addr, b->addr) && !strcmp(a->tag, b->tag);
+}
+
+int naming_index_init(struct naming_index *ix, const struct mem *mem, size_t n)
+{
+	size_t slots = 8;
+
+	/* At most half full: probes stay short. */
+	while (slots < 2 * n)
+		slots *= 2;
+	ix->slot = mem_zalloc(mem, slots * sizeof(*ix->slot));
+	if (!ix->slot)
+		return -ENOMEM;
+	ix->mask = slots - 1;
+	ix->n = 0;
+	ix->max = n;
+	ix->mem = mem;
+	return 0;
+}
+
+void naming_index_destroy(struct naming_index *ix)
+{
+	mem_free(ix->mem, ix->slot);
+	ix->slot = NULL;
+	ix->n = ix->max = 0;
+}
+
+/* The slot holding `key`'s node, or the empty slot where it would go. */
+static size_t probe(const struct naming_index *ix,
+		    const struct naming_node *key)
+{
+	size_t i = (size_t)node_hash(key) & ix->mask;
+
+	while (ix->slot[i] && !node_eq(ix->slot[i], key))
+		i = (i + 1) & ix->mask;
+	return i;
+}
+
+const struct naming_node *naming_index_find(const struct naming_index *ix,
+					    const struct naming_node *key)
+{
+	return ix->slot ? ix->slot[probe(ix, key)] : NULL;
+}
+
+int naming_index_add(struct naming_index *ix, const struct naming_node *node)
+{
+	size_t i = probe(ix, node);
+
+	if (ix->slot[i])
+		return -EEXIST;
+	if (ix->n == ix->max)
+		return -ENOSPC;
+	ix->slot[i] = node;
+	ix->n++;
+	return 0;
+}
+
+/* ---- lists ----------------------------------------------------------- */
+
+/* Appends `n` unless `seen` (the index of l's nodes) has it. */
+static int push(struct naming_list *l, struct naming_index *seen,
+		const struct naming_node *n)
+{
+	if (naming_index_find(seen, n))
 		return 0;
 	if (l->n == NAMING_NODES_MAX)
 		return -E2BIG;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 8;
 		struct naming_node *v = mem_alloc(l->mem, cap * sizeof(*v));
+		struct naming_index grown;
 
 		if (!v)
 			return -ENOMEM;
-		if (l->n)
-			memcpy(v, l->v, l->n * sizeof(*v));
+		if (naming_index_init(&grown, l->mem, cap)) {
+			mem_free(l->mem, v);
+			return -ENOMEM;
+		}
+		/* The index points into the array: it moves with it. */
+		for (size_t i = 0; i < l->n; i++) {
+			v[i] = l->v[i];
+			naming_index_add(&grown, &v[i]);
+		}
+		naming_index_destroy(seen);
+		*seen = grown;
 		mem_free(l->mem, l->v);
 		l->v = v;
 		l->cap = cap;
 	}
-	l->v[l->n++] = *n;
+	l->v[l->n] = *n;
+	naming_index_add(seen, &l->v[l->n]);
+	l->n++;
 	return 0;
 }
 
@@ -182,12 +266,15 @@ int naming_parse(const char *text, char sep, struct naming_list *out,
 		 unsigned *skipped, char *why, size_t why_size)
 {
 	const char *p = text;
+	struct naming_index seen;
 	unsigned bad = 0;
-	int err;
+	int err = 0;
 
 	out->n = 0;
 	if (why && why_size)
 		why[0] = '\0';
+	if (naming_index_init(&seen, out->mem, out->cap))
+		return -ENOMEM;
 	while (*p) {
 		const char *end = strchr(p, sep), *next;
 		size_t len;
@@ -219,16 +306,17 @@ int naming_parse(const char *text, char sep, struct naming_list *out,
 						 p);
 				bad++;
 			} else {
-				err = push(out, &node);
+				err = push(out, &seen, &node);
 				if (err)
-					return err;
+					break;
 			}
 		}
 		p = next;
 	}
-	if (skipped)
+	naming_index_destroy(&seen);
+	if (skipped && !err)
 		*skipped = bad;
-	return 0;
+	return err;
 }
 
 int naming_read_file(const char *path, struct naming_list *out,
@@ -282,13 +370,20 @@ out:
 
 bool naming_same(const struct naming_list *a, const struct naming_list *b)
 {
+	struct naming_index ix;
+	bool same = true;
+
 	if (a->n != b->n)
 		return false;
+	if (naming_index_init(&ix, b->mem, b->n))
+		return false;
+	for (size_t i = 0; i < b->n; i++)
+		naming_index_add(&ix, &b->v[i]);
 	/* Both are duplicate-free, so inclusion one way is equality. */
-	for (size_t i = 0; i < a->n; i++)
-		if (!has_node(b, &a->v[i]))
-			return false;
-	return true;
+	for (size_t i = 0; i < a->n && same; i++)
+		same = naming_index_find(&ix, &a->v[i]) != NULL;
+	naming_index_destroy(&ix);
+	return same;
 }
 
 void naming_filter_tag(struct naming_list *l, const char *tag)

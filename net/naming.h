@@ -79,8 +79,31 @@ int naming_parse(const char *text, char sep, struct naming_list *out,
 int naming_read_file(const char *path, struct naming_list *out,
 		     unsigned *skipped, char *why, size_t why_size);
 
-/* The same instances, in any order. */
+/* The same instances, in any order.  O(n); false without memory for
+ * the index (a caller then applies a list equal to its own). */
 bool naming_same(const struct naming_list *a, const struct naming_list *b);
+
+/*
+ * A set of nodes found by address and tag in O(1), for comparing lists
+ * of thousands of instances.  It points at nodes that stay where they
+ * are (a list's array, instances): a node moved or freed must not be
+ * looked up again.  Sized at init for `n` nodes; adding more is refused.
+ */
+struct naming_index {
+	const struct naming_node **slot; /* mask + 1 of them, NULL empty */
+	size_t mask, n, max;
+	const struct mem *mem;
+};
+
+/* 0 or -ENOMEM. */
+int naming_index_init(struct naming_index *ix, const struct mem *mem, size_t n);
+void naming_index_destroy(struct naming_index *ix);
+/* The node with `key`'s address and tag, or NULL. */
+const struct naming_node *naming_index_find(const struct naming_index *ix,
+					    const struct naming_node *key);
+/* Adds `node`: 0, or -EEXIST with one of its address and tag there,
+ * or -ENOSPC past the n of init. */
+int naming_index_add(struct naming_index *ix, const struct naming_node *node);
 
 /* Keeps only the nodes whose tag is `tag` (NULL or "": keeps all). */
 void naming_filter_tag(struct naming_list *l, const char *tag);

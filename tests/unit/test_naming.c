@@ -1,7 +1,8 @@
 /*
  * naming tests: URL schemes, list:// and file:// entries with tags,
  * comments, blanks, duplicates and bad entries, the tag filter, set
- * comparison, and file errors.
+ * comparison, file errors, the node index, and sources at the size
+ * limit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -163,6 +164,102 @@ static void test_dns_target(void **state)
 			 -EINVAL);
 }
 
+/* The index: found by address and tag, a repeat refused, its size kept. */
+static void test_index(void **state)
+{
+	struct naming_node a = {"10.0.0.1:80", ""}, b = {"10.0.0.1:80", "x"},
+			   c = {"10.0.0.2:80", ""}, a2 = {"10.0.0.1:80", ""};
+	struct naming_index ix;
+
+	(void)state;
+	assert_int_equal(naming_index_init(&ix, NULL, 2), 0);
+	assert_null(naming_index_find(&ix, &a));
+	assert_int_equal(naming_index_add(&ix, &a), 0);
+	assert_int_equal(naming_index_add(&ix, &a2), -EEXIST);
+	assert_int_equal(naming_index_add(&ix, &b), 0);
+	assert_int_equal(naming_index_add(&ix, &c), -ENOSPC);
+	assert_ptr_equal(naming_index_find(&ix, &a2), &a);
+	assert_ptr_equal(naming_index_find(&ix, &b), &b);
+	assert_null(naming_index_find(&ix, &c));
+	naming_index_destroy(&ix);
+	assert_null(naming_index_find(&ix, &a));
+}
+
+/* Writes "10.I.J.K:PORT[ tag]" for n distinct instances, each one
+ * `times` times, into a new string. */
+static char *many_text(size_t n, int times, char sep)
+{
+	char *text = malloc(n * (size_t)times * 32 + 1), *p = text;
+
+	assert_non_null(text);
+	for (int t = 0; t < times; t++)
+		for (size_t i = 0; i < n; i++)
+			p += sprintf(p, "10.%zu.%zu.1:%zu%s%c", i / 256 % 256,
+				     i % 256, 8000 + i / 65536,
+				     i % 3 ? "" : " blue", sep);
+	*p = '\0';
+	return text;
+}
+
+/* A source at the limit, every entry twice: each counts once, in order;
+ * one more is too many; the same set reversed is the same; every
+ * allocation failing on the way is -ENOMEM, nothing leaked. */
+static void test_many_nodes(void **state)
+{
+	char *text = many_text(NAMING_NODES_MAX, 2, '\n');
+	char *over = many_text(NAMING_NODES_MAX + 1, 1, ',');
+	struct naming_list l, r;
+	struct mem_failing mf;
+	unsigned skipped;
+	int err;
+
+	(void)state;
+	naming_list_init(&l, NULL);
+	naming_list_init(&r, NULL);
+	assert_int_equal(naming_parse(text, '\n', &l, &skipped, NULL, 0), 0);
+	assert_int_equal(skipped, 0);
+	assert_int_equal(l.n, NAMING_NODES_MAX);
+	assert_string_equal(l.v[0].addr, "10.0.0.1:8000");
+	assert_string_equal(l.v[0].tag, "blue");
+	assert_string_equal(l.v[257].addr, "10.1.1.1:8000");
+	assert_string_equal(l.v[257].tag, "");
+	assert_int_equal(naming_parse(over, ',', &r, NULL, NULL, 0), -E2BIG);
+
+	/* r = l reversed: the same set; then one tag differs. */
+	naming_list_free(&r);
+	r.v = malloc(l.n * sizeof(*r.v));
+	assert_non_null(r.v);
+	r.cap = r.n = l.n;
+	r.mem = NULL;
+	for (size_t i = 0; i < l.n; i++)
+		r.v[i] = l.v[l.n - 1 - i];
+	assert_true(naming_same(&l, &r));
+	assert_true(naming_same(&r, &l));
+	strcpy(r.v[100].tag, "green");
+	assert_false(naming_same(&l, &r));
+	free(r.v);
+
+	for (long at = 0;; at++) {
+		struct naming_list f;
+
+		mem_failing_init(&mf, at);
+		naming_list_init(&f, &mf.mem);
+		err = naming_parse(text, '\n', &f, NULL, NULL, 0);
+		if (!err) {
+			assert_int_equal(f.n, NAMING_NODES_MAX);
+			naming_list_free(&f);
+			assert_int_equal(mf.live, 0);
+			break;
+		}
+		assert_int_equal(err, -ENOMEM);
+		naming_list_free(&f);
+		assert_int_equal(mf.live, 0);
+	}
+	naming_list_free(&l);
+	free(text);
+	free(over);
+}
+
 static void test_addr_valid(void **state)
 {
 	(void)state;
@@ -183,6 +280,8 @@ int main(void)
 	    TEST_BOUNDED(test_file_entries_and_filter),
 	    TEST_BOUNDED(test_dns_target),
 	    TEST_BOUNDED(test_addr_valid),
+	    TEST_BOUNDED(test_index),
+	    TEST_BOUNDED(test_many_nodes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
