@@ -380,7 +380,14 @@ static void cc_free(struct chan_conn *cc)
 static void cc_close(struct chan_conn *cc, int err)
 {
 	if (cc->has_conn) {
+		/* Its close runs on a later turn: it counts as being opened
+		 * until then (cc_on_close), so the next in line does not
+		 * start its handshake beside this one's. */
+		bool opening = cc->opening;
+
+		cc->opening = false;
 		cc_detach(cc);
+		cc->opening = opening;
 		conn_close(&cc->conn, err); /* on_close fails the attempts */
 		return;
 	}
@@ -818,6 +825,7 @@ static void cc_on_close(struct conn *conn, int err)
 	struct chan_conn *cc = container_of(conn, struct chan_conn, conn);
 
 	cc_detach(cc);
+	opening_end(cc); /* cc_close() left it counted */
 	if (cc->atts)
 		log_debug(cc->ch->opt.log,
 			  "connection to %s closed with "

@@ -1130,11 +1130,34 @@ static void test_attempts_counted_when_connect_fails_at_once(void **state)
  * hello, takes the answer (an echo without RDMA refuses, spec 2.8), acks
  * "TCP" and the connection goes on over TCP.  It counts the handshakes
  * under way and the most at once (the channel's loop thread writes, the
- * test reads).
+ * test reads).  A handshake ends with its answer or with its connection
+ * (a call that times out closes the connection it waited for): during
+ * one the connection runs over a TCP transport whose close counts.
  */
 static struct {
-	int now, max; /* atomic */
+	int now, max;		  /* atomic */
+	struct conn_transport tp; /* conn_tcp, and close ends one */
 } HS;
+
+static void hs_end(void)
+{
+	__atomic_sub_fetch(&HS.now, 1, __ATOMIC_ACQ_REL);
+}
+
+static void hs_tp_close(struct conn *c)
+{
+	hs_end();
+	if (conn_tcp.close)
+		conn_tcp.close(c);
+}
+
+static void hs_reset(void)
+{
+	memset(&HS, 0, sizeof(HS));
+	HS.tp = conn_tcp;
+	HS.tp.name = "tcp-in-handshake";
+	HS.tp.close = hs_tp_close;
+}
 
 static int hs_connect_start(void *ctx, struct conn *c)
 {
@@ -1150,8 +1173,11 @@ static int hs_connect_start(void *ctx, struct conn *c)
 	if (now > __atomic_load_n(&HS.max, __ATOMIC_ACQUIRE))
 		__atomic_store_n(&HS.max, now, __ATOMIC_RELEASE);
 	rdt_hello_pack(&h, out);
-	if (write(c->io.fd, out, sizeof(out)) != (ssize_t)sizeof(out))
+	if (write(c->io.fd, out, sizeof(out)) != (ssize_t)sizeof(out)) {
+		hs_end();
 		return -EIO;
+	}
+	conn_set_transport(c, &HS.tp, NULL);
 	return CONN_UP_WAIT;
 }
 
@@ -1163,7 +1189,8 @@ static int hs_connect_step(void *ctx, struct conn *c)
 	if (iobuf_len(&c->in) < RDT_HELLO_LEN)
 		return CONN_UP_WAIT;
 	iobuf_drop_front(&c->in, RDT_HELLO_LEN);
-	__atomic_sub_fetch(&HS.now, 1, __ATOMIC_ACQ_REL);
+	conn_set_transport(c, &conn_tcp, NULL);
+	hs_end();
 	rdt_ack_pack(0, ack);
 	if (write(c->io.fd, ack, sizeof(ack)) != (ssize_t)sizeof(ack))
 		return -EIO;
@@ -1188,7 +1215,7 @@ static void test_max_connecting(void **state)
 	struct abatch *b;
 
 	(void)state;
-	memset(&HS, 0, sizeof(HS));
+	hs_reset();
 	h_options(&o);
 	o.timeout_ms = 10000;
 	o.conn_type = CHANNEL_CONN_POOLED;
@@ -1233,7 +1260,7 @@ static void test_max_connecting_stuck(void **state)
 	int lfd;
 
 	(void)state;
-	memset(&HS, 0, sizeof(HS));
+	hs_reset();
 	/* Listens, never accepts: connects complete, hellos go unread. */
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(lfd >= 0);
