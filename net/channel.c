@@ -1,5 +1,6 @@
 /*
- * channel: calls to one server (see channel.h for a call's way).
+ * channel: calls to one server (see channel.h for a call's way); this
+ * file is the loop's side, channel_call.c the caller's (channel_int.h).
  *
  * Who touches what.  Everything about connections, attempts and timers
  * happens on the channel's loop thread: starting a call, sending an
@@ -17,19 +18,15 @@
  * oldest first.  The finish after a cancel therefore never overtakes the
  * start.
  */
-#include "channel.h"
+#include "channel_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -75,33 +72,6 @@ static bool has_live_attempt(const struct rpc_call *c);
 static void unclaim(struct rpc_call *c);
 
 /* ---- small helpers -------------------------------------------------- */
-
-static void futex_wake_all(int *addr)
-{
-	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
-static void futex_wait_for(int *addr, int val)
-{
-	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-static void count(uint64_t *ctr)
-{
-	__atomic_fetch_add(ctr, 1, __ATOMIC_RELAXED);
-}
-
-static void set_local_text(struct rpc_call *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_local_text(struct rpc_call *c, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(c->local_text, sizeof(c->local_text), fmt, ap);
-	va_end(ap);
-}
 
 /* The code a call fails with when its connection failed with `err`
  * (0: EOF). */
@@ -349,14 +319,14 @@ static void attempt_failed(struct rpc_attempt *a, int err, bool connected)
 		return; /* ended, or a cancel holds it and will finish */
 	c = p;
 	if (!connected)
-		set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
-			       strerror(-err));
+		chan_set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
+				    strerror(-err));
 	else if (err)
-		set_local_text(c, "Broken connection to %s: %s", ch->addr_text,
-			       strerror(-err));
+		chan_set_local_text(c, "Broken connection to %s: %s",
+				    ch->addr_text, strerror(-err));
 	else
-		set_local_text(c, "Connection to %s closed: Got EOF",
-			       ch->addr_text);
+		chan_set_local_text(c, "Connection to %s closed: Got EOF",
+				    ch->addr_text);
 	retry_or_finish(c, err);
 }
 
@@ -373,7 +343,7 @@ static void cc_free(struct chan_conn *cc)
 
 	mem_free(ch->opt.mem, cc);
 	if (__atomic_sub_fetch(&ch->nconns, 1, __ATOMIC_ACQ_REL) == 0)
-		futex_wake_all(&ch->nconns);
+		chan_futex_wake_all(&ch->nconns);
 }
 
 /* Closes cc whatever its state; its attempts fail with err. */
@@ -449,7 +419,8 @@ static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
 		/* Not the connection's fault: no retry helps. */
 		iobuf_destroy(&out);
 		att_unlink(a);
-		set_local_text(c, "Fail to pack request: %s", strerror(-err));
+		chan_set_local_text(c, "Fail to pack request: %s",
+				    strerror(-err));
 		return err;
 	}
 	/* A failed write means the connection is closing: on_close will
@@ -511,7 +482,7 @@ static void cc_connected(struct chan_conn *cc)
 	err = conn_init(&cc->conn, cc->fd, ch->loop, &conn_tcp, &cc_handler, cc,
 			ch->opt.pool, ch->opt.mem, ch->opt.log);
 	if (err) {
-		count(&ch->n_connect_failures);
+		chan_count(&ch->n_connect_failures);
 		cc_close(cc, err);
 		return;
 	}
@@ -522,7 +493,7 @@ static void cc_connected(struct chan_conn *cc)
 
 		err = up->connect_start(up->ctx, &cc->conn);
 		if (err < 0) {
-			count(&ch->n_connect_failures);
+			chan_count(&ch->n_connect_failures);
 			conn_start(&cc->conn);
 			conn_close(&cc->conn, err);
 			conn_unref(&cc->conn);
@@ -549,7 +520,7 @@ static bool cc_handshake(struct chan_conn *cc)
 	if (r == CONN_UP_WAIT)
 		return false;
 	if (r < 0) {
-		count(&cc->ch->n_connect_failures);
+		chan_count(&cc->ch->n_connect_failures);
 		conn_close(&cc->conn, r);
 		return false;
 	}
@@ -563,7 +534,7 @@ static void connect_failed(struct chan_conn *cc, int err)
 {
 	struct channel *ch = cc->ch;
 
-	count(&ch->n_connect_failures);
+	chan_count(&ch->n_connect_failures);
 	log_debug(ch->opt.log, "connect to %s failed: %s", ch->addr_text,
 		  strerror(-err));
 	cc_close(cc, err);
@@ -597,7 +568,7 @@ static int cc_connect(struct chan_conn *cc)
 	cc->state = CC_CONNECTING;
 	cc->opening = true;
 	ch->nopening++;
-	count(&ch->n_connects);
+	chan_count(&ch->n_connects);
 	fd = socket(ch->addr.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -632,7 +603,7 @@ static void admit(struct channel *ch)
 		queue_remove(cc);
 		err = cc_connect(cc);
 		if (err) {
-			count(&ch->n_connect_failures);
+			chan_count(&ch->n_connect_failures);
 			cc_close(cc, err);
 		}
 	}
@@ -671,7 +642,7 @@ static struct chan_conn *cc_new(struct channel *ch, int *err)
 	}
 	*err = cc_connect(cc);
 	if (*err) {
-		count(&ch->n_connect_failures);
+		chan_count(&ch->n_connect_failures);
 		cc_close(cc, *err);
 		return NULL;
 	}
@@ -797,7 +768,7 @@ static void cc_on_data(struct conn *conn)
 		if (callid_claim(&ch->ids, f.meta.correlation_id, &p)) {
 			/* Late (timed out, cancelled), duplicate, or the
 			 * losing attempt of a backup: dropped by id. */
-			count(&ch->n_stale);
+			chan_count(&ch->n_stale);
 			baidu_frame_release(&f);
 			continue;
 		}
@@ -806,7 +777,7 @@ static void cc_on_data(struct conn *conn)
 		if (!a || a->cc != cc) {
 			/* An attempt this call gave up on (its connection
 			 * failed and it was retried elsewhere). */
-			count(&ch->n_stale);
+			chan_count(&ch->n_stale);
 			baidu_frame_release(&f);
 			if (callid_unclaim(&ch->ids, c->id) == -EBUSY)
 				finish(c, ECANCELED);
@@ -868,8 +839,8 @@ static int start_attempt(struct rpc_call *c)
 	c->attempts++;
 	cc = pick_conn(ch, &err);
 	if (!cc) {
-		set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
-			       strerror(-err));
+		chan_set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
+				    strerror(-err));
 		return err;
 	}
 	a->call = c;
@@ -899,7 +870,7 @@ static bool has_live_attempt(const struct rpc_call *c)
 static void unclaim(struct rpc_call *c)
 {
 	if (callid_unclaim(&c->ch->ids, c->id) == -EBUSY) {
-		set_local_text(c, "RPC call is canceled");
+		chan_set_local_text(c, "RPC call is canceled");
 		finish(c, ECANCELED);
 	}
 }
@@ -919,7 +890,7 @@ static void retry_or_finish(struct rpc_call *c, int err)
 	       !__atomic_load_n(&c->cancel_requested, __ATOMIC_ACQUIRE) &&
 	       (c->deadline_ns < 0 || loop_now(ch->loop) < c->deadline_ns)) {
 		c->retries_left--;
-		count(&ch->n_retries);
+		chan_count(&ch->n_retries);
 		r = start_attempt(c);
 		if (r == 0) {
 			unclaim(c);
@@ -932,12 +903,12 @@ static void retry_or_finish(struct rpc_call *c, int err)
 		}
 	}
 	if (__atomic_load_n(&c->cancel_requested, __ATOMIC_ACQUIRE)) {
-		set_local_text(c, "RPC call is canceled");
+		chan_set_local_text(c, "RPC call is canceled");
 		finish(c, ECANCELED);
 	} else if (c->deadline_ns >= 0 &&
 		   loop_now(ch->loop) >= c->deadline_ns) {
-		set_local_text(c, "Reached timeout=%dms @%s",
-			       c->timeout_used_ms, ch->addr_text);
+		chan_set_local_text(c, "Reached timeout=%dms @%s",
+				    c->timeout_used_ms, ch->addr_text);
 		finish(c, RPC_ERPCTIMEDOUT);
 	} else {
 		finish(c, conn_error_code(err));
@@ -951,9 +922,9 @@ static void on_deadline(struct loop_timer *t)
 
 	if (callid_claim(&c->ch->ids, c->id, &p))
 		return; /* a cancel holds it and will finish */
-	count(&c->ch->n_timeouts);
-	set_local_text(c, "Reached timeout=%dms @%s", c->timeout_used_ms,
-		       c->ch->addr_text);
+	chan_count(&c->ch->n_timeouts);
+	chan_set_local_text(c, "Reached timeout=%dms @%s", c->timeout_used_ms,
+			    c->ch->addr_text);
 	finish(c, RPC_ERPCTIMEDOUT);
 }
 
@@ -967,11 +938,11 @@ static void on_backup(struct loop_timer *t)
 	/* Connection failures that ended every attempt retried already;
 	 * a backup is one more try, alongside the first. */
 	if (has_live_attempt(c) && start_attempt(c) == 0)
-		count(&c->ch->n_backups);
+		chan_count(&c->ch->n_backups);
 	unclaim(c);
 }
 
-static void start_task_fn(struct task *t)
+void chan_start_task_fn(struct task *t)
 {
 	struct rpc_call *c = container_of(t, struct rpc_call, start_task);
 	struct channel *ch = c->ch;
@@ -985,8 +956,8 @@ static void start_task_fn(struct task *t)
 	}
 	if (ch->closing) {
 		if (!callid_claim(&ch->ids, c->id, &p)) {
-			set_local_text(c, "channel to %s is closed",
-				       ch->addr_text);
+			chan_set_local_text(c, "channel to %s is closed",
+					    ch->addr_text);
 			finish(c, ECANCELED);
 		}
 		return;
@@ -1023,133 +994,11 @@ static void end_claimed(struct rpc_call *c, int code)
 }
 
 /* A cancel won the claim on another thread and posted this. */
-static void finish_task_fn(struct task *t)
+void chan_finish_task_fn(struct task *t)
 {
 	struct rpc_call *c = container_of(t, struct rpc_call, task);
 
 	end_claimed(c, c->finish_code);
-}
-
-/* ---- completion ----------------------------------------------------- */
-
-/* Copies the server's error text (the frame goes before the caller reads
- * it). */
-static void keep_server_text(struct rpc_call *c, const char *text)
-{
-	size_t n = strlen(text);
-
-	c->text_buf = mem_alloc(c->ch->opt.mem, n + 1);
-	if (c->text_buf) {
-		memcpy(c->text_buf, text, n + 1);
-		c->error_text = c->text_buf;
-	} else {
-		c->error_text = rpc_errno_text(c->error_code);
-	}
-}
-
-/*
- * Turns the end of a call into its outputs, on the consumer's thread
- * (the caller for sync and joinable calls, a worker for async ones): the
- * answer is verified, decompressed and decoded here, off the loop.
- */
-static void complete_outputs(struct rpc_call *c)
-{
-	const struct mem *mem = c->ch ? c->ch->opt.mem : NULL;
-	struct baidu_frame *f = &c->resp;
-	int err;
-
-	if (c->outputs_ready)
-		return;
-	c->outputs_ready = true;
-	if (!c->has_resp) {
-		c->error_code = c->finish_code;
-		c->error_text = c->local_text[0]
-				    ? c->local_text
-				    : rpc_errno_text(c->error_code);
-		if (!c->error_text)
-			c->error_text = "unknown error";
-		return;
-	}
-	c->response_compress_type = f->meta.compress_type;
-	if (f->meta.error_code) {
-		c->error_code = f->meta.error_code;
-		c->error_from_server = true;
-		keep_server_text(c, f->meta.error_text);
-		goto out;
-	}
-	if (!c->resp_desc) {
-		/* Raw: handed on as received, bad attachment_size included
-		 * (the data then holds it all; the far end judges). */
-		iobuf_append_buf(&c->response_body, &f->data);
-		iobuf_append_buf(&c->response_attachment, &f->attachment);
-		c->has_response_crc = f->meta.checksum_value.ptr &&
-				      f->meta.checksum_value.len == 4;
-		if (c->has_response_crc)
-			memcpy(c->response_crc, f->meta.checksum_value.ptr, 4);
-		c->error_code = 0;
-		c->error_text = "";
-		goto out;
-	}
-	if (f->bad_attachment) {
-		c->error_code = RPC_ERESPONSE;
-		set_local_text(c,
-			       "attachment_size=%d is larger than the "
-			       "response body of %zu bytes",
-			       f->meta.attachment_size, iobuf_len(&f->data));
-		c->error_text = c->local_text;
-		goto out;
-	}
-	err = rpc_msg_verify(f);
-	if (!err)
-		err = rpc_msg_decode(c->resp_desc, f->meta.compress_type,
-				     &f->data, c->ch->limits.max_body_size, mem,
-				     &c->response);
-	if (err) {
-		/* brpc reports an undecodable answer as EREQUEST. */
-		c->error_code = err == -ENOMEM ? ENOMEM : RPC_EREQUEST;
-		set_local_text(c,
-			       "Fail to parse response=%s, CompressType=%s,"
-			       " ChecksumType=%s, response_size=%zu: %s",
-			       c->resp_desc->name,
-			       compress_type_name(f->meta.compress_type),
-			       rpc_checksum_type_name(f->meta.checksum_type),
-			       iobuf_len(&f->data), strerror(-err));
-		c->error_text = c->local_text;
-		goto out;
-	}
-	iobuf_append_buf(&c->response_attachment, &f->attachment);
-	c->error_code = 0;
-	c->error_text = "";
-out:
-	baidu_frame_release(f);
-	c->has_resp = false;
-}
-
-static void done_task_fn(struct task *t)
-{
-	struct rpc_call *c = container_of(t, struct rpc_call, task);
-
-	complete_outputs(c);
-	c->done(c, c->done_arg); /* may free c */
-}
-
-/* Hands the ended call to its consumer.  The last touch of c. */
-static void deliver(struct rpc_call *c)
-{
-	struct channel *ch = c->ch;
-
-	if (c->done && c->done != RPC_JOINABLE) {
-		task_init(&c->task, done_task_fn);
-		if (ch->opt.done_inline && loop_on_thread(ch->loop)) {
-			done_task_fn(&c->task);
-			return;
-		}
-		if (rt_submit(ch->opt.rt, &c->task))
-			done_task_fn(&c->task); /* workers stopped */
-		return;
-	}
-	__atomic_store_n(&c->state, 1, __ATOMIC_RELEASE);
-	futex_wake_all(&c->state);
 }
 
 /*
@@ -1175,299 +1024,11 @@ static void finish(struct rpc_call *c, int code)
 	}
 	c->finish_code = code;
 	c->latency_us = (clock_mono_ns() - c->start_ns) / 1000;
-	count(&ch->n_calls);
+	chan_count(&ch->n_calls);
 	if (code || (c->has_resp && c->resp.meta.error_code))
-		count(&ch->n_errors);
+		chan_count(&ch->n_errors);
 	callid_release(&ch->ids, c->id);
-	deliver(c);
-}
-
-/* ---- the caller's side ---------------------------------------------- */
-
-void rpc_done_joinable(struct rpc_call *c, void *arg)
-{
-	(void)c;
-	(void)arg;
-}
-
-void rpc_call_init(struct rpc_call *c, struct iobuf_pool *pool)
-{
-	memset(c, 0, sizeof(*c));
-	c->timeout_ms = RPC_CALL_CHANNEL;
-	c->max_retry = RPC_CALL_CHANNEL;
-	c->backup_request_ms = RPC_CALL_CHANNEL;
-	c->error_text = "";
-	iobuf_init(&c->request_attachment, pool);
-	iobuf_init(&c->response_attachment, pool);
-	iobuf_init(&c->response_body, pool);
-	iobuf_init(&c->body, pool);
-	loop_timer_init(&c->deadline_timer);
-	loop_timer_init(&c->backup_timer);
-}
-
-/* Frees what the last call produced. */
-static void clear_outputs(struct rpc_call *c)
-{
-	const struct mem *mem = c->ch ? c->ch->opt.mem : NULL;
-
-	pbuf_free(c->response, mem);
-	c->response = NULL;
-	mem_free(mem, c->text_buf);
-	c->text_buf = NULL;
-	if (c->has_resp)
-		baidu_frame_release(&c->resp);
-	c->has_resp = false;
-	iobuf_reset(&c->response_attachment);
-	iobuf_reset(&c->response_body);
-	c->has_response_crc = false;
-	c->error_from_server = false;
-	c->error_code = 0;
-	c->error_text = "";
-	c->local_text[0] = '\0';
-	c->latency_us = 0;
-	c->attempts = 0;
-	c->outputs_ready = false;
-	c->finish_code = 0;
-	c->response_compress_type = 0;
-}
-
-void rpc_call_reset(struct rpc_call *c)
-{
-	struct iobuf_pool *pool = c->request_attachment.pool;
-
-	clear_outputs(c);
-	iobuf_destroy(&c->request_attachment);
-	iobuf_destroy(&c->response_attachment);
-	iobuf_destroy(&c->response_body);
-	iobuf_destroy(&c->body);
-	rpc_call_init(c, pool);
-}
-
-void rpc_call_destroy(struct rpc_call *c)
-{
-	clear_outputs(c);
-	iobuf_destroy(&c->request_attachment);
-	iobuf_destroy(&c->response_attachment);
-	iobuf_destroy(&c->response_body);
-	iobuf_destroy(&c->body);
-}
-
-static void wait_ended(struct rpc_call *c)
-{
-	while (!__atomic_load_n(&c->state, __ATOMIC_ACQUIRE))
-		futex_wait_for(&c->state, 0);
-}
-
-static bool on_rt_loop(struct rt *rt);
-
-int rpc_call_join(struct rpc_call *c)
-{
-	if (!__atomic_load_n(&c->state, __ATOMIC_ACQUIRE) &&
-	    on_rt_loop(c->ch->opt.rt))
-		return -EDEADLK;
-	wait_ended(c);
-	complete_outputs(c);
-	return 0;
-}
-
-/* Ends a call that never reached the loop (the caller's thread). */
-static int fail_early(struct rpc_call *c, int code, bool id_claimed)
-{
-	if (id_claimed)
-		callid_release(&c->ch->ids, c->id);
-	c->finish_code = code;
-	c->latency_us = (clock_mono_ns() - c->start_ns) / 1000;
-	count(&c->ch->n_calls);
-	count(&c->ch->n_errors);
-	if (!c->done) {
-		complete_outputs(c);
-		return c->error_code;
-	}
-	if (loop_on_thread(c->ch->loop)) {
-		/* A done that starts the next call must not recurse here
-		 * call after failed call: run it after this task. */
-		task_init(&c->task, done_task_fn);
-		loop_defer(c->ch->loop, &c->task);
-		return 0;
-	}
-	deliver(c);
-	return 0;
-}
-
-static bool on_rt_loop(struct rt *rt)
-{
-	for (int i = 0; i < rt->opt.dispatchers; i++)
-		if (loop_on_thread(&rt->loops[i]))
-			return true;
-	return false;
-}
-
-static int or_channel(int call_value, int channel_value)
-{
-	return call_value == RPC_CALL_CHANNEL ? channel_value : call_value;
-}
-
-/* What every call starts with: outputs cleared, the controller bound
- * to `ch` and `done`. */
-static void call_prepare(struct channel *ch, struct rpc_call *c,
-			 rpc_done_fn *done, void *arg)
-{
-	clear_outputs(c);
-	__atomic_store_n(&c->ch, ch, __ATOMIC_RELAXED);
-	__atomic_store_n(&c->id, 0, __ATOMIC_RELAXED);
-	c->done = done;
-	c->done_arg = arg;
-	c->state = 0;
-	c->started = false;
-	c->end_pending = false;
-	c->start_ns = clock_mono_ns();
-	memset(c->att, 0, sizeof(c->att));
-	c->next_attempt = 0;
-}
-
-/* A sync call on a loop thread would wait on itself. */
-static bool would_deadlock(struct channel *ch, struct rpc_call *c)
-{
-	if (c->done || !on_rt_loop(ch->opt.rt))
-		return false;
-	set_local_text(c, "a synchronous call on an event loop thread "
-			  "would wait on itself");
-	return true;
-}
-
-/* The call's deadline and backup time from its inputs or the channel. */
-static void call_times(struct channel *ch, struct rpc_call *c)
-{
-	int backup_ms;
-
-	c->timeout_used_ms = or_channel(c->timeout_ms, ch->opt.timeout_ms);
-	c->retries_left = or_channel(c->max_retry, ch->opt.max_retry);
-	backup_ms = or_channel(c->backup_request_ms, ch->opt.backup_request_ms);
-	c->deadline_ns =
-	    c->timeout_used_ms > 0
-		? c->start_ns + c->timeout_used_ms * CLOCK_NS_PER_MS
-		: -1;
-	c->backup_ns =
-	    backup_ms > 0 ? c->start_ns + backup_ms * CLOCK_NS_PER_MS : -1;
-}
-
-/* Takes a call id and posts the call to the loop; waits for a sync one. */
-static int call_launch(struct channel *ch, struct rpc_call *c)
-{
-	uint64_t id;
-	void *p;
-
-	if (callid_alloc(&ch->ids, c, &id)) {
-		set_local_text(c,
-			       "too many calls in flight on the channel to "
-			       "%s (%u)",
-			       ch->addr_text, callid_capacity(&ch->ids));
-		return fail_early(c, EAGAIN, false);
-	}
-	/*
-	 * rpc_call_cancel() stores its flag, then reads the id; this stores
-	 * the id, then reads the flag.  Sequentially consistent: one of the
-	 * two sees the other's store, so a cancel is never missed.
-	 */
-	__atomic_store_n(&c->id, id, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&c->cancel_requested, __ATOMIC_SEQ_CST) &&
-	    !callid_claim(&ch->ids, c->id, &p)) {
-		set_local_text(c, "RPC call is canceled");
-		return fail_early(c, ECANCELED, true);
-	}
-	task_init(&c->start_task, start_task_fn);
-	/* From a done_inline callback: no wake-up needed, and deferring
-	 * (not running it here) keeps call chains from recursing. */
-	if (loop_on_thread(ch->loop))
-		loop_defer(ch->loop, &c->start_task);
-	else
-		loop_post(ch->loop, &c->start_task);
-	if (c->done)
-		return 0;
-	wait_ended(c);
-	complete_outputs(c);
-	return c->error_code;
-}
-
-int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
-		 unsigned method_index, const ProtobufCMessage *req,
-		 struct rpc_call *c, rpc_done_fn *done, void *arg)
-{
-	int err;
-
-	call_prepare(ch, c, done, arg);
-	iobuf_reset(&c->body);
-	if (!svc || method_index >= svc->n_methods || !req ||
-	    req->descriptor != svc->methods[method_index].input) {
-		set_local_text(c, "bad arguments to channel_call");
-		return fail_early(c, EINVAL, false);
-	}
-	c->service = svc->name;
-	c->method = svc->methods[method_index].name;
-	c->resp_desc = svc->methods[method_index].output;
-	if (would_deadlock(ch, c))
-		return fail_early(c, EDEADLK, false);
-	call_times(ch, c);
-	/* The caller's thread pays for encoding and compressing. */
-	err = rpc_msg_encode(req, c->compress_type, &c->body);
-	if (err) {
-		set_local_text(c,
-			       "Fail to serialize request=%s, "
-			       "CompressType=%s: %s",
-			       req->descriptor->name,
-			       compress_type_name(c->compress_type),
-			       strerror(-err));
-		return fail_early(c, err == -ENOMEM ? ENOMEM : EINVAL, false);
-	}
-	c->has_crc =
-	    ch->opt.checksum && rpc_msg_checksum(&c->body, NULL, c->crc) == 0;
-	return call_launch(ch, c);
-}
-
-int channel_call_raw(struct channel *ch, const char *service,
-		     const char *method, struct rpc_call *c, rpc_done_fn *done,
-		     void *arg)
-{
-	call_prepare(ch, c, done, arg);
-	if (!service || !method || !*service || !*method) {
-		set_local_text(c, "bad arguments to channel_call_raw");
-		return fail_early(c, EINVAL, false);
-	}
-	c->service = service;
-	c->method = method;
-	c->resp_desc = NULL;
-	if (would_deadlock(ch, c))
-		return fail_early(c, EDEADLK, false);
-	call_times(ch, c);
-	c->has_crc = c->has_request_crc;
-	if (c->has_crc)
-		memcpy(c->crc, c->request_crc, sizeof(c->crc));
-	return call_launch(ch, c);
-}
-
-int channel_cancel(struct channel *ch, uint64_t id)
-{
-	struct rpc_call *c;
-	void *p;
-
-	if (callid_claim(&ch->ids, id, &p))
-		return -ENOENT;
-	c = p;
-	set_local_text(c, "RPC call is canceled");
-	c->finish_code = ECANCELED;
-	task_init(&c->task, finish_task_fn);
-	loop_post(ch->loop, &c->task);
-	return 0;
-}
-
-void rpc_call_cancel(struct rpc_call *c)
-{
-	uint64_t id;
-
-	__atomic_store_n(&c->cancel_requested, 1, __ATOMIC_SEQ_CST);
-	id = __atomic_load_n(&c->id, __ATOMIC_SEQ_CST);
-	if (id)
-		channel_cancel(__atomic_load_n(&c->ch, __ATOMIC_RELAXED), id);
+	chan_deliver(c);
 }
 
 /* ---- closing -------------------------------------------------------- */
@@ -1478,7 +1039,7 @@ static void drain_one(void *arg, uint64_t id, void *call)
 
 	(void)arg;
 	(void)id;
-	set_local_text(c, "channel to %s is closed", c->ch->addr_text);
+	chan_set_local_text(c, "channel to %s is closed", c->ch->addr_text);
 	end_claimed(c, ECANCELED);
 }
 
@@ -1492,7 +1053,7 @@ static void close_task_fn(struct task *t)
 	while (ch->all)
 		cc_close(ch->all, -ECANCELED);
 	__atomic_store_n(&ch->close_done, 1, __ATOMIC_RELEASE);
-	futex_wake_all(&ch->close_done);
+	chan_futex_wake_all(&ch->close_done);
 }
 
 void channel_destroy(struct channel *ch)
@@ -1502,10 +1063,10 @@ void channel_destroy(struct channel *ch)
 	task_init(&ch->close_task, close_task_fn);
 	loop_post(ch->loop, &ch->close_task);
 	while (!__atomic_load_n(&ch->close_done, __ATOMIC_ACQUIRE))
-		futex_wait_for(&ch->close_done, 0);
+		chan_futex_wait(&ch->close_done, 0);
 	/* Connections go when their close tasks have run. */
 	while ((n = __atomic_load_n(&ch->nconns, __ATOMIC_ACQUIRE)) != 0)
-		futex_wait_for(&ch->nconns, n);
+		chan_futex_wait(&ch->nconns, n);
 	callid_destroy(&ch->ids);
 }
 
