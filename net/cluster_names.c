@@ -55,15 +55,15 @@ int cl_set_replace(struct cluster *cl, struct cl_inst **set, size_t n)
 	return 0;
 }
 
-/* Indexes the nodes of instances set[0..n). */
+/* Indexes the nodes of instances set[0..n) (their names are unique:
+ * each came from a duplicate-free list).  0 or -ENOMEM. */
 static int index_insts(struct naming_index *ix, struct cluster *cl,
 		       struct cl_inst *const *set, size_t n)
 {
 	int err = naming_index_init(ix, cl->opt.mem, n);
 
 	for (size_t i = 0; i < n && !err; i++)
-		if (set[i]) /* a fresh list's names are unique */
-			naming_index_add(ix, &set[i]->node);
+		naming_index_add(ix, &set[i]->node);
 	return err;
 }
 
