@@ -302,7 +302,6 @@ static void cc_detach(struct chan_conn *cc)
 		ch->all = cc->next;
 	if (cc->next)
 		cc->next->prev = cc->prev;
-	opening_end(cc);
 }
 
 /* The connection under attempt `a` failed with `err` (0: EOF) while
@@ -351,18 +350,15 @@ static void cc_close(struct chan_conn *cc, int err)
 {
 	if (cc->has_conn) {
 		/* Its close runs on a later turn: it counts as being opened
-		 * until then (cc_on_close), so the next in line does not
-		 * start its handshake beside this one's. */
-		bool opening = cc->opening;
-
-		cc->opening = false;
+		 * until then (cc_on_close ends that), so the next in line
+		 * does not start its handshake beside this one's. */
 		cc_detach(cc);
-		cc->opening = opening;
 		conn_close(&cc->conn, err); /* on_close fails the attempts */
 		return;
 	}
 	/* Queued or still connecting: no conn yet, the fd (if any) is ours. */
 	cc_detach(cc);
+	opening_end(cc);
 	if (cc->cio.active)
 		loop_io_del(cc->ch->loop, &cc->cio);
 	loop_timer_stop(cc->ch->loop, &cc->ctimer);
@@ -796,7 +792,7 @@ static void cc_on_close(struct conn *conn, int err)
 	struct chan_conn *cc = container_of(conn, struct chan_conn, conn);
 
 	cc_detach(cc);
-	opening_end(cc); /* cc_close() left it counted */
+	opening_end(cc);
 	if (cc->atts)
 		log_debug(cc->ch->opt.log,
 			  "connection to %s closed with "

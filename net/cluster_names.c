@@ -139,15 +139,12 @@ static int apply_names(struct cluster *cl)
 	struct naming_list *nx = &cl->next_names;
 	struct naming_index fresh_ix = {0}, set_ix = {0};
 	struct cl_inst **set = NULL;
-	bool *is_fresh = NULL;
 	struct naming_list tmp;
 	int err = 0;
 
 	if (nx->n) {
 		set = mem_alloc(cl->opt.mem, nx->n * sizeof(*set));
-		is_fresh = mem_alloc(cl->opt.mem, nx->n * sizeof(*is_fresh));
-		if (!set || !is_fresh ||
-		    index_insts(&fresh_ix, cl, cl->fresh, cl->nfresh) ||
+		if (!set || index_insts(&fresh_ix, cl, cl->fresh, cl->nfresh) ||
 		    index_insts(&set_ix, cl, cl->set, cl->n)) {
 			mem_free(cl->opt.mem, set);
 			err = -ENOMEM;
@@ -159,14 +156,13 @@ static int apply_names(struct cluster *cl)
 
 		/* A kept instance holds the set's reference already. */
 		set[i] = fresh ? fresh : find_inst(&set_ix, &nx->v[i]);
-		is_fresh[i] = fresh != NULL;
 		if (fresh)
 			fresh->refs++;
 	}
 	err = cl_set_replace(cl, set, nx->n);
 	if (err) {
 		for (size_t i = 0; i < nx->n; i++)
-			if (is_fresh[i])
+			if (find_inst(&fresh_ix, &nx->v[i]))
 				set[i]->refs--;
 		mem_free(cl->opt.mem, set);
 		goto out;
@@ -177,7 +173,6 @@ static int apply_names(struct cluster *cl)
 out:
 	naming_index_destroy(&fresh_ix);
 	naming_index_destroy(&set_ix);
-	mem_free(cl->opt.mem, is_fresh);
 	nx->n = 0;
 	cl_drop_fresh(cl);
 	return err;
