@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "budget.h"
 #include "flags.h"
@@ -201,5 +202,23 @@ int app_compress_type(const struct app_config *cfg);
 /* An error_code's name: brpc's ("ERPCTIMEDOUT"), an errno's
  * ("ECONNREFUSED"), or "?".  Never NULL. */
 const char *app_error_name(int code);
+
+/*
+ * --user=USER[:GROUP] (app/user.c), names or numbers.  resolve() looks
+ * them up: 0, or -EINVAL after a message on stderr (an unknown name).
+ * become() switches the process to them, keeping only
+ * CAP_NET_BIND_SERVICE; call it before app_runtime_start(), while the
+ * process has one thread: 0 (also when --user is empty), or -EPERM after
+ * a message on stderr.
+ */
+#define APP_USER_NAME_MAX 128
+struct app_user {
+	uid_t uid;
+	gid_t gid;
+	bool set;
+};
+int app_user_resolve(const struct app_config *cfg, struct app_user *u,
+		     const char *who);
+int app_user_become(const struct app_user *u, const char *who);
 
 #endif

@@ -138,10 +138,15 @@ static void echo_print_serving(const struct echo_cmd *e)
 int app_cmd_echo(struct app_config *cfg)
 {
 	struct echo_cmd e;
+	struct app_user user;
 	sigset_t stop;
 	int sig, crash_ms, status = APP_EXIT_FAILURE;
 
 	echo_cmd_from_flags(&e, cfg);
+	if (app_user_resolve(cfg, &user, WHO))
+		return APP_EXIT_CONFIG;
+	if (app_user_become(&user, WHO))
+		return APP_EXIT_FAILURE;
 	app_block_stop_signals(&stop);
 
 	if (app_runtime_start(&e.r, cfg, WHO))

@@ -553,14 +553,17 @@ static void gw_print_serving(const struct gateway *gw)
 int app_cmd_gateway(struct app_config *cfg)
 {
 	struct gateway gw;
+	struct app_user user;
 	sigset_t stop;
 	int sig, status = APP_EXIT_FAILURE;
 
 	memset(&gw, 0, sizeof(gw));
 	gw.token = flags_str(&cfg->flags, "auth_token");
 	gw.access_log = flags_bool(&cfg->flags, "access_log");
-	if (listen_parse(&gw, cfg))
+	if (listen_parse(&gw, cfg) || app_user_resolve(cfg, &user, WHO))
 		return APP_EXIT_CONFIG;
+	if (app_user_become(&user, WHO))
+		return APP_EXIT_FAILURE;
 	app_block_stop_signals(&stop);
 
 	if (app_runtime_start(&gw.r, cfg, WHO))

@@ -3,25 +3,32 @@
  * (the VM image has no iproute2): the link-fault tests pull the device
  * from under running servers and clients with it.
  *
- *   rpcgate rdma-link --delete=rxe0 [--after_ms=N]
+ *   rpcgate rdma-link --delete=rxe0 [--after_ms=N] [--memlock_kb=K]
  *                     [--readd=eth0 [--readd_after_ms=M]]
  *
  * With --readd the device comes back (an rxe device of the same name over
  * that interface) M ms after the delete: rpcgate's processes pick it up
- * again (rdt_watch).
+ * again (rdt_watch).  --memlock_kb lowers the locked-memory limit of
+ * the processes not running as root (rpcgate --user) once the device is
+ * gone, so that registering their memory again when it returns fails.
  *
  * The kernel answers once the device is gone; for rxe, whose driver
  * cannot take a device away from a process, that is when every process
  * has let go of it, so the time it took is printed: rpcgate's own
  * processes let go as soon as they see the removal (rdt_watch).
  */
+#define _GNU_SOURCE /* prlimit */
 #include "app.h"
 #include "clock.h"
 #include "netcfg.h"
 #include "rdt_dev.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 /* Devices looked at; a host with more is not a gateway appliance. */
@@ -47,6 +54,63 @@ static void sleep_ms(int64_t ms)
 
 	if (ms > 0)
 		nanosleep(&pause, NULL);
+}
+
+/* The real uid of process `pid`, or -1. */
+static long proc_uid(const char *pid)
+{
+	char path[sizeof("/proc//status") + NAME_MAX], line[128];
+	long uid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Uid:", 4)) {
+			uid = strtol(line + 4, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return uid;
+}
+
+/* Sets RLIMIT_MEMLOCK of every process not running as root to `kb`. */
+static int limit_memlock(int64_t kb)
+{
+	struct rlimit rl = {(rlim_t)kb << 10, (rlim_t)kb << 10};
+	const struct dirent *d;
+	int n = 0, err = 0;
+	DIR *dir;
+
+	dir = opendir("/proc");
+	if (!dir)
+		return -errno;
+	while ((d = readdir(dir))) {
+		long uid;
+
+		if (d->d_name[0] < '1' || d->d_name[0] > '9')
+			continue;
+		uid = proc_uid(d->d_name);
+		if (uid <= 0)
+			continue;
+		if (prlimit(atoi(d->d_name), RLIMIT_MEMLOCK, &rl, NULL)) {
+			err = -errno;
+			fprintf(stderr,
+				"rdma-link: cannot set the locked-memory "
+				"limit of pid %s: %s\n",
+				d->d_name, strerror(errno));
+			continue;
+		}
+		printf("rdma-link: locked-memory limit of pid %s (uid %ld) "
+		       "set to %lld KiB\n",
+		       d->d_name, uid, (long long)kb);
+		n++;
+	}
+	closedir(dir);
+	fflush(stdout);
+	return err ? err : n;
 }
 
 static int readd(const char *name, const char *netdev, int64_t after_ms)
@@ -106,6 +170,12 @@ int app_cmd_rdma_link(struct app_config *cfg)
 	printf("rdma-link: %s deleted in %lld ms\n", name,
 	       (long long)((clock_mono_ns() - t0) / 1000000));
 	fflush(stdout);
+	if (flags_int(&cfg->flags, "memlock_kb") >= 0 &&
+	    limit_memlock(flags_int(&cfg->flags, "memlock_kb")) <= 0) {
+		fprintf(stderr, "rdma-link: --memlock_kb: no process not "
+				"running as root had its limit set\n");
+		return APP_EXIT_FAILURE;
+	}
 	return *netdev ? readd(name, netdev,
 			       flags_int(&cfg->flags, "readd_after_ms"))
 		       : APP_EXIT_OK;

@@ -25,6 +25,22 @@ static const char *const recv_block_types[] = {"default", "large", NULL};
 static const char *const lb_kinds[] = {"rr", "wrr",	     "wr",    "random",
 				       "la", "c_murmurhash", "c_md5", NULL};
 
+/* Empty, or USER or USER:GROUP with both parts non-empty and without
+ * space or a second colon (names are looked up at the start). */
+static bool user_valid(const char *v)
+{
+	const char *colon = strchr(v, ':');
+
+	if (!*v)
+		return true;
+	if (colon == v || (colon && (!colon[1] || strchr(colon + 1, ':'))))
+		return false;
+	for (const char *p = v; *p; p++)
+		if (isspace((unsigned char)*p) || !isprint((unsigned char)*p))
+			return false;
+	return strlen(v) < APP_USER_NAME_MAX;
+}
+
 /* Empty (not given), or HOST:PORT with a non-empty host and a port of
  * 1..65535 after the last colon ("[::1]:8000" works too). */
 static bool server_addr_valid(const char *v)
@@ -299,6 +315,18 @@ const struct flag_def app_flag_defs[] = {
 		"evenly (plays a sick upstream)",
     },
     {
+	.name = "user",
+	.type = FLAG_STRING,
+	.def = "",
+	.valid = user_valid,
+	.expect = "USER or USER:GROUP, names or numbers",
+	.help = "echo, gateway: run as this user (and its group, or "
+		"GROUP) from the start, keeping of root's rights only the "
+		"binding of ports below 1024; registered RDMA memory must "
+		"then fit in its locked-memory limit (ulimit -l) (empty: "
+		"stay as started)",
+    },
+    {
 	.name = "crash_after_ms",
 	.type = FLAG_INT,
 	.def = "0",
@@ -482,6 +510,17 @@ const struct flag_def app_flag_defs[] = {
 	.min = 0,
 	.max = APP_SLEEP_MS_MAX,
 	.help = "rdma-link: wait this long between the delete and --readd",
+    },
+    {
+	.name = "memlock_kb",
+	.type = FLAG_INT,
+	.def = "-1",
+	.min = -1,
+	.max = 1 << 30,
+	.help = "rdma-link: once deleted, set the locked-memory limit of "
+		"every process not running as root to this many KiB (plays "
+		"an operator tightening ulimit -l while the device is away; "
+		"-1: leave them)",
     },
     {
 	.name = "status",

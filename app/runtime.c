@@ -8,8 +8,12 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "channel.h"
 #include "server.h"
@@ -96,6 +100,48 @@ static int grow_kick(void *arg)
 }
 
 /*
+ * Registered memory is pinned: without CAP_IPC_LOCK (a --user, a
+ * container that drops it) it must fit in the locked-memory limit.
+ * Checked here, at the start, rather than met as a failing ibv_reg_mr:
+ * the start's `start_mb` must fit (else -ENOMEM after a message); the
+ * pool's most, `max_mb`, gets a warning when it does not.
+ */
+static int memlock_check(struct app_runtime *r, size_t start_mb, size_t max_mb)
+{
+	struct __user_cap_header_struct hdr = {.version =
+						   _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct caps[2];
+	unsigned long long limit_kb;
+	struct rlimit rl;
+
+	if (!syscall(SYS_capget, &hdr, caps) &&
+	    (caps[0].effective & (1u << CAP_IPC_LOCK)))
+		return 0;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	limit_kb = (unsigned long long)rl.rlim_cur >> 10;
+	if ((unsigned long long)start_mb << 10 > limit_kb) {
+		fprintf(stderr,
+			"%s: rdma: the %zu MiB of registered memory of the "
+			"start (rdma_memory_pool_initial_size_mb, in whole "
+			"regions) do not fit in the locked-memory limit of "
+			"%llu KiB (uid %u, without CAP_IPC_LOCK): raise it "
+			"(ulimit -l; LimitMEMLOCK= under systemd; --ulimit "
+			"memlock= for a container) or lower the flag\n",
+			r->who, start_mb, limit_kb, (unsigned)getuid());
+		return -ENOMEM;
+	}
+	if ((unsigned long long)max_mb << 10 > limit_kb)
+		log_warn(&r->log,
+			 "%s: rdma: the pool may grow to %zu MiB, but the "
+			 "locked-memory limit (uid %u, without CAP_IPC_LOCK) "
+			 "holds %llu KiB: registering past it fails, and "
+			 "connections then fail with a pool-exhausted error",
+			 r->who, max_mb, (unsigned)getuid(), limit_kb);
+	return 0;
+}
+
+/*
  * Opens the RDMA device and makes the buffer pool registered memory.  No
  * device is not an error (spec 2.8: TCP then); a device that fails is.
  */
@@ -156,7 +202,8 @@ static int open_rdma(struct app_runtime *r, const struct app_config *cfg,
 			po->max_regions);
 		return -EINVAL;
 	}
-	return 0;
+	return memlock_check(r, po->prealloc_regions * o.region_mb,
+			     po->max_regions * o.region_mb);
 }
 
 int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
@@ -178,6 +225,13 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 			strerror(-err));
 		return err;
 	}
+	if (*flags_str(&cfg->flags, "user"))
+		log_info(&r->log, "%s: running as uid %u gid %u (--user=%s)%s",
+			 who, (unsigned)getuid(), (unsigned)getgid(),
+			 flags_str(&cfg->flags, "user"),
+			 getuid() ? ", of root's capabilities with "
+				    "CAP_NET_BIND_SERVICE only"
+				  : "");
 	err = metrics_init(&r->metrics, NULL);
 	if (err) {
 		log_destroy(&r->log);
@@ -245,6 +299,7 @@ static void log_rdma_account(struct app_runtime *r)
 	struct iobuf_pool_stats ps;
 	struct rdt_stats st;
 	int fds = count_fds(), start = r->fds_at_start;
+	char dev[128] = "";
 
 	rdt_stats(r->rdma, &st);
 	iobuf_pool_stats(&r->pool, &ps);
@@ -260,8 +315,21 @@ static void log_rdma_account(struct app_runtime *r)
 			"them)"
 		      : "");
 	/* A device let go of took its fds along. */
-	if (st.device_released)
+	if (st.device_released) {
 		start -= r->fds_device;
+		snprintf(dev, sizeof(dev),
+			 " (the device was removed and let go of; %llu "
+			 "looks found it back but could not set it up)",
+			 (unsigned long long)st.return_failures);
+	} else if (st.device_gone) {
+		snprintf(dev, sizeof(dev),
+			 " (the device was removed, NOT let go of)");
+	} else if (st.return_failures) {
+		snprintf(dev, sizeof(dev),
+			 " (the device came back after %llu looks that could "
+			 "not set it up)",
+			 (unsigned long long)st.return_failures);
+	}
 	log_write(
 	    &r->log, st.qps || fds != start ? LOG_LVL_WARN : LOG_LVL_INFO,
 	    "%s: rdma: %llu handshakes ended on RDMA, %llu on TCP, %llu "
@@ -274,10 +342,7 @@ static void log_rdma_account(struct app_runtime *r)
 	    (unsigned long long)st.send_completions,
 	    (unsigned long long)st.cq_events,
 	    (unsigned long long)st.cq_empty_reads, (long long)st.qps, start,
-	    fds,
-	    st.device_released ? " (the device was removed and let go of)"
-	    : st.device_gone   ? " (the device was removed, NOT let go of)"
-			       : "");
+	    fds, dev);
 }
 
 void app_runtime_stop(struct app_runtime *r)

@@ -93,6 +93,8 @@ struct rdt_stats {
 	 * the loops, event mode), and reads of the channel that found none
 	 * (system calls for nothing) */
 	uint64_t send_wrs, send_completions, cq_events, cq_empty_reads;
+	/* a removed device found again but not set up (PD, registration) */
+	uint64_t return_failures;
 	bool device_gone;     /* the device is being (or was) removed */
 	bool device_released; /* and we let go of it */
 };

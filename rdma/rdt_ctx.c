@@ -355,7 +355,7 @@ void rdt_counters_init(struct rdt_counters *st)
 	    &st->hs_rdma,	&st->hs_tcp,	     &st->hs_failed,
 	    &st->hs_timeout,	&st->bytes_sent,     &st->bytes_received,
 	    &st->credit_stalls, &st->send_wrs,	     &st->send_completions,
-	    &st->cq_events,	&st->cq_empty_reads,
+	    &st->cq_events,	&st->cq_empty_reads, &st->return_failures,
 	};
 
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
@@ -380,6 +380,7 @@ void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out)
 	out->send_completions = metrics_counter_get(&s->send_completions);
 	out->cq_events = metrics_counter_get(&s->cq_events);
 	out->cq_empty_reads = metrics_counter_get(&s->cq_empty_reads);
+	out->return_failures = metrics_counter_get(&s->return_failures);
 	out->device_gone = rdt_ctx_gone(ctx);
 	pthread_mutex_lock(&ctx->dev_lock);
 	out->device_released = ctx->released;
@@ -451,6 +452,12 @@ int rdt_metrics_register(struct rdt_ctx *ctx, struct metrics *m)
 			"rpcgate_rdma_cq_empty_reads_total",
 			"reads of a completion channel that found no event",
 			NULL);
+	if (!err)
+		err = metrics_register_counter(m, &s->return_failures,
+			"rpcgate_rdma_device_return_failures_total",
+			"looks at a removed device's return that found it "
+			"but could not set it up (PD, memory registration)",
+			NULL);
 	/* clang-format on */
 	return err;
 }
@@ -464,7 +471,7 @@ static void counters_unregister(struct rdt_counters *s)
 	    &s->credit_stalls.node,    &s->qps.node,
 	    &s->device_up.node,	       &s->send_wrs.node,
 	    &s->send_completions.node, &s->cq_events.node,
-	    &s->cq_empty_reads.node,
+	    &s->cq_empty_reads.node,   &s->return_failures.node,
 	};
 
 	for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++)
@@ -882,6 +889,7 @@ static bool try_return(struct rdt_ctx *ctx)
 	return true;
 
 fail:
+	metrics_counter_add(&ctx->st.return_failures, 1);
 	if (rr.pd)
 		ibv_dealloc_pd(rr.pd);
 	ibv_close_device(rr.verbs);

@@ -19,7 +19,7 @@ struct rdt_counters {
 	struct metrics_counter hs_rdma, hs_tcp, hs_failed, hs_timeout;
 	struct metrics_counter bytes_sent, bytes_received, credit_stalls;
 	struct metrics_counter send_wrs, send_completions, cq_events;
-	struct metrics_counter cq_empty_reads;
+	struct metrics_counter cq_empty_reads, return_failures;
 	struct metrics_gauge qps, device_up;
 };
 

@@ -660,6 +660,113 @@ static void test_bench_oneway(void **state)
 	assert_int_equal(echo_proc_stop(&echo), 0);
 }
 
+/* "Uid:" (or another key) of /proc/PID/status: the line's rest. */
+static void proc_status(pid_t pid, const char *key, char *buf, size_t size)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	assert_non_null(f);
+	buf[0] = '\0';
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key))) {
+			snprintf(buf, size, "%s", line + strlen(key));
+			break;
+		}
+	fclose(f);
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* A free TCP port below 1024 on loopback, or 0. */
+static int free_low_port(void)
+{
+	for (int port = 1023; port >= 900; port--) {
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)port),
+					.sin_addr.s_addr =
+					    htonl(INADDR_LOOPBACK)};
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool ok = fd >= 0 && !bind(fd, (void *)&a, sizeof(a));
+
+		if (fd >= 0)
+			close(fd);
+		if (ok)
+			return port;
+	}
+	return 0;
+}
+
+/*
+ * echo --user: as root, the echo runs as uid/gid 65534 with
+ * CAP_NET_BIND_SERVICE only, still binds a port below 1024, and answers;
+ * as anyone else it says it cannot change its user.  An unknown name or
+ * group is a configuration error.
+ */
+static void test_user(void **state)
+{
+	struct echo_proc echo;
+	char port[32], server[64], buf[128];
+	struct run *r;
+	int low;
+
+	(void)state;
+	r = expect_run(&(struct spec){.args = {"echo", "--port=0",
+					       "--user=rpcgate-no-such-user"}},
+		       2);
+	assert_contains(r->err, "rpcgate echo: --user=rpcgate-no-such-user: "
+				"no user \"rpcgate-no-such-user\" in "
+				"/etc/passwd (a number works without it)");
+	free(r);
+	r = expect_run(&(struct spec){.args = {"gateway", "--port=0",
+					       "--user=0:rpcgate-no-group"}},
+		       2);
+	assert_contains(r->err, "no group \"rpcgate-no-group\" in /etc/group");
+	free(r);
+	r = expect_run(&(struct spec){.args = {"echo", "--user=a b"}}, 2);
+	assert_contains(r->err, "expected USER or USER:GROUP");
+	free(r);
+	if (geteuid() != 0) {
+		r = expect_run(&(struct spec){.args = {"echo", "--port=0",
+						       "--user=65534"}},
+			       1);
+		assert_contains(r->err, "rpcgate echo: --user: cannot become "
+					"uid 65534 gid 65534: Operation not "
+					"permitted (only root can change its "
+					"user)");
+		free(r);
+		return;
+	}
+	low = free_low_port();
+	assert_true(low > 0);
+	snprintf(port, sizeof(port), "--port=%d", low);
+	echo_proc_start(&echo,
+			(const char *[]){"--user=65534:65534", port, NULL});
+	assert_int_equal(echo.port, low);
+	proc_status(echo.pid, "Uid:", buf, sizeof(buf));
+	assert_string_equal(buf, "\t65534\t65534\t65534\t65534");
+	proc_status(echo.pid, "Gid:", buf, sizeof(buf));
+	assert_string_equal(buf, "\t65534\t65534\t65534\t65534");
+	/* No supplementary groups: the kernel's line is a tab and a
+	 * space. */
+	proc_status(echo.pid, "Groups:", buf, sizeof(buf));
+	assert_true(strspn(buf, "\t ") == strlen(buf));
+	/* CAP_NET_BIND_SERVICE, bit 10, and nothing else. */
+	proc_status(echo.pid, "CapEff:", buf, sizeof(buf));
+	assert_string_equal(buf, "\t0000000000000400");
+	proc_status(echo.pid, "CapPrm:", buf, sizeof(buf));
+	assert_string_equal(buf, "\t0000000000000400");
+	proc_status(echo.pid, "NoNewPrivs:", buf, sizeof(buf));
+	assert_string_equal(buf, "\t1");
+	snprintf(server, sizeof(server), "--server=%s", echo.addr);
+	r = expect_run(
+	    &(struct spec){.args = {"call", server, "--message=as nobody"}}, 0);
+	assert_string_equal(r->out, "message: as nobody\n");
+	free(r);
+	assert_int_equal(echo_proc_stop(&echo), 0);
+}
+
 static void test_rdma_info_without_devices(void **state)
 {
 	struct stat st;
@@ -701,6 +808,7 @@ int main(void)
 	    cmocka_unit_test(test_help),
 	    cmocka_unit_test(test_version),
 	    cmocka_unit_test(test_rdma_info_without_devices),
+	    cmocka_unit_test(test_user),
 	    cmocka_unit_test(test_bench_oneway),
 	    cmocka_unit_test(test_gateway_bad_route_value),
 	};
