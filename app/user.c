@@ -108,6 +108,10 @@ int app_user_become(const struct app_user *u, const char *who)
 
 	if (!u->set)
 		return 0;
+	/* Started as that user already: nothing to give up. */
+	if (u->uid != 0 && getuid() == u->uid && geteuid() == u->uid &&
+	    getgid() == u->gid && getegid() == u->gid)
+		return 0;
 	/* A credential change clears the parent-death signal; a
 	 * supervisor that set one still wants it. */
 	prctl(PR_GET_PDEATHSIG, &pdeath);

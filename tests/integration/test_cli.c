@@ -701,8 +701,8 @@ static int free_low_port(void)
 /*
  * echo --user: as root, the echo runs as uid/gid 65534 with
  * CAP_NET_BIND_SERVICE only, still binds a port below 1024, and answers;
- * as anyone else it says it cannot change its user.  An unknown name or
- * group is a configuration error.
+ * as anyone else it says it cannot become root.  An unknown name or group
+ * is a configuration error.
  */
 static void test_user(void **state)
 {
@@ -728,14 +728,20 @@ static void test_user(void **state)
 	assert_contains(r->err, "expected USER or USER:GROUP");
 	free(r);
 	if (geteuid() != 0) {
-		r = expect_run(&(struct spec){.args = {"echo", "--port=0",
-						       "--user=65534"}},
-			       1);
+		/* Not root: it cannot become root. */
+		r = expect_run(
+		    &(struct spec){.args = {"echo", "--port=0", "--user=0:0"}},
+		    1);
 		assert_contains(r->err, "rpcgate echo: --user: cannot become "
-					"uid 65534 gid 65534: Operation not "
+					"uid 0 gid 0: Operation not "
 					"permitted (only root can change its "
 					"user)");
 		free(r);
+		/* Its own user: nothing to change, it serves. */
+		snprintf(buf, sizeof(buf), "--user=%u:%u", (unsigned)getuid(),
+			 (unsigned)getgid());
+		echo_proc_start(&echo, (const char *[]){buf, NULL});
+		assert_int_equal(echo_proc_stop(&echo), 0);
 		return;
 	}
 	low = free_low_port();
