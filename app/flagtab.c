@@ -188,6 +188,14 @@ const struct flag_def app_flag_defs[] = {
 	.help = "receive queue depth of each QP (receive buffers posted)",
     },
     {
+	.name = "rdma_withhold_credits",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "testing: never return RDMA credits to the peer (plays a "
+		"broken peer: the peer's sends stall once its window is "
+		"used)",
+    },
+    {
 	.name = "rdma_recv_block_type",
 	.type = FLAG_ENUM,
 	.def = "default",
@@ -195,6 +203,16 @@ const struct flag_def app_flag_defs[] = {
 	.help = "RDMA receive buffer per work request, as brpc's flag: "
 		"default (8 KiB) or large (64 KiB: fewer sends per big "
 		"message, rdma_rq_size x 64 KiB posted per connection)",
+    },
+    {
+	.name = "rdma_credit_timeout_ms",
+	.type = FLAG_INT,
+	.def = "10000",
+	.min = 0,
+	.max = 3600000,
+	.help = "an RDMA connection whose send window stays used up this "
+		"long without a credit back from the peer is closed, with "
+		"the reason logged (a stuck or broken peer; 0: never)",
     },
     {
 	.name = "rdma_handshake_timeout_ms",

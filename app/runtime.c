@@ -61,8 +61,10 @@ void app_rdma_options(const struct app_config *cfg, struct rdt_options *o,
 	o->handshake_timeout_ms =
 	    (int)flags_int(fl, "rdma_handshake_timeout_ms");
 	o->max_handshakes = (int)flags_int(fl, "rdma_max_handshakes");
+	o->credit_timeout_ms = (int)flags_int(fl, "rdma_credit_timeout_ms");
 	o->region_mb = (size_t)flags_int(fl, "rdma_memory_pool_region_mb");
 	o->max_regions = (size_t)flags_int(fl, "rdma_memory_pool_max_regions");
+	o->withhold_credits = flags_bool(fl, "rdma_withhold_credits");
 	o->log = log;
 }
 
@@ -333,12 +335,16 @@ static void log_rdma_account(struct app_runtime *r)
 	log_write(
 	    &r->log, st.qps || fds != start ? LOG_LVL_WARN : LOG_LVL_INFO,
 	    "%s: rdma: %llu handshakes ended on RDMA, %llu on TCP, %llu "
-	    "failed (%llu timed out); %llu sends, %llu send completions, "
+	    "failed (%llu timed out); %llu sends (%llu writes waited for "
+	    "credits, %llu connections closed waiting), %llu send "
+	    "completions, "
 	    "%llu completion events (%llu empty reads); QPs left %lld, fds %d "
 	    "at start and %d at exit%s",
 	    r->who, (unsigned long long)st.hs_rdma,
 	    (unsigned long long)st.hs_tcp, (unsigned long long)st.hs_failed,
 	    (unsigned long long)st.hs_timeout, (unsigned long long)st.send_wrs,
+	    (unsigned long long)st.credit_stalls,
+	    (unsigned long long)st.credit_timeouts,
 	    (unsigned long long)st.send_completions,
 	    (unsigned long long)st.cq_events,
 	    (unsigned long long)st.cq_empty_reads, (long long)st.qps, start,

@@ -36,6 +36,7 @@
 #define RDT_QUEUE_MIN			 16
 #define RDT_QUEUE_MAX			 4096
 #define RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT 3000
+#define RDT_CREDIT_TIMEOUT_MS_DEFAULT	 10000
 #define RDT_MAX_HANDSHAKES_DEFAULT	 16
 #define RDT_RECV_BLOCKS_LARGE		 8
 #define RDT_RECV_BLOCKS_MAX		 8
@@ -51,6 +52,10 @@ struct rdt_options {
 	 * rq_size x 64 KiB of posted memory per connection. */
 	int recv_blocks;
 	int handshake_timeout_ms;
+	/* A live connection whose send window stays used up this long with
+	 * no credit back from the peer is closed (a stuck or broken peer);
+	 * 0: never. */
+	int credit_timeout_ms;
 	/* A client channel's connections in their handshake at once; the
 	 * others wait their turn (channel_options.max_connecting).  0: no
 	 * limit. */
@@ -64,6 +69,9 @@ struct rdt_options {
 	bool use_polling;
 	int poller_num;
 	bool poller_yield;
+	/* Testing: never return credits to the peer (a broken peer; the
+	 * peer's sends stall once its window is used). */
+	bool withhold_credits;
 	struct log *log;
 	const struct mem *mem;
 };
@@ -87,7 +95,8 @@ struct rdt_stats {
 	uint64_t hs_timeout; /* of which by handshake_timeout_ms */
 	int64_t qps;	     /* live QPs */
 	uint64_t bytes_sent, bytes_received;
-	uint64_t credit_stalls; /* writes that waited for credits */
+	uint64_t credit_stalls;	  /* writes that waited for credits */
+	uint64_t credit_timeouts; /* connections closed by credit_timeout_ms */
 	/* data sends posted; signaled completions of them taken (one covers
 	 * up to local_window/4 sends); completion events read (wake-ups of
 	 * the loops, event mode), and reads of the channel that found none

@@ -43,6 +43,7 @@ void rdt_options_default(struct rdt_options *opt)
 	opt->rq_size = RDT_QUEUE_DEFAULT;
 	opt->recv_blocks = 1;
 	opt->handshake_timeout_ms = RDT_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+	opt->credit_timeout_ms = RDT_CREDIT_TIMEOUT_MS_DEFAULT;
 	opt->max_handshakes = RDT_MAX_HANDSHAKES_DEFAULT;
 	opt->region_mb = 64;
 	opt->max_regions = 16;
@@ -268,8 +269,8 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
 	if (opt->port < 1 || opt->sq_size < RDT_QUEUE_MIN ||
 	    opt->sq_size > RDT_QUEUE_MAX || opt->rq_size < RDT_QUEUE_MIN ||
 	    opt->rq_size > RDT_QUEUE_MAX || opt->handshake_timeout_ms <= 0 ||
-	    opt->max_handshakes < 0 || opt->region_mb == 0 ||
-	    opt->max_regions == 0 ||
+	    opt->credit_timeout_ms < 0 || opt->max_handshakes < 0 ||
+	    opt->region_mb == 0 || opt->max_regions == 0 ||
 	    (opt->use_polling &&
 	     (opt->poller_num < 1 || opt->poller_num > BUDGET_MAX_POLLERS))) {
 		snprintf(why, why_size,
@@ -352,10 +353,11 @@ void rdt_choice(const struct rdt_ctx *ctx, struct rdt_choice *out)
 void rdt_counters_init(struct rdt_counters *st)
 {
 	struct metrics_counter *c[] = {
-	    &st->hs_rdma,	&st->hs_tcp,	     &st->hs_failed,
-	    &st->hs_timeout,	&st->bytes_sent,     &st->bytes_received,
-	    &st->credit_stalls, &st->send_wrs,	     &st->send_completions,
-	    &st->cq_events,	&st->cq_empty_reads, &st->return_failures,
+	    &st->hs_rdma,	  &st->hs_tcp,	       &st->hs_failed,
+	    &st->hs_timeout,	  &st->bytes_sent,     &st->bytes_received,
+	    &st->credit_stalls,	  &st->send_wrs,       &st->send_completions,
+	    &st->cq_events,	  &st->cq_empty_reads, &st->return_failures,
+	    &st->credit_timeouts,
 	};
 
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
@@ -376,6 +378,7 @@ void rdt_stats(struct rdt_ctx *ctx, struct rdt_stats *out)
 	out->bytes_sent = metrics_counter_get(&s->bytes_sent);
 	out->bytes_received = metrics_counter_get(&s->bytes_received);
 	out->credit_stalls = metrics_counter_get(&s->credit_stalls);
+	out->credit_timeouts = metrics_counter_get(&s->credit_timeouts);
 	out->send_wrs = metrics_counter_get(&s->send_wrs);
 	out->send_completions = metrics_counter_get(&s->send_completions);
 	out->cq_events = metrics_counter_get(&s->cq_events);
@@ -434,6 +437,11 @@ int rdt_metrics_register(struct rdt_ctx *ctx, struct metrics *m)
 			"rpcgate_rdma_credit_stalls_total",
 			"writes that waited for the peer's credits", NULL);
 	if (!err)
+		err = metrics_register_counter(m, &s->credit_timeouts,
+			"rpcgate_rdma_credit_timeouts_total",
+			"connections closed because the peer returned no "
+			"credit within rdma_credit_timeout_ms", NULL);
+	if (!err)
 		err = metrics_register_counter(m, &s->send_wrs,
 			"rpcgate_rdma_send_wrs_total",
 			"data sends posted (SEND_WITH_IMM work requests)", NULL);
@@ -472,6 +480,7 @@ static void counters_unregister(struct rdt_counters *s)
 	    &s->device_up.node,	       &s->send_wrs.node,
 	    &s->send_completions.node, &s->cq_events.node,
 	    &s->cq_empty_reads.node,   &s->return_failures.node,
+	    &s->credit_timeouts.node,
 	};
 
 	for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++)

@@ -89,6 +89,8 @@ struct rdt_ep {
 	bool rdma_ok; /* server: our real hello went out */
 	bool failed;  /* a failure was logged */
 	int64_t start_ns;
+	/* The handshake's deadline; once live, the credit wait's
+	 * (credit_timeout_ms). */
 	struct loop_timer deadline;
 	struct rdt_hello mine, peer;
 	int gid_index;
@@ -108,6 +110,7 @@ struct rdt_ep {
 	unsigned wakes; /* of cq_io: every CHAN_SWEEP_EVERY-th reads all */
 	int sq_size, rq_size, max_sge;
 	int recv_blocks; /* iobuf blocks per receive WR (its block_size) */
+	bool withhold_credits; /* rdt_options': owe the peer nothing */
 	uint32_t peer_block;
 	int local_window, remote_window;
 	struct iobuf_block **recv; /* rq_size posted buffers, by wr_id */
@@ -117,6 +120,9 @@ struct rdt_ep {
 	uint32_t ring_tail; /* loop */
 	int unsignaled;	    /* writer */
 	int remote_credits, sq_free, imm_slots, pending_credits; /* atomic */
+	/* Completions that brought credits (loop); its value when the
+	 * credit wait began. */
+	uint64_t credit_returns, credit_mark;
 };
 
 /* TCP-only ports (no ctx): counted, not exported. */
@@ -222,6 +228,7 @@ static int qp_create(struct rdt_ep *ep, char *why, size_t why_size)
 	ep->sq_size = ctx->opt.sq_size;
 	ep->rq_size = ctx->opt.rq_size;
 	ep->recv_blocks = ctx->opt.recv_blocks;
+	ep->withhold_credits = ctx->opt.withhold_credits;
 	if (ep->recv_blocks > ctx->choice.max_sge)
 		ep->recv_blocks =
 		    ctx->choice.max_sge > 0 ? ctx->choice.max_sge : 1;
@@ -838,6 +845,7 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 	if ((wc->wc_flags & IBV_WC_WITH_IMM) && wc->imm_data) {
 		__atomic_add_fetch(&ep->remote_credits,
 				   (int)ntohl(wc->imm_data), __ATOMIC_RELEASE);
+		ep->credit_returns++;
 		*writable = true;
 	}
 	slot = (int)wc->wr_id;
@@ -871,7 +879,9 @@ static bool on_wc(struct rdt_ep *ep, const struct ibv_wc *wc, size_t *bytes,
 			*bytes += k;
 			n -= k;
 		}
-		__atomic_add_fetch(&ep->pending_credits, 1, __ATOMIC_RELAXED);
+		if (!ep->withhold_credits)
+			__atomic_add_fetch(&ep->pending_credits, 1,
+					   __ATOMIC_RELAXED);
 	}
 	err = post_recv(ep, slot);
 	if (err) {
@@ -1075,6 +1085,46 @@ static int post_chain(struct rdt_ep *ep, struct ibv_send_wr *wrs, int n)
 	return -err;
 }
 
+static void credit_wait_over(struct loop_timer *t);
+
+/* Our send window is used up (the writer's thread).  Watched from the
+ * loop: a writer elsewhere leaves the retry to it (conn.c), so the wait
+ * is seen there too. */
+static void credit_wait(struct rdt_ep *ep)
+{
+	struct loop *loop = ep->c->loop;
+	int ms = ep->ctx->opt.credit_timeout_ms;
+
+	if (!ms || !loop_on_thread(loop) || loop_timer_active(&ep->deadline))
+		return;
+	ep->credit_mark = ep->credit_returns;
+	loop_timer_start(loop, &ep->deadline,
+			 loop_now(loop) + (int64_t)ms * CLOCK_NS_PER_MS,
+			 credit_wait_over);
+}
+
+/* Loop: credit_timeout_ms after the window was found used up. */
+static void credit_wait_over(struct loop_timer *t)
+{
+	struct rdt_ep *ep = container_of(t, struct rdt_ep, deadline);
+
+	if (conn_closing(ep->c) || ep->failed)
+		return;
+	if (__atomic_load_n(&ep->remote_credits, __ATOMIC_ACQUIRE) > 0)
+		return;
+	if (ep->credit_returns != ep->credit_mark) {
+		/* Credits came and went: a new wait, from now. */
+		credit_wait(ep);
+		return;
+	}
+	rdt_count(&ep->ctx->st.credit_timeouts, 1);
+	ep_fail(ep, -ETIMEDOUT,
+		"the peer returned no credit for %d ms while our send "
+		"window (%d messages) was used up "
+		"(rdma_credit_timeout_ms): a stuck or broken peer",
+		ep->ctx->opt.credit_timeout_ms, ep->local_window);
+}
+
 static ssize_t live_write(struct conn *c, struct iobuf *out)
 {
 	struct rdt_ep *ep = c->tp_ctx;
@@ -1096,6 +1146,8 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 		sq = __atomic_load_n(&ep->sq_free, __ATOMIC_ACQUIRE);
 		if (credits <= 0 || sq <= 0) {
 			rdt_count(&ep->ctx->st.credit_stalls, 1);
+			if (credits <= 0)
+				credit_wait(ep);
 			break;
 		}
 		n = 0;

@@ -18,6 +18,7 @@ struct rdt_poller;
 struct rdt_counters {
 	struct metrics_counter hs_rdma, hs_tcp, hs_failed, hs_timeout;
 	struct metrics_counter bytes_sent, bytes_received, credit_stalls;
+	struct metrics_counter credit_timeouts;
 	struct metrics_counter send_wrs, send_completions, cq_events;
 	struct metrics_counter cq_empty_reads, return_failures;
 	struct metrics_gauge qps, device_up;
