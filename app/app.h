@@ -206,19 +206,23 @@ const char *app_error_name(int code);
 /*
  * --user=USER[:GROUP] (app/user.c), names or numbers.  resolve() looks
  * them up: 0, or -EINVAL after a message on stderr (an unknown name).
- * become() switches the process to them, keeping only
- * CAP_NET_BIND_SERVICE; call it before app_runtime_start(), while the
- * process has one thread: 0 (also when --user is empty), or -EPERM after
- * a message on stderr.
+ * become() switches the process to them, keeping of its capabilities
+ * only CAP_NET_BIND_SERVICE (if it had it), and sets no_new_privs; call
+ * it before app_runtime_start(), while the process has one thread: 0
+ * (also when --user is empty), or -EPERM after a message on stderr.
+ * log() says what become() did, once the runtime's log is up.
  */
 #define APP_USER_NAME_MAX 128
 struct app_user {
 	uid_t uid;
 	gid_t gid;
 	bool set;
+	bool changed;	/* become() switched (not: started as that user) */
+	bool bind_kept; /* and kept CAP_NET_BIND_SERVICE */
 };
 int app_user_resolve(const struct app_config *cfg, struct app_user *u,
 		     const char *who);
-int app_user_become(const struct app_user *u, const char *who);
+int app_user_become(struct app_user *u, const char *who);
+void app_user_log(const struct app_user *u, struct log *log, const char *who);
 
 #endif

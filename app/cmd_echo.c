@@ -151,6 +151,7 @@ int app_cmd_echo(struct app_config *cfg)
 
 	if (app_runtime_start(&e.r, cfg, WHO))
 		return APP_EXIT_FAILURE;
+	app_user_log(&user, &e.r.log, WHO);
 	if (echo_serve(&e))
 		goto out_runtime;
 	echo_print_serving(&e);

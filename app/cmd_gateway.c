@@ -568,6 +568,7 @@ int app_cmd_gateway(struct app_config *cfg)
 
 	if (app_runtime_start(&gw.r, cfg, WHO))
 		return APP_EXIT_FAILURE;
+	app_user_log(&user, &gw.r.log, WHO);
 	if (routes_open(&gw, cfg)) {
 		status = APP_EXIT_CONFIG;
 		goto out_routes;

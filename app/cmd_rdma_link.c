@@ -76,7 +76,8 @@ static long proc_uid(const char *pid)
 	return uid;
 }
 
-/* Sets RLIMIT_MEMLOCK of every process not running as root to `kb`. */
+/* Sets RLIMIT_MEMLOCK of every process not running as root to `kb`:
+ * how many it set, or the last error (each is also said on stderr). */
 static int limit_memlock(int64_t kb)
 {
 	struct rlimit rl = {(rlim_t)kb << 10, (rlim_t)kb << 10};
@@ -96,6 +97,8 @@ static int limit_memlock(int64_t kb)
 		if (uid <= 0)
 			continue;
 		if (prlimit(atoi(d->d_name), RLIMIT_MEMLOCK, &rl, NULL)) {
+			if (errno == ESRCH) /* gone since readdir */
+				continue;
 			err = -errno;
 			fprintf(stderr,
 				"rdma-link: cannot set the locked-memory "
@@ -110,7 +113,7 @@ static int limit_memlock(int64_t kb)
 	}
 	closedir(dir);
 	fflush(stdout);
-	return err ? err : n;
+	return n ? n : err;
 }
 
 static int readd(const char *name, const char *netdev, int64_t after_ms)
@@ -132,8 +135,8 @@ int app_cmd_rdma_link(struct app_config *cfg)
 {
 	const char *name = flags_str(&cfg->flags, "delete");
 	const char *netdev = flags_str(&cfg->flags, "readd");
+	int index, err, status = APP_EXIT_OK;
 	int64_t t0;
-	int index, err;
 
 	if (!name[0]) {
 		fprintf(stderr, "rdma-link: --delete=DEVICE is required "
@@ -171,12 +174,15 @@ int app_cmd_rdma_link(struct app_config *cfg)
 	       (long long)((clock_mono_ns() - t0) / 1000000));
 	fflush(stdout);
 	if (flags_int(&cfg->flags, "memlock_kb") >= 0 &&
-	    limit_memlock(flags_int(&cfg->flags, "memlock_kb")) <= 0) {
-		fprintf(stderr, "rdma-link: --memlock_kb: no process not "
-				"running as root had its limit set\n");
-		return APP_EXIT_FAILURE;
+	    (err = limit_memlock(flags_int(&cfg->flags, "memlock_kb"))) <= 0) {
+		fprintf(stderr, "rdma-link: --memlock_kb: %s\n",
+			err ? strerror(-err)
+			    : "no process runs as another user than root");
+		status = APP_EXIT_FAILURE;
 	}
-	return *netdev ? readd(name, netdev,
-			       flags_int(&cfg->flags, "readd_after_ms"))
-		       : APP_EXIT_OK;
+	/* The device comes back whatever happened to the limits. */
+	if (*netdev &&
+	    readd(name, netdev, flags_int(&cfg->flags, "readd_after_ms")))
+		status = APP_EXIT_FAILURE;
+	return status;
 }

@@ -227,13 +227,6 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 			strerror(-err));
 		return err;
 	}
-	if (*flags_str(&cfg->flags, "user"))
-		log_info(&r->log, "%s: running as uid %u gid %u (--user=%s)%s",
-			 who, (unsigned)getuid(), (unsigned)getgid(),
-			 flags_str(&cfg->flags, "user"),
-			 getuid() ? ", of root's capabilities with "
-				    "CAP_NET_BIND_SERVICE only"
-				  : "");
 	err = metrics_init(&r->metrics, NULL);
 	if (err) {
 		log_destroy(&r->log);
@@ -319,10 +312,15 @@ static void log_rdma_account(struct app_runtime *r)
 	/* A device let go of took its fds along. */
 	if (st.device_released) {
 		start -= r->fds_device;
-		snprintf(dev, sizeof(dev),
-			 " (the device was removed and let go of; %llu "
-			 "looks found it back but could not set it up)",
-			 (unsigned long long)st.return_failures);
+		if (st.return_failures)
+			snprintf(dev, sizeof(dev),
+				 " (the device was removed and let go of; "
+				 "%llu looks found it back but could not set "
+				 "it up)",
+				 (unsigned long long)st.return_failures);
+		else
+			snprintf(dev, sizeof(dev),
+				 " (the device was removed and let go of)");
 	} else if (st.device_gone) {
 		snprintf(dev, sizeof(dev),
 			 " (the device was removed, NOT let go of)");

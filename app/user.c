@@ -10,7 +10,8 @@
  * descriptor").  Of root's capabilities only CAP_NET_BIND_SERVICE is
  * kept, so ports below 1024 still bind.  CAP_IPC_LOCK goes: registered
  * memory must fit in the user's locked-memory limit (ulimit -l), which
- * the RDMA start checks (app/runtime.c).
+ * the RDMA start checks (app/runtime.c).  A process that changed its
+ * user is not dumpable: no core files, its /proc entries root's.
  */
 #include "app.h"
 
@@ -18,6 +19,8 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
@@ -99,11 +102,13 @@ int app_user_resolve(const struct app_config *cfg, struct app_user *u,
 	return 0;
 }
 
-int app_user_become(const struct app_user *u, const char *who)
+int app_user_become(struct app_user *u, const char *who)
 {
 	struct __user_cap_header_struct hdr = {.version =
 						   _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct caps[2] = {{0}};
+	const uint32_t bind = 1u << CAP_NET_BIND_SERVICE;
+	pid_t parent = getppid();
 	int pdeath = 0;
 
 	if (!u->set)
@@ -111,7 +116,11 @@ int app_user_become(const struct app_user *u, const char *who)
 	/* Started as that user already: nothing to give up. */
 	if (u->uid != 0 && getuid() == u->uid && geteuid() == u->uid &&
 	    getgid() == u->gid && getegid() == u->gid)
-		return 0;
+		goto out;
+	/* What there is to keep: a container may have dropped it. */
+	if (syscall(SYS_capget, &hdr, caps))
+		memset(caps, 0, sizeof(caps));
+	u->bind_kept = caps[0].permitted & bind;
 	/* A credential change clears the parent-death signal; a
 	 * supervisor that set one still wants it. */
 	prctl(PR_GET_PDEATHSIG, &pdeath);
@@ -127,7 +136,10 @@ int app_user_become(const struct app_user *u, const char *who)
 		return -EPERM;
 	}
 	prctl(PR_SET_KEEPCAPS, 0L);
-	caps[0].permitted = caps[0].effective = 1u << CAP_NET_BIND_SERVICE;
+	u->changed = true;
+	memset(caps, 0, sizeof(caps));
+	if (u->bind_kept)
+		caps[0].permitted = caps[0].effective = bind;
 	if (u->uid != 0 && syscall(SYS_capset, &hdr, caps)) {
 		fprintf(stderr, "%s: --user: cannot drop capabilities: %s\n",
 			who, strerror(errno));
@@ -140,9 +152,36 @@ int app_user_become(const struct app_user *u, const char *who)
 			who, (unsigned)u->uid);
 		return -EPERM;
 	}
+	if (pdeath) {
+		prctl(PR_SET_PDEATHSIG, pdeath);
+		/* The parent went while the signal was off. */
+		if (getppid() != parent)
+			raise(pdeath);
+	}
+out:
 	/* Nothing this process could exec would gain privileges. */
 	prctl(PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L);
-	if (pdeath)
-		prctl(PR_SET_PDEATHSIG, pdeath);
 	return 0;
+}
+
+void app_user_log(const struct app_user *u, struct log *log, const char *who)
+{
+	if (!u->set)
+		return;
+	if (!u->changed)
+		log_info(log, "%s: --user: running as uid %u gid %u already",
+			 who, (unsigned)u->uid, (unsigned)u->gid);
+	else if (u->uid == 0)
+		log_info(log, "%s: running as uid 0 gid %u", who,
+			 (unsigned)u->gid);
+	else
+		log_info(log,
+			 "%s: running as uid %u gid %u, of root's "
+			 "capabilities with %s (the process is not dumpable: "
+			 "no core files)",
+			 who, (unsigned)u->uid, (unsigned)u->gid,
+			 u->bind_kept ? "CAP_NET_BIND_SERVICE only"
+				      : "none (CAP_NET_BIND_SERVICE was not "
+					"there to keep: ports below 1024 do "
+					"not bind)");
 }

@@ -275,7 +275,8 @@ int rdt_open(struct rdt_ctx **out, const struct rdt_options *opt, char *why,
 	     (opt->poller_num < 1 || opt->poller_num > BUDGET_MAX_POLLERS))) {
 		snprintf(why, why_size,
 			 "bad RDMA options (rdma_sq_size and "
-			 "rdma_rq_size must be %d..%d, rdma_poller_num 1..%d)",
+			 "rdma_rq_size must be %d..%d, rdma_poller_num 1..%d, "
+			 "the timeouts not negative)",
 			 RDT_QUEUE_MIN, RDT_QUEUE_MAX, BUDGET_MAX_POLLERS);
 		return -EINVAL;
 	}
@@ -898,7 +899,7 @@ static bool try_return(struct rdt_ctx *ctx)
 	return true;
 
 fail:
-	metrics_counter_add(&ctx->st.return_failures, 1);
+	rdt_count(&ctx->st.return_failures, 1);
 	if (rr.pd)
 		ibv_dealloc_pd(rr.pd);
 	ibv_close_device(rr.verbs);

@@ -121,7 +121,7 @@ struct rdt_ep {
 	int unsignaled;	    /* writer */
 	int remote_credits, sq_free, imm_slots, pending_credits; /* atomic */
 	/* Completions that brought credits (loop); its value when the
-	 * credit wait began. */
+	 * credit wait began (the timer stops when they differ). */
 	uint64_t credit_returns, credit_mark;
 };
 
@@ -924,6 +924,11 @@ static void delivered(struct rdt_ep *ep, size_t bytes, bool writable)
 		rdt_count(&ep->ctx->st.bytes_received, bytes);
 		conn_delivered(c, bytes);
 	}
+	/* Credits came: a wait for them is over (a new one starts when the
+	 * window is used up again). */
+	if (ep->credit_returns != ep->credit_mark &&
+	    loop_timer_active(&ep->deadline))
+		loop_timer_stop(c->loop, &ep->deadline);
 	if (writable && !conn_closing(c))
 		conn_resume_writes(c);
 	if (!conn_closing(c))
@@ -1108,15 +1113,10 @@ static void credit_wait_over(struct loop_timer *t)
 {
 	struct rdt_ep *ep = container_of(t, struct rdt_ep, deadline);
 
-	if (conn_closing(ep->c) || ep->failed)
+	/* delivered() stops the timer when credits come: none came. */
+	if (conn_closing(ep->c) || ep->failed ||
+	    __atomic_load_n(&ep->remote_credits, __ATOMIC_ACQUIRE) > 0)
 		return;
-	if (__atomic_load_n(&ep->remote_credits, __ATOMIC_ACQUIRE) > 0)
-		return;
-	if (ep->credit_returns != ep->credit_mark) {
-		/* Credits came and went: a new wait, from now. */
-		credit_wait(ep);
-		return;
-	}
 	rdt_count(&ep->ctx->st.credit_timeouts, 1);
 	ep_fail(ep, -ETIMEDOUT,
 		"the peer returned no credit for %d ms while our send "
@@ -1144,12 +1144,13 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 		credits =
 		    __atomic_load_n(&ep->remote_credits, __ATOMIC_ACQUIRE);
 		sq = __atomic_load_n(&ep->sq_free, __ATOMIC_ACQUIRE);
-		if (credits <= 0 || sq <= 0) {
+		if (credits <= 0) {
 			rdt_count(&ep->ctx->st.credit_stalls, 1);
-			if (credits <= 0)
-				credit_wait(ep);
+			credit_wait(ep);
 			break;
 		}
+		if (sq <= 0) /* our own sends' completions free slots */
+			break;
 		n = 0;
 		nsge = 0;
 		nrefs = iobuf_ref_count(out);

@@ -6,6 +6,8 @@
  *   echo_proc_start(e, args)  fork/exec TEST_RPCGATE_BIN echo --port=0
  *                             --listen=127.0.0.1 [args...], wait (bounded)
  *                             for its ready line, parse the port
+ *   echo_proc_start_wrapped() the same through a wrapper command (an
+ *                             absolute path and its arguments)
  *   echo_proc_alive(e)        not exited yet
  *   echo_proc_stop(e)         SIGTERM, wait (bounded), SIGKILL after;
  *                             returns the wait status
@@ -44,6 +46,7 @@
 /* The echo's stop grace is 5 s (ECHO_STOP_GRACE_MS); then it exits. */
 #define ECHO_STOP_MS	  8000
 #define ECHO_MAX_ARGS	  16
+#define ECHO_MAX_WRAP	  4
 #define ECHO_OUT_MAX	  4096
 #define ECHO_READY_PREFIX "rpcgate echo: serving example.EchoService on "
 
@@ -97,12 +100,13 @@ static inline bool echo_proc_read(struct echo_proc *e, int ms)
  * override both) and waits for its ready line, which starts with `ready`
  * followed by "IPV4:PORT" (echo's, or `rpcgate gateway: serving on `).
  */
-static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
-				       const char *ready,
-				       const char *const *args)
+static inline void echo_proc_start_wrapped(struct echo_proc *e,
+					   const char *const *wrap,
+					   const char *cmd, const char *ready,
+					   const char *const *args)
 {
 	const char *bin = test_rpcgate_bin();
-	char *argv[ECHO_MAX_ARGS + 6],
+	char *argv[ECHO_MAX_ARGS + 6 + ECHO_MAX_WRAP],
 	    *envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C", NULL};
 	bool log = getenv("TEST_ECHO_LOG") != NULL;
 	int pfd[2], null_fd, argc = 0;
@@ -112,6 +116,10 @@ static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
 	memset(e, 0, sizeof(*e));
 	e->pid = -1;
 	e->out_fd = -1;
+	for (int i = 0; wrap && wrap[i]; i++) {
+		assert_true(i < ECHO_MAX_WRAP);
+		argv[argc++] = (char *)wrap[i];
+	}
 	argv[argc++] = (char *)bin;
 	argv[argc++] = "--cmdline_file=/dev/null";
 	argv[argc++] = (char *)cmd;
@@ -135,7 +143,7 @@ static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
 		dup2(pfd[1], 1);
 		if (!log)
 			dup2(null_fd, 2);
-		execve(bin, argv, envp);
+		execve(argv[0], argv, envp);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -160,6 +168,13 @@ static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
 	    e->port <= 0 || e->port > 65535)
 		fail_msg("unexpected ready line: '%s'", e->out);
 	snprintf(e->addr, sizeof(e->addr), "%s:%d", ip, e->port);
+}
+
+static inline void echo_proc_start_cmd(struct echo_proc *e, const char *cmd,
+				       const char *ready,
+				       const char *const *args)
+{
+	echo_proc_start_wrapped(e, NULL, cmd, ready, args);
 }
 
 static inline void echo_proc_start(struct echo_proc *e, const char *const *args)

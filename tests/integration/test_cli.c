@@ -44,6 +44,8 @@
 #define MAX_ENV	     8
 #define MAX_ARGS     16
 #define TMP_TEMPLATE "/tmp/rpcgate-cli-XXXXXX"
+/* util-linux's, to start a process with fewer capabilities. */
+#define SETPRIV "/usr/bin/setpriv"
 
 struct spec {
 	const char *kernel;	    /* kernel command line file text */
@@ -770,6 +772,22 @@ static void test_user(void **state)
 	    &(struct spec){.args = {"call", server, "--message=as nobody"}}, 0);
 	assert_string_equal(r->out, "message: as nobody\n");
 	free(r);
+	assert_int_equal(echo_proc_stop(&echo), 0);
+
+	/* Started without CAP_NET_BIND_SERVICE (a container that dropped
+	 * it): nothing to keep, and still a user. */
+	if (access(SETPRIV, X_OK))
+		fail_msg("%s is missing (util-linux)", SETPRIV);
+	echo_proc_start_wrapped(
+	    &echo,
+	    (const char *[]){SETPRIV, "--bounding-set=-net_bind_service", NULL},
+	    "echo", ECHO_READY_PREFIX, (const char *[]){"--user=65534", NULL});
+	proc_status(echo.pid, "Uid:", buf, sizeof(buf));
+	assert_string_equal(buf, "\t65534\t65534\t65534\t65534");
+	proc_status(echo.pid, "CapEff:", buf, sizeof(buf));
+	assert_string_equal(buf, "\t0000000000000000");
+	proc_status(echo.pid, "CapPrm:", buf, sizeof(buf));
+	assert_string_equal(buf, "\t0000000000000000");
 	assert_int_equal(echo_proc_stop(&echo), 0);
 }
 
