@@ -254,6 +254,8 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 	r->fds_at_start = count_fds();
 	rt_options_from_budget(&ro, &cfg->budget);
 	ro.log = &r->log;
+	ro.spin_ns =
+	    flags_int(&cfg->flags, "event_dispatcher_spin_us") * 1000LL;
 	err = rt_init(&r->rt, &ro);
 	if (!err)
 		err = rt_start(&r->rt);

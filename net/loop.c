@@ -63,7 +63,7 @@ int loop_options_validate(const struct loop_options *opt)
 		return -EINVAL;
 	if (opt->max_events < 1 || opt->max_events > LOOP_MAX_EVENTS_LIMIT)
 		return -EINVAL;
-	if (opt->stack_size < LOOP_STACK_SIZE_MIN)
+	if (opt->stack_size < LOOP_STACK_SIZE_MIN || opt->spin_ns < 0)
 		return -EINVAL;
 	return 0;
 }
@@ -408,12 +408,41 @@ static bool loop_dispatch(struct loop *loop, int n)
 	return woken;
 }
 
+/*
+ * epoll_wait, after polling for up to opt.spin_ns (not past the next
+ * timer) when there is nothing to do at once.  Its result.
+ */
+static int loop_wait(struct loop *loop)
+{
+	int timeout = loop_timeout_ms(loop), n;
+	struct heap_node *next;
+	int64_t end;
+
+	if (loop->opt.spin_ns > 0 && timeout != 0) {
+		end = clock_mono_ns() + loop->opt.spin_ns;
+		next = heap_min(&loop->timers);
+		if (next &&
+		    container_of(next, struct loop_timer, node)->deadline_ns <
+			end)
+			end = container_of(next, struct loop_timer, node)
+				  ->deadline_ns;
+		do {
+			n = epoll_wait(loop->epfd, loop->events,
+				       loop->opt.max_events, 0);
+			if (n != 0)
+				return n;
+		} while (clock_mono_ns() < end);
+		timeout = loop_timeout_ms(loop);
+	}
+	return epoll_wait(loop->epfd, loop->events, loop->opt.max_events,
+			  timeout);
+}
+
 static int loop_iterate(struct loop *loop)
 {
 	int n, err;
 
-	n = epoll_wait(loop->epfd, loop->events, loop->opt.max_events,
-		       loop_timeout_ms(loop));
+	n = loop_wait(loop);
 	if (n < 0) {
 		if (errno != EINTR) {
 			err = -errno;

@@ -63,6 +63,10 @@ struct loop_options {
 	const char *name;      /* thread name, 1..LOOP_NAME_MAX chars */
 	int max_events;	       /* epoll batch, 1..LOOP_MAX_EVENTS_LIMIT */
 	size_t stack_size;     /* loop_start's thread; >= LOOP_STACK_SIZE_MIN */
+	/* An idle loop polls (epoll_wait without sleeping) this long before
+	 * it sleeps: an answer that comes meanwhile costs no wake-up, for a
+	 * CPU kept busy.  0: sleep at once. */
+	int64_t spin_ns;
 };
 
 /* Cumulative counters, since loop_init; read with loop_stats(). */

@@ -59,6 +59,7 @@ int rt_init(struct rt *rt, const struct rt_options *opt)
 		lo.mem = opt->mem;
 		lo.log = opt->log;
 		lo.name = loop_names(rt)[i].s;
+		lo.spin_ns = opt->spin_ns;
 		err = loop_init(&rt->loops[i], &lo);
 		if (err)
 			goto out_destroy_loops;

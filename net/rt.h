@@ -29,6 +29,7 @@ struct rt_options {
 	struct log *log;       /* NULL: discard */
 	int dispatchers;       /* event loops: 1..BUDGET_MAX_DISPATCHERS */
 	int task_workers;      /* 1..WORKERS_MAX_THREADS */
+	int64_t spin_ns;       /* each loop's loop_options.spin_ns */
 };
 
 struct rt {

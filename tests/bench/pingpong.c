@@ -34,6 +34,12 @@
  * then reads without blocking, as an event-loop stack must: the floor for
  * such a stack, one system call per message and side above the raw one.
  *
+ * With --spin an end never sleeps: it reads without blocking (or, with
+ * --epoll, calls epoll_wait with a zero timeout) until bytes come.  The
+ * reference for rpcgate's event_dispatcher_spin_us, which polls the same
+ * way: on a virtual machine it saves the wake-up of a halted vCPU, for a
+ * CPU kept busy.
+ *
  * Exit statuses as rpcgate's: 0 success, 1 run-time failure (connection
  * refused, stream corrupted, server gone), 2 bad arguments.
  *
@@ -173,11 +179,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: pingpong server --port=N [--host=127.0.0.1] "
-		"[--epoll]\n"
+		"[--epoll] [--spin]\n"
 		"       pingpong client --server=HOST:PORT --concurrency=C "
 		"--payload=BYTES\n"
 		"                       --duration=SECONDS [--json] "
-		"[--epoll]\n"
+		"[--epoll] [--spin]\n"
 		"\n"
 		"A raw TCP echo and its closed-loop client: the reference "
 		"limit for\nrpcgate's echo benchmark (scripts/bench-echo).\n");
@@ -307,6 +313,8 @@ static void set_nodelay(int fd)
  * RPC stack; the run without it is the kernel's floor.
  */
 static bool g_epoll;
+/* --spin: poll, never sleep, while waiting for bytes. */
+static bool g_spin;
 
 /* The epoll set of one socket, level-triggered on `events`; -errno. */
 static int epoll_for(int fd, uint32_t events)
@@ -363,7 +371,8 @@ static void echo_epoll(int fd, char *buf)
 	for (;;) {
 		ssize_t n;
 
-		if (epoll_wait(epfd, &ev, 1, -1) < 0 && errno != EINTR)
+		if (epoll_wait(epfd, &ev, 1, g_spin ? 0 : -1) < 0 &&
+		    errno != EINTR)
 			break;
 		n = recv(fd, buf, ECHO_BUF, MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -388,9 +397,9 @@ static void *echo_conn(void *arg)
 		goto out_free;
 	}
 	for (;;) {
-		ssize_t n = read(fd, buf, ECHO_BUF);
+		ssize_t n = recv(fd, buf, ECHO_BUF, g_spin ? MSG_DONTWAIT : 0);
 
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && (errno == EINTR || (g_spin && errno == EAGAIN)))
 			continue;
 		if (n <= 0 || send_all(fd, buf, n))
 			break; /* EOF or reset: the client is done */
@@ -459,6 +468,8 @@ static int run_server(int argc, char **argv)
 			}
 		} else if ((v = opt_value(argv[i], "host"))) {
 			host = v;
+		} else if (!strcmp(argv[i], "--spin")) {
+			g_spin = true;
 		} else if (!strcmp(argv[i], "--epoll")) {
 			g_epoll = true;
 		} else {
@@ -639,6 +650,8 @@ static int client_wait(struct client *c, int64_t deadline)
 		if (left <= 0)
 			return 0;
 		ms = (int)((left + 999999) / 1000000);
+		if (g_spin)
+			ms = 0;
 		if (epoll_wait(c->epfd, &ev, 1,
 			       ms < RECV_TIMEOUT_MS ? ms : RECV_TIMEOUT_MS) <
 			0 &&
@@ -685,6 +698,8 @@ static int client_loop(struct client *c, int64_t start, int64_t deadline,
 				*what = "poll";
 				return err;
 			}
+			n = recv(c->fd, c->in, CLIENT_RBUF, MSG_DONTWAIT);
+		} else if (g_spin) {
 			n = recv(c->fd, c->in, CLIENT_RBUF, MSG_DONTWAIT);
 		} else {
 			n = recv(c->fd, c->in, CLIENT_RBUF, 0);
@@ -773,6 +788,9 @@ static int client_opt(struct client_opts *o, const char *arg)
 		return 0;
 	} else if (!strcmp(arg, "--epoll")) {
 		g_epoll = true;
+		return 0;
+	} else if (!strcmp(arg, "--spin")) {
+		g_spin = true;
 		return 0;
 	} else {
 		fprintf(stderr, "pingpong client: unknown argument '%s'\n",

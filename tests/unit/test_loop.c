@@ -49,7 +49,7 @@ static void guard_cb(struct loop_timer *t)
 	loop_stop(&fx->loop);
 }
 
-static void fx_init(struct fixture *fx, int max_events)
+static void fx_init_spin(struct fixture *fx, int max_events, int64_t spin_ns)
 {
 	struct loop_options opt;
 
@@ -60,8 +60,14 @@ static void fx_init(struct fixture *fx, int max_events)
 	opt.name = "tloop";
 	if (max_events)
 		opt.max_events = max_events;
+	opt.spin_ns = spin_ns;
 	assert_int_equal(loop_init(&fx->loop, &opt), 0);
 	loop_timer_init(&fx->guard);
+}
+
+static void fx_init(struct fixture *fx, int max_events)
+{
+	fx_init_spin(fx, max_events, 0);
 }
 
 /* Runs on the calling thread with the guard armed; asserts it stayed. */
@@ -106,6 +112,9 @@ static void test_loop_options(void **state)
 	assert_int_equal(loop_options_validate(&opt), -EINVAL);
 	loop_options_default(&opt);
 	opt.stack_size = LOOP_STACK_SIZE_MIN - 1;
+	assert_int_equal(loop_options_validate(&opt), -EINVAL);
+	loop_options_default(&opt);
+	opt.spin_ns = -1;
 	assert_int_equal(loop_options_validate(&opt), -EINVAL);
 }
 
@@ -548,6 +557,110 @@ static void rd_cb(struct loop_io *io, uint32_t events)
 		assert_int_equal(loop_io_del(&r->fx.loop, io), 0);
 		loop_stop(&r->fx.loop);
 	}
+}
+
+/* ---- polling before sleeping (spin_ns) ---- */
+
+/* Long enough that a loop polling through a timer's deadline would be
+ * seen late by far more than a loaded machine's jitter. */
+#define SPIN_NS	     (400 * CLOCK_NS_PER_MS)
+#define SPIN_LATE_NS (150 * CLOCK_NS_PER_MS)
+
+struct spin {
+	struct fixture fx;
+	struct loop_timer t;
+	struct loop_io io;
+	int sv[2];
+	int64_t deadline, fired, read_at, written_at;
+};
+
+static void spin_timer_cb(struct loop_timer *t)
+{
+	struct spin *sp = container_of(t, struct spin, t);
+
+	sp->fired = clock_mono_ns();
+	loop_stop(&sp->fx.loop);
+}
+
+/* A timer due while the loop polls fires on time: the polling ends at
+ * the next deadline. */
+static void test_spin_timer_on_time(void **state)
+{
+	struct spin sp;
+
+	(void)state;
+	memset(&sp, 0, sizeof(sp));
+	fx_init_spin(&sp.fx, 0, SPIN_NS);
+	loop_timer_init(&sp.t);
+	sp.deadline = clock_mono_ns() + 20 * CLOCK_NS_PER_MS;
+	loop_timer_start(&sp.fx.loop, &sp.t, sp.deadline, spin_timer_cb);
+	fx_run(&sp.fx);
+	assert_true(sp.fired >= sp.deadline);
+	assert_true(sp.fired - sp.deadline < SPIN_LATE_NS);
+	loop_check_teardown(&sp.fx);
+}
+
+/* Another thread: a byte 20 ms on, while the loop polls. */
+static void *spin_writer_main(void *arg)
+{
+	struct spin *sp = arg;
+	struct timespec pause = {0, 20 * CLOCK_NS_PER_MS};
+
+	nanosleep(&pause, NULL);
+	__atomic_store_n(&sp->written_at, clock_mono_ns(), __ATOMIC_RELEASE);
+	if (write(sp->sv[1], "x", 1) != 1)
+		abort();
+	return NULL;
+}
+
+static void spin_read_cb(struct loop_io *io, uint32_t events)
+{
+	struct spin *sp = container_of(io, struct spin, io);
+	char c;
+
+	(void)events;
+	assert_int_equal(read(sp->sv[0], &c, 1), 1);
+	sp->read_at = clock_mono_ns();
+	loop_io_del(&sp->fx.loop, io);
+	loop_stop(&sp->fx.loop);
+}
+
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	assert_int_equal(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
+	return ts.tv_sec * CLOCK_NS_PER_S + ts.tv_nsec;
+}
+
+/* Bytes that come while the loop polls are dispatched as they come, and
+ * it did poll: its thread was on a CPU while it waited (a sleeping loop
+ * uses next to none in 20 ms). */
+static void test_spin_io(void **state)
+{
+	struct spin sp;
+	pthread_t writer;
+	int64_t cpu;
+
+	(void)state;
+	memset(&sp, 0, sizeof(sp));
+	fx_init_spin(&sp.fx, 0, SPIN_NS);
+	assert_int_equal(
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp.sv), 0);
+	loop_io_init(&sp.io, sp.sv[0], EPOLLIN, spin_read_cb);
+	assert_int_equal(loop_io_add(&sp.fx.loop, &sp.io), 0);
+	cpu = thread_cpu_ns();
+	assert_int_equal(pthread_create(&writer, NULL, spin_writer_main, &sp),
+			 0);
+	fx_run(&sp.fx);
+	cpu = thread_cpu_ns() - cpu;
+	assert_int_equal(pthread_join(writer, NULL), 0);
+	assert_true(cpu >= 2 * CLOCK_NS_PER_MS);
+	assert_true(sp.written_at > 0 && sp.read_at >= sp.written_at);
+	assert_true(sp.read_at - sp.written_at < SPIN_LATE_NS);
+	close(sp.sv[0]);
+	close(sp.sv[1]);
+	loop_check_teardown(&sp.fx);
 }
 
 static void test_io_readable(void **state)
@@ -1073,6 +1186,8 @@ int main(void)
 	    T(test_timer_restart_tie),
 	    T(test_timer_rearm_and_cancel),
 	    T(test_timer_past_rearm_no_starvation),
+	    T(test_spin_timer_on_time),
+	    T(test_spin_io),
 	    T(test_io_readable),
 	    T(test_io_mod_and_errors),
 	    T(test_io_delete_in_same_batch),
