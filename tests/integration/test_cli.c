@@ -681,6 +681,15 @@ static void proc_status(pid_t pid, const char *key, char *buf, size_t size)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
+/* Asserts the rest of /proc/PID/status's line `key`. */
+static void assert_status(pid_t pid, const char *key, const char *want)
+{
+	char buf[128];
+
+	proc_status(pid, key, buf, sizeof(buf));
+	assert_string_equal(buf, want);
+}
+
 /* A free TCP port below 1024 on loopback, or 0. */
 static int free_low_port(void)
 {
@@ -752,21 +761,16 @@ static void test_user(void **state)
 	echo_proc_start(&echo,
 			(const char *[]){"--user=65534:65534", port, NULL});
 	assert_int_equal(echo.port, low);
-	proc_status(echo.pid, "Uid:", buf, sizeof(buf));
-	assert_string_equal(buf, "\t65534\t65534\t65534\t65534");
-	proc_status(echo.pid, "Gid:", buf, sizeof(buf));
-	assert_string_equal(buf, "\t65534\t65534\t65534\t65534");
+	assert_status(echo.pid, "Uid:", "\t65534\t65534\t65534\t65534");
+	assert_status(echo.pid, "Gid:", "\t65534\t65534\t65534\t65534");
 	/* No supplementary groups: the kernel's line is a tab and a
 	 * space. */
 	proc_status(echo.pid, "Groups:", buf, sizeof(buf));
 	assert_true(strspn(buf, "\t ") == strlen(buf));
 	/* CAP_NET_BIND_SERVICE, bit 10, and nothing else. */
-	proc_status(echo.pid, "CapEff:", buf, sizeof(buf));
-	assert_string_equal(buf, "\t0000000000000400");
-	proc_status(echo.pid, "CapPrm:", buf, sizeof(buf));
-	assert_string_equal(buf, "\t0000000000000400");
-	proc_status(echo.pid, "NoNewPrivs:", buf, sizeof(buf));
-	assert_string_equal(buf, "\t1");
+	assert_status(echo.pid, "CapEff:", "\t0000000000000400");
+	assert_status(echo.pid, "CapPrm:", "\t0000000000000400");
+	assert_status(echo.pid, "NoNewPrivs:", "\t1");
 	snprintf(server, sizeof(server), "--server=%s", echo.addr);
 	r = expect_run(
 	    &(struct spec){.args = {"call", server, "--message=as nobody"}}, 0);
@@ -782,12 +786,9 @@ static void test_user(void **state)
 	    &echo,
 	    (const char *[]){SETPRIV, "--bounding-set=-net_bind_service", NULL},
 	    "echo", ECHO_READY_PREFIX, (const char *[]){"--user=65534", NULL});
-	proc_status(echo.pid, "Uid:", buf, sizeof(buf));
-	assert_string_equal(buf, "\t65534\t65534\t65534\t65534");
-	proc_status(echo.pid, "CapEff:", buf, sizeof(buf));
-	assert_string_equal(buf, "\t0000000000000000");
-	proc_status(echo.pid, "CapPrm:", buf, sizeof(buf));
-	assert_string_equal(buf, "\t0000000000000000");
+	assert_status(echo.pid, "Uid:", "\t65534\t65534\t65534\t65534");
+	assert_status(echo.pid, "CapEff:", "\t0000000000000000");
+	assert_status(echo.pid, "CapPrm:", "\t0000000000000000");
 	assert_int_equal(echo_proc_stop(&echo), 0);
 }
 
