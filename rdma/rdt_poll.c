@@ -19,6 +19,10 @@
  * on their loop thread, under the poller's lock; a pass holds the lock,
  * so once rdt_polled_del() returns the poller never looks at the
  * endpoint again and its CQ may be destroyed.
+ *
+ * A poller with no endpoint sleeps until one is added: a process with no
+ * RDMA connection keeps no CPU busy (a server between clients, or one
+ * whose device went).
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "rdt_int.h"
@@ -39,6 +43,7 @@ struct rdt_poller {
 	pthread_t thread;
 	bool running;
 	pthread_mutex_t lock; /* list */
+	pthread_cond_t work;  /* the list gained an endpoint, or stop */
 	struct rdt_polled *list;
 	int stop; /* atomic */
 };
@@ -90,6 +95,9 @@ static void *poller_main(void *arg)
 	while (!__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE)) {
 		found = false;
 		pthread_mutex_lock(&pl->lock);
+		while (!pl->list &&
+		       !__atomic_load_n(&pl->stop, __ATOMIC_ACQUIRE))
+			pthread_cond_wait(&pl->work, &pl->lock);
 		for (struct rdt_polled *p = pl->list; p; p = p->next)
 			found |= poll_one(p);
 		pthread_mutex_unlock(&pl->lock);
@@ -118,6 +126,7 @@ int rdt_pollers_start(struct rdt_ctx *ctx, char *why, size_t why_size)
 		pl->ctx = ctx;
 		pl->index = i;
 		pthread_mutex_init(&pl->lock, NULL);
+		pthread_cond_init(&pl->work, NULL);
 		ctx->npollers = i + 1;
 		err = pthread_create(&pl->thread, NULL, poller_main, pl);
 		if (err) {
@@ -137,8 +146,13 @@ void rdt_pollers_stop(struct rdt_ctx *ctx)
 {
 	struct rdt_poller *pl;
 
-	for (int i = 0; i < ctx->npollers; i++)
-		__atomic_store_n(&ctx->pollers[i].stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < ctx->npollers; i++) {
+		pl = &ctx->pollers[i];
+		pthread_mutex_lock(&pl->lock);
+		__atomic_store_n(&pl->stop, 1, __ATOMIC_RELEASE);
+		pthread_cond_broadcast(&pl->work);
+		pthread_mutex_unlock(&pl->lock);
+	}
 	for (int i = 0; i < ctx->npollers; i++) {
 		pl = &ctx->pollers[i];
 		if (pl->running)
@@ -149,6 +163,7 @@ void rdt_pollers_stop(struct rdt_ctx *ctx)
 				 "endpoints still on it",
 				 i);
 		pthread_mutex_destroy(&pl->lock);
+		pthread_cond_destroy(&pl->work);
 	}
 	mem_free(ctx->opt.mem, ctx->pollers);
 	ctx->pollers = NULL;
@@ -166,6 +181,8 @@ void rdt_polled_add(struct rdt_ctx *ctx, struct rdt_polled *p)
 	p->next = pl->list;
 	if (pl->list)
 		pl->list->prev = p;
+	else
+		pthread_cond_signal(&pl->work); /* it may be asleep */
 	pl->list = p;
 	pthread_mutex_unlock(&pl->lock);
 }
