@@ -416,16 +416,16 @@ static int loop_wait(struct loop *loop)
 {
 	int timeout = loop_timeout_ms(loop), n;
 	struct heap_node *next;
-	int64_t end;
+	int64_t end, due;
 
 	if (loop->opt.spin_ns > 0 && timeout != 0) {
 		end = clock_mono_ns() + loop->opt.spin_ns;
 		next = heap_min(&loop->timers);
-		if (next &&
-		    container_of(next, struct loop_timer, node)->deadline_ns <
-			end)
-			end = container_of(next, struct loop_timer, node)
-				  ->deadline_ns;
+		due = next ? container_of(next, struct loop_timer, node)
+				 ->deadline_ns
+			   : end;
+		if (due < end)
+			end = due;
 		do {
 			n = epoll_wait(loop->epfd, loop->events,
 				       loop->opt.max_events, 0);
