@@ -73,8 +73,10 @@ GEN_CFLAGS_FILTER := -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 
 MUSL_OBJS := $(ALL_SRCS:%.c=$(BUILD)/musl/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/musl/gen/%.o)
-# Host library for tests: everything but main() and the fortify shim.
-HOST_LIB_SRCS := $(filter-out app/main.c rdma/glibc_fortify.c,$(ALL_SRCS))
+# Host library for tests: everything but main() and the libc shims (the
+# fortify entry points, strlen).
+HOST_LIB_SRCS := $(filter-out app/main.c app/musl_strlen.c \
+	rdma/glibc_fortify.c,$(ALL_SRCS))
 HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/host/gen/%.o)
 HOST_LIB := $(BUILD)/host/librpcgate.a
