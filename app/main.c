@@ -10,6 +10,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -138,6 +139,11 @@ static const struct subcommand *find_subcommand(const char *name)
 
 int main(int argc, char **argv)
 {
+	/* stderr is unbuffered, and musl prints to an unbuffered stream in
+	 * 80-byte pieces: the messages of two processes sharing a console
+	 * (the roles of a VM) were cut into each other mid-line.  Line
+	 * buffered, each line is one write(2). */
+	static char err_buf[4096];
 	const struct subcommand *cmd = NULL;
 	struct app_config cfg;
 	int err, status;
@@ -145,6 +151,7 @@ int main(int argc, char **argv)
 	 * container is given one and runs it like any process. */
 	bool pid1 = getpid() == 1 && argc == 1;
 
+	setvbuf(stderr, err_buf, _IOLBF, sizeof(err_buf));
 	if (pid1)
 		app_pid1_early();
 	err = app_config_load(&cfg, argc, argv, environ, app_ncpu());

@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -809,6 +811,68 @@ static void test_rdma_info_without_devices(void **state)
 	free(r);
 }
 
+/* ---- output ---------------------------------------------------------- */
+
+/*
+ * Every write(2) to stderr holds whole lines.  stderr is a SEQPACKET
+ * socket here, which keeps each write a packet of its own: an
+ * unbuffered stderr under musl arrives in 80-byte pieces, and two
+ * processes sharing a console (a VM's roles) cut into each other's
+ * lines.  The budget refusal prints several lines of more than 80 bytes.
+ */
+static void test_stderr_whole_lines(void **state)
+{
+	const char *bin = test_rpcgate_bin();
+	char *argv[] = {(char *)bin,
+			"--cmdline_file=/dev/null",
+			"--event_dispatcher_num=12",
+			"--worker_num=12",
+			"config",
+			NULL};
+	char *envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C", NULL};
+	posix_spawn_file_actions_t fa;
+	static char pkt[65536];
+	char all[16384] = "";
+	int sv[2], wstatus, packets = 0, longest = 0;
+	size_t used = 0;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+	assert_int_equal(posix_spawn_file_actions_adddup2(&fa, sv[1], 2), 0);
+	assert_int_equal(posix_spawn_file_actions_addclose(&fa, sv[0]), 0);
+	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, argv, envp), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(sv[1]);
+	for (;;) {
+		struct pollfd p = {.fd = sv[0], .events = POLLIN};
+		ssize_t n;
+
+		assert_int_equal(poll(&p, 1, RUN_TIMEOUT_MS), 1);
+		n = recv(sv[0], pkt, sizeof(pkt), 0);
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		packets++;
+		if (n > longest)
+			longest = (int)n;
+		if (pkt[n - 1] != '\n')
+			fail_msg("write %d to stderr ends mid-line: '%.*s'",
+				 packets, (int)n, pkt);
+		assert_true(used + (size_t)n < sizeof(all));
+		memcpy(all + used, pkt, (size_t)n);
+		used += (size_t)n;
+		all[used] = '\0';
+	}
+	close(sv[0]);
+	assert_int_equal(wait_bounded(pid, &wstatus), 0);
+	assert_true(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 2);
+	assert_contains(all, "rpcgate: thread budget refused: ");
+	assert_contains(all, "--thread_budget=auto");
+	assert_true(longest > 80);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -836,6 +900,7 @@ int main(void)
 	    cmocka_unit_test(test_user),
 	    cmocka_unit_test(test_bench_oneway),
 	    cmocka_unit_test(test_gateway_bad_route_value),
+	    cmocka_unit_test(test_stderr_whole_lines),
 	};
 
 	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
