@@ -218,6 +218,15 @@ run: image
 $(BUILD)/pingpong: tests/bench/pingpong.c $(BUILD)/musl-inc/.stamp
 	$(MUSL_CC) -static -std=gnu11 -O2 $(WARN) -pthread $< -o $@
 
+# The same for RDMA, with an event loop's wait (scripts/bench-rdma packs
+# it into the VM): static like build/rpcgate, on the same archives.
+$(BUILD)/rdma_pingpong: tests/bench/rdma_pingpong.c rdma/glibc_fortify.c \
+		$(BUILD)/musl-inc/.stamp
+	$(MUSL_CC) -static -std=gnu11 -O2 $(WARN) -pthread -isystem \
+		$(BUILD)/musl-inc -DRDMA_STATIC_PROVIDERS=rxe \
+		tests/bench/rdma_pingpong.c rdma/glibc_fortify.c -o $@ \
+		$(STATIC_LIBS)
+
 bench: $(BUILD)/rpcgate $(BUILD)/pingpong
 	@RPCGATE_BIN=$(BUILD)/rpcgate PINGPONG_BIN=$(BUILD)/pingpong \
 		scripts/bench-echo
@@ -229,7 +238,7 @@ bench-gateway: $(BUILD)/rpcgate image
 	scripts/bench-gateway
 
 # RDMA vs TCP vs the raw verbs limit, in one VM (scripts/bench-rdma).
-bench-rdma: $(BUILD)/rpcgate image
+bench-rdma: $(BUILD)/rpcgate $(BUILD)/rdma_pingpong image
 	scripts/bench-rdma
 
 format:
