@@ -23,8 +23,9 @@
  * default), connect one RC QP, and then, --iters times: the client sends
  * --size bytes, the server answers the same, and each end waits for its
  * send's and its receive's completion before the next round, as
- * ibv_rc_pingpong does, with a few receives posted ahead as it has.  Every wait is: (epoll_wait,) ibv_get_cq_event,
- * ibv_ack_cq_events, ibv_req_notify_cq, ibv_poll_cq until empty.
+ * ibv_rc_pingpong does, with a few receives posted ahead as it has.
+ * Every wait is: (epoll_wait,) ibv_get_cq_event, ibv_ack_cq_events (in
+ * batches), ibv_req_notify_cq, ibv_poll_cq until empty.
  *
  * The client prints ibv_rc_pingpong's line, "N iters in S seconds = U
  * usec/iter", which the bench already reads.  Exit status 0 done, 1 a
