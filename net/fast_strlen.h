@@ -1,5 +1,5 @@
 /*
- * fast_strlen: strlen sixteen bytes at a time.
+ * fast_strlen: strlen with SSE2, 64 bytes per step.
  *
  * musl's strlen is a portable loop over 8-byte words, and protobuf-c
  * measures every string field with strlen each time it packs one: a 4 KiB
