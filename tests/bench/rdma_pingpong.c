@@ -80,6 +80,7 @@ struct pp {
 	struct ibv_cq *cq;
 	struct ibv_qp *qp;
 	char *buf;
+	struct ibv_sge sge; /* the buffer, every send and receive */
 	int epfd;
 	unsigned unacked;  /* events taken, not yet acked */
 	long sends, recvs; /* completions so far */
@@ -233,6 +234,9 @@ static void setup(struct pp *p, const struct opts *o)
 	    ibv_reg_mr(p->pd, p->buf, (size_t)o->size, IBV_ACCESS_LOCAL_WRITE);
 	if (!p->mr)
 		die("ibv_reg_mr", errno);
+	p->sge = (struct ibv_sge){.addr = (uintptr_t)p->buf,
+				  .length = (uint32_t)o->size,
+				  .lkey = p->mr->lkey};
 	p->ch = ibv_create_comp_channel(p->ctx);
 	if (!p->ch)
 		die("ibv_create_comp_channel", errno);
@@ -297,13 +301,10 @@ static void connect_qp(struct pp *p, const struct opts *o,
 		die("ibv_modify_qp to RTS", errno);
 }
 
-static void post_recv(struct pp *p, const struct opts *o)
+static void post_recv(struct pp *p)
 {
-	struct ibv_sge sge = {.addr = (uintptr_t)p->buf,
-			      .length = (uint32_t)o->size,
-			      .lkey = p->mr->lkey};
 	struct ibv_recv_wr wr = {.wr_id = WR_RECV,
-				 .sg_list = &sge,
+				 .sg_list = &p->sge,
 				 .num_sge = 1},
 			   *bad;
 
@@ -311,13 +312,10 @@ static void post_recv(struct pp *p, const struct opts *o)
 		die("ibv_post_recv", errno);
 }
 
-static void post_send(struct pp *p, const struct opts *o)
+static void post_send(struct pp *p)
 {
-	struct ibv_sge sge = {.addr = (uintptr_t)p->buf,
-			      .length = (uint32_t)o->size,
-			      .lkey = p->mr->lkey};
 	struct ibv_send_wr wr = {.wr_id = WR_SEND,
-				 .sg_list = &sge,
+				 .sg_list = &p->sge,
 				 .num_sge = 1,
 				 .opcode = IBV_WR_SEND,
 				 .send_flags = IBV_SEND_SIGNALED},
@@ -393,7 +391,7 @@ int main(int argc, char **argv)
 	parse(&o, argc, argv);
 	setup(&p, &o);
 	for (int i = 0; i < RX_DEPTH; i++)
-		post_recv(&p, &o);
+		post_recv(&p);
 	if (ibv_query_gid(p.ctx, 1, o.gid_index, &gid))
 		die("ibv_query_gid", errno);
 	me.qpn = p.qp->qp_num;
@@ -412,13 +410,13 @@ int main(int argc, char **argv)
 		if (o.server) {
 			while (p.recvs < i)
 				wait_completions(&p);
-			post_recv(&p, &o);
+			post_recv(&p);
 		}
-		post_send(&p, &o);
+		post_send(&p);
 		while (p.sends < i || p.recvs < i)
 			wait_completions(&p);
 		if (!o.server)
-			post_recv(&p, &o);
+			post_recv(&p);
 	}
 	if (!o.server) {
 		double s = now_s() - t0;
