@@ -37,6 +37,7 @@
 
 struct server_method {
 	const char *name;
+	size_t name_len;
 	server_handler_fn *fn;
 	const ProtobufCMessageDescriptor *input, *output;
 	unsigned flags;
@@ -45,6 +46,8 @@ struct server_method {
 
 struct server_service {
 	const ProtobufCServiceDescriptor *desc;
+	size_t name_len, short_len;
+	bool packaged; /* its full name has a dot (it differs from the short) */
 	void *arg;
 	unsigned nmethods;
 	struct server_method methods[];
@@ -131,12 +134,16 @@ int server_add_service(struct server *s, const ProtobufCServiceDescriptor *desc,
 	if (!svc)
 		return -ENOMEM;
 	svc->desc = desc;
+	svc->name_len = strlen(desc->name);
+	svc->short_len = strlen(desc->short_name);
+	svc->packaged = strchr(desc->name, '.') != NULL;
 	svc->arg = arg;
 	svc->nmethods = desc->n_methods;
 	for (unsigned i = 0; i < desc->n_methods; i++) {
 		struct server_method *m = &svc->methods[i];
 
 		m->name = desc->methods[i].name;
+		m->name_len = strlen(m->name);
 		m->fn = handlers[i];
 		m->input = desc->methods[i].input;
 		m->output = desc->methods[i].output;
@@ -147,14 +154,55 @@ int server_add_service(struct server *s, const ProtobufCServiceDescriptor *desc,
 	return 0;
 }
 
-static struct server_service *find_service(struct server *s, const char *name,
-					   bool short_name)
+/* (a, n) and (b, n) hold the same bytes: eight at a time, then the
+ * rest (names are short; musl's memcmp goes a byte at a time). */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
 {
-	for (int i = 0; i < s->nservices; i++) {
-		const ProtobufCServiceDescriptor *d = s->services[i]->desc;
+	for (; n >= 8; a += 8, b += 8, n -= 8) {
+		uint64_t x, y;
 
-		if (!strcmp(short_name ? d->short_name : d->name, name))
-			return s->services[i];
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		if (x != y)
+			return false;
+	}
+	for (; n; a++, b++, n--)
+		if (*a != *b)
+			return false;
+	return true;
+}
+
+/*
+ * The service a request names: by full name when the name has a dot, by
+ * short name when it has none (spec 1.8); *is_short says which.  The
+ * full names are tried first, which is all a well-formed request needs:
+ * a match there with a dot in it settles both questions without looking
+ * for a dot.  A match on a full name without a dot (a service with no
+ * package) still goes through the short names, in registration order.
+ */
+static struct server_service *find_service(struct server *s, const char *name,
+					   bool *is_short)
+{
+	size_t n = strlen(name);
+
+	for (int i = 0; i < s->nservices; i++) {
+		struct server_service *svc = s->services[i];
+
+		if (svc->packaged && n == svc->name_len &&
+		    same_bytes(name, svc->desc->name, n)) {
+			*is_short = false;
+			return svc;
+		}
+	}
+	*is_short = !memchr(name, '.', n);
+	for (int i = 0; i < s->nservices; i++) {
+		struct server_service *svc = s->services[i];
+		size_t len = *is_short ? svc->short_len : svc->name_len;
+		const char *want =
+		    *is_short ? svc->desc->short_name : svc->desc->name;
+
+		if (n == len && same_bytes(name, want, n))
+			return svc;
 	}
 	return NULL;
 }
@@ -162,9 +210,14 @@ static struct server_service *find_service(struct server *s, const char *name,
 static struct server_method *find_method(struct server_service *svc,
 					 const char *name)
 {
-	for (unsigned i = 0; i < svc->nmethods; i++)
-		if (!strcmp(svc->methods[i].name, name))
-			return svc->methods[i].fn ? &svc->methods[i] : NULL;
+	size_t n = strlen(name);
+
+	for (unsigned i = 0; i < svc->nmethods; i++) {
+		struct server_method *m = &svc->methods[i];
+
+		if (n == m->name_len && same_bytes(name, m->name, n))
+			return m->fn ? m : NULL;
+	}
 	return NULL;
 }
 
@@ -473,8 +526,7 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 			     mt->attachment_size, iobuf_len(&f->data));
 		goto out_unaccount;
 	}
-	is_short = !strchr(mt->service, '.');
-	svc = find_service(s, mt->service, is_short);
+	svc = find_service(s, mt->service, &is_short);
 	m = svc ? find_method(svc, mt->method) : NULL;
 	if (!m && s->route)
 		route = s->route(s->route_arg, mt->service, mt->method);

@@ -394,23 +394,42 @@ static void test_service_lookup(void **state)
 	     .method = "Nope",
 	     .message = "x"},
 	    {.cid = 5, .service = "example.EchoService", .message = "full"},
+	    /* Names as long as the real ones, one byte off: in the first
+	     * eight bytes, in the last (after two whole words), of a short
+	     * name and of a method. */
+	    {.cid = 6, .service = "exbmple.EchoService", .message = "x"},
+	    {.cid = 7, .service = "example.EchoServicf", .message = "x"},
+	    {.cid = 8, .service = "EchoServicf", .message = "x"},
+	    {.cid = 9,
+	     .service = "example.EchoService",
+	     .method = "Echp",
+	     .message = "x"},
 	};
-	struct baidu_frame f[5];
+	enum { N = sizeof(r) / sizeof(r[0]) };
+	struct baidu_frame f[N];
 	struct cli c;
 
 	cli_open(&c, fx);
-	cli_send_reqs(&c, fx, r, 5);
-	for (int i = 0; i < 5; i++)
+	cli_send_reqs(&c, fx, r, N);
+	for (int i = 0; i < N; i++)
 		cli_frame(&c, &f[i], "lookups");
-	expect_ok(fx, by_cid(f, 5, 1), 1, "short", NULL);
-	expect_err(by_cid(f, 5, 2), 2, RPC_ENOSERVICE,
+	expect_ok(fx, by_cid(f, N, 1), 1, "short", NULL);
+	expect_err(by_cid(f, N, 2), 2, RPC_ENOSERVICE,
 		   SRV "[E1001]Fail to find service=NoSuch");
-	expect_err(by_cid(f, 5, 3), 3, RPC_ENOMETHOD,
+	expect_err(by_cid(f, N, 3), 3, RPC_ENOMETHOD,
 		   SRV "[E1002]Fail to find method=example.NoSuch/Echo");
-	expect_err(by_cid(f, 5, 4), 4, RPC_ENOMETHOD,
+	expect_err(by_cid(f, N, 4), 4, RPC_ENOMETHOD,
 		   SRV "[E1002]Fail to find method=example.EchoService/Nope");
-	expect_ok(fx, by_cid(f, 5, 5), 5, "full", NULL);
-	release_all(f, 5);
+	expect_ok(fx, by_cid(f, N, 5), 5, "full", NULL);
+	expect_err(by_cid(f, N, 6), 6, RPC_ENOMETHOD,
+		   SRV "[E1002]Fail to find method=exbmple.EchoService/Echo");
+	expect_err(by_cid(f, N, 7), 7, RPC_ENOMETHOD,
+		   SRV "[E1002]Fail to find method=example.EchoServicf/Echo");
+	expect_err(by_cid(f, N, 8), 8, RPC_ENOSERVICE,
+		   SRV "[E1001]Fail to find service=EchoServicf");
+	expect_err(by_cid(f, N, 9), 9, RPC_ENOMETHOD,
+		   SRV "[E1002]Fail to find method=example.EchoService/Echp");
+	release_all(f, N);
 	cli_close(&c);
 	fx_down(fx);
 }
