@@ -623,7 +623,9 @@ static void test_gateway_bad_route_value(void **state)
 }
 
 /* bench --oneway against echo --discard: the payload goes one way, as an
- * attachment, and the answers come back empty. */
+ * attachment, and the answers come back empty.  Deadlines of 5 s, past
+ * any stall of a loaded machine: a wrong answer is an error whatever
+ * the deadline. */
 static void test_bench_oneway(void **state)
 {
 	struct echo_proc discard, echo;
@@ -637,7 +639,8 @@ static void test_bench_oneway(void **state)
 	r = expect_run(
 	    &(struct spec){.args = {"bench", server, "--oneway=true",
 				    "--payload=300000", "--concurrency=4",
-				    "--duration=1", "--json"}},
+				    "--duration=1", "--timeout_ms=5000",
+				    "--json"}},
 	    0);
 	assert_contains(r->out, "\"errors\":0,");
 	assert_contains(r->out, "\"oneway\":true}");
@@ -646,10 +649,10 @@ static void test_bench_oneway(void **state)
 
 	/* An echo that sends the bytes back: every answer is wrong. */
 	snprintf(server, sizeof(server), "--server=%s", echo.addr);
-	r = expect_run(
-	    &(struct spec){.args = {"bench", server, "--oneway=true",
-				    "--payload=1000", "--duration=1"}},
-	    1);
+	r = expect_run(&(struct spec){.args = {"bench", server, "--oneway=true",
+					       "--payload=1000", "--duration=1",
+					       "--timeout_ms=5000"}},
+		       1);
 	assert_contains(r->err, "first wrong answer: 1000 of 1000 bytes sent, "
 				"1000 came back (--oneway wants an empty "
 				"answer: echo --discard=true)");
@@ -775,7 +778,9 @@ static void test_user(void **state)
 	assert_status(echo.pid, "NoNewPrivs:", "\t1");
 	snprintf(server, sizeof(server), "--server=%s", echo.addr);
 	r = expect_run(
-	    &(struct spec){.args = {"call", server, "--message=as nobody"}}, 0);
+	    &(struct spec){.args = {"call", server, "--message=as nobody",
+				    "--timeout_ms=5000"}},
+	    0);
 	assert_string_equal(r->out, "message: as nobody\n");
 	free(r);
 	assert_int_equal(echo_proc_stop(&echo), 0);

@@ -438,7 +438,10 @@ static void test_timer_rearm_and_cancel(void **state)
 	fx_init(&r.fx, 0);
 	now = clock_mono_ns();
 	loop_timer_start(&r.fx.loop, &r.a, now + CLOCK_NS_PER_MS, rearm_a_cb);
-	loop_timer_start(&r.fx.loop, &r.b, now + CLOCK_NS_PER_S, rearm_b_cb);
+	/* Stopped by a's second run, ~2 ms on: far enough that no stall of
+	 * the machine lets it fire first. */
+	loop_timer_start(&r.fx.loop, &r.b, now + 5 * CLOCK_NS_PER_S,
+			 rearm_b_cb);
 	loop_timer_start(&r.fx.loop, &r.c, now + 10 * CLOCK_NS_PER_S,
 			 rearm_c_cb);
 	fx_run(&r.fx);
@@ -561,16 +564,20 @@ static void rd_cb(struct loop_io *io, uint32_t events)
 
 /* ---- polling before sleeping (spin_ns) ---- */
 
-/* Long enough that a loop polling through a timer's deadline would be
- * seen late by far more than a loaded machine's jitter. */
-#define SPIN_NS	     (400 * CLOCK_NS_PER_MS)
-#define SPIN_LATE_NS (150 * CLOCK_NS_PER_MS)
+/* Long enough that a loop polling through a timer's deadline (or past
+ * bytes that came) would be seen late by far more than a stall of a
+ * loaded machine (CI met 535 ms). */
+#define SPIN_NS	     (5000 * CLOCK_NS_PER_MS)
+#define SPIN_LATE_NS (2000 * CLOCK_NS_PER_MS)
+/* CPU the polling loop has used before the writer writes. */
+#define SPIN_CPU_NS (5 * CLOCK_NS_PER_MS)
 
 struct spin {
 	struct fixture fx;
 	struct loop_timer t;
 	struct loop_io io;
 	int sv[2];
+	clockid_t loop_cpu; /* the loop thread's CPU clock */
 	int64_t deadline, fired, read_at, written_at;
 };
 
@@ -600,13 +607,28 @@ static void test_spin_timer_on_time(void **state)
 	loop_check_teardown(&sp.fx);
 }
 
-/* Another thread: a byte 20 ms on, while the loop polls. */
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	if (clock_gettime(id, &ts))
+		abort();
+	return ts.tv_sec * CLOCK_NS_PER_S + ts.tv_nsec;
+}
+
+/* Another thread: a byte once the loop has polled for SPIN_CPU_NS of its
+ * CPU time (a clock a stall of the machine does not move), or after 2 s
+ * if it never does (a loop that sleeps: the test then fails on its CPU). */
 static void *spin_writer_main(void *arg)
 {
 	struct spin *sp = arg;
-	struct timespec pause = {0, 20 * CLOCK_NS_PER_MS};
+	int64_t cpu0 = clock_ns(sp->loop_cpu),
+		give_up = clock_mono_ns() + 2 * CLOCK_NS_PER_S;
+	struct timespec pause = {0, CLOCK_NS_PER_MS};
 
-	nanosleep(&pause, NULL);
+	while (clock_ns(sp->loop_cpu) - cpu0 < SPIN_CPU_NS &&
+	       clock_mono_ns() < give_up)
+		nanosleep(&pause, NULL);
 	__atomic_store_n(&sp->written_at, clock_mono_ns(), __ATOMIC_RELEASE);
 	if (write(sp->sv[1], "x", 1) != 1)
 		abort();
@@ -625,17 +647,9 @@ static void spin_read_cb(struct loop_io *io, uint32_t events)
 	loop_stop(&sp->fx.loop);
 }
 
-static int64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-
-	assert_int_equal(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
-	return ts.tv_sec * CLOCK_NS_PER_S + ts.tv_nsec;
-}
-
 /* Bytes that come while the loop polls are dispatched as they come, and
  * it did poll: its thread was on a CPU while it waited (a sleeping loop
- * uses next to none in 20 ms). */
+ * uses next to none in 2 s). */
 static void test_spin_io(void **state)
 {
 	struct spin sp;
@@ -649,11 +663,13 @@ static void test_spin_io(void **state)
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp.sv), 0);
 	loop_io_init(&sp.io, sp.sv[0], EPOLLIN, spin_read_cb);
 	assert_int_equal(loop_io_add(&sp.fx.loop, &sp.io), 0);
-	cpu = thread_cpu_ns();
+	assert_int_equal(pthread_getcpuclockid(pthread_self(), &sp.loop_cpu),
+			 0);
+	cpu = clock_ns(sp.loop_cpu);
 	assert_int_equal(pthread_create(&writer, NULL, spin_writer_main, &sp),
 			 0);
 	fx_run(&sp.fx);
-	cpu = thread_cpu_ns() - cpu;
+	cpu = clock_ns(sp.loop_cpu) - cpu;
 	assert_int_equal(pthread_join(writer, NULL), 0);
 	assert_true(cpu >= 2 * CLOCK_NS_PER_MS);
 	assert_true(sp.written_at > 0 && sp.read_at >= sp.written_at);
