@@ -495,6 +495,20 @@ static void test_semi_sync(void **state)
 
 /* ---- 4. cancel -------------------------------------------------------- */
 
+/* Waits until the channel has dropped `n` late answers, failing at
+ * `until_ms`; its stats then in *st. */
+static void wait_stale(struct channel *ch, uint64_t n, int64_t until_ms,
+		       struct channel_stats *st)
+{
+	while (channel_stats(ch, st), st->stale_responses < n) {
+		if (echo_now_ms() > until_ms)
+			fail_msg("%llu of %llu late answers dropped",
+				 (unsigned long long)st->stale_responses,
+				 (unsigned long long)n);
+		usleep(10 * 1000);
+	}
+}
+
 /*
  * The server answers after CANCEL_SLEEP_MS and the deadline is far past
  * it, so a cancel that waited for either would end a second or more
@@ -559,13 +573,7 @@ static void test_cancel(void **state)
 	assert_int_equal(channel_cancel(ch, pre->id), -ENOENT);
 
 	/* The cancelled calls' answers come and are dropped. */
-	while (channel_stats(ch, &st), st.stale_responses < CANCEL_CALLS) {
-		if (echo_now_ms() - t0 > 8000)
-			fail_msg("%llu of %d late answers dropped",
-				 (unsigned long long)st.stale_responses,
-				 CANCEL_CALLS);
-		usleep(10 * 1000);
-	}
+	wait_stale(ch, CANCEL_CALLS, t0 + 8000, &st);
 	assert_int_equal(st.inflight, 0);
 	for (int i = 0; i < CANCEL_CALLS; i++)
 		assert_int_equal(
@@ -625,13 +633,7 @@ static void test_timeout(void **state)
 			 TIMEOUT_CALLS);
 
 	/* Each answer comes after its call ended, and is dropped. */
-	while (channel_stats(ch, &st), st.stale_responses < TIMEOUT_CALLS) {
-		if (echo_now_ms() - t0 > 8000)
-			fail_msg("%llu of %d late answers dropped",
-				 (unsigned long long)st.stale_responses,
-				 TIMEOUT_CALLS);
-		usleep(10 * 1000);
-	}
+	wait_stale(ch, TIMEOUT_CALLS, t0 + 8000, &st);
 	assert_int_equal(st.timeouts, TIMEOUT_CALLS);
 	assert_int_equal(st.retries, 0);
 	rpc_call_destroy(&c);
