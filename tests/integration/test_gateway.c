@@ -106,6 +106,9 @@ static int h_teardown(void **state)
 	load_halt();
 	for (int i = 0; i < H.nchans; i++)
 		channel_destroy(H.chans[i]);
+	/* A call the destroys ended has its done queued to a worker: the
+	 * workers drained and joined, no lane_done can run any more. */
+	rt_stop(&H.rt);
 	load_free(); /* its calls free their outputs with the channel's mem */
 	for (int i = 0; i < H.nchans; i++)
 		free(H.chans[i]);
@@ -302,8 +305,9 @@ static void load_stop(struct load *ld)
 
 /* Teardown's first part, whether the test passed or jumped out of an
  * assert: the lanes told to stop and waited for (bounded: destroying
- * the channels next completes any still in flight).  Their calls and
- * the load are freed after the channels. */
+ * the channels next ends any still in flight, and stopping the runtime
+ * runs their last dones).  Their calls and the load are freed after
+ * that. */
 static void load_halt(void)
 {
 	struct load *ld = H.load;
@@ -726,7 +730,7 @@ static void test_file_reload_under_load(void **state)
 	const char *gargs[] = {route, NULL};
 	struct channel *ch;
 	struct load *ld;
-	long long a_before, a_after;
+	long long a_before;
 	int fd;
 
 	(void)state;
@@ -752,8 +756,8 @@ static void test_file_reload_under_load(void **state)
 	/* A change is seen within a second. */
 	wait_route_metric(gw->port, "rpcgate_route_instances", 1, 5000);
 	a_before = wait_inst_calls_above(gw->port, e[2], 0, 5000);
-	a_after = wait_inst_calls_above(gw->port, e[2], a_before, 5000);
-	assert_true(a_after > a_before);
+	/* And it keeps taking them. */
+	wait_inst_calls_above(gw->port, e[2], a_before, 5000);
 	/* All three. */
 	snprintf(text, sizeof(text), "%s\n%s\n%s\n", e[0]->addr, e[1]->addr,
 		 e[2]->addr);
