@@ -175,10 +175,11 @@ static inline bool same_bytes(const char *a, const char *b, size_t n)
 /*
  * The service a request names: by full name when the name has a dot, by
  * short name when it has none (spec 1.8); *is_short says which.  The
- * full names are tried first, which is all a well-formed request needs:
- * a match there with a dot in it settles both questions without looking
- * for a dot.  A match on a full name without a dot (a service with no
- * package) still goes through the short names, in registration order.
+ * full names with a dot are tried first, which is all a well-formed
+ * request needs: a match there settles both questions without looking
+ * for a dot.  A name without one goes through the short names, in
+ * registration order (a service with no package is found there: its
+ * full name is its short name).
  */
 static struct server_service *find_service(struct server *s, const char *name,
 					   bool *is_short)
@@ -195,13 +196,13 @@ static struct server_service *find_service(struct server *s, const char *name,
 		}
 	}
 	*is_short = !memchr(name, '.', n);
+	if (!*is_short)
+		return NULL; /* every full name with a dot was tried */
 	for (int i = 0; i < s->nservices; i++) {
 		struct server_service *svc = s->services[i];
-		size_t len = *is_short ? svc->short_len : svc->name_len;
-		const char *want =
-		    *is_short ? svc->desc->short_name : svc->desc->name;
 
-		if (n == len && same_bytes(name, want, n))
+		if (n == svc->short_len &&
+		    same_bytes(name, svc->desc->short_name, n))
 			return svc;
 	}
 	return NULL;

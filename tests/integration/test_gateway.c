@@ -292,15 +292,24 @@ static struct load *load_start(struct channel *ch, int n)
 	return ld;
 }
 
-static void load_stop(struct load *ld)
+/* Tells the lanes to stop and waits for them, up to 10 s; whether they
+ * all did. */
+static bool load_drain(struct load *ld)
 {
 	int64_t end = echo_now_ms() + 10000;
 
 	__atomic_store_n(&ld->stop, 1, __ATOMIC_RELEASE);
 	while (__atomic_load_n(&ld->running, __ATOMIC_ACQUIRE) > 0) {
-		assert_true(echo_now_ms() < end);
+		if (echo_now_ms() >= end)
+			return false;
 		usleep(2000);
 	}
+	return true;
+}
+
+static void load_stop(struct load *ld)
+{
+	assert_true(load_drain(ld));
 }
 
 /* Teardown's first part, whether the test passed or jumped out of an
@@ -310,15 +319,8 @@ static void load_stop(struct load *ld)
  * that. */
 static void load_halt(void)
 {
-	struct load *ld = H.load;
-	int64_t end = echo_now_ms() + 10000;
-
-	if (!ld)
-		return;
-	__atomic_store_n(&ld->stop, 1, __ATOMIC_RELEASE);
-	while (__atomic_load_n(&ld->running, __ATOMIC_ACQUIRE) > 0 &&
-	       echo_now_ms() < end)
-		usleep(2000);
+	if (H.load)
+		load_drain(H.load);
 }
 
 static void load_free(void)
