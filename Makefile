@@ -101,7 +101,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway format \
-	clean image oci test-rxe test-image kernel
+	clean image oci test-rxe test-image kernel stamps
 
 all: $(BUILD)/rpcgate
 
@@ -133,6 +133,21 @@ $(BUILD)/rpcgate: $(MUSL_OBJS)
 		$(STATIC_LIBS)
 	@printf 'built %s: %s bytes, %s\n' $@ $$(stat -c %s $@) \
 		"$$(file -b $@ | cut -d, -f1,4)"
+
+# `make stamps`: the same binary with stage time stamps compiled in
+# (net/stamp.h), for scripts/bench-stages.  Own objects; never shipped.
+STAMP_OBJS := $(ALL_SRCS:%.c=$(BUILD)/stamps/%.o) \
+	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/musl/gen/%.o)
+
+$(BUILD)/stamps/%.o: %.c $(BUILD)/musl-inc/.stamp | $(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(MUSL_CFLAGS) -DRPCGATE_STAMPS -c $< -o $@
+
+$(BUILD)/stamps/rpcgate: $(STAMP_OBJS)
+	$(MUSL_CC) -static -pthread -O2 $(MUSL_LTO) -o $@ $(STAMP_OBJS) \
+		$(STATIC_LIBS)
+
+stamps: $(BUILD)/stamps/rpcgate
 
 $(BUILD)/host/%.o: %.c | deps $(GEN_HDRS)
 	@mkdir -p $(@D)
@@ -248,5 +263,6 @@ format:
 clean:
 	rm -rf $(BUILD)
 
--include $(MUSL_OBJS:.o=.d) $(HOST_LIB_OBJS:.o=.d) $(UNIT_BINS:=.d) \
+-include $(MUSL_OBJS:.o=.d) $(STAMP_OBJS:.o=.d) $(HOST_LIB_OBJS:.o=.d) \
+	$(UNIT_BINS:=.d) \
 	$(INTEG_BINS:=.d)

@@ -35,6 +35,7 @@
 #include "pbuf.h"
 #include "rpc_errno.h"
 #include "rpc_msg.h"
+#include "stamp.h"
 #include "util.h"
 
 /* How often pooled idle connections are checked for idle_timeout_s. */
@@ -406,6 +407,7 @@ static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
 	if (!err)
 		err = iobuf_share(&att, &c->request_attachment, 0,
 				  iobuf_len(&c->request_attachment));
+	STAMP(STAMP_PACK);
 	if (!err)
 		err = baidu_pack_request(&out, &m, &msg, &att);
 	iobuf_destroy(&msg);
@@ -744,6 +746,7 @@ static void cc_on_data(struct conn *conn)
 		n = baidu_parse(&conn->in, &f, &ch->limits);
 		if (n == -EAGAIN)
 			return;
+		STAMP(STAMP_PARSED);
 		if (n < 0) {
 			log_warn(ch->opt.log,
 				 "closing connection to %s: bad "

@@ -17,6 +17,7 @@
 #include "pbuf.h"
 #include "rpc_errno.h"
 #include "rpc_msg.h"
+#include "stamp.h"
 #include "util.h"
 
 void chan_set_local_text(struct rpc_call *c, const char *fmt, ...)
@@ -136,6 +137,8 @@ static void done_task_fn(struct task *t)
 void chan_deliver(struct rpc_call *c)
 {
 	struct channel *ch = c->ch;
+
+	STAMP(STAMP_DISPATCH);
 
 	if (c->done && c->done != RPC_JOINABLE) {
 		task_init(&c->task, done_task_fn);

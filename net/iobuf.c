@@ -32,6 +32,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "stamp.h"
+
 struct iobuf_block_hdr {
 	uint32_t ref;  /* atomic: refs holding the block; 0 when free */
 	uint32_t wpos; /* bytes written; only the sole holder moves it */
@@ -1181,6 +1183,8 @@ static ssize_t read_once(struct iobuf *buf, int fd, size_t max,
 	do
 		r = readv(fd, iov, (int)niov);
 	while (r < 0 && errno == EINTR);
+	if (r > 0)
+		STAMP(STAMP_READ);
 	if (r <= 0) {
 		if (r < 0)
 			r = errno_ret();
@@ -1243,9 +1247,11 @@ ssize_t iobuf_write_fd(struct iobuf *buf, int fd)
 	if (buf->len == 0)
 		return 0;
 	mh.msg_iovlen = iobuf_iov(buf, iov, IOBUF_WRITE_MAX_IOV);
+	STAMP(STAMP_SEND);
 	do
 		r = sendmsg(fd, &mh, MSG_NOSIGNAL);
 	while (r < 0 && errno == EINTR);
+	STAMP(STAMP_SENT);
 	if (r < 0 && errno == ENOTSOCK) {
 		do
 			r = writev(fd, iov, (int)mh.msg_iovlen);

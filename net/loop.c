@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "stamp.h"
 #include "util.h"
 
 static void loop_stat_add(uint64_t *counter, uint64_t n)
@@ -442,7 +443,10 @@ static int loop_iterate(struct loop *loop)
 {
 	int n, err;
 
+	STAMP_SLEEP();
 	n = loop_wait(loop);
+	if (n > 0)
+		STAMP_WAKE();
 	if (n < 0) {
 		if (errno != EINTR) {
 			err = -errno;

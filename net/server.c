@@ -25,6 +25,7 @@
 #include "pbuf.h"
 #include "rpc_errno.h"
 #include "rpc_msg.h"
+#include "stamp.h"
 #include "util.h"
 
 /* How long server_stop waits for answers to flush before it closes
@@ -244,6 +245,8 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 {
 	struct server *s = sc->srv;
 	struct baidu_resp_meta m = {.correlation_id = cid};
+
+	STAMP(STAMP_PACK);
 	char small[512], *big = NULL;
 	struct iobuf out;
 	int err;
@@ -477,6 +480,7 @@ static void call_run(struct server_call *call)
 		server_call_finish(call);
 		return;
 	}
+	STAMP(STAMP_DISPATCH);
 	call->m->fn(call, call->m->svc->arg);
 }
 
@@ -686,6 +690,7 @@ static void baidu_data(struct srv_conn *sc)
 		n = baidu_parse(&sc->conn.in, &f, &s->limits);
 		if (n == -EAGAIN)
 			return;
+		STAMP(STAMP_PARSED);
 		if (n < 0) {
 			if (n != -ENOMEM)
 				__atomic_fetch_add(&s->n_closed_bad, 1,
