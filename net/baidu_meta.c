@@ -60,6 +60,11 @@ static int get_varint(struct rd *r, uint64_t *v)
 {
 	uint64_t x = 0;
 
+	/* Most of a meta's varints (types, sizes, lengths) are one byte. */
+	if (r->p < r->end && !(*r->p & 0x80)) {
+		*v = *r->p++;
+		return TAKEN;
+	}
 	for (unsigned i = 0; i < 10; i++) {
 		uint8_t b;
 
