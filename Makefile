@@ -185,10 +185,12 @@ integration: $(INTEG_BINS) $(BUILD)/rpcgate
 # Fuzz smoke first (libFuzzer prints its own lines), then one run of every
 # tier's cmocka programs ending in one summary, then the container and the
 # VMs.
-check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) image
+check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) image \
+	$(BUILD)/stamps/rpcgate
 	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
 	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate TEST_VECTORS_DIR=$(VECTORS) \
 		scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
+	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
 	@tests/image/test-oci $(BUILD)/rpcgate
 	@tests/rxe/test-vm
 
