@@ -135,7 +135,8 @@ $(BUILD)/rpcgate: $(MUSL_OBJS)
 		"$$(file -b $@ | cut -d, -f1,4)"
 
 # `make stamps`: the same binary with stage time stamps compiled in
-# (net/stamp.h), for scripts/bench-stages.  Own objects; never shipped.
+# (net/stamp.h), for `scripts/bench-echo --stamps`.  Own objects; never
+# shipped.
 STAMP_OBJS := $(ALL_SRCS:%.c=$(BUILD)/stamps/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/musl/gen/%.o)
 

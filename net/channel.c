@@ -746,7 +746,6 @@ static void cc_on_data(struct conn *conn)
 		n = baidu_parse(&conn->in, &f, &ch->limits);
 		if (n == -EAGAIN)
 			return;
-		STAMP(STAMP_PARSED);
 		if (n < 0) {
 			log_warn(ch->opt.log,
 				 "closing connection to %s: bad "
@@ -755,6 +754,7 @@ static void cc_on_data(struct conn *conn)
 			conn_close(conn, n);
 			return;
 		}
+		STAMP(STAMP_PARSED);
 		if (!f.meta.has_response) {
 			log_warn(ch->opt.log,
 				 "closing connection to %s: a "

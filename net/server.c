@@ -245,12 +245,11 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 {
 	struct server *s = sc->srv;
 	struct baidu_resp_meta m = {.correlation_id = cid};
-
-	STAMP(STAMP_PACK);
 	char small[512], *big = NULL;
 	struct iobuf out;
 	int err;
 
+	STAMP(STAMP_PACK);
 	iobuf_init(&out, s->opt.pool);
 	m.error_code = code;
 	if (code) {
@@ -690,7 +689,6 @@ static void baidu_data(struct srv_conn *sc)
 		n = baidu_parse(&sc->conn.in, &f, &s->limits);
 		if (n == -EAGAIN)
 			return;
-		STAMP(STAMP_PARSED);
 		if (n < 0) {
 			if (n != -ENOMEM)
 				__atomic_fetch_add(&s->n_closed_bad, 1,
@@ -699,6 +697,7 @@ static void baidu_data(struct srv_conn *sc)
 			conn_close(&sc->conn, n);
 			return;
 		}
+		STAMP(STAMP_PARSED);
 		if (!f.meta.has_request) {
 			log_warn(s->opt.log,
 				 "closing %s: a baidu_std frame "

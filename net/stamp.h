@@ -8,27 +8,34 @@
  * the stages a call passes record the time since the wake-up, the first
  * time each is reached; the row closes when the loop goes back to sleep
  * and is kept if anything was read.  At exit the rows go, in nanoseconds,
- * to the file named by STAMPS_OUT (scripts/bench-stages reads
- * them).
+ * to the file named by STAMPS_OUT; `scripts/bench-echo --stamps` reads
+ * them.  A debugging build's facility: process-wide state, a dump from
+ * atexit().
  *
  * STAMP() compiles to nothing unless RPCGATE_STAMPS is defined: only
  * `make stamps` builds build/stamps/rpcgate with them.  The functions
- * below are always built (the unit test drives them directly); they cost
- * nothing that is not called.
+ * below are always built (the unit test drives them directly); the
+ * shipped binary never calls them, and its link drops them.
  *
  * The stages, server side (one baidu_std call) and client side (one
  * answer in, the next call out):
  *
  *   WOKE      epoll_wait returned events
  *   READ      readv returned bytes
- *   PARSED    a frame was parsed
+ *   PARSED    a whole frame was parsed
  *   DISPATCH  server: the method's handler starts; client: the call is
  *             delivered (its done callback next)
- *   PACK      server: the answer's frame is built; client: a request's
+ *   PACK      server: the answer's frame starts to be built; client: a
+ *             request's
  *   SEND      sendmsg is called
  *   SENT      sendmsg returned (on loopback it runs the peer's receive
  *             path and wakes it)
  *   SLEEP     the loop goes back to epoll_wait
+ *
+ * Covered: TCP connections, baidu_std, handlers that run on the loop
+ * thread (SERVER_METHOD_INLINE, as echo's) and channels with done_inline
+ * (as bench's).  A handler on a task worker, a routed call (the gateway)
+ * or RDMA still stamps what runs on the loop, not the rest.
  */
 #ifndef RPCGATE_NET_STAMP_H
 #define RPCGATE_NET_STAMP_H
@@ -68,11 +75,13 @@ void stamp_wake(void);
 void stamp_at(enum stamp_point p);
 /* Closes the row: kept when it has STAMP_READ. */
 void stamp_sleep(void);
-/* Rows kept so far. */
+/* Rows kept so far (at most STAMP_MAX_ROWS). */
 size_t stamp_rows(void);
-/* Writes the rows to `path`: a header line naming the stages, then one
- * line per row, nanoseconds since WOKE or "-" for a stage not reached.
- * 0 or -errno. */
+/* Rows dropped because the table was full. */
+size_t stamp_dropped(void);
+/* Writes the rows to `path` (through a temporary file renamed into
+ * place): a header line naming the stages, then one line per row,
+ * nanoseconds since WOKE or "-" for a stage not reached.  0 or -errno. */
 int stamp_dump(const char *path);
 /* Forgets every row (tests). */
 void stamp_reset(void);

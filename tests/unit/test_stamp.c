@@ -12,6 +12,8 @@
 #include "clock.h"
 #include "stamp.h"
 
+#include <pthread.h>
+
 /* Spins: the gaps the dump must show between stages. */
 #define GAP_NS	     (200 * CLOCK_NS_PER_US)
 #define SHORT_GAP_NS (50 * CLOCK_NS_PER_US)
@@ -157,6 +159,54 @@ static void test_first_reach_kept(void **state)
 	assert_true(rows[1][STAMP_READ] <= (t1 - t0) * 11 / 10);
 }
 
+/* Loops on several threads stamp at once: every row kept whole. */
+#define MT_THREADS 4
+#define MT_ROWS	   2000
+
+static void *stamp_rows_thread(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < MT_ROWS; i++) {
+		stamp_wake();
+		for (int p = STAMP_READ; p < STAMP_SLEEP; p++)
+			stamp_at(p);
+		stamp_sleep();
+	}
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	static int64_t rows[MT_THREADS * MT_ROWS][STAMP_N];
+	pthread_t th[MT_THREADS];
+	int n;
+
+	(void)state;
+	for (int i = 0; i < MT_THREADS; i++)
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, stamp_rows_thread, NULL), 0);
+	for (int i = 0; i < MT_THREADS; i++)
+		pthread_join(th[i], NULL);
+	n = read_dump(rows, MT_THREADS * MT_ROWS);
+	assert_int_equal(n, MT_THREADS * MT_ROWS);
+	for (int r = 0; r < n; r++)
+		for (int p = STAMP_READ; p < STAMP_N; p++)
+			assert_true(rows[r][p] >= rows[r][p - 1]);
+}
+
+/* A full table keeps its rows and counts the rest. */
+static void test_table_full(void **state)
+{
+	(void)state;
+	for (int i = 0; i < STAMP_MAX_ROWS + 5; i++) {
+		stamp_wake();
+		stamp_at(STAMP_READ);
+		stamp_sleep();
+	}
+	assert_int_equal(stamp_rows(), STAMP_MAX_ROWS);
+	assert_int_equal(stamp_dropped(), 5);
+}
+
 static void test_dump_errors(void **state)
 {
 	(void)state;
@@ -173,6 +223,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_first_reach_kept, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_table_full, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dump_errors, setup, teardown),
 	};
 
