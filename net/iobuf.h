@@ -65,8 +65,9 @@
 #define IOBUF_INLINE_REFS 2
 /* Fresh blocks one iobuf_read_fd() may fill: brpc's MAX_APPEND_IOVEC. */
 #define IOBUF_READ_MAX_BLOCKS 64
-/* Fresh blocks the first readv of iobuf_read_fd() offers. */
-#define IOBUF_READ_FIRST_BLOCKS 2
+/* Fresh blocks the first read of iobuf_read_fd() offers: one, so that a
+ * read into an empty buffer is one region, read with recv(2). */
+#define IOBUF_READ_FIRST_BLOCKS 1
 /* iovecs one iobuf_write_fd() passes to the kernel (<= IOV_MAX). */
 #define IOBUF_WRITE_MAX_IOV 64
 
@@ -325,22 +326,25 @@ size_t iobuf_block_count(const struct iobuf *buf);
 
 /*
  * Reads up to max bytes (max > 0) straight into the tail block's free
- * space and fresh blocks: one readv(2) offering up to
+ * space and fresh blocks: one read offering up to
  * IOBUF_READ_FIRST_BLOCKS fresh blocks and, only when that one filled
  * all it offered, a second offering up to IOBUF_READ_MAX_BLOCKS more
  * (so small reads cost few pool round trips and a short result still
  * means the fd had no more); unused blocks go back to the pool.  Returns
  * bytes read, 0 at EOF, -EAGAIN, -ENOMEM (no space could be obtained),
- * -EINVAL (max == 0), or -errno.  EINTR is retried.  An EOF or error met
- * by the second readv after bytes is left for the next call.
+ * -EINVAL (max == 0), or -errno.  EINTR is retried.  A read into one
+ * region is a recv(2) (read(2) on an fd that is not a socket), into
+ * several a readv(2).  An EOF or error met by the second read after bytes
+ * is left for the next call.
  */
 ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max);
 
 /*
  * One write of up to IOBUF_WRITE_MAX_IOV refs from the front, dropping what
  * was written; call again while bytes remain.  Sockets are written with
- * sendmsg(MSG_NOSIGNAL) so a closed peer gives -EPIPE, not SIGPIPE; other
- * fds (ENOTSOCK) fall back to writev(2).  Returns bytes written (0 if the
+ * send(MSG_NOSIGNAL) for one ref and sendmsg(MSG_NOSIGNAL) for several,
+ * so a closed peer gives -EPIPE, not SIGPIPE; other fds (ENOTSOCK) fall
+ * back to writev(2).  Returns bytes written (0 if the
  * buffer is empty), -EAGAIN, or -errno.  EINTR is retried.
  */
 ssize_t iobuf_write_fd(struct iobuf *buf, int fd);

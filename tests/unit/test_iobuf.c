@@ -777,11 +777,35 @@ static void test_fd_pipe(void **state)
 {
 	int p[2], fds[2];
 
-	/* Not a socket: write_fd falls back to writev(2). */
+	/* Not a socket: write_fd falls back to writev(2), read_fd to
+	 * readv(2) (several regions) and read(2) (one: below). */
 	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
 	fds[0] = p[1];
 	fds[1] = p[0];
 	transfer(*state, fds, 300000);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* One ref out and one region in, on a pipe: send(2) and recv(2) fail with
+ * ENOTSOCK there, and their fallbacks move the bytes. */
+static void test_fd_pipe_one_region(void **state)
+{
+	struct fx *f = *state;
+	const char msg[] = "one region each way";
+	char back[sizeof(msg)];
+	int p[2];
+
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	assert_int_equal(iobuf_append(&f->a, msg, sizeof(msg)), 0);
+	assert_int_equal(iobuf_write_fd(&f->a, p[1]), (ssize_t)sizeof(msg));
+	assert_true(iobuf_empty(&f->a));
+	assert_int_equal(iobuf_read_fd(&f->b, p[0], 1 << 20),
+			 (ssize_t)sizeof(msg));
+	assert_int_equal(iobuf_copy_out(&f->b, 0, back, sizeof(back)),
+			 sizeof(back));
+	assert_memory_equal(back, msg, sizeof(msg));
+	assert_int_equal(iobuf_read_fd(&f->b, p[0], 1 << 20), -EAGAIN);
 	close(p[0]);
 	close(p[1]);
 }
@@ -1235,6 +1259,7 @@ int main(void)
 	    FX(test_fd_two_phase),
 	    FX(test_fd_socket_large),
 	    FX(test_fd_pipe),
+	    FX(test_fd_pipe_one_region),
 	    cmocka_unit_test(test_alloc_sweep),
 	    cmocka_unit_test(test_region_hook),
 	    cmocka_unit_test(test_region_failures),
