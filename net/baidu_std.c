@@ -16,7 +16,10 @@
  * Packing writes header and meta through a small stack buffer into the
  * output, then shares the caller's message and attachment refs onto it and
  * only then empties them, so that every failure can be undone by dropping
- * what was appended.
+ * what was appended.  A message and attachment that fit in the stack
+ * buffer beside the meta are copied there instead: a small frame is then
+ * one region of the output, sent with one send(2) rather than a sendmsg
+ * of three iovecs (see iobuf_write_fd).
  */
 #include "baidu_std.h"
 
@@ -343,8 +346,9 @@ static int pack_frame(struct iobuf *out, struct baidu_meta_out *m,
 {
 	size_t msg_len = msg ? iobuf_len(msg) : 0;
 	size_t att_len = att ? iobuf_len(att) : 0;
-	size_t orig = iobuf_len(out), meta_len;
+	size_t orig = iobuf_len(out), meta_len, len;
 	uint8_t stack[META_STACK_LEN], *buf = stack;
+	bool inline_body;
 	int err;
 
 	if (msg == out || att == out || (msg && msg == att))
@@ -357,9 +361,12 @@ static int pack_frame(struct iobuf *out, struct baidu_meta_out *m,
 	    meta_len > UINT32_MAX - msg_len - att_len)
 		return -EMSGSIZE;
 
+	len = BAIDU_HEADER_LEN + meta_len;
+	inline_body =
+	    msg_len + att_len <= sizeof(stack) - len && len <= sizeof(stack);
 	/* Only a long credential or error text needs the heap. */
-	if (BAIDU_HEADER_LEN + meta_len > sizeof(stack)) {
-		buf = mem_alloc(NULL, BAIDU_HEADER_LEN + meta_len);
+	if (len > sizeof(stack)) {
+		buf = mem_alloc(NULL, len);
 		if (!buf)
 			return -ENOMEM;
 	}
@@ -367,17 +374,21 @@ static int pack_frame(struct iobuf *out, struct baidu_meta_out *m,
 	put_be32(buf + 4, (uint32_t)(meta_len + msg_len + att_len));
 	put_be32(buf + 8, (uint32_t)meta_len);
 	baidu_meta_put(m, buf + BAIDU_HEADER_LEN);
-	err = iobuf_append(out, buf, BAIDU_HEADER_LEN + meta_len);
+	if (inline_body && msg_len)
+		len += iobuf_copy_out(msg, 0, buf + len, msg_len);
+	if (inline_body && att_len)
+		len += iobuf_copy_out(att, 0, buf + len, att_len);
+	err = iobuf_append(out, buf, len);
 	if (buf != stack)
 		mem_free(NULL, buf);
 	if (err)
 		goto out_drop_appended;
-	if (msg_len) {
+	if (msg_len && !inline_body) {
 		err = iobuf_share(out, msg, 0, msg_len);
 		if (err)
 			goto out_drop_appended;
 	}
-	if (att_len) {
+	if (att_len && !inline_body) {
 		err = iobuf_share(out, att, 0, att_len);
 		if (err)
 			goto out_drop_appended;

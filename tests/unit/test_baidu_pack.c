@@ -428,7 +428,8 @@ static const uint8_t *first_ptr(const struct iobuf *b, size_t *len)
 }
 
 /* Parsed data and attachment point into the input's block; packed
- * message and attachment refs are the caller's. */
+ * message and attachment refs are the caller's, unless they are small
+ * enough to be copied beside the meta into one region. */
 static void test_no_payload_copy(void **state)
 {
 	struct baidu_req_meta rq = {.service = "s.S", .method = "M"};
@@ -437,6 +438,7 @@ static void test_no_payload_copy(void **state)
 	struct iobuf in, out, msg, att;
 	struct baidu_frame f;
 	size_t blen, len, i, total;
+	char big[300], small[10];
 	uint8_t *v;
 
 	(void)state;
@@ -458,7 +460,8 @@ static void test_no_payload_copy(void **state)
 
 	/* Pack: out's refs after the meta are msg's and att's, moved. */
 	iobuf_init(&out, &pool);
-	fill(&msg, &pool, "0123456789", 10);
+	memset(big, 'm', sizeof(big));
+	fill(&msg, &pool, big, sizeof(big));
 	fill(&att, &pool, "attach", 6);
 	mp = first_ptr(&msg, &blen);
 	ap = first_ptr(&att, &blen);
@@ -476,6 +479,24 @@ static void test_no_payload_copy(void **state)
 		total += blen;
 	}
 	assert_int_equal(total, iobuf_len(&out));
+	assert_true(iobuf_empty(&msg) && iobuf_empty(&att));
+	iobuf_reset(&out);
+
+	/* Small: one region, every byte in place, msg and att emptied. */
+	fill(&msg, &pool, "0123456789", 10);
+	fill(&att, &pool, "attach", 6);
+	assert_int_equal(baidu_pack_request(&out, &rq, &msg, &att), 0);
+	assert_int_equal(iobuf_ref_count(&out), 1);
+	assert_true(iobuf_empty(&msg) && iobuf_empty(&att));
+	total = iobuf_len(&out);
+	assert_int_equal(baidu_parse(&out, &f, NULL), (int)total);
+	assert_int_equal(iobuf_len(&f.data), 10);
+	assert_int_equal(iobuf_copy_out(&f.data, 0, small, 10), 10);
+	assert_memory_equal(small, "0123456789", 10);
+	assert_int_equal(iobuf_len(&f.attachment), 6);
+	assert_int_equal(iobuf_copy_out(&f.attachment, 0, small, 6), 6);
+	assert_memory_equal(small, "attach", 6);
+	baidu_frame_release(&f);
 	iobuf_destroy(&out);
 	iobuf_destroy(&msg);
 	iobuf_destroy(&att);
