@@ -33,8 +33,9 @@
 #include "pbuf.h"
 #include "util.h"
 
-/* Metas up to this size that straddle two refs are flattened on the stack;
- * brpc's own metas are 20-60 bytes. */
+/* Metas up to this size that straddle two refs are flattened on the stack
+ * (brpc's own metas are 20-60 bytes); a frame packed whole up to this
+ * size is copied into one region there. */
 #define META_STACK_LEN 256
 /* The LevelDB CRC mask brpc uses for checksum_value (crc32c.h in butil). */
 #define CHECKSUM_MASK_DELTA 0xa282ead8u
@@ -363,7 +364,7 @@ static int pack_frame(struct iobuf *out, struct baidu_meta_out *m,
 
 	len = BAIDU_HEADER_LEN + meta_len;
 	inline_body =
-	    msg_len + att_len <= sizeof(stack) - len && len <= sizeof(stack);
+	    len <= sizeof(stack) && msg_len + att_len <= sizeof(stack) - len;
 	/* Only a long credential or error text needs the heap. */
 	if (len > sizeof(stack)) {
 		buf = mem_alloc(NULL, len);

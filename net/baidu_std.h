@@ -25,9 +25,9 @@
  * What this module does: detect the protocol, cut frames off an input
  * iobuf and decode their meta (net/baidu_meta by hand for the common
  * metas, protobuf-c for the rest: net/proto/baidu_rpc_meta.proto), pack
- * frames.  Message and attachment bytes are never copied: parsing
- * shares them out of the input's blocks, packing moves the caller's
- * buffers' refs.  It does not decompress, decode messages, look services
+ * frames.  Message and attachment bytes are not copied: parsing shares
+ * them out of the input's blocks, packing moves the caller's buffers'
+ * refs, except for a small frame, copied whole into one region.  It does not decompress, decode messages, look services
  * up or verify checksums: those belong to the caller (see each call).
  *
  * Checksums (spec 1.5, optional): the meta's checksum_type/checksum_value
@@ -293,8 +293,9 @@ struct baidu_resp_meta {
 
 /*
  * Appends one frame to `out`: header and meta (copied, small) then msg's
- * and attachment's refs, moved (msg and attachment end empty; no payload
- * byte is copied).  msg/attachment NULL: empty.  attachment_size is the
+ * and attachment's refs, moved (msg and attachment end empty); when
+ * header, meta, msg and attachment fit in 256 bytes (META_STACK_LEN) all
+ * are copied instead, one region for one send(2).  msg/attachment NULL: empty.  attachment_size is the
  * attachment's length.  0, or with out, msg and attachment unchanged:
  * -EINVAL: service or method NULL;
  * -EMSGSIZE: the body would not fit the u32 body_size, or the attachment

@@ -22,9 +22,16 @@
 /* Socket events always watched. */
 #define CONN_EVENTS (EPOLLIN | EPOLLRDHUP)
 
+/* The first read offers one fresh block (one region: a recv) while reads
+ * fit in one, two while they do not, as iobuf_read_fd_first() says. */
 static ssize_t tcp_read(struct conn *c, struct iobuf *in)
 {
-	return iobuf_read_fd(in, c->io.fd, CONN_READ_MAX);
+	ssize_t r = iobuf_read_fd_first(in, c->io.fd, CONN_READ_MAX,
+					c->last_read > IOBUF_BLOCK_CAP ? 2 : 1);
+
+	if (r > 0)
+		c->last_read = (size_t)r;
+	return r;
 }
 
 static ssize_t tcp_write(struct conn *c, struct iobuf *out)

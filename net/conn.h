@@ -178,6 +178,7 @@ struct conn {
 	size_t corked_bytes;	/* loop thread: queued while corked */
 	struct task close_task;
 	uint64_t bytes_in, bytes_out;
+	size_t last_read; /* loop thread: the last read's bytes (tcp) */
 };
 
 /*

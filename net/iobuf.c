@@ -1241,22 +1241,37 @@ out_give:
 
 ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max)
 {
-	size_t offered = 0;
-	ssize_t r, more;
+	return iobuf_read_fd_first(buf, fd, max, IOBUF_READ_FIRST_BLOCKS);
+}
 
-	if (max == 0)
+ssize_t iobuf_read_fd_first(struct iobuf *buf, int fd, size_t max,
+			    size_t first_blocks)
+{
+	size_t offered = 0;
+	ssize_t r, last;
+
+	if (max == 0 || first_blocks == 0 ||
+	    first_blocks > IOBUF_READ_MAX_BLOCKS)
 		return -EINVAL;
 	if (max > SSIZE_MAX)
 		max = SSIZE_MAX;
 	/* Small first: most reads are a few messages, and every block
 	 * offered is a pool round trip under its lock. */
-	r = read_once(buf, fd, max, IOBUF_READ_FIRST_BLOCKS, &offered);
-	if (r <= 0 || (size_t)r < offered || (size_t)r == max)
-		return r;
-	/* It filled all it offered: the socket may hold more. */
-	more = read_once(buf, fd, max - (size_t)r, IOBUF_READ_MAX_BLOCKS,
-			 &offered);
-	return more > 0 ? r + more : r;
+	r = read_once(buf, fd, max, first_blocks, &offered);
+	/*
+	 * While a read filled all it offered, the fd may hold more: read
+	 * on.  Not just once: a take short of blocks (a pool waiting for
+	 * its grow hook) offers less than asked, and a result short of max
+	 * must mean the fd is empty (edge-triggered readers stop there).
+	 */
+	last = r;
+	while (last > 0 && (size_t)last == offered && (size_t)r < max) {
+		last = read_once(buf, fd, max - (size_t)r,
+				 IOBUF_READ_MAX_BLOCKS, &offered);
+		if (last > 0)
+			r += last;
+	}
+	return r;
 }
 
 ssize_t iobuf_write_fd(struct iobuf *buf, int fd)

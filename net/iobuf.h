@@ -327,10 +327,11 @@ size_t iobuf_block_count(const struct iobuf *buf);
 /*
  * Reads up to max bytes (max > 0) straight into the tail block's free
  * space and fresh blocks: one read offering up to
- * IOBUF_READ_FIRST_BLOCKS fresh blocks and, only when that one filled
- * all it offered, a second offering up to IOBUF_READ_MAX_BLOCKS more
- * (so small reads cost few pool round trips and a short result still
- * means the fd had no more); unused blocks go back to the pool.  Returns
+ * IOBUF_READ_FIRST_BLOCKS fresh blocks and, only while a read filled all
+ * it offered, more offering up to IOBUF_READ_MAX_BLOCKS each (so small
+ * reads cost few pool round trips, and a result short of max means the
+ * fd had no more, even when a pool short of blocks offered less than
+ * asked); unused blocks go back to the pool.  Returns
  * bytes read, 0 at EOF, -EAGAIN, -ENOMEM (no space could be obtained),
  * -EINVAL (max == 0), or -errno.  EINTR is retried.  A read into one
  * region is a recv(2) (read(2) on an fd that is not a socket), into
@@ -338,6 +339,17 @@ size_t iobuf_block_count(const struct iobuf *buf);
  * is left for the next call.
  */
 ssize_t iobuf_read_fd(struct iobuf *buf, int fd, size_t max);
+
+/*
+ * As iobuf_read_fd(), the first read offering first_blocks fresh blocks
+ * (1 to IOBUF_READ_MAX_BLOCKS) instead of IOBUF_READ_FIRST_BLOCKS.  For a
+ * caller that knows its reads' sizes: one block is one region, read with
+ * a recv(2), cheaper than a readv(2); but a read that overflows it costs
+ * a second system call, so a stream of reads bigger than a block (8 KiB
+ * to 16 KiB messages) is best offered two.
+ */
+ssize_t iobuf_read_fd_first(struct iobuf *buf, int fd, size_t max,
+			    size_t first_blocks);
 
 /*
  * One write of up to IOBUF_WRITE_MAX_IOV refs from the front, dropping what

@@ -21,14 +21,14 @@
  * answer in, the next call out):
  *
  *   WOKE      epoll_wait returned events
- *   READ      readv returned bytes
+ *   READ      the read (recv or readv) returned bytes
  *   PARSED    a whole frame was parsed
  *   DISPATCH  server: the method's handler starts; client: the call is
  *             delivered (its done callback next)
  *   PACK      server: the answer's frame starts to be built; client: a
  *             request's
- *   SEND      sendmsg is called
- *   SENT      sendmsg returned (on loopback it runs the peer's receive
+ *   SEND      the send (send or sendmsg) is called
+ *   SENT      it returned (on loopback it runs the peer's receive
  *             path and wakes it)
  *   SLEEP     the loop goes back to epoll_wait
  *

@@ -1,6 +1,7 @@
 /*
  * baidu_std packing tests: pack/parse round trips, packing byte-identical
- * to brpc's recorded frames, the no-copy guarantee, allocation failures
+ * to brpc's recorded frames, the no-copy rule (small frames copied whole),
+ * allocation failures
  * while packing, brpc's error text format, rpc_errno and the checksum
  * hook.  Parsing is tested in test_baidu_std.c.  Every test ends with its
  * pool destroyed and no live allocation in its struct mem_failing.
@@ -523,9 +524,17 @@ static void test_alloc_failures_pack(void **state)
 	struct baidu_frame f;
 	long k, failures;
 	int pass, ret;
+	/* Passes 2 and 3: a message too big to be copied beside the meta,
+	 * so its refs are shared. */
+	static char big[300];
+	const char *mb;
+	size_t ml;
 
 	(void)state;
-	for (pass = 0; pass < 2; pass++) {
+	memset(big, 'b', sizeof(big));
+	for (pass = 0; pass < 4; pass++) {
+		mb = pass & 2 ? big : "msgbytes";
+		ml = pass & 2 ? sizeof(big) : 8;
 		failures = 0;
 		for (k = 0; k < SWEEP_MAX; k++) {
 			mem_failing_init(&pmf, -1);
@@ -535,17 +544,17 @@ static void test_alloc_failures_pack(void **state)
 			build_split(&out, &pool, (const uint8_t *)"abc", 3, 1);
 			iobuf_init(&keep, &pool);
 			assert_int_equal(iobuf_share(&keep, &out, 2, 1), 0);
-			build_split(&msg, &pool, (const uint8_t *)"msgbytes", 8,
-				    3);
+			build_split(&msg, &pool, (const uint8_t *)mb, ml, 3);
 			build_split(&att, &pool, (const uint8_t *)"attach", 6,
 				    2);
 			pmf.fail_at = pmf.calls + k;
-			ret = pass ? baidu_pack_response(&out, &rs, &msg, &att)
-				   : baidu_pack_request(&out, &rq, &msg, &att);
+			ret = pass & 1
+				  ? baidu_pack_response(&out, &rs, &msg, &att)
+				  : baidu_pack_request(&out, &rq, &msg, &att);
 			pmf.fail_at = -1;
 			if (ret == -ENOMEM) {
 				buf_equal(&out, "abc", 3);
-				buf_equal(&msg, "msgbytes", 8);
+				buf_equal(&msg, mb, ml);
 				buf_equal(&att, "attach", 6);
 				failures++;
 			} else {
@@ -554,7 +563,7 @@ static void test_alloc_failures_pack(void **state)
 				assert_true(iobuf_empty(&att));
 				iobuf_drop_front(&out, 3);
 				assert_true(baidu_parse(&out, &f, NULL) > 0);
-				buf_equal(&f.data, "msgbytes", 8);
+				buf_equal(&f.data, mb, ml);
 				buf_equal(&f.attachment, "attach", 6);
 				baidu_frame_release(&f);
 			}

@@ -713,11 +713,23 @@ static void test_fd_two_phase(void **state)
 	assert_int_equal(pool_used(&f->pool), 6);
 	assert_int_equal(iobuf_read_fd(&f->a, sv[1], 64 * CAP), -EAGAIN);
 	iobuf_reset(&f->a);
-	/* Exactly what the first readv offers: the second finds nothing. */
+	/* Exactly what the first read offers: the second finds nothing. */
 	assert_int_equal(write(sv[0], m, exact), (ssize_t)exact);
 	assert_int_equal(iobuf_read_fd(&f->a, sv[1], 64 * CAP), (ssize_t)exact);
 	check_buf(&f->a, m, exact);
 	assert_int_equal(pool_used(&f->pool), IOBUF_READ_FIRST_BLOCKS);
+	/* A first read of two blocks takes those two in one readv. */
+	iobuf_reset(&f->a);
+	assert_int_equal(write(sv[0], m, 2 * CAP), (ssize_t)(2 * CAP));
+	assert_int_equal(iobuf_read_fd_first(&f->a, sv[1], 64 * CAP, 2),
+			 (ssize_t)(2 * CAP));
+	check_buf(&f->a, m, 2 * CAP);
+	assert_int_equal(pool_used(&f->pool), 2);
+	assert_int_equal(iobuf_read_fd_first(&f->a, sv[1], 64 * CAP, 0),
+			 -EINVAL);
+	assert_int_equal(iobuf_read_fd_first(&f->a, sv[1], 64 * CAP,
+					     IOBUF_READ_MAX_BLOCKS + 1),
+			 -EINVAL);
 	/* max bounds both reads together. */
 	assert_int_equal(write(sv[0], m, big), (ssize_t)big);
 	iobuf_reset(&f->a);
