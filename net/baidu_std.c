@@ -19,7 +19,9 @@
  * what was appended.  A message and attachment that fit in the stack
  * buffer beside the meta are copied there instead: a small frame is then
  * one region of the output, sent with one send(2) rather than a sendmsg
- * of three iovecs (see iobuf_write_fd).
+ * of three iovecs (see iobuf_write_fd).  A server's small answer skips
+ * even the message's own buffer: baidu_pack_response_pb() encodes it
+ * straight into that stack buffer.
  */
 #include "baidu_std.h"
 
@@ -259,14 +261,19 @@ int baidu_parse(struct iobuf *in, struct baidu_frame *f,
 	char *store;
 	uint32_t body, meta_len;
 	size_t data_len, att_len, frame_len;
-	const void *meta;
+	const void *meta, *head;
 	void *heap = NULL;
 	bool bad_att = false;
 	int ret;
 
 	lim = limits_or_default(lim, &def);
-	ret = baidu_parse_header(hdr, iobuf_copy_out(in, 0, hdr, sizeof(hdr)),
-				 lim, &body, &meta_len);
+	/* Mostly the header lies in the first block: read it in place. */
+	head = iobuf_span(in, 0, sizeof(hdr));
+	ret = head
+		  ? baidu_parse_header(head, sizeof(hdr), lim, &body, &meta_len)
+		  : baidu_parse_header(hdr,
+				       iobuf_copy_out(in, 0, hdr, sizeof(hdr)),
+				       lim, &body, &meta_len);
 	if (ret < 0)
 		return ret;
 	if (iobuf_len(in) - BAIDU_HEADER_LEN < body)
@@ -338,6 +345,16 @@ void baidu_frame_release(struct baidu_frame *f)
 
 /* --- packing ------------------------------------------------------------- */
 
+/* Header and meta, for a body (message and attachment) of body_len. */
+static void put_head(uint8_t *buf, const struct baidu_meta_out *m,
+		     size_t meta_len, size_t body_len)
+{
+	memcpy(buf, BAIDU_MAGIC, BAIDU_MAGIC_LEN);
+	put_be32(buf + 4, (uint32_t)(meta_len + body_len));
+	put_be32(buf + 8, (uint32_t)meta_len);
+	baidu_meta_put(m, buf + BAIDU_HEADER_LEN);
+}
+
 /*
  * Appends header, meta (attachment_size filled in here), msg and
  * attachment; empties msg and attachment.  All or nothing.
@@ -371,10 +388,7 @@ static int pack_frame(struct iobuf *out, struct baidu_meta_out *m,
 		if (!buf)
 			return -ENOMEM;
 	}
-	memcpy(buf, BAIDU_MAGIC, BAIDU_MAGIC_LEN);
-	put_be32(buf + 4, (uint32_t)(meta_len + msg_len + att_len));
-	put_be32(buf + 8, (uint32_t)meta_len);
-	baidu_meta_put(m, buf + BAIDU_HEADER_LEN);
+	put_head(buf, m, meta_len, msg_len + att_len);
 	if (inline_body && msg_len)
 		len += iobuf_copy_out(msg, 0, buf + len, msg_len);
 	if (inline_body && att_len)
@@ -425,6 +439,38 @@ int baidu_pack_response(struct iobuf *out, const struct baidu_resp_meta *m,
 				   (attachment && !iobuf_empty(attachment))))
 		return -EINVAL;
 	return pack_frame(out, &mo, msg, attachment);
+}
+
+int baidu_pack_response_pb(struct iobuf *out, const struct baidu_resp_meta *m,
+			   const ProtobufCMessage *msg,
+			   struct iobuf *attachment)
+{
+	struct baidu_meta_out mo = {.resp = m};
+	size_t att_len = attachment ? iobuf_len(attachment) : 0;
+	size_t msg_len, meta_len, len;
+	uint8_t buf[META_STACK_LEN];
+	int err;
+
+	if (m->error_code != 0)
+		return -EINVAL;
+	if (att_len > sizeof(buf))
+		return -ENOSPC;
+	mo.attachment_size = (uint32_t)att_len;
+	meta_len = baidu_meta_size(&mo);
+	len = BAIDU_HEADER_LEN + meta_len;
+	if (len + att_len > sizeof(buf))
+		return -ENOSPC;
+	msg_len = protobuf_c_message_get_packed_size(msg);
+	if (msg_len > sizeof(buf) - len - att_len)
+		return -ENOSPC;
+	put_head(buf, &mo, meta_len, msg_len + att_len);
+	len += protobuf_c_message_pack(msg, buf + len);
+	if (att_len)
+		len += iobuf_copy_out(attachment, 0, buf + len, att_len);
+	err = iobuf_append(out, buf, len);
+	if (!err && att_len)
+		iobuf_drop_front(attachment, att_len);
+	return err;
 }
 
 int baidu_format_error_text(char *buf, size_t size, const char *server_addr,

@@ -52,6 +52,7 @@
 #ifndef RPCGATE_NET_BAIDU_STD_H
 #define RPCGATE_NET_BAIDU_STD_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -312,6 +313,19 @@ int baidu_pack_request(struct iobuf *out, const struct baidu_req_meta *m,
  */
 int baidu_pack_response(struct iobuf *out, const struct baidu_resp_meta *m,
 			struct iobuf *msg, struct iobuf *attachment);
+
+/*
+ * As baidu_pack_response() for a successful answer whose message is not
+ * encoded yet: when header, meta, the encoded message and the attachment
+ * fit in 256 bytes, msg is encoded straight into the frame (no buffer of
+ * its own, no copy) and the attachment copied beside it, emptied.
+ * -ENOSPC when they do not fit (nothing done: encode msg into an iobuf
+ * and call baidu_pack_response()), -EINVAL for an error answer, -ENOMEM.
+ * The message must be complete (pbuf_complete()).
+ */
+int baidu_pack_response_pb(struct iobuf *out, const struct baidu_resp_meta *m,
+			   const ProtobufCMessage *msg,
+			   struct iobuf *attachment);
 
 /*
  * brpc's server-side error_text (Controller::SetFailed on a server):

@@ -284,6 +284,19 @@ static void flush_task_fn(struct task *t)
 	conn_unref(c);
 }
 
+/*
+ * Loop thread: the answer being queued is the last this read will make:
+ * on_data has used up every byte of a read that drained the socket.  It
+ * goes out now, with whatever the read's earlier answers corked: what
+ * the rest of the iteration does (freeing the call, say) then overlaps
+ * the peer's wake-up instead of delaying it, and nothing that could have
+ * joined the write is left behind.
+ */
+static bool read_answered(const struct conn *c)
+{
+	return c->last_batch && !iobuf_len(&c->in);
+}
+
 int conn_write(struct conn *c, struct iobuf *data)
 {
 	size_t n = iobuf_len(data);
@@ -312,7 +325,8 @@ int conn_write(struct conn *c, struct iobuf *data)
 		/* r may be written and freed already: only n from here. */
 		if (loop_on_thread(c->loop) && c->corked) {
 			c->corked_bytes += n;
-			if (c->corked_bytes >= CONN_CORK_BYTES)
+			if (c->corked_bytes >= CONN_CORK_BYTES ||
+			    read_answered(c))
 				uncork(c);
 		}
 		return 0;
@@ -323,9 +337,10 @@ int conn_write(struct conn *c, struct iobuf *data)
 	/* On the loop thread the write waits for the end of the loop's
 	 * iteration, or for CONN_CORK_BYTES: what the other callbacks of
 	 * this batch queue (the answers to every request of one read) goes
-	 * in the same write.  Another thread writes at once: nothing would
-	 * batch behind it. */
-	if (n < CONN_CORK_BYTES && loop_on_thread(c->loop)) {
+	 * in the same write; the read's last answer needs no wait.  Another
+	 * thread writes at once: nothing would batch behind it. */
+	if (n < CONN_CORK_BYTES && loop_on_thread(c->loop) &&
+	    !read_answered(c)) {
 		c->corked = true;
 		c->corked_bytes = n;
 		if (!c->flush_queued) {
@@ -353,7 +368,9 @@ static void read_all(struct conn *c, bool hup)
 		n = tp->read(c, &c->in);
 		if (n > 0) {
 			c->bytes_in += (uint64_t)n;
+			c->last_batch = (size_t)n < tp->drained_below && !hup;
 			c->h->on_data(c);
+			c->last_batch = false;
 			if ((size_t)n < tp->drained_below && !hup)
 				return; /* one syscall less per event */
 			continue;

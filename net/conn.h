@@ -179,6 +179,8 @@ struct conn {
 	struct task close_task;
 	uint64_t bytes_in, bytes_out;
 	size_t last_read; /* loop thread: the last read's bytes (tcp) */
+	bool last_batch;  /* loop thread: on_data is handling a read that
+			   * drained the socket (see conn_write()) */
 };
 
 /*

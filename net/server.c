@@ -238,6 +238,24 @@ static const char *addr_text(const struct srv_conn *sc)
  * writes without SetFailed, and texts passed on from an upstream).
  * Buffers are consumed.
  */
+/* Queues a packed answer (or, pack_err, closes) and counts it. */
+static void write_answer(struct srv_conn *sc, struct iobuf *out, int pack_err)
+{
+	struct server *s = sc->srv;
+
+	if (pack_err) {
+		log_warn(s->opt.log, "cannot pack the answer to %s: %s",
+			 sc->conn.peer_text, strerror(-pack_err));
+		conn_close(&sc->conn, pack_err);
+	} else {
+		/* A failed write means the connection is going: the peer
+		 * will see its calls fail, nothing to add here. */
+		conn_write(&sc->conn, out);
+	}
+	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
+	iobuf_destroy(out);
+}
+
 static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 			const char *text, bool plain, int compress,
 			const uint8_t *crc, struct iobuf *msg,
@@ -275,22 +293,37 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 	}
 	err =
 	    baidu_pack_response(&out, &m, code ? NULL : msg, code ? NULL : att);
-	if (err) {
-		log_warn(s->opt.log, "cannot pack the answer to %s: %s",
-			 sc->conn.peer_text, strerror(-err));
-		conn_close(&sc->conn, err);
-	} else {
-		/* A failed write means the connection is going: the peer
-		 * will see its calls fail, nothing to add here. */
-		conn_write(&sc->conn, &out);
-	}
-	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
-	iobuf_destroy(&out);
+	write_answer(sc, &out, err);
 	if (msg)
 		iobuf_reset(msg);
 	if (att)
 		iobuf_reset(att);
 	mem_free(s->opt.mem, big);
+}
+
+/*
+ * A successful answer, uncompressed and without a checksum, whose message
+ * is encoded straight into the frame (baidu_pack_response_pb()): what an
+ * answer of a few hundred bytes takes.  false if it is bigger (nothing
+ * done: encode it and send_answer()).
+ */
+static bool send_small_answer(struct srv_conn *sc, uint64_t cid,
+			      const ProtobufCMessage *msg, struct iobuf *att)
+{
+	struct baidu_resp_meta m = {.correlation_id = cid};
+	struct iobuf out;
+	int err;
+
+	STAMP(STAMP_PACK);
+	iobuf_init(&out, sc->srv->opt.pool);
+	err = baidu_pack_response_pb(&out, &m, msg, att);
+	if (err == -ENOSPC) {
+		iobuf_destroy(&out);
+		return false;
+	}
+	write_answer(sc, &out, err);
+	iobuf_reset(att);
+	return true;
 }
 
 static void answer_error(struct srv_conn *sc, uint64_t cid, int code,
@@ -408,6 +441,14 @@ void server_call_finish(struct server_call *call)
 		server_call_fail(call, RPC_ERESPONSE,
 				 "Missing required fields in response=%s",
 				 call->m->output->name);
+	if (!call->error_code &&
+	    call->response_compress_type == COMPRESS_NONE &&
+	    !call->answer_checksum &&
+	    send_small_answer(call->sc, call->correlation_id, call->response,
+			      &call->response_attachment)) {
+		call_free(call);
+		return;
+	}
 	if (!call->error_code) {
 		err = rpc_msg_encode(call->response,
 				     call->response_compress_type, &msg);

@@ -418,6 +418,114 @@ static void test_pack_spec_example(void **state)
 	pool_down(&pool);
 }
 
+/*
+ * A message encoded straight into the frame: the same bytes as encoding it
+ * first (the spec's example again, its message being any one whose field
+ * 1 is "hi"), the attachment copied and emptied; -ENOSPC above 256 bytes
+ * and -EINVAL for an error answer, with out and attachment untouched;
+ * -ENOMEM likewise, wherever the pool's allocations fail.
+ */
+static void test_pack_response_pb(void **state)
+{
+	static const uint8_t want[] = {
+	    'P',  'R',	'P',  'C',  0,	  0,	0,    18,   0,	  0,
+	    0,	  14,	0x12, 0x02, 0x08, 0x00, 0x18, 0x00, 0x20, 0x01,
+	    0x50, 0x00, 0x58, 0x00, 0x62, 0x00, 0x0a, 0x02, 'h',  'i',
+	};
+	Brpc__Policy__UserFieldsEntry hi =
+	    BRPC__POLICY__USER_FIELDS_ENTRY__INIT;
+	Brpc__Policy__UserFieldsEntry big =
+	    BRPC__POLICY__USER_FIELDS_ENTRY__INIT;
+	struct baidu_resp_meta rs = {.correlation_id = 1};
+	struct baidu_resp_meta bad = {.correlation_id = 1, .error_code = 1};
+	struct iobuf_pool pool;
+	struct iobuf out, att, msg, ref, keep;
+	struct mem_failing pmf;
+	char name[260];
+	size_t with_att;
+	long k, failures = 0;
+	int ret;
+
+	(void)state;
+	hi.key = "hi";
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	big.key = name;
+	pool_up(&pool, NULL, 64, 0);
+	iobuf_init(&out, &pool);
+	assert_int_equal(baidu_pack_response_pb(&out, &rs, &hi.base, NULL), 0);
+	buf_equal(&out, want, sizeof(want));
+	iobuf_reset(&out);
+
+	/* Behind what out holds, with an attachment: as the iobuf path. */
+	fill(&out, &pool, "abc", 3);
+	fill(&att, &pool, "attach", 6);
+	fill(&ref, &pool, "abc", 3);
+	fill(&msg, &pool, "\x0a\x02hi", 4);
+	assert_int_equal(baidu_pack_response_pb(&out, &rs, &hi.base, &att), 0);
+	assert_true(iobuf_empty(&att));
+	fill(&att, &pool, "attach", 6);
+	assert_int_equal(baidu_pack_response(&ref, &rs, &msg, &att), 0);
+	assert_int_equal(iobuf_len(&out), iobuf_len(&ref));
+	with_att = iobuf_len(&out);
+	{
+		uint8_t a[64], b[64];
+
+		assert_int_equal(iobuf_copy_out(&out, 0, a, sizeof(a)),
+				 iobuf_len(&out));
+		assert_int_equal(iobuf_copy_out(&ref, 0, b, sizeof(b)),
+				 iobuf_len(&ref));
+		assert_memory_equal(a, b, iobuf_len(&out));
+	}
+
+	/* Too big, or an error answer: nothing done. */
+	iobuf_reset(&out);
+	fill(&out, &pool, "abc", 3);
+	fill(&att, &pool, "attach", 6);
+	assert_int_equal(baidu_pack_response_pb(&out, &rs, &big.base, &att),
+			 -ENOSPC);
+	assert_int_equal(baidu_pack_response_pb(&out, &bad, &hi.base, &att),
+			 -EINVAL);
+	buf_equal(&out, "abc", 3);
+	buf_equal(&att, "attach", 6);
+	iobuf_destroy(&out);
+	iobuf_destroy(&att);
+	iobuf_destroy(&ref);
+	iobuf_destroy(&msg);
+	pool_down(&pool);
+
+	for (k = 0; k < SWEEP_MAX; k++) {
+		mem_failing_init(&pmf, -1);
+		pool_up(&pool, &pmf.mem, 1, 0);
+		/* out's last block shared: the frame needs a fresh one. */
+		build_split(&out, &pool, (const uint8_t *)"abc", 3, 1);
+		iobuf_init(&keep, &pool);
+		assert_int_equal(iobuf_share(&keep, &out, 2, 1), 0);
+		build_split(&att, &pool, (const uint8_t *)"attach", 6, 2);
+		pmf.fail_at = pmf.calls + k;
+		ret = baidu_pack_response_pb(&out, &rs, &hi.base, &att);
+		pmf.fail_at = -1;
+		if (ret == -ENOMEM) {
+			buf_equal(&out, "abc", 3);
+			buf_equal(&att, "attach", 6);
+			failures++;
+		} else {
+			assert_int_equal(ret, 0);
+			assert_true(iobuf_empty(&att));
+			assert_int_equal(iobuf_len(&out), with_att);
+		}
+		iobuf_destroy(&out);
+		iobuf_destroy(&att);
+		iobuf_destroy(&keep);
+		pool_down(&pool);
+		assert_int_equal(pmf.live, 0);
+		if (ret == 0)
+			break;
+	}
+	assert_true(k < SWEEP_MAX);
+	assert_true(failures > 0);
+}
+
 /* --- zero copy ----------------------------------------------------------- */
 
 static const uint8_t *first_ptr(const struct iobuf *b, size_t *len)
@@ -671,11 +779,11 @@ int main(void)
 {
 	const char *dir = getenv("TEST_VECTORS_DIR");
 	const struct CMUnitTest tests[] = {
-	    T(test_roundtrip_request), T(test_roundtrip_response),
-	    T(test_pack_like_brpc),    T(test_pack_spec_example),
-	    T(test_no_payload_copy),   T(test_alloc_failures_pack),
-	    T(test_format_error_text), T(test_rpc_errno),
-	    T(test_checksum_hook),
+	    T(test_roundtrip_request),	 T(test_roundtrip_response),
+	    T(test_pack_like_brpc),	 T(test_pack_spec_example),
+	    T(test_pack_response_pb),	 T(test_no_payload_copy),
+	    T(test_alloc_failures_pack), T(test_format_error_text),
+	    T(test_rpc_errno),		 T(test_checksum_hook),
 	};
 
 	if (!dir || !*dir) {

@@ -85,8 +85,9 @@ static const struct conn_handler handler = {
     .release = release,
 };
 
-static void fx_setup_tp(struct fixture *fx, int sndbuf,
-			const struct conn_transport *tp)
+static void fx_setup_h(struct fixture *fx, int sndbuf,
+		       const struct conn_transport *tp,
+		       const struct conn_handler *h)
 {
 	struct iobuf_pool_options po;
 	struct loop_options lo;
@@ -107,10 +108,16 @@ static void fx_setup_tp(struct fixture *fx, int sndbuf,
 		setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
 			   sizeof(sndbuf));
 	fx->peer = sv[1];
-	assert_int_equal(conn_init(&fx->conn, sv[0], &fx->loop, tp, &handler,
-				   fx, &fx->pool, &fx->mf.mem, NULL),
+	assert_int_equal(conn_init(&fx->conn, sv[0], &fx->loop, tp, h, fx,
+				   &fx->pool, &fx->mf.mem, NULL),
 			 0);
 	conn_start(&fx->conn);
+}
+
+static void fx_setup_tp(struct fixture *fx, int sndbuf,
+			const struct conn_transport *tp)
+{
+	fx_setup_h(fx, sndbuf, tp, &handler);
 }
 
 static void fx_setup(struct fixture *fx, int sndbuf)
@@ -447,6 +454,118 @@ static void test_loop_writes_then_close(void **state)
 	fx_teardown(&fx);
 }
 
+/*
+ * A request/answer handler: every whole UNIT bytes read is a request,
+ * answered at once with UNIT bytes; a partial one waits in c->in.  It
+ * notes, right after each conn_write(), how many answer bytes the peer
+ * could already read: what went out while the handler still ran.
+ */
+#define UNIT	    8
+#define MAX_ANSWERS 8
+
+struct answer_fx {
+	struct fixture fx; /* first: c->ctx points at both */
+	int answers;	   /* loop thread, then read after done */
+	int readable[MAX_ANSWERS];
+	int done; /* atomic: answers so far, published */
+};
+
+static void answer_on_data(struct conn *c)
+{
+	struct answer_fx *afx = c->ctx;
+	uint8_t unit[UNIT];
+	struct iobuf out;
+	int n;
+
+	while (iobuf_len(&c->in) >= UNIT) {
+		assert_true(afx->answers < MAX_ANSWERS);
+		iobuf_copy_out(&c->in, 0, unit, UNIT);
+		iobuf_drop_front(&c->in, UNIT);
+		iobuf_init(&out, c->pool);
+		assert_int_equal(iobuf_append(&out, unit, UNIT), 0);
+		assert_int_equal(conn_write(c, &out), 0);
+		iobuf_destroy(&out);
+		n = (int)recv(afx->fx.peer, (uint8_t[UNIT * MAX_ANSWERS]){0},
+			      UNIT * MAX_ANSWERS, MSG_PEEK | MSG_DONTWAIT);
+		afx->readable[afx->answers++] = n < 0 ? 0 : n;
+		__atomic_store_n(&afx->done, afx->answers, __ATOMIC_RELEASE);
+	}
+}
+
+static const struct conn_handler answer_handler = {
+    .on_data = answer_on_data,
+    .on_close = on_close,
+    .release = release,
+};
+
+static void wait_answers(struct answer_fx *afx, int n)
+{
+	while (__atomic_load_n(&afx->done, __ATOMIC_ACQUIRE) < n)
+		usleep(1000);
+}
+
+static void send_units(int fd, unsigned first, unsigned n, size_t len)
+{
+	uint8_t buf[UNIT * MAX_ANSWERS];
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(first * UNIT + i);
+	assert_true(len <= n * UNIT);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+}
+
+/*
+ * The answer that uses up a read goes out before on_data returns (the
+ * rest of the callback then overlaps the peer's wake-up); answers with
+ * more of the read still to handle, or a partial request left in the
+ * input, wait for the end of the iteration and go out together.
+ */
+static void test_read_answer_goes_out_at_once(void **state)
+{
+	static struct answer_fx afx;
+	uint8_t got[UNIT * MAX_ANSWERS];
+	int writes;
+
+	(void)state;
+	memset(&afx, 0, sizeof(afx));
+	counting_tp = conn_tcp;
+	counting_tp.write = counting_write;
+	fx_setup_h(&afx.fx, 0, &counting_tp, &answer_handler);
+
+	/* One request: its answer is out while the handler runs. */
+	send_units(afx.fx.peer, 0, 1, UNIT);
+	wait_answers(&afx, 1);
+	assert_int_equal(afx.readable[0], UNIT);
+	read_exact(afx.fx.peer, got, UNIT);
+
+	/* Three in one read: the first two wait, the third takes all. */
+	writes = __atomic_load_n(&afx.fx.tp_writes, __ATOMIC_RELAXED);
+	send_units(afx.fx.peer, 1, 3, 3 * UNIT);
+	wait_answers(&afx, 4);
+	assert_int_equal(afx.readable[1], 0);
+	assert_int_equal(afx.readable[2], 0);
+	assert_int_equal(afx.readable[3], 3 * UNIT);
+	assert_int_equal(
+	    __atomic_load_n(&afx.fx.tp_writes, __ATOMIC_RELAXED) - writes, 1);
+	read_exact(afx.fx.peer, got, 3 * UNIT);
+
+	/* A request and half of the next: its answer waits for the end of
+	 * the iteration; the rest of the second answers at once. */
+	send_units(afx.fx.peer, 4, 2, UNIT + UNIT / 2);
+	wait_answers(&afx, 5);
+	assert_int_equal(afx.readable[4], 0);
+	read_exact(afx.fx.peer, got, UNIT);
+	send_units(afx.fx.peer, 0, 1, UNIT / 2);
+	wait_answers(&afx, 6);
+	assert_int_equal(afx.readable[5], UNIT);
+	read_exact(afx.fx.peer, got, UNIT);
+
+	conn_close(&afx.fx.conn, 0);
+	conn_unref(&afx.fx.conn);
+	wait_released(&afx.fx);
+	fx_teardown(&afx.fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -456,6 +575,7 @@ int main(void)
 	    cmocka_unit_test(test_close_before_start),
 	    cmocka_unit_test(test_loop_writes_go_out_together),
 	    cmocka_unit_test(test_loop_writes_then_close),
+	    cmocka_unit_test(test_read_answer_goes_out_at_once),
 	};
 
 	return cmocka_run_group_tests_name("conn", tests, test_alarm_arm, NULL);
