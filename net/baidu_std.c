@@ -441,36 +441,74 @@ int baidu_pack_response(struct iobuf *out, const struct baidu_resp_meta *m,
 	return pack_frame(out, &mo, msg, attachment);
 }
 
+/*
+ * A frame whose message (`flat`, encoded, or `pb`, encoded here; msg_len
+ * bytes either way) and attachment fit beside header and meta in one
+ * stack buffer: packed there and appended as one region, the attachment
+ * copied and emptied.  -ENOSPC, nothing done, when they do not fit.
+ */
+static int pack_inline(struct iobuf *out, struct baidu_meta_out *m,
+		       const ProtobufCMessage *pb, const void *flat,
+		       size_t msg_len, struct iobuf *att)
+{
+	size_t att_len = att ? iobuf_len(att) : 0;
+	uint8_t buf[META_STACK_LEN];
+	size_t meta_len, len;
+	int err;
+
+	if (att_len > sizeof(buf) || msg_len > sizeof(buf))
+		return -ENOSPC;
+	m->attachment_size = (uint32_t)att_len;
+	meta_len = baidu_meta_size(m);
+	len = BAIDU_HEADER_LEN + meta_len;
+	if (len > sizeof(buf) || msg_len + att_len > sizeof(buf) - len)
+		return -ENOSPC;
+	put_head(buf, m, meta_len, msg_len + att_len);
+	if (pb)
+		protobuf_c_message_pack(pb, buf + len);
+	else if (msg_len)
+		memcpy(buf + len, flat, msg_len);
+	len += msg_len;
+	if (att_len)
+		len += iobuf_copy_out(att, 0, buf + len, att_len);
+	err = iobuf_append(out, buf, len);
+	if (!err && att_len)
+		iobuf_drop_front(att, att_len);
+	return err;
+}
+
+int baidu_pack_request_flat(struct iobuf *out, const struct baidu_req_meta *m,
+			    const void *msg, size_t msg_len,
+			    struct iobuf *attachment)
+{
+	struct baidu_meta_out mo = {.req = m};
+	struct iobuf tmp;
+	int err;
+
+	if (!m->service || !m->method)
+		return -EINVAL;
+	err = pack_inline(out, &mo, NULL, msg, msg_len, attachment);
+	if (err != -ENOSPC)
+		return err;
+	/* A long credential beside it, or a big attachment. */
+	iobuf_init(&tmp, out->pool);
+	err = iobuf_append(&tmp, msg, msg_len);
+	if (!err)
+		err = pack_frame(out, &mo, &tmp, attachment);
+	iobuf_destroy(&tmp);
+	return err;
+}
+
 int baidu_pack_response_pb(struct iobuf *out, const struct baidu_resp_meta *m,
 			   const ProtobufCMessage *msg,
 			   struct iobuf *attachment)
 {
 	struct baidu_meta_out mo = {.resp = m};
-	size_t att_len = attachment ? iobuf_len(attachment) : 0;
-	size_t msg_len, meta_len, len;
-	uint8_t buf[META_STACK_LEN];
-	int err;
 
 	if (m->error_code != 0)
 		return -EINVAL;
-	if (att_len > sizeof(buf))
-		return -ENOSPC;
-	mo.attachment_size = (uint32_t)att_len;
-	meta_len = baidu_meta_size(&mo);
-	len = BAIDU_HEADER_LEN + meta_len;
-	if (len + att_len > sizeof(buf))
-		return -ENOSPC;
-	msg_len = protobuf_c_message_get_packed_size(msg);
-	if (msg_len > sizeof(buf) - len - att_len)
-		return -ENOSPC;
-	put_head(buf, &mo, meta_len, msg_len + att_len);
-	len += protobuf_c_message_pack(msg, buf + len);
-	if (att_len)
-		len += iobuf_copy_out(attachment, 0, buf + len, att_len);
-	err = iobuf_append(out, buf, len);
-	if (!err && att_len)
-		iobuf_drop_front(attachment, att_len);
-	return err;
+	return pack_inline(out, &mo, msg, NULL,
+			   protobuf_c_message_get_packed_size(msg), attachment);
 }
 
 int baidu_format_error_text(char *buf, size_t size, const char *server_addr,

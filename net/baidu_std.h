@@ -315,6 +315,15 @@ int baidu_pack_response(struct iobuf *out, const struct baidu_resp_meta *m,
 			struct iobuf *msg, struct iobuf *attachment);
 
 /*
+ * As baidu_pack_request() for a message held as msg_len flat bytes (a
+ * client's small request, kept for retries): copied into the frame,
+ * which is one region when it all fits in 256 bytes.
+ */
+int baidu_pack_request_flat(struct iobuf *out, const struct baidu_req_meta *m,
+			    const void *msg, size_t msg_len,
+			    struct iobuf *attachment);
+
+/*
  * As baidu_pack_response() for a successful answer whose message is not
  * encoded yet: when header, meta, the encoded message and the attachment
  * fit in 256 bytes, msg is encoded straight into the frame (no buffer of

@@ -403,12 +403,17 @@ static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
 	iobuf_init(&msg, ch->opt.pool);
 	iobuf_init(&att, ch->opt.pool);
 	/* Shares, not copies: the call keeps its bytes for a retry. */
-	err = iobuf_share(&msg, &c->body, 0, iobuf_len(&c->body));
+	err = c->body_is_inline
+		  ? 0
+		  : iobuf_share(&msg, &c->body, 0, iobuf_len(&c->body));
 	if (!err)
 		err = iobuf_share(&att, &c->request_attachment, 0,
 				  iobuf_len(&c->request_attachment));
 	STAMP(STAMP_PACK);
-	if (!err)
+	if (!err && c->body_is_inline)
+		err = baidu_pack_request_flat(&out, &m, c->body_inline,
+					      c->body_inline_len, &att);
+	else if (!err)
 		err = baidu_pack_request(&out, &m, &msg, &att);
 	iobuf_destroy(&msg);
 	iobuf_destroy(&att);

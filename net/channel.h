@@ -103,6 +103,9 @@ void rpc_done_joinable(struct rpc_call *c, void *arg);
 
 struct chan_conn;
 
+/* A request encoded up to this size is kept in the call (see rpc_call). */
+#define RPC_CALL_INLINE_BODY 160
+
 /* One attempt of a call on a connection; private. */
 struct rpc_attempt {
 	struct rpc_attempt *prev, *next; /* on cc's list */
@@ -154,6 +157,11 @@ struct rpc_call {
 	const ProtobufCMessageDescriptor *resp_desc; /* NULL: a raw call */
 	const char *service, *method;
 	struct iobuf body; /* encoded request, kept for retries */
+	/* Or, small, uncompressed and unchecked, encoded here: it goes into
+	 * the frame by one copy, with no block of its own. */
+	uint16_t body_inline_len;
+	bool body_is_inline;
+	uint8_t body_inline[RPC_CALL_INLINE_BODY];
 	bool has_crc;
 	uint8_t crc[4];
 	rpc_done_fn *done;

@@ -295,6 +295,7 @@ static void call_prepare(struct channel *ch, struct rpc_call *c,
 	c->start_ns = clock_mono_ns();
 	memset(c->att, 0, sizeof(c->att));
 	c->next_attempt = 0;
+	c->body_is_inline = false;
 }
 
 /* A sync call on a loop thread would wait on itself. */
@@ -362,6 +363,24 @@ static int call_launch(struct channel *ch, struct rpc_call *c)
 	return c->error_code;
 }
 
+/* A small request, uncompressed and unchecked: encoded into the call. */
+static bool encode_inline(const struct channel *ch, struct rpc_call *c,
+			  const ProtobufCMessage *req)
+{
+	size_t n;
+
+	if (c->compress_type != COMPRESS_NONE || ch->opt.checksum)
+		return false;
+	n = protobuf_c_message_get_packed_size(req);
+	if (n > sizeof(c->body_inline))
+		return false;
+	c->body_inline_len =
+	    (uint16_t)protobuf_c_message_pack(req, c->body_inline);
+	c->body_is_inline = true;
+	c->has_crc = false;
+	return true;
+}
+
 int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 		 unsigned method_index, const ProtobufCMessage *req,
 		 struct rpc_call *c, rpc_done_fn *done, void *arg)
@@ -381,6 +400,8 @@ int channel_call(struct channel *ch, const ProtobufCServiceDescriptor *svc,
 	if (would_deadlock(ch, c))
 		return fail_early(c, EDEADLK, false);
 	call_times(ch, c);
+	if (encode_inline(ch, c, req))
+		return call_launch(ch, c);
 	/* The caller's thread pays for encoding and compressing. */
 	err = rpc_msg_encode(req, c->compress_type, &c->body);
 	if (err) {

@@ -117,6 +117,43 @@ static void check_frame(const struct baidu_frame *f, int ret)
 	CHECK(m->service && m->method && m->error_text);
 }
 
+/* A request packed from flat bytes: the same bytes as from an iobuf. */
+static void check_flat_request(const struct baidu_req_meta *rq,
+			       const struct baidu_frame *f)
+{
+	static uint8_t body[1 << 16], a[1 << 17], b[1 << 17];
+	size_t n = iobuf_len(&f->data), na, nb;
+	struct iobuf out, ref, msg, att;
+
+	if (n > sizeof(body))
+		return;
+	CHECK(iobuf_copy_out(&f->data, 0, body, n) == n);
+	iobuf_init(&out, &pool);
+	iobuf_init(&ref, &pool);
+	iobuf_init(&msg, &pool);
+	iobuf_init(&att, &pool);
+	CHECK(iobuf_share(&msg, &f->data, 0, n) == 0);
+	CHECK(iobuf_share(&att, &f->attachment, 0, iobuf_len(&f->attachment)) ==
+	      0);
+	CHECK(baidu_pack_request(&ref, rq, &msg, &att) == 0);
+	CHECK(iobuf_share(&att, &f->attachment, 0, iobuf_len(&f->attachment)) ==
+	      0);
+	CHECK(baidu_pack_request_flat(&out, rq, body, n, &att) == 0);
+	CHECK(iobuf_empty(&att));
+	na = iobuf_len(&out);
+	nb = iobuf_len(&ref);
+	CHECK(na == nb);
+	if (na <= sizeof(a)) {
+		CHECK(iobuf_copy_out(&out, 0, a, na) == na);
+		CHECK(iobuf_copy_out(&ref, 0, b, nb) == nb);
+		CHECK(memcmp(a, b, na) == 0);
+	}
+	iobuf_destroy(&out);
+	iobuf_destroy(&ref);
+	iobuf_destroy(&msg);
+	iobuf_destroy(&att);
+}
+
 /* Packs the frame's meaning again and parses it back. */
 static void check_repack(const struct baidu_frame *f)
 {
@@ -149,6 +186,7 @@ static void check_repack(const struct baidu_frame *f)
 		    .checksum_value = m->checksum_value,
 		};
 
+		check_flat_request(&rq, f);
 		ret = baidu_pack_request(&out, &rq, &msg, &att);
 	} else {
 		struct baidu_resp_meta rs = {

@@ -526,6 +526,105 @@ static void test_pack_response_pb(void **state)
 	assert_true(failures > 0);
 }
 
+/* Copies out[0, n) (which must fit) for a comparison. */
+static size_t flat_of(const struct iobuf *b, uint8_t *buf, size_t size)
+{
+	size_t n = iobuf_len(b);
+
+	assert_true(n <= size);
+	assert_int_equal(iobuf_copy_out(b, 0, buf, n), n);
+	return n;
+}
+
+/*
+ * A request held as flat bytes packs as the same bytes in an iobuf do:
+ * one region when it fits in 256 bytes, else (a long credential) the
+ * shared path; the attachment emptied either way.  Failures leave out
+ * and the attachment as they were.
+ */
+static void test_pack_request_flat(void **state)
+{
+	static uint8_t cred[300];
+	struct baidu_req_meta rq = {.service = "example.EchoService",
+				    .method = "Echo",
+				    .correlation_id = 7};
+	static uint8_t a[1024], b[1024];
+	struct iobuf_pool pool;
+	struct iobuf out, ref, msg, att, keep;
+	struct mem_failing pmf;
+	size_t na, nb;
+	long k, failures = 0;
+	int pass, ret;
+
+	(void)state;
+	memset(cred, 'c', sizeof(cred));
+	for (pass = 0; pass < 2; pass++) {
+		/* Pass 1: a credential too long for the stack buffer. */
+		rq.auth.ptr = pass ? cred : NULL;
+		rq.auth.len = pass ? sizeof(cred) : 0;
+		pool_up(&pool, NULL, 64, 0);
+		fill(&out, &pool, "abc", 3);
+		fill(&ref, &pool, "abc", 3);
+		fill(&att, &pool, "attach", 6);
+		assert_int_equal(
+		    baidu_pack_request_flat(&out, &rq, "\x0a\x02hi", 4, &att),
+		    0);
+		assert_true(iobuf_empty(&att));
+		/* Behind "abc" in its block; long: msg and att shared. */
+		assert_int_equal(iobuf_ref_count(&out), pass ? 3 : 1);
+		fill(&att, &pool, "attach", 6);
+		fill(&msg, &pool, "\x0a\x02hi", 4);
+		assert_int_equal(baidu_pack_request(&ref, &rq, &msg, &att), 0);
+		na = flat_of(&out, a, sizeof(a));
+		nb = flat_of(&ref, b, sizeof(b));
+		assert_int_equal(na, nb);
+		assert_memory_equal(a, b, na);
+		iobuf_destroy(&out);
+		iobuf_destroy(&ref);
+		iobuf_destroy(&msg);
+		iobuf_destroy(&att);
+		assert_int_equal(
+		    baidu_pack_request_flat(&out, &(struct baidu_req_meta){0},
+					    "x", 1, NULL),
+		    -EINVAL);
+		pool_down(&pool);
+
+		for (k = 0; k < SWEEP_MAX; k++) {
+			mem_failing_init(&pmf, -1);
+			pool_up(&pool, &pmf.mem, 1, 0);
+			build_split(&out, &pool, (const uint8_t *)"abc", 3, 1);
+			iobuf_init(&keep, &pool);
+			assert_int_equal(iobuf_share(&keep, &out, 2, 1), 0);
+			build_split(&att, &pool, (const uint8_t *)"attach", 6,
+				    2);
+			pmf.fail_at = pmf.calls + k;
+			ret = baidu_pack_request_flat(&out, &rq, "\x0a\x02hi",
+						      4, &att);
+			pmf.fail_at = -1;
+			if (ret == -ENOMEM) {
+				buf_equal(&out, "abc", 3);
+				buf_equal(&att, "attach", 6);
+				failures++;
+			} else {
+				assert_int_equal(ret, 0);
+				assert_true(iobuf_empty(&att));
+				assert_int_equal(flat_of(&out, b, sizeof(b)),
+						 na);
+				assert_memory_equal(a, b, na);
+			}
+			iobuf_destroy(&out);
+			iobuf_destroy(&att);
+			iobuf_destroy(&keep);
+			pool_down(&pool);
+			assert_int_equal(pmf.live, 0);
+			if (ret == 0)
+				break;
+		}
+		assert_true(k < SWEEP_MAX);
+		assert_true(failures > 0);
+	}
+}
+
 /* --- zero copy ----------------------------------------------------------- */
 
 static const uint8_t *first_ptr(const struct iobuf *b, size_t *len)
@@ -779,11 +878,12 @@ int main(void)
 {
 	const char *dir = getenv("TEST_VECTORS_DIR");
 	const struct CMUnitTest tests[] = {
-	    T(test_roundtrip_request),	 T(test_roundtrip_response),
-	    T(test_pack_like_brpc),	 T(test_pack_spec_example),
-	    T(test_pack_response_pb),	 T(test_no_payload_copy),
-	    T(test_alloc_failures_pack), T(test_format_error_text),
-	    T(test_rpc_errno),		 T(test_checksum_hook),
+	    T(test_roundtrip_request), T(test_roundtrip_response),
+	    T(test_pack_like_brpc),    T(test_pack_spec_example),
+	    T(test_pack_response_pb),  T(test_pack_request_flat),
+	    T(test_no_payload_copy),   T(test_alloc_failures_pack),
+	    T(test_format_error_text), T(test_rpc_errno),
+	    T(test_checksum_hook),
 	};
 
 	if (!dir || !*dir) {
