@@ -456,6 +456,8 @@ static int pack_inline(struct iobuf *out, struct baidu_meta_out *m,
 	size_t meta_len, len;
 	int err;
 
+	if (att == out)
+		return -EINVAL;
 	if (att_len > sizeof(buf) || msg_len > sizeof(buf))
 		return -ENOSPC;
 	m->attachment_size = (uint32_t)att_len;
@@ -490,7 +492,7 @@ int baidu_pack_request_flat(struct iobuf *out, const struct baidu_req_meta *m,
 	err = pack_inline(out, &mo, NULL, msg, msg_len, attachment);
 	if (err != -ENOSPC)
 		return err;
-	/* A long credential beside it, or a big attachment. */
+	/* Not in 256 bytes: a long credential or names, a big attachment. */
 	iobuf_init(&tmp, out->pool);
 	err = iobuf_append(&tmp, msg, msg_len);
 	if (!err)

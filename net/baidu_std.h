@@ -329,8 +329,9 @@ int baidu_pack_request_flat(struct iobuf *out, const struct baidu_req_meta *m,
  * fit in 256 bytes, msg is encoded straight into the frame (no buffer of
  * its own, no copy) and the attachment copied beside it, emptied.
  * -ENOSPC when they do not fit (nothing done: encode msg into an iobuf
- * and call baidu_pack_response()), -EINVAL for an error answer, -ENOMEM.
- * The message must be complete (pbuf_complete()).
+ * and call baidu_pack_response()), -EINVAL for an error answer or
+ * attachment == out, -ENOMEM (nothing done either way).  The message must
+ * be complete (pbuf_complete()).
  */
 int baidu_pack_response_pb(struct iobuf *out, const struct baidu_resp_meta *m,
 			   const ProtobufCMessage *msg,

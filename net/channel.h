@@ -157,8 +157,9 @@ struct rpc_call {
 	const ProtobufCMessageDescriptor *resp_desc; /* NULL: a raw call */
 	const char *service, *method;
 	struct iobuf body; /* encoded request, kept for retries */
-	/* Or, small, uncompressed and unchecked, encoded here: it goes into
-	 * the frame by one copy, with no block of its own. */
+	/* Or, small, uncompressed and unchecked, encoded here: it is copied
+	 * into each attempt's frame, with no block of its own while the
+	 * frame fits in 256 bytes (baidu_pack_request_flat()). */
 	uint16_t body_inline_len;
 	bool body_is_inline;
 	uint8_t body_inline[RPC_CALL_INLINE_BODY];

@@ -374,6 +374,7 @@ static bool encode_inline(const struct channel *ch, struct rpc_call *c,
 	n = protobuf_c_message_get_packed_size(req);
 	if (n > sizeof(c->body_inline))
 		return false;
+	_Static_assert(RPC_CALL_INLINE_BODY <= UINT16_MAX, "body_inline_len");
 	c->body_inline_len =
 	    (uint16_t)protobuf_c_message_pack(req, c->body_inline);
 	c->body_is_inline = true;

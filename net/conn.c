@@ -289,8 +289,9 @@ static void flush_task_fn(struct task *t)
  * on_data has used up every byte of a read that drained the socket.  It
  * goes out now, with whatever the read's earlier answers corked: what
  * the rest of the iteration does (freeing the call, say) then overlaps
- * the peer's wake-up instead of delaying it, and nothing that could have
- * joined the write is left behind.
+ * the peer's wake-up instead of delaying it.  Every answer of the read
+ * joins the write; what is queued to this conn later in the iteration
+ * (a task's write) goes in a write of its own, the price of not waiting.
  */
 static bool read_answered(const struct conn *c)
 {

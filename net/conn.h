@@ -50,7 +50,8 @@
 /*
  * Writes the loop thread queues for a connection wait (are corked) until
  * the end of the loop's iteration, or until this many bytes are queued:
- * many small answers share a system call, a big one does not wait.
+ * many small answers share a system call, a big one does not wait.  The
+ * answer that uses up a read does not wait either (see conn_write()).
  */
 #define CONN_CORK_BYTES (16u << 10)
 
@@ -201,7 +202,9 @@ void conn_start(struct conn *c);
  * -ENOMEM.  Never blocks.  Any thread.  Another thread's write starts at
  * once; on the conn's loop thread it starts at the end of the loop's
  * iteration, together with every write queued behind it by then, or as
- * soon as CONN_CORK_BYTES are queued.
+ * soon as CONN_CORK_BYTES are queued, or at once when it is queued from
+ * this conn's on_data once c->in is empty after a read that drained the
+ * socket (TCP: a transport with drained_below 0 never qualifies).
  */
 int conn_write(struct conn *c, struct iobuf *data);
 

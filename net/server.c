@@ -230,14 +230,6 @@ static const char *addr_text(const struct srv_conn *sc)
 	return sc->srv->opt.addr_text ? sc->srv->opt.addr_text : sc->local_text;
 }
 
-/*
- * Queues one answer on the connection: the message (already encoded, may
- * be NULL) and attachment on success, with `crc` (NULL: none) as its
- * checksum_value, or code and text on failure, formatted as brpc's
- * "[addr][E<code>]text" unless `plain` (the ERPCAUTH answer, which brpc
- * writes without SetFailed, and texts passed on from an upstream).
- * Buffers are consumed.
- */
 /* Queues a packed answer (or, pack_err, closes) and counts it. */
 static void write_answer(struct srv_conn *sc, struct iobuf *out, int pack_err)
 {
@@ -256,6 +248,14 @@ static void write_answer(struct srv_conn *sc, struct iobuf *out, int pack_err)
 	iobuf_destroy(out);
 }
 
+/*
+ * Queues one answer on the connection: the message (already encoded, may
+ * be NULL) and attachment on success, with `crc` (NULL: none) as its
+ * checksum_value, or code and text on failure, formatted as brpc's
+ * "[addr][E<code>]text" unless `plain` (the ERPCAUTH answer, which brpc
+ * writes without SetFailed, and texts passed on from an upstream).
+ * Buffers are consumed.
+ */
 static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 			const char *text, bool plain, int compress,
 			const uint8_t *crc, struct iobuf *msg,
@@ -303,9 +303,10 @@ static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
 
 /*
  * A successful answer, uncompressed and without a checksum, whose message
- * is encoded straight into the frame (baidu_pack_response_pb()): what an
- * answer of a few hundred bytes takes.  false if it is bigger (nothing
- * done: encode it and send_answer()).
+ * is encoded straight into the frame (baidu_pack_response_pb()): a frame
+ * of up to 256 bytes, header and meta included.  false if it is bigger
+ * or there is no memory for it (nothing done: encode the message and
+ * send_answer(), which reports what fails).
  */
 static bool send_small_answer(struct srv_conn *sc, uint64_t cid,
 			      const ProtobufCMessage *msg, struct iobuf *att)
@@ -317,7 +318,7 @@ static bool send_small_answer(struct srv_conn *sc, uint64_t cid,
 	STAMP(STAMP_PACK);
 	iobuf_init(&out, sc->srv->opt.pool);
 	err = baidu_pack_response_pb(&out, &m, msg, att);
-	if (err == -ENOSPC) {
+	if (err == -ENOSPC || err == -ENOMEM) {
 		iobuf_destroy(&out);
 		return false;
 	}
@@ -436,7 +437,6 @@ void server_call_finish(struct server_call *call)
 		finish_raw(call);
 		return;
 	}
-	iobuf_init(&msg, s->opt.pool);
 	if (!call->error_code && !pbuf_complete(call->response))
 		server_call_fail(call, RPC_ERESPONSE,
 				 "Missing required fields in response=%s",
@@ -449,6 +449,7 @@ void server_call_finish(struct server_call *call)
 		call_free(call);
 		return;
 	}
+	iobuf_init(&msg, s->opt.pool);
 	if (!call->error_code) {
 		err = rpc_msg_encode(call->response,
 				     call->response_compress_type, &msg);

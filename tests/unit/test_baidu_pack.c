@@ -418,6 +418,131 @@ static void test_pack_spec_example(void **state)
 	pool_down(&pool);
 }
 
+/* Copies b (which must fit in size bytes) for a comparison. */
+static size_t flat_of(const struct iobuf *b, uint8_t *buf, size_t size)
+{
+	size_t n = iobuf_len(b);
+
+	assert_true(n <= size);
+	assert_int_equal(iobuf_copy_out(b, 0, buf, n), n);
+	return n;
+}
+
+/* One way of packing "attach" as the attachment behind what out holds. */
+typedef int pack_fn(struct iobuf *out, struct iobuf *att, const void *arg);
+
+/*
+ * Packs with the pool's k-th allocation failing, k = 0, 1, ... until it
+ * succeeds (out's last block shared, so the frame needs a fresh one):
+ * every -ENOMEM leaves out ("abc") and the attachment as they were; the
+ * success leaves out as `want` (n bytes) and the attachment empty.
+ */
+static void sweep_pack_failures(pack_fn *pack, const void *arg,
+				const uint8_t *want, size_t n)
+{
+	static uint8_t got[1024];
+	struct mem_failing pmf;
+	struct iobuf_pool pool;
+	struct iobuf out, att, keep;
+	long k, failures = 0;
+	int ret;
+
+	for (k = 0; k < SWEEP_MAX; k++) {
+		mem_failing_init(&pmf, -1);
+		pool_up(&pool, &pmf.mem, 1, 0);
+		build_split(&out, &pool, (const uint8_t *)"abc", 3, 1);
+		iobuf_init(&keep, &pool);
+		assert_int_equal(iobuf_share(&keep, &out, 2, 1), 0);
+		build_split(&att, &pool, (const uint8_t *)"attach", 6, 2);
+		pmf.fail_at = pmf.calls + k;
+		ret = pack(&out, &att, arg);
+		pmf.fail_at = -1;
+		if (ret == -ENOMEM) {
+			buf_equal(&out, "abc", 3);
+			buf_equal(&att, "attach", 6);
+			failures++;
+		} else {
+			assert_int_equal(ret, 0);
+			assert_true(iobuf_empty(&att));
+			assert_int_equal(flat_of(&out, got, sizeof(got)), n);
+			assert_memory_equal(got, want, n);
+		}
+		iobuf_destroy(&out);
+		iobuf_destroy(&att);
+		iobuf_destroy(&keep);
+		pool_down(&pool);
+		assert_int_equal(pmf.live, 0);
+		if (ret == 0)
+			break;
+	}
+	assert_true(k < SWEEP_MAX);
+	assert_true(failures > 0);
+}
+
+static int pack_hi_pb(struct iobuf *out, struct iobuf *att, const void *arg)
+{
+	const struct baidu_resp_meta rs = {.correlation_id = 1};
+
+	return baidu_pack_response_pb(out, &rs, arg, att);
+}
+
+static int pack_hi_flat(struct iobuf *out, struct iobuf *att, const void *arg)
+{
+	return baidu_pack_request_flat(out, arg, "\x0a\x02hi", 4, att);
+}
+
+/*
+ * Messages that make the frame a little under, exactly and a little over
+ * 256 bytes, with att_len bytes of attachment: packed as the iobuf path
+ * packs them up to 256, -ENOSPC with nothing done above.
+ */
+static void pack_pb_edge(struct iobuf_pool *pool, size_t att_len)
+{
+	static uint8_t a[512], b[512], enc[512];
+	Brpc__Policy__UserFieldsEntry m = BRPC__POLICY__USER_FIELDS_ENTRY__INIT;
+	struct baidu_resp_meta rs = {.correlation_id = 1};
+	struct iobuf out, ref, msg, att;
+	bool fitted = false, refused = false;
+	char key[300];
+	size_t len, n;
+	int ret;
+
+	for (len = 200; len < 240; len++) {
+		memset(key, 'k', len);
+		key[len] = '\0';
+		m.key = key;
+		iobuf_init(&out, pool);
+		fill(&att, pool, "attach", att_len);
+		ret = baidu_pack_response_pb(&out, &rs, &m.base, &att);
+		if (ret == 0)
+			assert_true(iobuf_empty(&att));
+		else
+			buf_equal(&att, "attach", att_len);
+		iobuf_destroy(&att);
+		n = protobuf_c_message_pack(&m.base, enc);
+		fill(&msg, pool, (const char *)enc, n);
+		fill(&ref, pool, "", 0);
+		fill(&att, pool, "attach", att_len);
+		assert_int_equal(baidu_pack_response(&ref, &rs, &msg, &att), 0);
+		if (iobuf_len(&ref) <= 256) {
+			assert_int_equal(ret, 0);
+			n = flat_of(&out, a, sizeof(a));
+			assert_int_equal(flat_of(&ref, b, sizeof(b)), n);
+			assert_memory_equal(a, b, n);
+			fitted |= n == 256;
+		} else {
+			assert_int_equal(ret, -ENOSPC);
+			assert_true(iobuf_empty(&out));
+			refused |= iobuf_len(&ref) == 257;
+		}
+		iobuf_destroy(&out);
+		iobuf_destroy(&ref);
+		iobuf_destroy(&msg);
+		iobuf_destroy(&att);
+	}
+	assert_true(fitted && refused);
+}
+
 /*
  * A message encoded straight into the frame: the same bytes as encoding it
  * first (the spec's example again, its message being any one whose field
@@ -438,13 +563,11 @@ static void test_pack_response_pb(void **state)
 	    BRPC__POLICY__USER_FIELDS_ENTRY__INIT;
 	struct baidu_resp_meta rs = {.correlation_id = 1};
 	struct baidu_resp_meta bad = {.correlation_id = 1, .error_code = 1};
+	static uint8_t a[1024], b[1024];
 	struct iobuf_pool pool;
-	struct iobuf out, att, msg, ref, keep;
-	struct mem_failing pmf;
+	struct iobuf out, att, msg, ref;
 	char name[260];
-	size_t with_att;
-	long k, failures = 0;
-	int ret;
+	size_t na;
 
 	(void)state;
 	hi.key = "hi";
@@ -466,17 +589,13 @@ static void test_pack_response_pb(void **state)
 	assert_true(iobuf_empty(&att));
 	fill(&att, &pool, "attach", 6);
 	assert_int_equal(baidu_pack_response(&ref, &rs, &msg, &att), 0);
-	assert_int_equal(iobuf_len(&out), iobuf_len(&ref));
-	with_att = iobuf_len(&out);
-	{
-		uint8_t a[64], b[64];
+	na = flat_of(&out, a, sizeof(a));
+	assert_int_equal(flat_of(&ref, b, sizeof(b)), na);
+	assert_memory_equal(a, b, na);
 
-		assert_int_equal(iobuf_copy_out(&out, 0, a, sizeof(a)),
-				 iobuf_len(&out));
-		assert_int_equal(iobuf_copy_out(&ref, 0, b, sizeof(b)),
-				 iobuf_len(&ref));
-		assert_memory_equal(a, b, iobuf_len(&out));
-	}
+	/* Either side of 256 bytes, with and without an attachment. */
+	pack_pb_edge(&pool, 0);
+	pack_pb_edge(&pool, 6);
 
 	/* Too big, or an error answer: nothing done. */
 	iobuf_reset(&out);
@@ -493,47 +612,7 @@ static void test_pack_response_pb(void **state)
 	iobuf_destroy(&ref);
 	iobuf_destroy(&msg);
 	pool_down(&pool);
-
-	for (k = 0; k < SWEEP_MAX; k++) {
-		mem_failing_init(&pmf, -1);
-		pool_up(&pool, &pmf.mem, 1, 0);
-		/* out's last block shared: the frame needs a fresh one. */
-		build_split(&out, &pool, (const uint8_t *)"abc", 3, 1);
-		iobuf_init(&keep, &pool);
-		assert_int_equal(iobuf_share(&keep, &out, 2, 1), 0);
-		build_split(&att, &pool, (const uint8_t *)"attach", 6, 2);
-		pmf.fail_at = pmf.calls + k;
-		ret = baidu_pack_response_pb(&out, &rs, &hi.base, &att);
-		pmf.fail_at = -1;
-		if (ret == -ENOMEM) {
-			buf_equal(&out, "abc", 3);
-			buf_equal(&att, "attach", 6);
-			failures++;
-		} else {
-			assert_int_equal(ret, 0);
-			assert_true(iobuf_empty(&att));
-			assert_int_equal(iobuf_len(&out), with_att);
-		}
-		iobuf_destroy(&out);
-		iobuf_destroy(&att);
-		iobuf_destroy(&keep);
-		pool_down(&pool);
-		assert_int_equal(pmf.live, 0);
-		if (ret == 0)
-			break;
-	}
-	assert_true(k < SWEEP_MAX);
-	assert_true(failures > 0);
-}
-
-/* Copies out[0, n) (which must fit) for a comparison. */
-static size_t flat_of(const struct iobuf *b, uint8_t *buf, size_t size)
-{
-	size_t n = iobuf_len(b);
-
-	assert_true(n <= size);
-	assert_int_equal(iobuf_copy_out(b, 0, buf, n), n);
-	return n;
+	sweep_pack_failures(pack_hi_pb, &hi.base, a, na);
 }
 
 /*
@@ -550,11 +629,9 @@ static void test_pack_request_flat(void **state)
 				    .correlation_id = 7};
 	static uint8_t a[1024], b[1024];
 	struct iobuf_pool pool;
-	struct iobuf out, ref, msg, att, keep;
-	struct mem_failing pmf;
+	struct iobuf out, ref, msg, att;
 	size_t na, nb;
-	long k, failures = 0;
-	int pass, ret;
+	int pass;
 
 	(void)state;
 	memset(cred, 'c', sizeof(cred));
@@ -588,40 +665,7 @@ static void test_pack_request_flat(void **state)
 					    "x", 1, NULL),
 		    -EINVAL);
 		pool_down(&pool);
-
-		for (k = 0; k < SWEEP_MAX; k++) {
-			mem_failing_init(&pmf, -1);
-			pool_up(&pool, &pmf.mem, 1, 0);
-			build_split(&out, &pool, (const uint8_t *)"abc", 3, 1);
-			iobuf_init(&keep, &pool);
-			assert_int_equal(iobuf_share(&keep, &out, 2, 1), 0);
-			build_split(&att, &pool, (const uint8_t *)"attach", 6,
-				    2);
-			pmf.fail_at = pmf.calls + k;
-			ret = baidu_pack_request_flat(&out, &rq, "\x0a\x02hi",
-						      4, &att);
-			pmf.fail_at = -1;
-			if (ret == -ENOMEM) {
-				buf_equal(&out, "abc", 3);
-				buf_equal(&att, "attach", 6);
-				failures++;
-			} else {
-				assert_int_equal(ret, 0);
-				assert_true(iobuf_empty(&att));
-				assert_int_equal(flat_of(&out, b, sizeof(b)),
-						 na);
-				assert_memory_equal(a, b, na);
-			}
-			iobuf_destroy(&out);
-			iobuf_destroy(&att);
-			iobuf_destroy(&keep);
-			pool_down(&pool);
-			assert_int_equal(pmf.live, 0);
-			if (ret == 0)
-				break;
-		}
-		assert_true(k < SWEEP_MAX);
-		assert_true(failures > 0);
+		sweep_pack_failures(pack_hi_flat, &rq, a, na);
 	}
 }
 

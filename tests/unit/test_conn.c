@@ -504,14 +504,32 @@ static void wait_answers(struct answer_fx *afx, int n)
 		usleep(1000);
 }
 
-static void send_units(int fd, unsigned first, unsigned n, size_t len)
+/* Byte i of the request stream (and so of the answers) is i % 251. */
+static uint8_t unit_byte(size_t i)
+{
+	return (uint8_t)(i % 251);
+}
+
+/* Writes bytes [off, off + len) of the request stream in one write. */
+static void send_units(int fd, size_t off, size_t len)
 {
 	uint8_t buf[UNIT * MAX_ANSWERS];
 
-	for (size_t i = 0; i < sizeof(buf); i++)
-		buf[i] = (uint8_t)(first * UNIT + i);
-	assert_true(len <= n * UNIT);
+	assert_true(len <= sizeof(buf));
+	for (size_t i = 0; i < len; i++)
+		buf[i] = unit_byte(off + i);
 	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+}
+
+/* Reads answers first .. first + n - 1: each its request's bytes. */
+static void expect_units(int fd, unsigned first, unsigned n)
+{
+	uint8_t got[UNIT * MAX_ANSWERS];
+
+	assert_true(n * UNIT <= sizeof(got));
+	read_exact(fd, got, n * UNIT);
+	for (size_t i = 0; i < n * UNIT; i++)
+		assert_int_equal(got[i], unit_byte(first * UNIT + i));
 }
 
 /*
@@ -523,7 +541,6 @@ static void send_units(int fd, unsigned first, unsigned n, size_t len)
 static void test_read_answer_goes_out_at_once(void **state)
 {
 	static struct answer_fx afx;
-	uint8_t got[UNIT * MAX_ANSWERS];
 	int writes;
 
 	(void)state;
@@ -533,32 +550,32 @@ static void test_read_answer_goes_out_at_once(void **state)
 	fx_setup_h(&afx.fx, 0, &counting_tp, &answer_handler);
 
 	/* One request: its answer is out while the handler runs. */
-	send_units(afx.fx.peer, 0, 1, UNIT);
+	send_units(afx.fx.peer, 0, UNIT);
 	wait_answers(&afx, 1);
 	assert_int_equal(afx.readable[0], UNIT);
-	read_exact(afx.fx.peer, got, UNIT);
+	expect_units(afx.fx.peer, 0, 1);
 
 	/* Three in one read: the first two wait, the third takes all. */
 	writes = __atomic_load_n(&afx.fx.tp_writes, __ATOMIC_RELAXED);
-	send_units(afx.fx.peer, 1, 3, 3 * UNIT);
+	send_units(afx.fx.peer, UNIT, 3 * UNIT);
 	wait_answers(&afx, 4);
 	assert_int_equal(afx.readable[1], 0);
 	assert_int_equal(afx.readable[2], 0);
 	assert_int_equal(afx.readable[3], 3 * UNIT);
 	assert_int_equal(
 	    __atomic_load_n(&afx.fx.tp_writes, __ATOMIC_RELAXED) - writes, 1);
-	read_exact(afx.fx.peer, got, 3 * UNIT);
+	expect_units(afx.fx.peer, 1, 3);
 
 	/* A request and half of the next: its answer waits for the end of
 	 * the iteration; the rest of the second answers at once. */
-	send_units(afx.fx.peer, 4, 2, UNIT + UNIT / 2);
+	send_units(afx.fx.peer, 4 * UNIT, UNIT + UNIT / 2);
 	wait_answers(&afx, 5);
 	assert_int_equal(afx.readable[4], 0);
-	read_exact(afx.fx.peer, got, UNIT);
-	send_units(afx.fx.peer, 0, 1, UNIT / 2);
+	expect_units(afx.fx.peer, 4, 1);
+	send_units(afx.fx.peer, 5 * UNIT + UNIT / 2, UNIT / 2);
 	wait_answers(&afx, 6);
 	assert_int_equal(afx.readable[5], UNIT);
-	read_exact(afx.fx.peer, got, UNIT);
+	expect_units(afx.fx.peer, 5, 1);
 
 	conn_close(&afx.fx.conn, 0);
 	conn_unref(&afx.fx.conn);
