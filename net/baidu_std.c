@@ -355,22 +355,76 @@ static void put_head(uint8_t *buf, const struct baidu_meta_out *m,
 	baidu_meta_put(m, buf + BAIDU_HEADER_LEN);
 }
 
+/* A frame's message, in one of three forms, and its encoded length. */
+struct msg_src {
+	struct iobuf *buf;	    /* encoded bytes, emptied once packed */
+	const void *flat;	    /* or encoded bytes, left as they are */
+	const ProtobufCMessage *pb; /* or a message, encoded here */
+	size_t len;
+};
+
+/*
+ * A frame whose message and attachment fit beside header and meta in one
+ * stack buffer: packed there and appended as one region (one send(2)),
+ * message iobuf and attachment copied and emptied.  -ENOSPC, nothing
+ * done, when they do not fit.
+ */
+static int pack_inline(struct iobuf *out, struct baidu_meta_out *m,
+		       const struct msg_src *msg, struct iobuf *att)
+{
+	size_t att_len = att ? iobuf_len(att) : 0;
+	uint8_t buf[META_STACK_LEN];
+	size_t meta_len, len;
+	int err;
+
+	if (att_len > sizeof(buf) || msg->len > sizeof(buf))
+		return -ENOSPC;
+	m->attachment_size = (uint32_t)att_len;
+	meta_len = baidu_meta_size(m);
+	len = BAIDU_HEADER_LEN + meta_len;
+	if (len > sizeof(buf) || msg->len + att_len > sizeof(buf) - len)
+		return -ENOSPC;
+	put_head(buf, m, meta_len, msg->len + att_len);
+	if (msg->pb)
+		protobuf_c_message_pack(msg->pb, buf + len);
+	else if (msg->buf && msg->len)
+		iobuf_copy_out(msg->buf, 0, buf + len, msg->len);
+	else if (msg->len)
+		memcpy(buf + len, msg->flat, msg->len);
+	len += msg->len;
+	if (att_len)
+		len += iobuf_copy_out(att, 0, buf + len, att_len);
+	err = iobuf_append(out, buf, len);
+	if (err)
+		return err;
+	if (msg->buf && msg->len)
+		iobuf_drop_front(msg->buf, msg->len);
+	if (att_len)
+		iobuf_drop_front(att, att_len);
+	return 0;
+}
+
 /*
  * Appends header, meta (attachment_size filled in here), msg and
- * attachment; empties msg and attachment.  All or nothing.
+ * attachment; empties msg and attachment.  All or nothing.  A small frame
+ * is copied whole (pack_inline()); else msg's and att's refs are shared
+ * behind header and meta.
  */
 static int pack_frame(struct iobuf *out, struct baidu_meta_out *m,
 		      struct iobuf *msg, struct iobuf *att)
 {
 	size_t msg_len = msg ? iobuf_len(msg) : 0;
 	size_t att_len = att ? iobuf_len(att) : 0;
-	size_t orig = iobuf_len(out), meta_len, len;
+	size_t orig = iobuf_len(out), meta_len;
 	uint8_t stack[META_STACK_LEN], *buf = stack;
-	bool inline_body;
 	int err;
 
 	if (msg == out || att == out || (msg && msg == att))
 		return -EINVAL;
+	err = pack_inline(out, m, &(struct msg_src){.buf = msg, .len = msg_len},
+			  att);
+	if (err != -ENOSPC)
+		return err;
 	if (att_len > INT32_MAX)
 		return -EMSGSIZE;
 	m->attachment_size = (uint32_t)att_len;
@@ -379,31 +433,24 @@ static int pack_frame(struct iobuf *out, struct baidu_meta_out *m,
 	    meta_len > UINT32_MAX - msg_len - att_len)
 		return -EMSGSIZE;
 
-	len = BAIDU_HEADER_LEN + meta_len;
-	inline_body =
-	    len <= sizeof(stack) && msg_len + att_len <= sizeof(stack) - len;
 	/* Only a long credential or error text needs the heap. */
-	if (len > sizeof(stack)) {
-		buf = mem_alloc(NULL, len);
+	if (BAIDU_HEADER_LEN + meta_len > sizeof(stack)) {
+		buf = mem_alloc(NULL, BAIDU_HEADER_LEN + meta_len);
 		if (!buf)
 			return -ENOMEM;
 	}
 	put_head(buf, m, meta_len, msg_len + att_len);
-	if (inline_body && msg_len)
-		len += iobuf_copy_out(msg, 0, buf + len, msg_len);
-	if (inline_body && att_len)
-		len += iobuf_copy_out(att, 0, buf + len, att_len);
-	err = iobuf_append(out, buf, len);
+	err = iobuf_append(out, buf, BAIDU_HEADER_LEN + meta_len);
 	if (buf != stack)
 		mem_free(NULL, buf);
 	if (err)
 		goto out_drop_appended;
-	if (msg_len && !inline_body) {
+	if (msg_len) {
 		err = iobuf_share(out, msg, 0, msg_len);
 		if (err)
 			goto out_drop_appended;
 	}
-	if (att_len && !inline_body) {
+	if (att_len) {
 		err = iobuf_share(out, att, 0, att_len);
 		if (err)
 			goto out_drop_appended;
@@ -441,44 +488,6 @@ int baidu_pack_response(struct iobuf *out, const struct baidu_resp_meta *m,
 	return pack_frame(out, &mo, msg, attachment);
 }
 
-/*
- * A frame whose message (`flat`, encoded, or `pb`, encoded here; msg_len
- * bytes either way) and attachment fit beside header and meta in one
- * stack buffer: packed there and appended as one region, the attachment
- * copied and emptied.  -ENOSPC, nothing done, when they do not fit.
- */
-static int pack_inline(struct iobuf *out, struct baidu_meta_out *m,
-		       const ProtobufCMessage *pb, const void *flat,
-		       size_t msg_len, struct iobuf *att)
-{
-	size_t att_len = att ? iobuf_len(att) : 0;
-	uint8_t buf[META_STACK_LEN];
-	size_t meta_len, len;
-	int err;
-
-	if (att == out)
-		return -EINVAL;
-	if (att_len > sizeof(buf) || msg_len > sizeof(buf))
-		return -ENOSPC;
-	m->attachment_size = (uint32_t)att_len;
-	meta_len = baidu_meta_size(m);
-	len = BAIDU_HEADER_LEN + meta_len;
-	if (len > sizeof(buf) || msg_len + att_len > sizeof(buf) - len)
-		return -ENOSPC;
-	put_head(buf, m, meta_len, msg_len + att_len);
-	if (pb)
-		protobuf_c_message_pack(pb, buf + len);
-	else if (msg_len)
-		memcpy(buf + len, flat, msg_len);
-	len += msg_len;
-	if (att_len)
-		len += iobuf_copy_out(att, 0, buf + len, att_len);
-	err = iobuf_append(out, buf, len);
-	if (!err && att_len)
-		iobuf_drop_front(att, att_len);
-	return err;
-}
-
 int baidu_pack_request_flat(struct iobuf *out, const struct baidu_req_meta *m,
 			    const void *msg, size_t msg_len,
 			    struct iobuf *attachment)
@@ -487,9 +496,11 @@ int baidu_pack_request_flat(struct iobuf *out, const struct baidu_req_meta *m,
 	struct iobuf tmp;
 	int err;
 
-	if (!m->service || !m->method)
+	if (!m->service || !m->method || attachment == out)
 		return -EINVAL;
-	err = pack_inline(out, &mo, NULL, msg, msg_len, attachment);
+	err = pack_inline(out, &mo,
+			  &(struct msg_src){.flat = msg, .len = msg_len},
+			  attachment);
 	if (err != -ENOSPC)
 		return err;
 	/* Not in 256 bytes: a long credential or names, a big attachment. */
@@ -507,10 +518,13 @@ int baidu_pack_response_pb(struct iobuf *out, const struct baidu_resp_meta *m,
 {
 	struct baidu_meta_out mo = {.resp = m};
 
-	if (m->error_code != 0)
+	if (m->error_code != 0 || attachment == out)
 		return -EINVAL;
-	return pack_inline(out, &mo, msg, NULL,
-			   protobuf_c_message_get_packed_size(msg), attachment);
+	return pack_inline(
+	    out, &mo,
+	    &(struct msg_src){.pb = msg,
+			      .len = protobuf_c_message_get_packed_size(msg)},
+	    attachment);
 }
 
 int baidu_format_error_text(char *buf, size_t size, const char *server_addr,

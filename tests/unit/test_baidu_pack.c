@@ -428,50 +428,87 @@ static size_t flat_of(const struct iobuf *b, uint8_t *buf, size_t size)
 	return n;
 }
 
-/* One way of packing "attach" as the attachment behind what out holds. */
-typedef int pack_fn(struct iobuf *out, struct iobuf *att, const void *arg);
+/* One way of packing msg and the attachment behind what out holds. */
+typedef int pack_fn(struct iobuf *out, struct iobuf *msg, struct iobuf *att,
+		    const void *arg);
+
+/*
+ * out ("abc", its last block shared so the frame needs a fresh one), msg
+ * (ml bytes of mb, in three refs) and att ("attach", in two), built in a
+ * pool whose allocations come from pmf.
+ */
+static void sweep_setup(struct iobuf_pool *pool, struct mem_failing *pmf,
+			struct iobuf *out, struct iobuf *keep,
+			struct iobuf *msg, struct iobuf *att, const char *mb,
+			size_t ml)
+{
+	mem_failing_init(pmf, -1);
+	pool_up(pool, &pmf->mem, 1, 0);
+	build_split(out, pool, (const uint8_t *)"abc", 3, 1);
+	iobuf_init(keep, pool);
+	assert_int_equal(iobuf_share(keep, out, 2, 1), 0);
+	build_split(msg, pool, (const uint8_t *)mb, ml, 3);
+	build_split(att, pool, (const uint8_t *)"attach", 6, 2);
+}
+
+static void sweep_teardown(struct iobuf_pool *pool, struct mem_failing *pmf,
+			   struct iobuf *out, struct iobuf *keep,
+			   struct iobuf *msg, struct iobuf *att)
+{
+	iobuf_destroy(out);
+	iobuf_destroy(msg);
+	iobuf_destroy(att);
+	iobuf_destroy(keep);
+	pool_down(pool);
+	assert_int_equal(pmf->live, 0);
+}
 
 /*
  * Packs with the pool's k-th allocation failing, k = 0, 1, ... until it
- * succeeds (out's last block shared, so the frame needs a fresh one):
- * every -ENOMEM leaves out ("abc") and the attachment as they were; the
- * success leaves out as `want` (n bytes) and the attachment empty.
+ * succeeds: every -ENOMEM leaves out, msg and the attachment as they
+ * were; the success leaves msg and the attachment empty and out as a run
+ * without failures packs it, a frame whose message is the dl bytes of
+ * data and whose attachment is "attach".
  */
-static void sweep_pack_failures(pack_fn *pack, const void *arg,
-				const uint8_t *want, size_t n)
+static void sweep_pack_failures(pack_fn *pack, const void *arg, const char *mb,
+				size_t ml, const char *data, size_t dl)
 {
-	static uint8_t got[1024];
+	static uint8_t want[1024], got[1024];
 	struct mem_failing pmf;
 	struct iobuf_pool pool;
-	struct iobuf out, att, keep;
+	struct iobuf out, msg, att, keep;
+	struct baidu_frame f;
 	long k, failures = 0;
+	size_t n;
 	int ret;
 
+	sweep_setup(&pool, &pmf, &out, &keep, &msg, &att, mb, ml);
+	assert_int_equal(pack(&out, &msg, &att, arg), 0);
+	n = flat_of(&out, want, sizeof(want));
+	sweep_teardown(&pool, &pmf, &out, &keep, &msg, &att);
 	for (k = 0; k < SWEEP_MAX; k++) {
-		mem_failing_init(&pmf, -1);
-		pool_up(&pool, &pmf.mem, 1, 0);
-		build_split(&out, &pool, (const uint8_t *)"abc", 3, 1);
-		iobuf_init(&keep, &pool);
-		assert_int_equal(iobuf_share(&keep, &out, 2, 1), 0);
-		build_split(&att, &pool, (const uint8_t *)"attach", 6, 2);
+		sweep_setup(&pool, &pmf, &out, &keep, &msg, &att, mb, ml);
 		pmf.fail_at = pmf.calls + k;
-		ret = pack(&out, &att, arg);
+		ret = pack(&out, &msg, &att, arg);
 		pmf.fail_at = -1;
 		if (ret == -ENOMEM) {
 			buf_equal(&out, "abc", 3);
+			buf_equal(&msg, mb, ml);
 			buf_equal(&att, "attach", 6);
 			failures++;
 		} else {
 			assert_int_equal(ret, 0);
+			assert_true(iobuf_empty(&msg));
 			assert_true(iobuf_empty(&att));
 			assert_int_equal(flat_of(&out, got, sizeof(got)), n);
 			assert_memory_equal(got, want, n);
+			iobuf_drop_front(&out, 3);
+			assert_true(baidu_parse(&out, &f, NULL) > 0);
+			buf_equal(&f.data, data, dl);
+			buf_equal(&f.attachment, "attach", 6);
+			baidu_frame_release(&f);
 		}
-		iobuf_destroy(&out);
-		iobuf_destroy(&att);
-		iobuf_destroy(&keep);
-		pool_down(&pool);
-		assert_int_equal(pmf.live, 0);
+		sweep_teardown(&pool, &pmf, &out, &keep, &msg, &att);
 		if (ret == 0)
 			break;
 	}
@@ -479,14 +516,16 @@ static void sweep_pack_failures(pack_fn *pack, const void *arg,
 	assert_true(failures > 0);
 }
 
-static int pack_hi_pb(struct iobuf *out, struct iobuf *att, const void *arg)
+static int pack_hi_pb(struct iobuf *out, struct iobuf *msg, struct iobuf *att,
+		      const void *arg)
 {
 	const struct baidu_resp_meta rs = {.correlation_id = 1};
 
 	return baidu_pack_response_pb(out, &rs, arg, att);
 }
 
-static int pack_hi_flat(struct iobuf *out, struct iobuf *att, const void *arg)
+static int pack_hi_flat(struct iobuf *out, struct iobuf *msg, struct iobuf *att,
+			const void *arg)
 {
 	return baidu_pack_request_flat(out, arg, "\x0a\x02hi", 4, att);
 }
@@ -612,7 +651,7 @@ static void test_pack_response_pb(void **state)
 	iobuf_destroy(&ref);
 	iobuf_destroy(&msg);
 	pool_down(&pool);
-	sweep_pack_failures(pack_hi_pb, &hi.base, a, na);
+	sweep_pack_failures(pack_hi_pb, &hi.base, "", 0, "\x0a\x02hi", 4);
 }
 
 /*
@@ -665,7 +704,7 @@ static void test_pack_request_flat(void **state)
 					    "x", 1, NULL),
 		    -EINVAL);
 		pool_down(&pool);
-		sweep_pack_failures(pack_hi_flat, &rq, a, na);
+		sweep_pack_failures(pack_hi_flat, &rq, "", 0, "\x0a\x02hi", 4);
 	}
 }
 
@@ -755,12 +794,24 @@ static void test_no_payload_copy(void **state)
 	pool_down(&pool);
 }
 
+static int pack_req(struct iobuf *out, struct iobuf *msg, struct iobuf *att,
+		    const void *arg)
+{
+	return baidu_pack_request(out, arg, msg, att);
+}
+
+static int pack_resp(struct iobuf *out, struct iobuf *msg, struct iobuf *att,
+		     const void *arg)
+{
+	return baidu_pack_response(out, arg, msg, att);
+}
+
 /* Packing with the pool's allocation k failing (region records, regions,
  * ref arrays): -ENOMEM leaves out, msg and attachment as they were. */
 static void test_alloc_failures_pack(void **state)
 {
 	static const uint8_t auth[] = "secret";
-	struct baidu_req_meta rq = {
+	const struct baidu_req_meta rq = {
 	    .service = "example.EchoService",
 	    .method = "Echo",
 	    .correlation_id = 42,
@@ -768,68 +819,17 @@ static void test_alloc_failures_pack(void **state)
 	    .log_id = 1,
 	    .auth = {auth, sizeof(auth)},
 	};
-	struct baidu_resp_meta rs = {.correlation_id = 42};
-	struct mem_failing pmf;
-	struct iobuf_pool pool;
-	struct iobuf out, msg, att, keep;
-	struct baidu_frame f;
-	long k, failures;
-	int pass, ret;
-	/* Passes 2 and 3: a message too big to be copied beside the meta,
-	 * so its refs are shared. */
+	const struct baidu_resp_meta rs = {.correlation_id = 42};
+	/* A message too big to be copied beside the meta: its refs are
+	 * shared. */
 	static char big[300];
-	const char *mb;
-	size_t ml;
 
 	(void)state;
 	memset(big, 'b', sizeof(big));
-	for (pass = 0; pass < 4; pass++) {
-		mb = pass & 2 ? big : "msgbytes";
-		ml = pass & 2 ? sizeof(big) : 8;
-		failures = 0;
-		for (k = 0; k < SWEEP_MAX; k++) {
-			mem_failing_init(&pmf, -1);
-			pool_up(&pool, &pmf.mem, 1, 0);
-			/* out already holds three refs, the last one shared
-			 * so that the header needs a fresh block. */
-			build_split(&out, &pool, (const uint8_t *)"abc", 3, 1);
-			iobuf_init(&keep, &pool);
-			assert_int_equal(iobuf_share(&keep, &out, 2, 1), 0);
-			build_split(&msg, &pool, (const uint8_t *)mb, ml, 3);
-			build_split(&att, &pool, (const uint8_t *)"attach", 6,
-				    2);
-			pmf.fail_at = pmf.calls + k;
-			ret = pass & 1
-				  ? baidu_pack_response(&out, &rs, &msg, &att)
-				  : baidu_pack_request(&out, &rq, &msg, &att);
-			pmf.fail_at = -1;
-			if (ret == -ENOMEM) {
-				buf_equal(&out, "abc", 3);
-				buf_equal(&msg, mb, ml);
-				buf_equal(&att, "attach", 6);
-				failures++;
-			} else {
-				assert_int_equal(ret, 0);
-				assert_true(iobuf_empty(&msg));
-				assert_true(iobuf_empty(&att));
-				iobuf_drop_front(&out, 3);
-				assert_true(baidu_parse(&out, &f, NULL) > 0);
-				buf_equal(&f.data, mb, ml);
-				buf_equal(&f.attachment, "attach", 6);
-				baidu_frame_release(&f);
-			}
-			iobuf_destroy(&out);
-			iobuf_destroy(&msg);
-			iobuf_destroy(&att);
-			iobuf_destroy(&keep);
-			pool_down(&pool);
-			assert_int_equal(pmf.live, 0);
-			if (ret == 0)
-				break;
-		}
-		assert_true(k < SWEEP_MAX);
-		assert_true(failures > 0);
-	}
+	sweep_pack_failures(pack_req, &rq, "msgbytes", 8, "msgbytes", 8);
+	sweep_pack_failures(pack_resp, &rs, "msgbytes", 8, "msgbytes", 8);
+	sweep_pack_failures(pack_req, &rq, big, sizeof(big), big, sizeof(big));
+	sweep_pack_failures(pack_resp, &rs, big, sizeof(big), big, sizeof(big));
 }
 
 /* --- error text ---------------------------------------------------------- */
