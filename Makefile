@@ -37,7 +37,7 @@ HOST_CC := gcc
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wno-unused-parameter -Werror
 # protoc-c output lands in build/gen/<folder of the .proto>/.
-PROTOS := $(wildcard net/proto/*.proto app/proto/*.proto)
+PROTOS := $(wildcard net/*/proto/*.proto app/proto/*.proto)
 GEN_SRCS := $(PROTOS:%.proto=$(BUILD)/gen/%.pb-c.c)
 GEN_HDRS := $(GEN_SRCS:.c=.h)
 GEN_INC := $(addprefix -I$(BUILD)/gen/,$(sort $(dir $(PROTOS))))
@@ -64,7 +64,11 @@ STATIC_LIBS := $(addprefix $(LIBDIR)/,librdmacm.a librxe-rdmav34.a \
 MUSL_INC_LINKS := infiniband rdma protobuf-c linux asm-generic zlib.h zconf.h \
 	ares.h ares_build.h ares_rules.h ares_version.h ares_dns.h ares_nameser.h
 
-NET_SRCS := $(wildcard net/*.c)
+# net/ is in wings, one folder each, lowest first (net/README.md):
+# base <- codec <- rpc <- cluster.  A wing's headers are included as
+# "wing/name.h" from outside it, and as "name.h" from inside.
+NET_WINGS := base codec rpc cluster
+NET_SRCS := $(foreach w,$(NET_WINGS),$(wildcard net/$(w)/*.c))
 RDMA_SRCS := $(wildcard rdma/*.c)
 APP_SRCS := $(wildcard app/*.c)
 ALL_SRCS := $(NET_SRCS) $(RDMA_SRCS) $(APP_SRCS)
@@ -135,8 +139,8 @@ $(BUILD)/rpcgate: $(MUSL_OBJS)
 		"$$(file -b $@ | cut -d, -f1,4)"
 
 # `make stamps`: the same binary with stage time stamps compiled in
-# (net/stamp.h), for `scripts/bench-echo --stamps`.  Own objects; never
-# shipped.
+# (net/base/stamp.h), for `scripts/bench-echo --stamps`.  Own objects;
+# never shipped.
 STAMP_OBJS := $(ALL_SRCS:%.c=$(BUILD)/stamps/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/musl/gen/%.o)
 
@@ -260,7 +264,7 @@ bench-rdma: $(BUILD)/rpcgate $(BUILD)/rdma_pingpong image
 	scripts/bench-rdma
 
 format:
-	clang-format -i $(ALL_SRCS) $(wildcard net/*.h rdma/*.h app/*.h \
+	clang-format -i $(ALL_SRCS) $(wildcard net/*/*.h rdma/*.h app/*.h \
 		tests/unit/*.[ch] tests/integration/*.[ch] tests/bench/*.c)
 
 clean:

@@ -13,12 +13,12 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "budget.h"
-#include "flags.h"
-#include "iobuf.h"
-#include "log.h"
-#include "metrics.h"
-#include "rt.h"
+#include "base/budget.h"
+#include "base/flags.h"
+#include "base/iobuf.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/rt.h"
 
 #define APP_EXIT_OK	 0
 #define APP_EXIT_FAILURE 1
@@ -196,7 +196,7 @@ void app_block_stop_signals(sigset_t *stop);
 int app_wait_stop(const sigset_t *stop, int timeout_ms);
 void app_server_stop(struct server *s, int grace_ms, const char *who);
 
-/* --compress as a net/compress.h type. */
+/* --compress as a net/codec/compress.h type. */
 int app_compress_type(const struct app_config *cfg);
 
 /* An error_code's name: brpc's ("ERPCTIMEDOUT"), an errno's

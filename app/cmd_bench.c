@@ -47,9 +47,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "channel.h"
-#include "clock.h"
-#include "compress.h"
+#include "base/clock.h"
+#include "codec/compress.h"
+#include "rpc/channel.h"
 #include "echo.pb-c.h"
 #include "rdt.h"
 

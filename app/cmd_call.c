@@ -17,12 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "channel.h"
-#include "clock.h"
-#include "compress.h"
+#include "base/clock.h"
+#include "base/util.h"
+#include "codec/compress.h"
+#include "codec/rpc_errno.h"
+#include "rpc/channel.h"
 #include "echo.pb-c.h"
-#include "rpc_errno.h"
-#include "util.h"
 
 /* ---- call --------------------------------------------------------------- */
 

@@ -30,8 +30,8 @@
 #include <signal.h>
 #include <string.h>
 
+#include "rpc/server.h"
 #include "echo.h"
-#include "server.h"
 
 #define WHO "rpcgate echo"
 

@@ -39,9 +39,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
-#include "rpc_errno.h"
-#include "server.h"
+#include "codec/rpc_errno.h"
+#include "rpc/server.h"
+#include "cluster/cluster.h"
 
 #define WHO "rpcgate gateway"
 

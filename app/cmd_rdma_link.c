@@ -18,8 +18,8 @@
  * processes let go as soon as they see the removal (rdt_watch).
  */
 #define _GNU_SOURCE /* prlimit */
+#include "base/clock.h"
 #include "app.h"
-#include "clock.h"
 #include "netcfg.h"
 #include "rdt_dev.h"
 

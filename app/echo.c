@@ -7,8 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "echo.pb-c.h"
-#include "util.h"
 
 /* A delayed answer: the timer lives in the call's `user` slot. */
 struct echo_delay {

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "server.h"
+#include "rpc/server.h"
 
 #define ECHO_FAIL_MESSAGE "fail"
 #define ECHO_FAIL_CODE	  4242

@@ -3,8 +3,8 @@
  * options in their own structs; app/ maps these flags onto them.
  * Names follow brpc's where brpc has the same knob.
  */
+#include "base/budget.h"
 #include "app.h"
-#include "budget.h"
 #include "netcfg.h"
 
 #include <ctype.h>
@@ -13,15 +13,16 @@
 static const char *const budget_modes[] = {"strict", "auto", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error",
 					 NULL};
-/* compress_type_name()'s names of the types with a codec (net/compress.h). */
+/* compress_type_name()'s names of the types with a codec
+ * (net/codec/compress.h). */
 static const char *const compress_types[] = {"none", "snappy", "gzip", "zlib",
 					     NULL};
-/* channel_conn_type_name()'s names (net/channel.h). */
+/* channel_conn_type_name()'s names (net/rpc/channel.h). */
 static const char *const conn_types[] = {"single", "pooled", "short", NULL};
 static const char *const transports[] = {"tcp", "rdma", NULL};
 /* rdma_recv_block_type: brpc's names (its "huge", 2 MiB, is not offered). */
 static const char *const recv_block_types[] = {"default", "large", NULL};
-/* lb_kind_name()'s names (net/lb.h). */
+/* lb_kind_name()'s names (net/cluster/lb.h). */
 static const char *const lb_kinds[] = {"rr", "wrr",	     "wr",    "random",
 				       "la", "c_murmurhash", "c_md5", NULL};
 

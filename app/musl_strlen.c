@@ -5,11 +5,11 @@
  * already vectorised).  A definition of strlen in the program wins over
  * the member of musl's libc.a that holds its own, so every caller uses
  * this one: our code, musl, and the static archives, protobuf-c's string
- * packing among them (see net/fast_strlen.h for why it matters).
+ * packing among them (see net/base/fast_strlen.h for why it matters).
  */
 #include <string.h>
 
-#include "fast_strlen.h"
+#include "base/fast_strlen.h"
 
 size_t strlen(const char *s)
 {

@@ -15,12 +15,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "channel.h"
-#include "server.h"
-#include "compress.h"
+#include "base/util.h"
+#include "codec/compress.h"
+#include "codec/rpc_errno.h"
+#include "rpc/channel.h"
+#include "rpc/server.h"
 #include "rdt.h"
-#include "rpc_errno.h"
-#include "util.h"
 
 /* Some --route (routes are '\n'-separated, options ';'-separated) has
  * the option transport=rdma. */

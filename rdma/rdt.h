@@ -26,10 +26,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conn.h"
-#include "iobuf.h"
-#include "log.h"
-#include "mem.h"
+#include "base/iobuf.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "rpc/conn.h"
 
 /* brpc's queue depths (rdma_sq_size / rdma_rq_size) and their clamp. */
 #define RDT_QUEUE_DEFAULT		 128

@@ -14,9 +14,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "budget.h"
-#include "clock.h"
-#include "util.h"
+#include "base/budget.h"
+#include "base/clock.h"
+#include "base/util.h"
 
 /* GID table entries looked at: rxe and RoCE ports fill the first few. */
 #define GID_SCAN       256

@@ -38,8 +38,8 @@
  * and pending_credits (atomics) and the ring (single producer, the
  * writer; single consumer, the loop).
  */
-#include "rdt_int.h"
 #include "rdt_hello.h"
+#include "rdt_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,8 +51,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "util.h"
+#include "base/clock.h"
+#include "base/util.h"
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))

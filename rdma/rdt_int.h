@@ -7,10 +7,10 @@
 #include <infiniband/verbs.h>
 #include <pthread.h>
 
-#include "loop.h"
-#include "metrics.h"
+#include "base/loop.h"
+#include "base/metrics.h"
+#include "base/task.h"
 #include "rdt.h"
-#include "task.h"
 
 struct rdt_poller;
 

@@ -32,7 +32,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 
 /* Completions taken per ibv_poll_cq. */
 #define POLL_BATCH 32

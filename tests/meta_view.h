@@ -1,5 +1,5 @@
 /*
- * meta_view: does the RpcMeta fast path (net/baidu_meta) read a meta as
+ * meta_view: does the RpcMeta fast path (net/codec/baidu_meta) read a meta as
  * protobuf-c does?  Shared by tests/unit/test_baidu_meta.c and
  * tests/fuzz/fuzz_baidu_std.c.  Header only; needs baidu_meta.h and
  * baidu_std.h included before it.

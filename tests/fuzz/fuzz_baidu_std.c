@@ -14,16 +14,16 @@
  * input taken as a meta: whatever the fast path takes, protobuf-c must
  * take and read the same.
  */
-// fuzz-sources: net/baidu_std.c net/baidu_meta.c net/pbuf.c net/iobuf.c net/mem.c build/gen/net/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
+// fuzz-sources: net/codec/baidu_std.c net/codec/baidu_meta.c net/codec/pbuf.c net/base/iobuf.c net/base/mem.c build/gen/net/codec/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "baidu_meta.h"
-#include "baidu_std.h"
-#include "iobuf.h"
-#include "mem.h"
+#include "codec/baidu_meta.h"
+#include "codec/baidu_std.h"
+#include "base/iobuf.h"
+#include "base/mem.h"
 
 #include "../meta_view.h"
 

@@ -10,13 +10,13 @@
  * - on failure the output holds just the prefix;
  * - the pool gets every block back and every allocation is freed.
  */
-// fuzz-sources: net/compress.c net/snappy.c net/iobuf.c net/mem.c
+// fuzz-sources: net/codec/compress.c net/codec/snappy.c net/base/iobuf.c net/base/mem.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "compress.h"
+#include "codec/compress.h"
 
 /* Output limit: a few blocks, so bombs hit it fast. */
 #define FUZZ_MAX_OUT (64u * 1024)

@@ -5,13 +5,13 @@
  * Checks: no crash, no leak, and every flag still holds a value its own
  * definition accepts (a bad value must never be half-applied).
  */
-// fuzz-sources: net/flags.c net/mem.c app/flagtab.c app/netcfg.c
+// fuzz-sources: net/base/flags.c net/base/mem.c app/flagtab.c app/netcfg.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
-#include "flags.h"
+#include "base/flags.h"
 
 /* Lines handed to the env and argv loaders per input. */
 #define MAX_LINES 64

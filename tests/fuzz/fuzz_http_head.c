@@ -8,13 +8,13 @@
  * prefix stays malformed); detection of a prefix is 0 or the same
  * answer.
  */
-// fuzz-sources: net/http_head.c
+// fuzz-sources: net/codec/http_head.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_head.h"
+#include "codec/http_head.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -6,14 +6,14 @@
  * exceeds NAMING_NODES_MAX; parsing the same text twice gives the same
  * set.
  */
-// fuzz-sources: net/naming.c net/mem.c
+// fuzz-sources: net/cluster/naming.c net/base/mem.c
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "naming.h"
+#include "cluster/naming.h"
 
 static void check(const struct naming_list *l)
 {

@@ -1,6 +1,6 @@
 /*
  * fuzz_rpc_msg: the message part of a baidu_std body as the server and
- * the channel decode it (net/rpc_msg.h): rpc_msg_verify() then
+ * the channel decode it (net/codec/rpc_msg.h): rpc_msg_verify() then
  * rpc_msg_decode() as example.EchoRequest, on arbitrary bytes cut into
  * many refs.  The first input byte picks the compress type (0..5: the
  * four codecs, LZ4, an unknown value), the second whether a CRC32C is
@@ -11,15 +11,15 @@
  * - a right CRC32C verifies, a wrong one is -EBADMSG;
  * - every block goes back to the pool, every allocation is freed.
  */
-// fuzz-sources: net/rpc_msg.c net/pbuf.c net/compress.c net/snappy.c net/crc32c.c net/baidu_std.c net/baidu_meta.c net/iobuf.c net/mem.c build/gen/app/proto/echo.pb-c.c build/gen/net/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
+// fuzz-sources: net/codec/rpc_msg.c net/codec/pbuf.c net/codec/compress.c net/codec/snappy.c net/codec/crc32c.c net/codec/baidu_std.c net/codec/baidu_meta.c net/base/iobuf.c net/base/mem.c build/gen/app/proto/echo.pb-c.c build/gen/net/codec/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "echo.pb-c.h"
-#include "pbuf.h"
-#include "rpc_msg.h"
+#include "codec/pbuf.h"
+#include "codec/rpc_msg.h"
 
 #define FUZZ_MAX_OUT (64u * 1024)
 #define FUZZ_PIECE_MAX 61

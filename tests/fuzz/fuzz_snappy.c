@@ -8,13 +8,13 @@
  * - whatever decodes re-encodes and decodes back to the same bytes;
  * - the input itself, compressed, fits the bound and decodes to itself.
  */
-// fuzz-sources: net/snappy.c
+// fuzz-sources: net/codec/snappy.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "snappy.h"
+#include "codec/snappy.h"
 
 /* Largest output decoded per input: keeps each run fast and small. */
 #define FUZZ_MAX_OUT (1u << 20)

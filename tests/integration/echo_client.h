@@ -1,5 +1,5 @@
 /*
- * echo_client: example.EchoService.Echo calls on a net/channel, for the
+ * echo_client: example.EchoService.Echo calls on a net/rpc/channel, for the
  * integration tests that call an `rpcgate echo` (or a gateway in front
  * of one).  Header only.
  *
@@ -9,7 +9,7 @@
 #ifndef RPCGATE_TESTS_ECHO_CLIENT_H
 #define RPCGATE_TESTS_ECHO_CLIENT_H
 
-#include "channel.h"
+#include "rpc/channel.h"
 #include "echo.pb-c.h"
 
 static inline int echo_call(struct channel *ch, struct rpc_call *c,

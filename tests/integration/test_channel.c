@@ -1,5 +1,5 @@
 /*
- * Integration tests of the client channel (net/channel.h) against the
+ * Integration tests of the client channel (net/rpc/channel.h) against the
  * real server: `rpcgate echo` child processes (TEST_RPCGATE_BIN) on
  * 127.0.0.1, driven by channels running in this process on their own
  * runtime (1 event loop, 2 task workers).
@@ -38,14 +38,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "channel.h"
-#include "compress.h"
-#include "conn.h"
+#include "rpc/channel.h"
+#include "codec/compress.h"
+#include "rpc/conn.h"
 #include "echo.pb-c.h"
 #include "echo_client.h"
 #include "rdt_hello.h"
-#include "rpc_errno.h"
-#include "util.h"
+#include "codec/rpc_errno.h"
+#include "base/util.h"
 
 /* The runtime of the channels: the smallest budget that still has a
  * worker for done callbacks while another decodes. */

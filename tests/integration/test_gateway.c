@@ -44,11 +44,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "channel.h"
-#include "compress.h"
+#include "rpc/channel.h"
+#include "codec/compress.h"
 #include "echo.pb-c.h"
 #include "echo_client.h"
-#include "rpc_errno.h"
+#include "codec/rpc_errno.h"
 
 #define RT_LOOPS    1
 #define RT_WORKERS  2

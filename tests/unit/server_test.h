@@ -37,17 +37,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "baidu_std.h"
-#include "compress.h"
+#include "codec/baidu_std.h"
+#include "codec/compress.h"
 #include "echo.h"
 #include "echo.pb-c.h"
-#include "iobuf.h"
-#include "log.h"
-#include "mem.h"
-#include "rpc_errno.h"
-#include "rpc_msg.h"
-#include "rt.h"
-#include "server.h"
+#include "base/iobuf.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "codec/rpc_errno.h"
+#include "codec/rpc_msg.h"
+#include "base/rt.h"
+#include "rpc/server.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60

@@ -1,5 +1,5 @@
 /*
- * RpcMeta fast path tests (net/baidu_meta): the hand encoder writes what
+ * RpcMeta fast path tests (net/codec/baidu_meta): the hand encoder writes what
  * protobuf-c packs, byte for byte; the hand decoder takes every meta brpc
  * recorded and reads each meta it takes as protobuf-c does, and leaves
  * the unusual ones (and every doubtful byte) to protobuf-c.
@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "baidu_meta.h"
+#include "codec/baidu_meta.h"
 #include "baidu_rpc_meta.pb-c.h"
-#include "baidu_std.h"
-#include "util.h"
+#include "codec/baidu_std.h"
+#include "base/util.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60

@@ -23,11 +23,11 @@
 #include <unistd.h>
 
 #include "baidu_rpc_meta.pb-c.h"
-#include "baidu_std.h"
-#include "iobuf.h"
-#include "mem.h"
-#include "rpc_errno.h"
-#include "util.h"
+#include "codec/baidu_std.h"
+#include "base/iobuf.h"
+#include "base/mem.h"
+#include "codec/rpc_errno.h"
+#include "base/util.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 120

@@ -1,5 +1,5 @@
 /*
- * Tests for net/budget.c: the rule D + P < W (P counted only when
+ * Tests for net/base/budget.c: the rule D + P < W (P counted only when
  * polling), strict refusal, auto raising, the default worker count and the
  * operator's messages.  Pure functions: no fixtures, no allocation.
  */
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "budget.h"
+#include "base/budget.h"
 
 #include <errno.h>
 #include <stdio.h>

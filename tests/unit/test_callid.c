@@ -22,9 +22,9 @@
 
 #include <cmocka.h>
 
-#include "callid.h"
-#include "mem.h"
-#include "util.h"
+#include "rpc/callid.h"
+#include "base/mem.h"
+#include "base/util.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60

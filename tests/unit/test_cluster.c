@@ -1,6 +1,6 @@
 /*
  * cluster tests, in one process under the sanitizers: echo servers of
- * net/server on loopback, a cluster over them, raw calls (channel_call_raw
+ * net/rpc/server on loopback, a cluster over them, raw calls (channel_call_raw
  * underneath).  Checks: bytes pass through undecoded both ways
  * (compressed bodies stay compressed), the upstream's error comes back
  * marked as the upstream's, a stopped instance is isolated and its calls
@@ -21,15 +21,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cluster.h"
-#include "compress.h"
+#include "cluster/cluster.h"
+#include "codec/compress.h"
 #include "echo.h"
 #include "echo.pb-c.h"
-#include "metrics.h"
-#include "pbuf.h"
-#include "rpc_errno.h"
-#include "rpc_msg.h"
-#include "server.h"
+#include "base/metrics.h"
+#include "codec/pbuf.h"
+#include "codec/rpc_errno.h"
+#include "codec/rpc_msg.h"
+#include "rpc/server.h"
 
 #define TEST_TIMEOUT_S 60
 #include "testutil.h"

@@ -17,11 +17,11 @@
 
 #include <cmocka.h>
 
-#include "conn.h"
-#include "iobuf.h"
-#include "loop.h"
-#include "mem.h"
-#include "util.h"
+#include "rpc/conn.h"
+#include "base/iobuf.h"
+#include "base/loop.h"
+#include "base/mem.h"
+#include "base/util.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 120

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "crc32c.h"
+#include "codec/crc32c.h"
 
 /* Reflected Castagnoli polynomial (RFC 3720, B.4). */
 #define POLY 0x82f63b78u

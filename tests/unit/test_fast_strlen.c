@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "fast_strlen.h"
+#include "base/fast_strlen.h"
 
 /* Start offsets: every one of two 64-byte strides. */
 #define OFFSETS 128

@@ -1,5 +1,5 @@
 /*
- * Tests for net/flags.c: value parsing of every type, the four sources and
+ * Tests for net/base/flags.c: value parsing of every type, the four sources and
  * their precedence, the kernel command line tokenizer, environment and
  * argument forms, the exact diagnostics, typo suggestions, replaced
  * defaults, allocation failures and malformed definitions.
@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "flags.h"
-#include "mem.h"
+#include "base/flags.h"
+#include "base/mem.h"
 
 #include <errno.h>
 #include <stdio.h>

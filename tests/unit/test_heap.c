@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "heap.h"
-#include "util.h"
+#include "base/heap.h"
+#include "base/util.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60

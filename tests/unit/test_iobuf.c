@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "iobuf.h"
+#include "base/iobuf.h"
 
 #define CAP IOBUF_BLOCK_CAP
 /* Largest buffer the model test lets grow: keeps each step's check cheap. */

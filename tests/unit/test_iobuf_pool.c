@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "iobuf.h"
+#include "base/iobuf.h"
 
 /* A growth that never ends would hang its waiters: each test is bounded. */
 #define TEST_TIMEOUT_S 10

@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lb.h"
+#include "cluster/lb.h"
 
 #define TEST_TIMEOUT_S 60
 #include "testutil.h"

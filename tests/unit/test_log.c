@@ -1,4 +1,4 @@
-/* Tests for net/log.c: format, levels, repeat suppression, threads. */
+/* Tests for net/base/log.c: format, levels, repeat suppression, threads. */
 #define _GNU_SOURCE /* strptime, timegm */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "clock.h"
-#include "log.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

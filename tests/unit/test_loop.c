@@ -21,11 +21,11 @@
 
 #include <cmocka.h>
 
-#include "clock.h"
-#include "log.h"
-#include "loop.h"
-#include "mem.h"
-#include "util.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/mem.h"
+#include "base/util.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 120

@@ -1,5 +1,5 @@
 /*
- * Tests for net/mem: the per-thread cached allocator (mem_cached).  The
+ * Tests for net/base/mem: the per-thread cached allocator (mem_cached).  The
  * default and failing allocators are exercised by every other test.
  */
 #include <setjmp.h>
@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "mem.h"
-#include "util.h"
+#include "base/mem.h"
+#include "base/util.h"
 
 /* Sizes across every class boundary and past the cached maximum. */
 static const size_t sizes[] = {0,    1,	   15,	 16,   17,    48,

@@ -1,13 +1,13 @@
-/* Tests for net/metrics.c: counters, gauges, latency, Prometheus text. */
+/* Tests for net/base/metrics.c: counters, gauges, latency, Prometheus text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "clock.h"
-#include "mem.h"
-#include "metrics.h"
+#include "base/clock.h"
+#include "base/mem.h"
+#include "base/metrics.h"
 
 #include <errno.h>
 #include <pthread.h>

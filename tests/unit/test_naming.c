@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "naming.h"
+#include "cluster/naming.h"
 
 #define TEST_TIMEOUT_S 60
 #include "testutil.h"

@@ -19,8 +19,8 @@
 #define TEST_TIMEOUT_S 60
 #include "testutil.h"
 
-#include "clock.h"
-#include "mem.h"
+#include "base/clock.h"
+#include "base/mem.h"
 #include "rdt_int.h"
 
 /* Long enough for a busy poller to show: two of them would use about

@@ -8,7 +8,7 @@
  * 1: one event loop and one task worker.  On it run an echo server
  * (app/echo.h, inline on the loop), one or two "relay" servers serving
  * example.EchoService with a handler that forwards the message through a
- * channel (net/channel.h) with a synchronous channel_call (done NULL),
+ * channel (net/rpc/channel.h) with a synchronous channel_call (done NULL),
  * and the test's own client channels:
  *
  *   test thread --client--> relay --inner (sync)--> echo
@@ -43,15 +43,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "budget.h"
-#include "channel.h"
+#include "base/budget.h"
+#include "rpc/channel.h"
 #include "echo.h"
 #include "echo.pb-c.h"
-#include "iobuf.h"
-#include "mem.h"
-#include "rpc_errno.h"
-#include "rt.h"
-#include "server.h"
+#include "base/iobuf.h"
+#include "base/mem.h"
+#include "codec/rpc_errno.h"
+#include "base/rt.h"
+#include "rpc/server.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60

@@ -17,10 +17,10 @@
 
 #include <cmocka.h>
 
-#include "budget.h"
-#include "mem.h"
-#include "rt.h"
-#include "util.h"
+#include "base/budget.h"
+#include "base/mem.h"
+#include "base/rt.h"
+#include "base/util.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60

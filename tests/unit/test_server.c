@@ -1,5 +1,5 @@
 /*
- * test_server: the server (net/server.h) on the wire, serving the echo
+ * test_server: the server (net/rpc/server.h) on the wire, serving the echo
  * service over real loopback TCP to plain blocking sockets:
  *
  *   - every recorded brpc exchange in ../shared/vectors/baidu_std, written

@@ -1,5 +1,5 @@
 /*
- * test_server_control: the server's controls (net/server.h), over real
+ * test_server_control: the server's controls (net/rpc/server.h), over real
  * loopback TCP: max_concurrency (ELIMIT), authentication (spec 1.7),
  * graceful stop (ELOGOFF, no call lost), CRC32C checksums, ENOSERVICE vs
  * ENOMETHOD (spec 1.8) and brpc's error texts.  The fixture is in

@@ -1,7 +1,7 @@
 /*
  * test_server_http: the built-in pages on the RPC port (HTTP/1.x next to
- * baidu_std, net/server.c) and their request-head parser
- * (net/http_head.h):
+ * baidu_std, net/rpc/server.c) and their request-head parser
+ * (net/codec/http_head.h):
  *
  *   - http_head_parse on good heads (curl's, bare LF, HTTP/1.0), heads cut
  *     anywhere (-EAGAIN), malformed ones (-EPROTO with the reason) and
@@ -13,8 +13,8 @@
  */
 #include "server_test.h"
 
-#include "http_head.h"
-#include "metrics.h"
+#include "codec/http_head.h"
+#include "base/metrics.h"
 
 /* ---- the parser -------------------------------------------------------- */
 

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "snappy.h"
+#include "codec/snappy.h"
 
 /* Seconds any one test may take before SIGALRM ends the run. */
 #define TEST_TIMEOUT_S 60

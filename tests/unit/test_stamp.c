@@ -1,4 +1,4 @@
-/* Tests for net/stamp.c: which rows are kept, first-reach stages, the
+/* Tests for net/base/stamp.c: which rows are kept, first-reach stages, the
  * dump's format and its tick to nanosecond conversion. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,8 +9,8 @@
 #define TEST_TIMEOUT_S 30
 #include "testutil.h"
 
-#include "clock.h"
-#include "stamp.h"
+#include "base/clock.h"
+#include "base/stamp.h"
 
 #include <pthread.h>
 

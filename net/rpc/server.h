@@ -1,0 +1,270 @@
+/*
+ * server: an RPC server: services from protobuf-c descriptors, listening
+ * ports, a protocol detected per connection, brpc's answers.
+ *
+ * A request's way through (baidu_std; spec/brpc-wire.md 1.8):
+ *
+ *   loop thread   read -> detect the protocol on the first bytes -> cut
+ *                 a frame -> the checks of spec 1.8 in brpc's order:
+ *                   meta does not decode             -> close, no answer
+ *                   first frame, auth hook refuses   -> ERPCAUTH, close
+ *                   server stopping                  -> ELOGOFF
+ *                   max_concurrency calls in flight  -> ELIMIT
+ *                   attachment_size > data           -> EREQUEST
+ *                   short service name unknown       -> ENOSERVICE
+ *                   full service.method unknown      -> ENOMETHOD
+ *                 -> a server_call, handed to a task worker (or run
+ *                    right here for methods marked SERVER_METHOD_INLINE)
+ *   worker        checksum, decompress, decode (EREQUEST on failure) ->
+ *                 the handler
+ *   any thread    the handler (now or later, e.g. from a timer) calls
+ *                 server_call_finish(): the answer is packed and queued
+ *                 on the connection; the call is freed.
+ *
+ * Every error answer carries brpc's text, "[addr][E<code>]<text>" (but
+ * ERPCAUTH's, plain "Fail to authenticate[: why]", as brpc's), the
+ * request's correlation_id, and no body.  Frames whose header breaks
+ * the protocol (bad magic, meta_size > body_size, body over
+ * max_body_size, checked on the 12 header bytes before any body byte is
+ * kept) close the connection with one log line saying why.
+ *
+ * Graceful stop (server_stop): new requests are answered ELOGOFF at once,
+ * listeners close, calls in flight finish and their answers are flushed,
+ * then every connection closes.  No call is lost: each gets its answer
+ * or ELOGOFF.
+ *
+ * Threads: add services and listen before server_start(); finish calls
+ * from any thread; stop and destroy from the owner thread (not a loop
+ * or worker thread of the server's rt).
+ */
+#ifndef RPCGATE_NET_SERVER_H
+#define RPCGATE_NET_SERVER_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/iobuf.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/mem.h"
+#include "base/rt.h"
+#include "codec/baidu_std.h"
+
+#define SERVER_MAX_LISTENERS 8
+#define SERVER_MAX_SERVICES  64
+/* Length of the "[addr]" part of error texts. */
+#define SERVER_ADDR_TEXT_MAX 64
+
+struct server;
+struct server_call;
+struct srv_conn;
+
+/* A method's handler.  Must end the call with server_call_finish(),
+ * exactly once, now or later, from any thread. */
+typedef void server_handler_fn(struct server_call *call, void *arg);
+
+/* A gateway's router (server_set_router()). */
+typedef void *server_route_fn(void *arg, const char *service,
+			      const char *method);
+
+/* The handler never blocks: run it on the loop thread that read the
+ * request, saving the hand-off to a worker (brpc's in-place processing). */
+#define SERVER_METHOD_INLINE 0x1u
+
+/*
+ * The authentication hook (spec 1.7): called on the loop thread with the
+ * first request's authentication_data (ptr NULL when absent).  0 accepts
+ * the connection; anything else refuses it: ERPCAUTH "Fail to
+ * authenticate" (+ ": " + why, if the hook wrote one) and close.  Must
+ * not block.
+ */
+typedef int server_auth_fn(void *arg, const struct baidu_bytes *cred,
+			   const char *peer, char *why, size_t why_size);
+
+struct server_options {
+	struct rt *rt;		 /* required: loops and workers */
+	struct iobuf_pool *pool; /* required */
+	const struct mem *mem;	 /* NULL: mem_default() */
+	struct log *log;	 /* NULL: discard */
+	size_t max_body_size;	 /* BAIDU_MAX_BODY_SIZE_DEFAULT */
+	int max_concurrency;	 /* calls in flight; 0: no limit */
+	server_auth_fn *auth;	 /* NULL: authentication_data ignored */
+	void *auth_arg;
+	/* The "[addr]" of error texts; NULL: the accepting socket's local
+	 * address, "ip:port" (brpc writes its host's IP and listen port). */
+	const char *addr_text;
+	bool checksum_answers; /* CRC32C on answers to requests that
+				     carried one */
+	/* A handshake detected on a connection's first bytes before any
+	 * RPC protocol (the RDMA hello); NULL: none. */
+	const struct conn_upgrade *upgrade;
+	/* GET /metrics on any port answers this registry in Prometheus
+	 * text; NULL: 404.  (HTTP on the RPC port, as brpc's built-in
+	 * pages; each such connection serves one request and closes.) */
+	struct metrics *metrics;
+};
+
+/*
+ * One call, from the request to server_call_finish().  The handler reads
+ * the request side and fills the response side; everything else is the
+ * server's.
+ */
+struct server_call {
+	/* request (read-only for the handler) */
+	const ProtobufCMessage *request;
+	struct iobuf request_attachment; /* may be moved out */
+	const char *service;		 /* full name */
+	const char *method;
+	uint64_t correlation_id;
+	bool has_log_id;
+	uint64_t log_id;
+	int request_compress_type;
+	const char *peer; /* "ip:port" */
+
+	/* routed calls (server_set_router): the request as received, not
+	 * decoded; `request` is NULL.  frame.meta has the rest (log_id,
+	 * authentication_data, timeout_ms). */
+	void *route;		   /* what the router returned */
+	struct iobuf request_body; /* message bytes, compressed */
+	bool has_request_crc;	   /* request_crc: its checksum_value */
+	uint8_t request_crc[4];
+
+	/* response (the handler's) */
+	ProtobufCMessage *response;	  /* initialised, empty */
+	struct iobuf response_attachment; /* sent raw */
+	int response_compress_type;	  /* default: none */
+	/* routed calls: the answer's message bytes as sent (compressed per
+	 * response_compress_type) and their checksum_value, if any */
+	struct iobuf response_body;
+	bool has_response_crc;
+	uint8_t response_crc[4];
+
+	/* private */
+	struct server *srv;
+	struct srv_conn *sc;
+	const struct server_method *m; /* NULL: a routed (raw) call */
+	struct baidu_frame frame;      /* until decoded */
+	int error_code;
+	char *error_text;
+	bool error_plain; /* error_text sent as it is (an upstream's) */
+	bool answer_checksum;
+	int64_t start_ns;
+	struct task task;
+	void *user; /* free for the handler, e.g. a timer's context */
+};
+
+/* Fails the call: error_code `code` (non-zero) and a text (printf). */
+void server_call_fail(struct server_call *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fails the call with a text sent as it is, without the "[addr][E<code>]"
+ * prefix: an upstream's error text passed on by a gateway. */
+void server_call_fail_plain(struct server_call *call, int code,
+			    const char *text);
+
+/* Sends the answer and frees the call.  Once; any thread. */
+void server_call_finish(struct server_call *call);
+
+/* A loop of the server's rt, for handlers that finish later (timers). */
+struct loop *server_call_loop(const struct server_call *call);
+
+struct server_listener {
+	int fd;
+	int port;
+	struct loop *loop;
+	struct loop_io io;
+	struct server *srv;
+	struct task start_task, stop_task; /* the stop may trail the start */
+};
+
+struct server_stats {
+	uint64_t calls;	     /* answered, success or not */
+	uint64_t errors;     /* answered with error_code != 0 */
+	uint64_t closed_bad; /* connections closed for bad bytes */
+	int64_t inflight;    /* calls between request and answer */
+	int64_t connections; /* open now */
+};
+
+struct server {
+	struct server_options opt;
+	struct baidu_limits limits;
+	struct server_service *services[SERVER_MAX_SERVICES];
+	int nservices;
+	struct server_listener listeners[SERVER_MAX_LISTENERS];
+	int nlisteners;
+
+	pthread_mutex_t lock; /* conns list, stop wake-ups */
+	pthread_cond_t cond;
+	struct srv_conn *conns; /* open connections */
+	int64_t nconns;		/* allocated, not yet released (atomic) */
+	int64_t inflight;	/* atomic */
+	int stopping;		/* atomic */
+	bool started;
+
+	server_route_fn *route; /* server_set_router() */
+	server_handler_fn *route_handler;
+	void *route_arg;
+
+	uint64_t n_calls, n_errors, n_closed_bad; /* atomic */
+	int listeners_open;			  /* under lock */
+};
+
+/* Defaults: BAIDU_MAX_BODY_SIZE_DEFAULT, no limit, no auth. */
+void server_options_default(struct server_options *opt);
+
+/* 0, or -EINVAL (no rt or pool, bad max_body_size, negative limit). */
+int server_init(struct server *s, const struct server_options *opt);
+
+/*
+ * Registers a service: handlers[i] serves desc->methods[i] (NULL: the
+ * method answers ENOMETHOD), called with `arg`; flags are
+ * SERVER_METHOD_* for all its methods.  0; -EEXIST: a service of that
+ * name is registered; -ENOSPC: SERVER_MAX_SERVICES reached; -EBUSY:
+ * started; -ENOMEM.
+ */
+int server_add_service(struct server *s, const ProtobufCServiceDescriptor *desc,
+		       server_handler_fn *const *handlers, void *arg,
+		       unsigned flags);
+
+/*
+ * A gateway's router: for a request whose service is not registered
+ * here, route(arg, service, method) (loop thread, must not block) returns
+ * what the request is routed to, or NULL: not routed, ENOSERVICE.  A
+ * routed call skips decoding: handler(call, arg) runs right there on the
+ * loop thread (it must not block either) with call->route, request_body,
+ * request_attachment and the frame's meta, and ends the call with
+ * response_body, response_attachment and response_compress_type, or a
+ * failure, then server_call_finish() from any thread.  Before
+ * server_start(): 0; -EBUSY; -EINVAL.
+ */
+int server_set_router(struct server *s, server_route_fn *route,
+		      server_handler_fn *handler, void *arg);
+
+/*
+ * Opens a listening TCP socket on host (NULL or "": every address) and
+ * port (0: any free one; the port taken is returned).  Accepting starts
+ * with server_start().  >0 the port; -EBUSY (started), -ENOSPC, or the
+ * -errno of socket/bind/listen (-EADDRINUSE, -EACCES...).
+ */
+int server_listen(struct server *s, const char *host, int port);
+
+/* Starts accepting on every listener.  The rt must be started.  0 or
+ * -errno. */
+int server_start(struct server *s);
+
+/*
+ * Graceful stop: ELOGOFF for new requests, close the listeners, wait up
+ * to grace_ms (-1: no limit) for calls in flight, flush the answers,
+ * close every connection and wait for them to go.  Returns the calls
+ * still in flight when the grace ran out (0 normally).  Idempotent.
+ */
+int server_stop(struct server *s, int grace_ms);
+
+/* Stops (no grace limit) if needed and frees everything. */
+void server_destroy(struct server *s);
+
+void server_stats(struct server *s, struct server_stats *out);
+
+#endif
