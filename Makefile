@@ -2,8 +2,11 @@
 #
 #   make deps     install the Debian packages the build and tests need
 #   make          build/rpcgate: the static musl binary
-#   make check    every test tier: fuzz smoke, unit, integration, the
-#                 container (test-image) and the VMs (test-rxe)
+#   make check    the house checks (layers), then every test tier: fuzz
+#                 smoke, unit, integration, the container (test-image) and
+#                 the VMs (test-rxe)
+#   make layers   scripts/check-layers: no include up or beside a wing, no
+#                 C file over 1,500 lines (and its own test)
 #   make run      the main job: the appliance in a VM (see README.md)
 #   make image    build/vm/: kernel + initramfs (image/mkvm)
 #   make kernel   build/vm-min/: the same on a minimal kernel (optional)
@@ -105,7 +108,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway format \
-	clean image oci test-rxe test-image kernel stamps
+	clean image oci test-rxe test-image kernel stamps layers
 
 all: $(BUILD)/rpcgate
 
@@ -187,17 +190,21 @@ unit: $(UNIT_BINS)
 integration: $(INTEG_BINS) $(BUILD)/rpcgate
 	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate scripts/run-tests $(INTEG_BINS)
 
-# Fuzz smoke first (libFuzzer prints its own lines), then one run of every
-# tier's cmocka programs ending in one summary, then the container and the
-# VMs.
-check: $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) image \
-	$(BUILD)/stamps/rpcgate
+# The house rules first (a second, before any build), then the fuzz smoke
+# (libFuzzer prints its own lines), one run of every tier's cmocka
+# programs ending in one summary, the stamps, the container and the VMs.
+check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
+	image $(BUILD)/stamps/rpcgate
 	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
 	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate TEST_VECTORS_DIR=$(VECTORS) \
 		scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
 	@tests/image/test-oci $(BUILD)/rpcgate
 	@tests/rxe/test-vm
+
+layers: | deps
+	@scripts/check-layers
+	@tests/layers/test-check-layers
 
 # The VM image: Debian's kernel (fetched once into build/cache) and an
 # initramfs with the binary as /init.
