@@ -3,8 +3,8 @@
 #   make deps     install the Debian packages the build and tests need
 #   make          build/rpcgate: the static musl binary
 #   make check    the house checks (layers), then every test tier: fuzz
-#                 smoke, unit, integration, the container (test-image) and
-#                 the VMs (test-rxe)
+#                 smoke, unit, integration, the README's tour (test-docs),
+#                 the container (test-image) and the VMs (test-rxe)
 #   make layers   scripts/check-layers: no include up or beside a wing, no
 #                 C file over 1,500 lines (and its own test)
 #   make run      the main job: the appliance in a VM (see README.md)
@@ -32,7 +32,7 @@ DEPS_PKGS := gcc make musl-tools libibverbs-dev librdmacm-dev \
 	libnl-3-dev libnl-route-3-dev libprotobuf-c-dev protobuf-c-compiler \
 	zlib1g-dev libcmocka-dev ibverbs-providers clang libclang-rt-14-dev \
 	python3 python3-snappy qemu-system-x86 runc umoci skopeo \
-	libc-ares-dev dnsmasq-base
+	libc-ares-dev dnsmasq-base curl iproute2
 
 MUSL_CC := musl-gcc
 HOST_CC := gcc
@@ -108,7 +108,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway format \
-	clean image oci test-rxe test-image kernel stamps layers
+	clean image oci test-rxe test-image test-docs kernel stamps layers
 
 all: $(BUILD)/rpcgate
 
@@ -192,19 +192,25 @@ integration: $(INTEG_BINS) $(BUILD)/rpcgate
 
 # The house rules first (a second, before any build), then the fuzz smoke
 # (libFuzzer prints its own lines), one run of every tier's cmocka
-# programs ending in one summary, the stamps, the container and the VMs.
+# programs ending in one summary, the stamps, the README's tour, the
+# container and the VMs.
 check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	image $(BUILD)/stamps/rpcgate
 	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
 	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate TEST_VECTORS_DIR=$(VECTORS) \
 		scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
+	@tests/docs/test-readme
 	@tests/image/test-oci $(BUILD)/rpcgate
 	@tests/rxe/test-vm
 
 layers: | deps
 	@scripts/check-layers
 	@tests/layers/test-check-layers
+
+# README.md's tour, run as printed (tests/docs/test-readme).
+test-docs: $(BUILD)/rpcgate image
+	@tests/docs/test-readme
 
 # The VM image: Debian's kernel (fetched once into build/cache) and an
 # initramfs with the binary as /init.
