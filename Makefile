@@ -41,8 +41,21 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wno-unused-parameter -Werror
 # protoc-c output lands in build/gen/<folder of the .proto>/.
 PROTOS := $(wildcard net/*/proto/*.proto app/proto/*.proto)
-GEN_SRCS := $(PROTOS:%.proto=$(BUILD)/gen/%.pb-c.c)
-GEN_HDRS := $(GEN_SRCS:.c=.h)
+# The compiled-in services also carry their descriptor set (what
+# `protoc --include_imports -o` writes) as bytes, for HTTP/JSON and the
+# /protobufs pages: build/gen/app/proto/NAME.desc.c defines
+# NAME_proto_desc[] and NAME_proto_desc_len.
+DESC_PROTOS := $(wildcard app/proto/*.proto)
+GEN_SRCS := $(PROTOS:%.proto=$(BUILD)/gen/%.pb-c.c) \
+	$(DESC_PROTOS:%.proto=$(BUILD)/gen/%.desc.c)
+GEN_HDRS := $(PROTOS:%.proto=$(BUILD)/gen/%.pb-c.h)
+# The tests' own: kitchen.proto of brpc's HTTP vectors (every field
+# type), as generated code (an independent check of json_pb) and as a
+# descriptor set (what `echo --descriptor_set` loads).
+KITCHEN_PROTO := $(VECTORS)/http/kitchen.proto
+TEST_GEN := $(BUILD)/gen/test
+TEST_GEN_OBJS := $(BUILD)/host/gen/test/kitchen.pb-c.o
+TEST_DESCS := $(TEST_GEN)/kitchen.desc
 GEN_INC := $(addprefix -I$(BUILD)/gen/,$(sort $(dir $(PROTOS))))
 
 CFLAGS_COMMON := -std=gnu11 -g -pthread $(WARN) -Inet -Irdma -Iapp \
@@ -122,10 +135,33 @@ $(BUILD)/musl-inc/.stamp: | deps
 	@touch $@
 
 # Generated files are kept, not treated as intermediates.
-.SECONDARY: $(GEN_SRCS) $(GEN_HDRS)
+.SECONDARY: $(GEN_SRCS) $(GEN_HDRS) $(DESC_PROTOS:%.proto=$(BUILD)/gen/%.desc) \
+	$(TEST_GEN)/kitchen.desc $(TEST_GEN)/kitchen.desc.c
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: %.proto | deps
 	@mkdir -p $(@D)
 	protoc-c --proto_path=$(<D) --c_out=$(@D) $<
+
+$(BUILD)/gen/%.desc: %.proto | deps
+	@mkdir -p $(@D)
+	protoc-c --proto_path=$(<D) --include_imports -o $@ $<
+
+$(BUILD)/gen/%.desc.c: $(BUILD)/gen/%.desc scripts/bin2c
+	scripts/bin2c $< $(notdir $*)_proto_desc > $@
+
+# Generated under package ktest: the same wire bytes, other C names than
+# app/proto/echo.proto's (both define example.EchoService).
+$(TEST_GEN)/kitchen.pb-c.c $(TEST_GEN)/kitchen.pb-c.h: $(KITCHEN_PROTO) | deps
+	@mkdir -p $(@D)/ktest
+	sed 's/^package example;/package ktest;/' $< > $(@D)/ktest/kitchen.proto
+	protoc-c --proto_path=$(@D)/ktest --c_out=$(@D) $(@D)/ktest/kitchen.proto
+
+$(TEST_GEN)/kitchen.desc: $(KITCHEN_PROTO) | deps
+	@mkdir -p $(@D)
+	protoc-c --proto_path=$(<D) --include_imports -o $@ $<
+
+# The same set as C bytes, for the fuzz targets.
+$(TEST_GEN)/kitchen.desc.c: $(TEST_GEN)/kitchen.desc scripts/bin2c
+	scripts/bin2c $< kitchen_proto_desc > $@
 
 $(BUILD)/musl/%.o: %.c $(BUILD)/musl-inc/.stamp | $(GEN_HDRS)
 	@mkdir -p $(@D)
@@ -169,9 +205,10 @@ $(HOST_LIB): $(HOST_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/host/tests/%: tests/%.c $(HOST_LIB)
+$(BUILD)/host/tests/%: tests/%.c $(HOST_LIB) $(TEST_GEN_OBJS) | $(TEST_DESCS)
 	@mkdir -p $(@D)
-	$(HOST_CC) $(HOST_CFLAGS) -Itests $< -o $@ $(HOST_LIB) $(HOST_LDLIBS)
+	$(HOST_CC) $(HOST_CFLAGS) -Itests -I$(TEST_GEN) $< -o $@ \
+		$(TEST_GEN_OBJS) $(HOST_LIB) $(HOST_LDLIBS)
 
 # The sources a fuzz target needs are listed in the target itself.
 fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' $(1))
@@ -184,11 +221,16 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $$(call fuzz_sources,tests/fuzz/%.c) \
 fuzz: $(FUZZ_BINS)
 	@scripts/run-fuzz $(FUZZ_SECONDS) $(FUZZ_BINS)
 
+# What the test programs are told: the binary, brpc's vectors, the
+# descriptor sets made for them.
+TEST_ENV := TEST_RPCGATE_BIN=$(BUILD)/rpcgate TEST_VECTORS_DIR=$(VECTORS) \
+	TEST_DESC_DIR=$(TEST_GEN)
+
 unit: $(UNIT_BINS)
-	@TEST_VECTORS_DIR=$(VECTORS) scripts/run-tests $(UNIT_BINS)
+	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS)
 
 integration: $(INTEG_BINS) $(BUILD)/rpcgate
-	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate scripts/run-tests $(INTEG_BINS)
+	@$(TEST_ENV) scripts/run-tests $(INTEG_BINS)
 
 # The house rules first (a second, before any build), then the fuzz smoke
 # (libFuzzer prints its own lines), one run of every tier's cmocka
@@ -197,8 +239,7 @@ integration: $(INTEG_BINS) $(BUILD)/rpcgate
 check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	image $(BUILD)/stamps/rpcgate
 	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
-	@TEST_RPCGATE_BIN=$(BUILD)/rpcgate TEST_VECTORS_DIR=$(VECTORS) \
-		scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
+	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
 	@tests/docs/test-readme
 	@tests/image/test-oci $(BUILD)/rpcgate

@@ -128,6 +128,7 @@ struct app_runtime {
 	 * no event loop waits in ibv_reg_mr (RDMA only). */
 	struct task grow_task;
 	bool rt_running; /* atomic: rt_submit may be called */
+	struct flags *flags; /* the servers' /flags (app_server_options) */
 };
 
 /* RDMA is wanted (--rdma=true, --transport=rdma, or a --route with
@@ -195,6 +196,29 @@ struct server;
 void app_block_stop_signals(sigset_t *stop);
 int app_wait_stop(const sigset_t *stop, int timeout_ms);
 void app_server_stop(struct server *s, int grace_ms, const char *who);
+
+/*
+ * The descriptor pool of a serving or calling subcommand (app/serving.c):
+ * the compiled-in services' sets, then every --descriptor_set file.  0;
+ * -EINVAL after a message on stderr naming the file and what is wrong
+ * (the caller exits APP_EXIT_CONFIG); -ENOMEM.  Nothing is held on
+ * failure; pbd_pool_destroy() it after use.
+ */
+struct pbd_pool;
+int app_descriptors_load(struct pbd_pool *pool, const struct app_config *cfg,
+			 const char *who);
+
+/* A serving subcommand's server options: r's runtime, RDMA hellos,
+ * metrics, `pool` for HTTP/JSON, `version` for /version, the flags for
+ * /flags (log_level may be set there), --max_body_size and the HTTP
+ * timeouts.  The caller adds the rest. */
+struct server_options;
+void app_server_options(struct server_options *so, struct app_runtime *r,
+			struct app_config *cfg, const struct pbd_pool *pool,
+			const char *version);
+
+/* A flag that bench reads as a bool but others as text (--json). */
+bool app_flag_true(const struct flags *fl, const char *name);
 
 /* --compress as a net/codec/compress.h type. */
 int app_compress_type(const struct app_config *cfg);

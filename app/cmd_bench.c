@@ -188,7 +188,7 @@ static void bench_from_flags(struct bench *b, const struct app_config *cfg)
 	b->duration_s = (int)flags_int(fl, "duration");
 	b->timeout_ms = (int)flags_int(fl, "timeout_ms");
 	b->compress = app_compress_type(cfg);
-	b->json = flags_bool(fl, "json");
+	b->json = app_flag_true(fl, "json");
 	b->verify = flags_bool(fl, "verify");
 	b->oneway = flags_bool(fl, "oneway");
 	b->server = flags_str(fl, "server");

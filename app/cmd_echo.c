@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "codec/pbd.h"
 #include "rpc/server.h"
 #include "echo.h"
 
@@ -42,6 +43,7 @@
 
 struct echo_cmd {
 	struct app_runtime r;
+	struct pbd_pool descriptors; /* outlives srv */
 	struct server srv;
 	struct echo_service svc; /* outlives srv */
 	const char *listen;
@@ -71,21 +73,13 @@ static void echo_cmd_from_flags(struct echo_cmd *e,
 
 /* Server, service, listener, start; on failure says why and holds
  * nothing.  0 or -errno. */
-static int echo_serve(struct echo_cmd *e)
+static int echo_serve(struct echo_cmd *e, struct app_config *cfg)
 {
 	struct server_options so;
 	int err;
 
-	server_options_default(&so);
-	so.rt = &e->r.rt;
-	so.pool = &e->r.pool;
-	so.log = &e->r.log;
-	so.mem = mem_cached();
+	app_server_options(&so, &e->r, cfg, &e->descriptors, WHO);
 	so.max_concurrency = e->max_concurrency;
-	/* RDMA hellos: served with --rdma=true and a device, else refused
-	 * (the client goes on over TCP, spec 2.8). */
-	so.upgrade = rdt_upgrade(e->r.rdma);
-	so.metrics = &e->r.metrics;
 	so.checksum_answers = true; /* as brpc: a checked request, a
 				       checked answer */
 	if (e->token_len) {
@@ -101,6 +95,14 @@ static int echo_serve(struct echo_cmd *e)
 	err = echo_service_add(&e->srv, &e->svc);
 	if (err) {
 		fprintf(stderr, WHO ": cannot add example.EchoService: %s\n",
+			strerror(-err));
+		goto out_destroy;
+	}
+	err = echo_mirrors_add(&e->srv, &e->descriptors, &e->svc);
+	if (err) {
+		fprintf(stderr,
+			WHO ": cannot serve the services of "
+			    "--descriptor_set: %s\n",
 			strerror(-err));
 		goto out_destroy;
 	}
@@ -145,14 +147,16 @@ int app_cmd_echo(struct app_config *cfg)
 	echo_cmd_from_flags(&e, cfg);
 	if (app_user_resolve(cfg, &user, WHO))
 		return APP_EXIT_CONFIG;
+	if (app_descriptors_load(&e.descriptors, cfg, WHO))
+		return APP_EXIT_CONFIG;
 	if (app_user_become(&user, WHO))
-		return APP_EXIT_FAILURE;
+		goto out_descriptors;
 	app_block_stop_signals(&stop);
 
 	if (app_runtime_start(&e.r, cfg, WHO))
-		return APP_EXIT_FAILURE;
+		goto out_descriptors;
 	app_user_log(&user, &e.r.log, WHO);
-	if (echo_serve(&e))
+	if (echo_serve(&e, cfg))
 		goto out_runtime;
 	echo_print_serving(&e);
 	crash_ms = (int)flags_int(&cfg->flags, "crash_after_ms");
@@ -168,5 +172,7 @@ int app_cmd_echo(struct app_config *cfg)
 	status = APP_EXIT_OK;
 out_runtime:
 	app_runtime_stop(&e.r);
+out_descriptors:
+	pbd_pool_destroy(&e.descriptors);
 	return status;
 }

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/pbd.h"
 #include "codec/rpc_errno.h"
 #include "rpc/server.h"
 #include "cluster/cluster.h"
@@ -72,6 +73,7 @@ struct gw_route {
 
 struct gateway {
 	struct app_runtime r;
+	struct pbd_pool descriptors; /* HTTP/JSON callers' types */
 	struct server srv;
 	struct gw_route *routes;
 	int nroutes;
@@ -417,7 +419,6 @@ static void gw_forward(struct server_call *sc, void *arg)
 {
 	struct gateway *gw = arg;
 	struct gw_route *rt = sc->route;
-	const struct baidu_meta *mt = &sc->frame.meta;
 	struct gw_call *g = mem_alloc(mem_cached(), sizeof(*g));
 	struct cluster_call *cc;
 
@@ -450,9 +451,9 @@ static void gw_forward(struct server_call *sc, void *arg)
 	memcpy(cc->crc, sc->request_crc, sizeof(cc->crc));
 	/* A client that says how long it waits bounds ours. */
 	cc->timeout_ms = rt->co.timeout_ms;
-	if (mt->has_timeout_ms && mt->timeout_ms > 0 &&
-	    (cc->timeout_ms < 0 || mt->timeout_ms < cc->timeout_ms))
-		cc->timeout_ms = mt->timeout_ms;
+	if (sc->timeout_ms > 0 &&
+	    (cc->timeout_ms < 0 || sc->timeout_ms < cc->timeout_ms))
+		cc->timeout_ms = sc->timeout_ms;
 	cluster_call_start(&rt->cl, cc, gw_done, g);
 }
 
@@ -492,18 +493,12 @@ static int listen_parse(struct gateway *gw, const struct app_config *cfg)
 	return 0;
 }
 
-static int gw_serve(struct gateway *gw)
+static int gw_serve(struct gateway *gw, struct app_config *cfg)
 {
 	struct server_options so;
 	int err;
 
-	server_options_default(&so);
-	so.rt = &gw->r.rt;
-	so.pool = &gw->r.pool;
-	so.log = &gw->r.log;
-	so.mem = mem_cached();
-	so.upgrade = rdt_upgrade(gw->r.rdma);
-	so.metrics = &gw->r.metrics;
+	app_server_options(&so, &gw->r, cfg, &gw->descriptors, WHO);
 	if (*gw->token) {
 		so.auth = app_token_auth;
 		so.auth_arg = (void *)gw->token;
@@ -562,18 +557,20 @@ int app_cmd_gateway(struct app_config *cfg)
 	gw.access_log = flags_bool(&cfg->flags, "access_log");
 	if (listen_parse(&gw, cfg) || app_user_resolve(cfg, &user, WHO))
 		return APP_EXIT_CONFIG;
+	if (app_descriptors_load(&gw.descriptors, cfg, WHO))
+		return APP_EXIT_CONFIG;
 	if (app_user_become(&user, WHO))
-		return APP_EXIT_FAILURE;
+		goto out_descriptors;
 	app_block_stop_signals(&stop);
 
 	if (app_runtime_start(&gw.r, cfg, WHO))
-		return APP_EXIT_FAILURE;
+		goto out_descriptors;
 	app_user_log(&user, &gw.r.log, WHO);
 	if (routes_open(&gw, cfg)) {
 		status = APP_EXIT_CONFIG;
 		goto out_routes;
 	}
-	if (gw_serve(&gw))
+	if (gw_serve(&gw, cfg))
 		goto out_routes;
 	gw_print_serving(&gw);
 	sig = app_wait_stop(&stop, 0);
@@ -584,5 +581,7 @@ int app_cmd_gateway(struct app_config *cfg)
 out_routes:
 	routes_close(&gw);
 	app_runtime_stop(&gw.r);
+out_descriptors:
+	pbd_pool_destroy(&gw.descriptors);
 	return status;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "codec/rpc_errno.h"
 #include "echo.pb-c.h"
 
 /* A delayed answer: the timer lives in the call's `user` slot. */
@@ -115,4 +116,46 @@ int echo_service_add(struct server *s, struct echo_service *e)
 	return server_add_service(s, &example__echo_service__descriptor,
 				  handlers, e,
 				  e->on_workers ? 0 : SERVER_METHOD_INLINE);
+}
+
+/* A mirror's call: the request's bytes are the answer's. */
+static void mirror_handler(struct server_call *call, void *arg)
+{
+	const struct pbd_service *ps = arg;
+	const struct pbd_method *pm =
+	    pbd_find_method(ps, call->method, strlen(call->method));
+
+	if (!pm || pm->input != pm->output) {
+		server_call_fail(call, RPC_EREQUEST,
+				 "echo mirrors only methods whose request and "
+				 "response are of one type; %s.%s's are not",
+				 ps->full_name, call->method);
+	} else if (iobuf_append_buf(&call->response_body,
+				    &call->request_body) ||
+		   iobuf_append_buf(&call->response_attachment,
+				    &call->request_attachment)) {
+		server_call_fail(call, ENOMEM, "no memory for the answer");
+	} else {
+		call->response_compress_type = call->request_compress_type;
+	}
+	server_call_finish(call);
+}
+
+int echo_mirrors_add(struct server *s, const struct pbd_pool *pool,
+		     struct echo_service *e)
+{
+	(void)e;
+	for (unsigned i = 0; i < pool->nservices; i++) {
+		const struct pbd_service *ps = pool->services[i];
+		int err;
+
+		if (!strcmp(ps->full_name,
+			    example__echo_service__descriptor.name))
+			continue;
+		err = server_add_raw_service(s, ps, mirror_handler, (void *)ps,
+					     SERVER_METHOD_INLINE);
+		if (err && err != -EEXIST)
+			return err;
+	}
+	return 0;
 }

@@ -37,4 +37,19 @@ struct echo_service {
  * the server.  0 or server_add_service()'s error. */
 int echo_service_add(struct server *s, struct echo_service *e);
 
+/*
+ * Registers every service of `pool` that `s` does not serve yet as a
+ * mirror (a raw service): a method whose request and response are of one
+ * type answers the request's bytes as they came (kitchen.proto's
+ * KitchenService.Mirror, say); one of two types fails with EREQUEST
+ * saying so.  0, or server_add_raw_service()'s error.
+ */
+int echo_mirrors_add(struct server *s, const struct pbd_pool *pool,
+		     struct echo_service *e);
+
+/* echo.proto's descriptor set, compiled in (build/gen/app/proto/
+ * echo.desc.c, made by the build with protoc-c -o). */
+extern const uint8_t echo_proto_desc[];
+extern const size_t echo_proto_desc_len;
+
 #endif

@@ -8,11 +8,31 @@
 #include "netcfg.h"
 
 #include <ctype.h>
+#include <unistd.h>
 #include <string.h>
 
 static const char *const budget_modes[] = {"strict", "auto", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error",
 					 NULL};
+static const char *const call_protocols[] = {"baidu_std", "http", NULL};
+
+/* --json: a bool word (bench) or a JSON object (call). */
+static bool json_flag_valid(const char *v)
+{
+	bool b;
+
+	while (*v == ' ' || *v == '\t' || *v == '\n')
+		v++;
+	return *v == '{' || flags_parse_bool(v, &b);
+}
+
+/* --descriptor_set: each of the files can be read (checked again, with
+ * its contents, when it is loaded). */
+static bool descriptor_set_valid(const char *v)
+{
+	return !*v || access(v, R_OK) == 0;
+}
+
 /* compress_type_name()'s names of the types with a codec
  * (net/codec/compress.h). */
 static const char *const compress_types[] = {"none", "snappy", "gzip", "zlib",
@@ -476,10 +496,35 @@ const struct flag_def app_flag_defs[] = {
     },
     {
 	.name = "json",
-	.type = FLAG_BOOL,
+	.type = FLAG_STRING,
 	.def = "false",
-	.help = "bench: print the result as one JSON line, and no "
-		"progress",
+	.bare = "true",
+	.valid = json_flag_valid,
+	.expect = "true or false (bench), or a JSON object (call)",
+	.help = "bench: true prints the result as one JSON line, and no "
+		"progress; call: the request, a JSON object, for --service "
+		"and --method (their types from --descriptor_set)",
+    },
+    {
+	.name = "service",
+	.type = FLAG_STRING,
+	.def = "example.EchoService",
+	.help = "call: the service to call (with --json: any service of "
+		"--descriptor_set)",
+    },
+    {
+	.name = "method",
+	.type = FLAG_STRING,
+	.def = "Echo",
+	.help = "call: the method of --service to call",
+    },
+    {
+	.name = "protocol",
+	.type = FLAG_ENUM,
+	.def = "baidu_std",
+	.choices = call_protocols,
+	.help = "call: baidu_std, or http (POST /SERVICE/METHOD with the "
+		"JSON, brpc's HTTP mapping)",
     },
     {
 	.name = "oneway",
@@ -631,6 +676,46 @@ const struct flag_def app_flag_defs[] = {
 	.help = "PID 1: how long roles get to stop after SIGTERM "
 		"before SIGKILL",
     },
+    /* HTTP/JSON on every server port */
+    {
+	.name = "descriptor_set",
+	.type = FLAG_STRING,
+	.def = "",
+	.repeat = true,
+	.valid = descriptor_set_valid,
+	.expect = "the path of a readable file",
+	.help = "echo, gateway, call: a FileDescriptorSet file (protoc "
+		"--include_imports -o FILE) whose types HTTP/JSON bodies are "
+		"read and written with (echo mirrors its services); give it "
+		"once per file",
+    },
+    {
+	.name = "max_body_size",
+	.type = FLAG_INT,
+	.def = "67108864",
+	.min = 1024,
+	.max = 1073741824,
+	.help = "echo, gateway: the largest request body taken, baidu_std "
+		"or HTTP (HTTP: 413 before any byte of it is kept)",
+    },
+    {
+	.name = "http_header_timeout_ms",
+	.type = FLAG_INT,
+	.def = "10000",
+	.min = 1,
+	.max = 600000,
+	.help = "echo, gateway: an HTTP request's head must come within "
+		"this long of its first byte (else 408 and close)",
+    },
+    {
+	.name = "http_idle_timeout_ms",
+	.type = FLAG_INT,
+	.def = "60000",
+	.min = 1,
+	.max = 86400000,
+	.help = "echo, gateway: an idle HTTP keep-alive connection is "
+		"closed after this long",
+    },
     /* gateway: routes to upstream clusters */
     {
 	.name = "route",
@@ -724,3 +809,10 @@ const struct flag_def app_flag_defs[] = {
 };
 
 const size_t app_flag_count = sizeof(app_flag_defs) / sizeof(app_flag_defs[0]);
+
+bool app_flag_true(const struct flags *fl, const char *name)
+{
+	bool b;
+
+	return flags_parse_bool(flags_str(fl, name), &b) && b;
+}

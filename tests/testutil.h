@@ -8,6 +8,8 @@
  *   TEST_BOUNDED(fn)        a test run under that alarm
  *   test_vector_read(name)  a file of ../shared/vectors/baidu_std, found
  *                           through TEST_VECTORS_DIR (`make` sets it)
+ *   test_desc_path(name)    a descriptor set the build made for the tests
+ *                           (build/gen/test, TEST_DESC_DIR)
  */
 #ifndef RPCGATE_TESTS_TESTUTIL_H
 #define RPCGATE_TESTS_TESTUTIL_H
@@ -51,20 +53,17 @@ static inline const char *test_vectors_dir(void)
 	return dir;
 }
 
-/* Reads vectors/baidu_std/name (or vectors/name when name has a '/')
- * whole into a malloc'd buffer (free it). */
-static inline uint8_t *test_vector_read(const char *name, size_t *len)
+/* Reads the file at path whole into a malloc'd buffer (free it), with a
+ * NUL after its bytes. */
+static inline uint8_t *test_file_read(const char *path, size_t *len)
 {
-	char path[4096];
 	uint8_t *buf;
 	FILE *fp;
 	long n;
 
-	snprintf(path, sizeof(path), "%s/%s%s", test_vectors_dir(),
-		 strchr(name, '/') ? "" : "baidu_std/", name);
 	fp = fopen(path, "rb");
 	if (!fp)
-		fail_msg("cannot open vector %s: %s", path, strerror(errno));
+		fail_msg("cannot open %s: %s", path, strerror(errno));
 	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
 	n = ftell(fp);
 	assert_true(n >= 0);
@@ -73,8 +72,34 @@ static inline uint8_t *test_vector_read(const char *name, size_t *len)
 	assert_non_null(buf);
 	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
 	fclose(fp);
+	buf[n] = 0;
 	*len = (size_t)n;
 	return buf;
+}
+
+/* Reads vectors/baidu_std/name (or vectors/name when name has a '/')
+ * whole into a malloc'd buffer (free it). */
+static inline uint8_t *test_vector_read(const char *name, size_t *len)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s%s", test_vectors_dir(),
+		 strchr(name, '/') ? "" : "baidu_std/", name);
+	return test_file_read(path, len);
+}
+
+/* build/gen/test/NAME (TEST_DESC_DIR, set by `make`), in a static
+ * buffer; fails the test with the fix when it is not set. */
+static inline const char *test_desc_path(const char *name)
+{
+	static char path[4096];
+	const char *dir = getenv("TEST_DESC_DIR");
+
+	if (!dir || !*dir)
+		fail_msg("TEST_DESC_DIR is not set: point it at build/gen/test "
+			 "(`make unit` does)");
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return path;
 }
 
 /* The same into caller storage; the vector must be shorter than cap. */

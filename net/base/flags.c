@@ -47,6 +47,8 @@ const char *flag_source_name(enum flag_source src)
 		return "environment";
 	case FLAG_SRC_ARGV:
 		return "command line";
+	case FLAG_SRC_RUNTIME:
+		return "run time";
 	}
 	return "?";
 }
@@ -76,6 +78,9 @@ static int describe_origin(const struct flags *fl, const char *name, size_t len,
 	case FLAG_SRC_ARGV:
 		return snprintf(buf, cap, "command line --%.*s", (int)len,
 				name);
+	case FLAG_SRC_RUNTIME:
+		return snprintf(buf, cap, "set at run time (/flags/%.*s)",
+				(int)len, name);
 	}
 	return snprintf(buf, cap, "?");
 }
@@ -489,7 +494,8 @@ int flags_load_arg(struct flags *fl, const char *arg)
 	eq = strchr(body, '=');
 	if (eq)
 		return set_token(fl, body, strlen(body), FLAG_SRC_ARGV);
-	/* --NAME sets a bool; --noNAME clears one, as gflags users expect. */
+	/* --NAME sets a bool (or a string flag's `bare` value); --noNAME
+	 * clears a bool, as gflags users expect. */
 	len = strlen(body);
 	f = find(fl, body, len);
 	if (!f && len > 2 && !strncmp(body, "no", 2)) {
@@ -498,6 +504,8 @@ int flags_load_arg(struct flags *fl, const char *arg)
 			return flags_set(fl, body + 2, len - 2, "false",
 					 FLAG_SRC_ARGV);
 	}
+	if (f && f->def->type == FLAG_STRING && f->def->bare)
+		return flags_set(fl, body, len, f->def->bare, FLAG_SRC_ARGV);
 	if (f && f->def->type != FLAG_BOOL) {
 		flags_report(fl, "flag %s needs a value: --%s=VALUE",
 			     f->def->name, f->def->name);

@@ -47,6 +47,7 @@ enum flag_source {
 	FLAG_SRC_KERNEL,
 	FLAG_SRC_ENV,
 	FLAG_SRC_ARGV,
+	FLAG_SRC_RUNTIME, /* set while running (a server's /flags page) */
 };
 
 struct flag_def {
@@ -65,6 +66,9 @@ struct flag_def {
 	 * later source still replaces them all.
 	 */
 	bool repeat;
+	/* FLAG_STRING only: the value `--NAME` alone sets (NULL: it needs
+	 * one), for a flag that reads as a bool to some subcommands. */
+	const char *bare;
 };
 
 struct flag {
@@ -138,7 +142,8 @@ int64_t flags_int(const struct flags *fl, const char *name);
 bool flags_bool(const struct flags *fl, const char *name);
 const char *flags_str(const struct flags *fl, const char *name);
 
-/* "default", "kernel command line", "environment", "command line". */
+/* "default", "kernel command line", "environment", "command line",
+ * "run time". */
 const char *flag_source_name(enum flag_source src);
 
 /*

@@ -100,7 +100,16 @@ int log_init(struct log *lg, const struct log_options *opt)
 
 bool log_enabled(const struct log *lg, enum log_level level)
 {
-	return lg && level >= lg->opt.level;
+	return lg && level >= (enum log_level)__atomic_load_n(
+				     &lg->opt.level, __ATOMIC_RELAXED);
+}
+
+int log_set_level(struct log *lg, enum log_level level)
+{
+	if (!log_level_valid(level))
+		return -EINVAL;
+	__atomic_store_n(&lg->opt.level, level, __ATOMIC_RELAXED);
+	return 0;
 }
 
 int log_level_parse(const char *s, enum log_level *out)

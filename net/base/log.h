@@ -81,6 +81,10 @@ void log_write(struct log *lg, enum log_level level, const char *fmt, ...)
 void log_vwrite(struct log *lg, enum log_level level, const char *fmt,
 		va_list ap);
 
+/* Changes the level while the log is in use (any thread): 0, or -EINVAL
+ * for a level out of range. */
+int log_set_level(struct log *lg, enum log_level level);
+
 /* Would a line at `level` be written?  False for a NULL log. */
 bool log_enabled(const struct log *lg, enum log_level level);
 

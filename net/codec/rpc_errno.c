@@ -1,6 +1,7 @@
 /* rpc_errno: brpc.Errno names and texts (see rpc_errno.h). */
 #include "rpc_errno.h"
 
+#include <errno.h>
 #include <stddef.h>
 
 #include "base/util.h"
@@ -68,4 +69,30 @@ const char *rpc_errno_text(int code)
 	const struct rpc_errno_entry *e = rpc_errno_find(code);
 
 	return e ? e->text : NULL;
+}
+
+int rpc_errno_http_status(int code)
+{
+	switch (code) {
+	case 0:
+		return 200;
+	case RPC_ENOSERVICE:
+	case RPC_ENOMETHOD:
+		return 404;
+	case RPC_ERPCAUTH:
+		return 401;
+	case RPC_EREQUEST:
+	case EINVAL: /* brpc uses the errno values too */
+		return 400;
+	case RPC_ELIMIT:
+	case RPC_ELOGOFF:
+		return 503;
+	case EPERM:
+		return 403;
+	case RPC_ERPCTIMEDOUT:
+	case ETIMEDOUT:
+		return 504;
+	default:
+		return 500;
+	}
 }

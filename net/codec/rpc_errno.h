@@ -61,4 +61,12 @@ const char *rpc_errno_name(int code);
  */
 const char *rpc_errno_text(int code);
 
+/*
+ * The HTTP status brpc answers a failed call with (its
+ * ErrorCodeToStatusCode): 404 ENOSERVICE and ENOMETHOD, 401 ERPCAUTH,
+ * 400 EREQUEST and EINVAL, 503 ELIMIT and ELOGOFF, 403 EPERM, 504
+ * ERPCTIMEDOUT and ETIMEDOUT, 500 any other code; 200 for 0.
+ */
+int rpc_errno_http_status(int code);
+
 #endif

@@ -1,10 +1,12 @@
 /*
- * server: services, listeners, per-connection protocol detection and
- * brpc's processing of baidu_std requests (see server.h for the way a
+ * server: services, listeners, connections and the protocol of each
+ * (detected on its first bytes), the life every call shares, and the
+ * graceful stop.  The protocols are in server_baidu.c and server_http.c,
+ * the built-in pages in server_pages.c (see server.h for the way a
  * request takes and spec/brpc-wire.md 1.8 for the order of the checks).
  */
 #define _GNU_SOURCE /* accept4 */
-#include "server.h"
+#include "server_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,62 +20,18 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "base/metrics.h"
 #include "base/stamp.h"
 #include "base/util.h"
 #include "codec/compress.h"
-#include "codec/http_head.h"
 #include "codec/pbuf.h"
 #include "codec/rpc_errno.h"
 #include "codec/rpc_msg.h"
-#include "conn.h"
 
 /* How long server_stop waits for answers to flush before it closes
  * connections whose peers do not read. */
 #define SERVER_FLUSH_WAIT_MS 1000
 /* Backlog of listening sockets; the kernel caps it at somaxconn. */
 #define SERVER_BACKLOG 1024
-/* Bytes of an unknown protocol's first bytes shown in the log. */
-#define SERVER_SNIFF_SHOW 8
-
-struct server_method {
-	const char *name;
-	size_t name_len;
-	server_handler_fn *fn;
-	const ProtobufCMessageDescriptor *input, *output;
-	unsigned flags;
-	struct server_service *svc;
-};
-
-struct server_service {
-	const ProtobufCServiceDescriptor *desc;
-	size_t name_len, short_len;
-	bool packaged; /* its full name has a dot (it differs from the short) */
-	void *arg;
-	unsigned nmethods;
-	struct server_method methods[];
-};
-
-enum srv_proto {
-	SRV_DETECT,  /* no protocol recognised yet */
-	SRV_UPGRADE, /* the upgrade's handshake */
-	SRV_BAIDU,   /* baidu_std */
-	SRV_HTTP,    /* a built-in page's request */
-	SRV_REFUSED, /* answered, closing: read nothing more */
-};
-
-struct srv_conn {
-	struct conn conn;
-	struct server *srv;
-	struct srv_conn *prev, *next; /* srv->conns, under srv->lock */
-	bool linked;
-	enum srv_proto proto; /* loop thread */
-	bool authed;	      /* loop thread */
-	bool upgraded;	      /* loop thread: handshake done (or refused) */
-	char local_text[SERVER_ADDR_TEXT_MAX];
-	int64_t accepted_ns;
-	struct loop_timer first_bytes; /* upgrade ports: first bytes due */
-};
 
 /* ---- options, services --------------------------------------------- */
 
@@ -81,6 +39,10 @@ void server_options_default(struct server_options *opt)
 {
 	memset(opt, 0, sizeof(*opt));
 	opt->max_body_size = BAIDU_MAX_BODY_SIZE_DEFAULT;
+	opt->http_header_timeout_ms = SERVER_HTTP_HEADER_TIMEOUT_MS;
+	opt->http_body_idle_ms = SERVER_HTTP_BODY_IDLE_MS;
+	opt->http_idle_timeout_ms = SERVER_HTTP_IDLE_TIMEOUT_MS;
+	opt->http_gzip_min = SERVER_HTTP_GZIP_MIN;
 }
 
 int server_init(struct server *s, const struct server_options *opt)
@@ -88,7 +50,9 @@ int server_init(struct server *s, const struct server_options *opt)
 	pthread_condattr_t ca;
 	int err;
 
-	if (!opt->rt || !opt->pool || opt->max_concurrency < 0)
+	if (!opt->rt || !opt->pool || opt->max_concurrency < 0 ||
+	    opt->http_header_timeout_ms <= 0 || opt->http_body_idle_ms <= 0 ||
+	    opt->http_idle_timeout_ms <= 0)
 		return -EINVAL;
 	memset(s, 0, sizeof(*s));
 	s->opt = *opt;
@@ -103,11 +67,17 @@ int server_init(struct server *s, const struct server_options *opt)
 	err = pthread_mutex_init(&s->lock, NULL);
 	if (err)
 		return -err;
+	err = pthread_mutex_init(&s->flags_lock, NULL);
+	if (err) {
+		pthread_mutex_destroy(&s->lock);
+		return -err;
+	}
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	err = pthread_cond_init(&s->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	if (err) {
+		pthread_mutex_destroy(&s->flags_lock);
 		pthread_mutex_destroy(&s->lock);
 		return -err;
 	}
@@ -116,40 +86,95 @@ int server_init(struct server *s, const struct server_options *opt)
 	return 0;
 }
 
+/* A service's slot: its name free, room left, not started. */
+static int service_slot(struct server *s, const char *name)
+{
+	if (s->started)
+		return -EBUSY;
+	for (int i = 0; i < s->nservices; i++)
+		if (!strcmp(s->services[i]->name, name))
+			return -EEXIST;
+	if (s->nservices == SERVER_MAX_SERVICES)
+		return -ENOSPC;
+	return 0;
+}
+
+static struct server_service *service_new(struct server *s, const char *name,
+					  const char *short_name,
+					  unsigned nmethods, void *arg)
+{
+	struct server_service *svc = mem_zalloc(
+	    s->opt.mem, sizeof(*svc) + nmethods * sizeof(svc->methods[0]));
+
+	if (!svc)
+		return NULL;
+	svc->name = name;
+	svc->short_name = short_name;
+	svc->name_len = strlen(name);
+	svc->short_len = strlen(short_name);
+	svc->packaged = strchr(name, '.') != NULL;
+	svc->arg = arg;
+	svc->nmethods = nmethods;
+	return svc;
+}
+
+static void method_init(struct server_method *m, struct server_service *svc,
+			const char *name, server_handler_fn *fn, unsigned flags)
+{
+	m->name = name;
+	m->name_len = strlen(name);
+	m->fn = fn;
+	m->flags = flags;
+	m->svc = svc;
+	metrics_counter_init(&m->calls);
+	metrics_counter_init(&m->errors);
+	metrics_latency_init(&m->latency);
+}
+
 int server_add_service(struct server *s, const ProtobufCServiceDescriptor *desc,
 		       server_handler_fn *const *handlers, void *arg,
 		       unsigned flags)
 {
 	struct server_service *svc;
+	int err = service_slot(s, desc->name);
 
-	if (s->started)
-		return -EBUSY;
-	for (int i = 0; i < s->nservices; i++)
-		if (!strcmp(s->services[i]->desc->name, desc->name))
-			return -EEXIST;
-	if (s->nservices == SERVER_MAX_SERVICES)
-		return -ENOSPC;
+	if (err)
+		return err;
 	svc =
-	    mem_zalloc(s->opt.mem, sizeof(*svc) + desc->n_methods *
-						      sizeof(svc->methods[0]));
+	    service_new(s, desc->name, desc->short_name, desc->n_methods, arg);
 	if (!svc)
 		return -ENOMEM;
 	svc->desc = desc;
-	svc->name_len = strlen(desc->name);
-	svc->short_len = strlen(desc->short_name);
-	svc->packaged = strchr(desc->name, '.') != NULL;
-	svc->arg = arg;
-	svc->nmethods = desc->n_methods;
 	for (unsigned i = 0; i < desc->n_methods; i++) {
 		struct server_method *m = &svc->methods[i];
 
-		m->name = desc->methods[i].name;
-		m->name_len = strlen(m->name);
-		m->fn = handlers[i];
+		method_init(m, svc, desc->methods[i].name, handlers[i], flags);
 		m->input = desc->methods[i].input;
 		m->output = desc->methods[i].output;
-		m->flags = flags;
-		m->svc = svc;
+	}
+	s->services[s->nservices++] = svc;
+	return 0;
+}
+
+int server_add_raw_service(struct server *s, const struct pbd_service *ps,
+			   server_handler_fn *handler, void *arg,
+			   unsigned flags)
+{
+	struct server_service *svc;
+	int err = service_slot(s, ps->full_name);
+
+	if (err)
+		return err;
+	if (!handler)
+		return -EINVAL;
+	svc = service_new(s, ps->full_name, ps->name, ps->nmethods, arg);
+	if (!svc)
+		return -ENOMEM;
+	svc->pbd = ps;
+	for (unsigned i = 0; i < ps->nmethods; i++) {
+		method_init(&svc->methods[i], svc, ps->methods[i].name, handler,
+			    flags);
+		svc->methods[i].pbd = &ps->methods[i];
 	}
 	s->services[s->nservices++] = svc;
 	return 0;
@@ -182,16 +207,14 @@ static inline bool same_bytes(const char *a, const char *b, size_t n)
  * registration order (a service with no package is found there: its
  * full name is its short name).
  */
-static struct server_service *find_service(struct server *s, const char *name,
-					   bool *is_short)
+struct server_service *server__find_service(struct server *s, const char *name,
+					    size_t n, bool *is_short)
 {
-	size_t n = strlen(name);
-
 	for (int i = 0; i < s->nservices; i++) {
 		struct server_service *svc = s->services[i];
 
 		if (svc->packaged && n == svc->name_len &&
-		    same_bytes(name, svc->desc->name, n)) {
+		    same_bytes(name, svc->name, n)) {
 			*is_short = false;
 			return svc;
 		}
@@ -202,18 +225,15 @@ static struct server_service *find_service(struct server *s, const char *name,
 	for (int i = 0; i < s->nservices; i++) {
 		struct server_service *svc = s->services[i];
 
-		if (n == svc->short_len &&
-		    same_bytes(name, svc->desc->short_name, n))
+		if (n == svc->short_len && same_bytes(name, svc->short_name, n))
 			return svc;
 	}
 	return NULL;
 }
 
-static struct server_method *find_method(struct server_service *svc,
-					 const char *name)
+struct server_method *server__find_method(struct server_service *svc,
+					  const char *name, size_t n)
 {
-	size_t n = strlen(name);
-
 	for (unsigned i = 0; i < svc->nmethods; i++) {
 		struct server_method *m = &svc->methods[i];
 
@@ -223,127 +243,94 @@ static struct server_method *find_method(struct server_service *svc,
 	return NULL;
 }
 
-/* ---- answers ------------------------------------------------------- */
-
-static const char *addr_text(const struct srv_conn *sc)
+const char *server__addr_text(const struct srv_conn *sc)
 {
 	return sc->srv->opt.addr_text ? sc->srv->opt.addr_text : sc->local_text;
 }
 
-/* Queues a packed answer (or, pack_err, closes) and counts it. */
-static void write_answer(struct srv_conn *sc, struct iobuf *out, int pack_err)
-{
-	struct server *s = sc->srv;
-
-	if (pack_err) {
-		log_warn(s->opt.log, "cannot pack the answer to %s: %s",
-			 sc->conn.peer_text, strerror(-pack_err));
-		conn_close(&sc->conn, pack_err);
-	} else {
-		/* A failed write means the connection is going: the peer
-		 * will see its calls fail, nothing to add here. */
-		conn_write(&sc->conn, out);
-	}
-	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
-	iobuf_destroy(out);
-}
-
-/*
- * Queues one answer on the connection: the message (already encoded, may
- * be NULL) and attachment on success, with `crc` (NULL: none) as its
- * checksum_value, or code and text on failure, formatted as brpc's
- * "[addr][E<code>]text" unless `plain` (the ERPCAUTH answer, which brpc
- * writes without SetFailed, and texts passed on from an upstream).
- * Buffers are consumed.
- */
-static void send_answer(struct srv_conn *sc, uint64_t cid, int code,
-			const char *text, bool plain, int compress,
-			const uint8_t *crc, struct iobuf *msg,
-			struct iobuf *att)
-{
-	struct server *s = sc->srv;
-	struct baidu_resp_meta m = {.correlation_id = cid};
-	char small[512], *big = NULL;
-	struct iobuf out;
-	int err;
-
-	STAMP(STAMP_PACK);
-	iobuf_init(&out, s->opt.pool);
-	m.error_code = code;
-	if (code) {
-		size_t need = strlen(text) + SERVER_ADDR_TEXT_MAX + 32;
-		size_t size = need > sizeof(small) ? need : sizeof(small);
-		char *buf = need > sizeof(small)
-				? big = mem_alloc(s->opt.mem, need)
-				: small;
-
-		m.error_text = text; /* plain, or no memory: still answer */
-		if (!plain && buf &&
-		    baidu_format_error_text(buf, size, addr_text(sc), code,
-					    text) >= 0)
-			m.error_text = buf;
-		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
-	} else {
-		m.compress_type = compress;
-		if (crc) {
-			m.checksum_type = BAIDU_CHECKSUM_CRC32C;
-			m.checksum_value.ptr = crc;
-			m.checksum_value.len = 4;
-		}
-	}
-	err =
-	    baidu_pack_response(&out, &m, code ? NULL : msg, code ? NULL : att);
-	write_answer(sc, &out, err);
-	if (msg)
-		iobuf_reset(msg);
-	if (att)
-		iobuf_reset(att);
-	mem_free(s->opt.mem, big);
-}
-
-/*
- * A successful answer, uncompressed and without a checksum, whose message
- * is encoded straight into the frame (baidu_pack_response_pb()): a frame
- * of up to 256 bytes, header and meta included.  false if it is bigger
- * or there is no memory for it (nothing done: encode the message and
- * send_answer(), which reports what fails).
- */
-static bool send_small_answer(struct srv_conn *sc, uint64_t cid,
-			      const ProtobufCMessage *msg, struct iobuf *att)
-{
-	struct baidu_resp_meta m = {.correlation_id = cid};
-	struct iobuf out;
-	int err;
-
-	STAMP(STAMP_PACK);
-	iobuf_init(&out, sc->srv->opt.pool);
-	err = baidu_pack_response_pb(&out, &m, msg, att);
-	if (err == -ENOSPC || err == -ENOMEM) {
-		iobuf_destroy(&out);
-		return false;
-	}
-	write_answer(sc, &out, err);
-	iobuf_reset(att);
-	return true;
-}
-
-static void answer_error(struct srv_conn *sc, uint64_t cid, int code,
-			 const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void answer_error(struct srv_conn *sc, uint64_t cid, int code,
-			 const char *fmt, ...)
-{
-	char text[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	send_answer(sc, cid, code, text, false, 0, NULL, NULL, NULL);
-}
-
 /* ---- calls ---------------------------------------------------------- */
+
+/*
+ * Counted before the stopping check, and uncounted only after the answer
+ * is queued: server_stop() waits for inflight == 0 before it closes
+ * connections, so it either sees this call or this call sees it
+ * stopping, and an ELOGOFF answer is queued before the close.
+ */
+int server__admit(struct server *s, char *why, size_t why_size)
+{
+	int64_t n = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+
+	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST)) {
+		snprintf(why, why_size, "Server is stopping");
+		return RPC_ELOGOFF;
+	}
+	if (s->opt.max_concurrency && n > s->opt.max_concurrency) {
+		snprintf(why, why_size, "Reached server's max_concurrency=%d",
+			 s->opt.max_concurrency);
+		return RPC_ELIMIT;
+	}
+	return 0;
+}
+
+/* A call's answer is queued: the last one of a stopping server wakes
+ * server_stop(). */
+void server__uncount_call(struct server *s)
+{
+	if (__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST)) {
+		pthread_mutex_lock(&s->lock);
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+struct server_call *server__call_new(struct srv_conn *sc)
+{
+	struct server *s = sc->srv;
+	struct server_call *call = mem_zalloc(s->opt.mem, sizeof(*call));
+
+	if (!call)
+		return NULL;
+	call->srv = s;
+	call->sc = sc;
+	call->peer = sc->conn.peer_text;
+	call->start_ns = loop_now(sc->conn.loop);
+	iobuf_init(&call->request_attachment, s->opt.pool);
+	iobuf_init(&call->response_attachment, s->opt.pool);
+	iobuf_init(&call->request_body, s->opt.pool);
+	iobuf_init(&call->response_body, s->opt.pool);
+	conn_ref(&sc->conn);
+	return call;
+}
+
+void server__call_free(struct server_call *call)
+{
+	struct server *s = call->srv;
+	const struct mem *mem = s->opt.mem;
+	struct server_method *m =
+	    (struct server_method *)call->m; /* its figures */
+
+	if (m) {
+		metrics_counter_add(&m->calls, 1);
+		if (call->error_code)
+			metrics_counter_add(&m->errors, 1);
+		metrics_latency_record(
+		    &m->latency,
+		    (uint64_t)(clock_mono_ns() - call->start_ns) / 1000);
+	}
+	pbuf_free((ProtobufCMessage *)call->request, mem);
+	pbuf_free_shallow(call->response, mem);
+	iobuf_destroy(&call->request_attachment);
+	iobuf_destroy(&call->response_attachment);
+	iobuf_destroy(&call->request_body);
+	iobuf_destroy(&call->response_body);
+	baidu_frame_release(&call->frame);
+	mem_free(mem, call->error_text);
+	mem_free(mem, call->http);
+	conn_unref(&call->sc->conn);
+	mem_free(mem, call);
+	server__uncount_call(s);
+}
 
 struct loop *server_call_loop(const struct server_call *call)
 {
@@ -372,36 +359,6 @@ void server_call_fail(struct server_call *call, int code, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A call's answer is queued: the last one of a stopping server wakes
- * server_stop(). */
-static void uncount_call(struct server *s)
-{
-	if (__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST) == 0 &&
-	    __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST)) {
-		pthread_mutex_lock(&s->lock);
-		pthread_cond_broadcast(&s->cond);
-		pthread_mutex_unlock(&s->lock);
-	}
-}
-
-static void call_free(struct server_call *call)
-{
-	struct server *s = call->srv;
-	const struct mem *mem = s->opt.mem;
-
-	pbuf_free((ProtobufCMessage *)call->request, mem);
-	pbuf_free_shallow(call->response, mem);
-	iobuf_destroy(&call->request_attachment);
-	iobuf_destroy(&call->response_attachment);
-	iobuf_destroy(&call->request_body);
-	iobuf_destroy(&call->response_body);
-	baidu_frame_release(&call->frame);
-	mem_free(mem, call->error_text);
-	conn_unref(&call->sc->conn);
-	mem_free(mem, call);
-	uncount_call(s);
-}
-
 void server_call_fail_plain(struct server_call *call, int code,
 			    const char *text)
 {
@@ -409,104 +366,46 @@ void server_call_fail_plain(struct server_call *call, int code,
 	call->error_plain = true;
 }
 
-/* A raw call's answer: the bytes the handler put in response_body. */
-static void finish_raw(struct server_call *call)
-{
-	if (call->error_code)
-		send_answer(call->sc, call->correlation_id, call->error_code,
-			    call->error_text ? call->error_text
-					     : rpc_errno_text(call->error_code),
-			    call->error_plain, 0, NULL, &call->response_body,
-			    &call->response_attachment);
-	else
-		send_answer(call->sc, call->correlation_id, 0, NULL, false,
-			    call->response_compress_type,
-			    call->has_response_crc ? call->response_crc : NULL,
-			    &call->response_body, &call->response_attachment);
-	call_free(call);
-}
-
 void server_call_finish(struct server_call *call)
 {
-	struct server *s = call->srv;
-	uint8_t crc[4];
-	struct iobuf msg;
-	int err;
-
-	if (!call->m) {
-		finish_raw(call);
-		return;
-	}
-	if (!call->error_code && !pbuf_complete(call->response))
+	if (call->m && call->m->input && !call->error_code &&
+	    !pbuf_complete(call->response))
 		server_call_fail(call, RPC_ERESPONSE,
 				 "Missing required fields in response=%s",
 				 call->m->output->name);
-	if (!call->error_code &&
-	    call->response_compress_type == COMPRESS_NONE &&
-	    !call->answer_checksum &&
-	    send_small_answer(call->sc, call->correlation_id, call->response,
-			      &call->response_attachment)) {
-		call_free(call);
-		return;
-	}
-	iobuf_init(&msg, s->opt.pool);
-	if (!call->error_code) {
-		err = rpc_msg_encode(call->response,
-				     call->response_compress_type, &msg);
-		if (err)
-			server_call_fail(
-			    call, RPC_EINTERNAL,
-			    "Fail to serialize response=%s, "
-			    "CompressType=%s: %s",
-			    call->m->output->name,
-			    compress_type_name(call->response_compress_type),
-			    strerror(-err));
-	}
-	if (call->error_code)
-		send_answer(call->sc, call->correlation_id, call->error_code,
-			    call->error_text ? call->error_text
-					     : rpc_errno_text(call->error_code),
-			    false, 0, false, &msg, &call->response_attachment);
+	if (call->http)
+		server__http_finish(call);
 	else
-		send_answer(call->sc, call->correlation_id, 0, NULL, false,
-			    call->response_compress_type,
-			    call->answer_checksum &&
-				    rpc_msg_checksum(&msg, NULL, crc) == 0
-				? crc
-				: NULL,
-			    &msg, &call->response_attachment);
-	iobuf_destroy(&msg);
-	call_free(call);
+		server__baidu_finish(call);
 }
 
-/* Worker (or loop, for inline methods): check, decompress, decode, run. */
-static void call_run(struct server_call *call)
+void server__call_typed(struct server_call *call, struct iobuf *body,
+			int compress)
 {
-	struct baidu_frame *f = &call->frame;
 	struct server *s = call->srv;
 	int err;
 
-	err = rpc_msg_verify(f);
-	if (!err && f->meta.content_type != BAIDU_CONTENT_PB)
-		err = -EPROTONOSUPPORT;
-	if (!err)
-		err = rpc_msg_decode(call->m->input, f->meta.compress_type,
-				     &f->data, s->opt.max_body_size, s->opt.mem,
-				     (ProtobufCMessage **)&call->request);
+	err =
+	    rpc_msg_decode(call->m->input, compress, body, s->opt.max_body_size,
+			   s->opt.mem, (ProtobufCMessage **)&call->request);
 	if (err == -ENOMEM) {
 		server_call_fail(call, RPC_EINTERNAL, "no memory for request");
-	} else if (err) {
+	} else if (err && call->http) {
 		server_call_fail(call, RPC_EREQUEST,
-				 "Fail to parse request=%s, ContentType=%s, "
-				 "CompressType=%s, ChecksumType=%s, "
-				 "request_size=%zu",
-				 call->m->input->name,
-				 rpc_content_type_name(f->meta.content_type),
-				 compress_type_name(f->meta.compress_type),
-				 rpc_checksum_type_name(f->meta.checksum_type),
-				 /* brpc counts the attachment in */
-				 iobuf_len(&f->data) +
-				     iobuf_len(&f->attachment));
+				 "Fail to parse http body as %s",
+				 call->m->input->name);
+	} else if (err) {
+		server_call_fail(
+		    call, RPC_EREQUEST,
+		    "Fail to parse request=%s, ContentType=%s, "
+		    "CompressType=%s, ChecksumType=%s, "
+		    "request_size=%zu",
+		    call->m->input->name,
+		    rpc_content_type_name(BAIDU_CONTENT_PB),
+		    compress_type_name(compress),
+		    rpc_checksum_type_name(call->frame.meta.checksum_type),
+		    /* brpc counts the attachment in */
+		    iobuf_len(body) + iobuf_len(&call->request_attachment));
 	}
 	if (!call->error_code) {
 		call->response = pbuf_new(call->m->output, s->opt.mem);
@@ -514,9 +413,8 @@ static void call_run(struct server_call *call)
 			server_call_fail(call, RPC_EINTERNAL,
 					 "no memory for response");
 	}
-	call->request_attachment = f->attachment;
-	iobuf_init(&f->attachment, s->opt.pool);
-	baidu_frame_release(f);
+	iobuf_reset(body);
+	baidu_frame_release(&call->frame);
 	if (call->error_code) {
 		server_call_finish(call);
 		return;
@@ -525,335 +423,18 @@ static void call_run(struct server_call *call)
 	call->m->fn(call, call->m->svc->arg);
 }
 
-static void call_task(struct task *t)
+void server__call_dispatch(struct server_call *call, void (*run)(struct task *))
 {
-	call_run(container_of(t, struct server_call, task));
-}
-
-/* ---- the baidu_std request path (loop thread) ----------------------- */
-
-/*
- * spec 1.8, checks 2-5, then the call goes to its method.  Takes the
- * frame (released or moved into the call).
- */
-static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
-{
-	struct server *s = sc->srv;
-	const struct baidu_meta *mt = &f->meta;
-	uint64_t cid = mt->correlation_id;
-	struct server_service *svc;
-	struct server_method *m;
-	struct server_call *call;
-	void *route = NULL;
-	bool is_short;
-	int64_t n;
-
-	/*
-	 * Counted before the stopping check, and uncounted only after the
-	 * answer is queued: server_stop() waits for inflight == 0 before it
-	 * closes connections, so it either sees this call or this call sees
-	 * it stopping, and an ELOGOFF answer is queued before the close.
-	 */
-	n = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST)) {
-		answer_error(sc, cid, RPC_ELOGOFF, "Server is stopping");
-		goto out_unaccount;
-	}
-	if (s->opt.max_concurrency && n > s->opt.max_concurrency) {
-		answer_error(sc, cid, RPC_ELIMIT,
-			     "Reached server's max_concurrency=%d",
-			     s->opt.max_concurrency);
-		goto out_unaccount;
-	}
-	if (f->bad_attachment) {
-		answer_error(sc, cid, RPC_EREQUEST,
-			     "attachment_size=%d is larger than "
-			     "request_size=%zu",
-			     mt->attachment_size, iobuf_len(&f->data));
-		goto out_unaccount;
-	}
-	svc = find_service(s, mt->service, &is_short);
-	m = svc ? find_method(svc, mt->method) : NULL;
-	if (!m && s->route)
-		route = s->route(s->route_arg, mt->service, mt->method);
-	if (!m && !route && !svc && (is_short || s->route)) {
-		answer_error(sc, cid, RPC_ENOSERVICE, "Fail to find service=%s",
-			     mt->service);
-		goto out_unaccount;
-	}
-	if (!m && !route) {
-		/* The service as sent, short or full, as brpc prints it. */
-		answer_error(sc, cid, RPC_ENOMETHOD,
-			     "Fail to find method=%s/%s", mt->service,
-			     mt->method);
-		goto out_unaccount;
-	}
-	call = mem_zalloc(s->opt.mem, sizeof(*call));
-	if (!call) {
-		answer_error(sc, cid, RPC_EINTERNAL, "no memory for the call");
-		goto out_unaccount;
-	}
-	call->srv = s;
-	call->sc = sc;
-	call->m = m;
-	call->route = route;
-	call->frame = *f;
-	call->service = m ? svc->desc->name : call->frame.meta.service;
-	call->method = m ? m->name : call->frame.meta.method;
-	call->correlation_id = cid;
-	call->has_log_id = mt->has_log_id;
-	call->log_id = mt->log_id;
-	call->request_compress_type = mt->compress_type;
-	call->peer = sc->conn.peer_text;
-	call->answer_checksum = s->opt.checksum_answers &&
-				mt->checksum_type == BAIDU_CHECKSUM_CRC32C;
-	call->start_ns = loop_now(sc->conn.loop);
-	iobuf_init(&call->request_attachment, s->opt.pool);
-	iobuf_init(&call->response_attachment, s->opt.pool);
-	iobuf_init(&call->request_body, s->opt.pool);
-	iobuf_init(&call->response_body, s->opt.pool);
-	conn_ref(&sc->conn);
-	if (route) {
-		/* Forwarded as it came: the frame's bytes move to the call,
-		 * its meta stays (names, log_id, authentication_data). */
-		if (iobuf_append_buf(&call->request_body, &call->frame.data) ||
-		    iobuf_append_buf(&call->request_attachment,
-				     &call->frame.attachment)) {
-			server_call_fail(call, RPC_EINTERNAL,
-					 "no memory for the request");
-			server_call_finish(call);
-			return;
-		}
-		call->has_request_crc =
-		    mt->checksum_type == BAIDU_CHECKSUM_CRC32C &&
-		    mt->checksum_value.ptr && mt->checksum_value.len == 4;
-		if (call->has_request_crc)
-			memcpy(call->request_crc, mt->checksum_value.ptr, 4);
-		s->route_handler(call, s->route_arg);
+	task_init(&call->task, run);
+	if (call->m && (call->m->flags & SERVER_METHOD_INLINE)) {
+		run(&call->task);
 		return;
 	}
-	if (m->flags & SERVER_METHOD_INLINE) {
-		call_run(call);
-		return;
-	}
-	task_init(&call->task, call_task);
-	if (rt_submit(s->opt.rt, &call->task)) {
+	if (rt_submit(call->srv->opt.rt, &call->task)) {
 		/* The workers stopped: the server is going down. */
 		server_call_fail(call, RPC_ELOGOFF, "Server is stopping");
 		server_call_finish(call);
 	}
-	return;
-
-out_unaccount:
-	uncount_call(s);
-	baidu_frame_release(f);
-}
-
-/* Authentication of a connection's first request (spec 1.7).  true: go
- * on; false: refused, answered and closing. */
-static bool baidu_auth(struct srv_conn *sc, const struct baidu_frame *f)
-{
-	struct server *s = sc->srv;
-	char why[256] = "";
-
-	if (!s->opt.auth || sc->authed)
-		return true;
-	if (s->opt.auth(s->opt.auth_arg, &f->meta.authentication_data,
-			sc->conn.peer_text, why, sizeof(why)) == 0) {
-		sc->authed = true;
-		return true;
-	}
-	log_warn(s->opt.log, "refusing %s: authentication failed%s%s",
-		 sc->conn.peer_text, why[0] ? ": " : "", why);
-	{
-		char text[300];
-
-		snprintf(text, sizeof(text), "Fail to authenticate%s%s",
-			 why[0] ? ": " : "", why);
-		send_answer(sc, f->meta.correlation_id, RPC_ERPCAUTH, text,
-			    true, 0, NULL, NULL, NULL);
-	}
-	sc->proto = SRV_REFUSED;
-	conn_close_after_flush(&sc->conn, -EACCES);
-	return false;
-}
-
-/* Why a frame broke the stream, for the one log line before closing. */
-static void log_bad_frame(struct srv_conn *sc, int err)
-{
-	struct server *s = sc->srv;
-	uint8_t hdr[BAIDU_HEADER_LEN];
-	uint32_t body = 0, meta = 0;
-	size_t n;
-
-	n = iobuf_copy_out(&sc->conn.in, 0, hdr, sizeof(hdr));
-	baidu_parse_header(hdr, n, &s->limits, &body, &meta);
-	switch (err) {
-	case -EPROTO:
-		log_warn(s->opt.log,
-			 "closing %s: bad magic in a baidu_std "
-			 "frame header",
-			 sc->conn.peer_text);
-		break;
-	case -EMSGSIZE:
-		log_warn(s->opt.log,
-			 "closing %s: baidu_std body_size=%u "
-			 "meta_size=%u over max_body_size=%zu or meta limit "
-			 "%zu",
-			 sc->conn.peer_text, body, meta,
-			 s->limits.max_body_size, s->limits.max_meta_size);
-		break;
-	case -EBADMSG:
-		if (meta > body)
-			log_warn(s->opt.log,
-				 "closing %s: baidu_std "
-				 "meta_size=%u larger than body_size=%u",
-				 sc->conn.peer_text, meta, body);
-		else
-			log_warn(s->opt.log,
-				 "closing %s: baidu_std meta of "
-				 "%u bytes does not decode as RpcMeta",
-				 sc->conn.peer_text, meta);
-		break;
-	default:
-		log_warn(s->opt.log, "closing %s: %s", sc->conn.peer_text,
-			 strerror(-err));
-	}
-}
-
-static void baidu_data(struct srv_conn *sc)
-{
-	struct server *s = sc->srv;
-	struct baidu_frame f;
-	int n;
-
-	while (sc->proto == SRV_BAIDU && !conn_closing(&sc->conn)) {
-		n = baidu_parse(&sc->conn.in, &f, &s->limits);
-		if (n == -EAGAIN)
-			return;
-		if (n < 0) {
-			if (n != -ENOMEM)
-				__atomic_fetch_add(&s->n_closed_bad, 1,
-						   __ATOMIC_RELAXED);
-			log_bad_frame(sc, n);
-			conn_close(&sc->conn, n);
-			return;
-		}
-		STAMP(STAMP_PARSED);
-		if (!f.meta.has_request) {
-			log_warn(s->opt.log,
-				 "closing %s: a baidu_std frame "
-				 "without a request meta on a server "
-				 "connection",
-				 sc->conn.peer_text);
-			__atomic_fetch_add(&s->n_closed_bad, 1,
-					   __ATOMIC_RELAXED);
-			baidu_frame_release(&f);
-			conn_close(&sc->conn, -EPROTO);
-			return;
-		}
-		if (!baidu_auth(sc, &f)) {
-			baidu_frame_release(&f);
-			return;
-		}
-		baidu_request(sc, &f);
-	}
-}
-
-/* ---- built-in pages over HTTP ----------------------------------------- */
-
-/* Queues one HTTP/1.1 answer and closes once it is out. */
-static void http_answer(struct srv_conn *sc, bool head_only, const char *status,
-			const char *extra, const char *type, const char *body,
-			size_t len)
-{
-	struct conn *c = &sc->conn;
-	struct iobuf out;
-	char h[320];
-	int n;
-
-	n = snprintf(h, sizeof(h),
-		     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: "
-		     "%zu\r\nConnection: close\r\n%s\r\n",
-		     status, type, len, extra);
-	iobuf_init(&out, sc->srv->opt.pool);
-	if (iobuf_append(&out, h, (size_t)n) == 0 &&
-	    (head_only || iobuf_append(&out, body, len) == 0))
-		conn_write(c, &out);
-	iobuf_destroy(&out);
-	sc->proto = SRV_REFUSED;
-	conn_close_after_flush(c, 0);
-}
-
-static void http_text(struct srv_conn *sc, bool head_only, const char *status,
-		      const char *extra, const char *text)
-{
-	http_answer(sc, head_only, status, extra, "text/plain; charset=utf-8",
-		    text, strlen(text));
-}
-
-static void http_metrics(struct srv_conn *sc, bool head_only)
-{
-	struct server *s = sc->srv;
-	ssize_t need = metrics_write_prometheus(s->opt.metrics, NULL, 0);
-	char *text = need >= 0 ? mem_alloc(s->opt.mem, (size_t)need + 1) : NULL;
-
-	if (!text || metrics_write_prometheus(s->opt.metrics, text,
-					      (size_t)need + 1) != need) {
-		/* A metric registered in between: the next scrape. */
-		http_text(sc, head_only, "503 Service Unavailable", "",
-			  "rpcgate: the metrics changed while being written; "
-			  "try again\n");
-	} else {
-		http_answer(sc, head_only, "200 OK", "",
-			    "text/plain; version=0.0.4; charset=utf-8", text,
-			    (size_t)need);
-	}
-	mem_free(s->opt.mem, text);
-}
-
-/* SRV_HTTP: the request head, then one answer. */
-static void http_data(struct srv_conn *sc)
-{
-	struct conn *c = &sc->conn;
-	uint8_t buf[HTTP_HEAD_MAX];
-	size_t n = iobuf_copy_out(&c->in, 0, buf, sizeof(buf));
-	struct http_head h;
-	char why[160];
-	bool get, head_only;
-	int r = http_head_parse(buf, n, &h);
-
-	if (r == -EAGAIN)
-		return;
-	iobuf_reset(&c->in);
-	if (r) {
-		log_info(sc->srv->opt.log, "HTTP request from %s refused: %s",
-			 c->peer_text,
-			 r == -E2BIG ? "its head is over 8 KiB" : h.why);
-		snprintf(why, sizeof(why), "rpcgate: bad request: %s\n",
-			 r == -E2BIG ? "the head is over 8 KiB" : h.why);
-		http_text(sc, false,
-			  r == -E2BIG ? "431 Request Header Fields Too Large"
-				      : "400 Bad Request",
-			  "", why);
-		return;
-	}
-	head_only = !strcmp(h.method, "HEAD");
-	get = head_only || !strcmp(h.method, "GET");
-	log_debug(sc->srv->opt.log, "HTTP %s %s from %s", h.method, h.target,
-		  c->peer_text);
-	if (!get)
-		http_text(sc, false, "405 Method Not Allowed",
-			  "Allow: GET, HEAD\r\n",
-			  "rpcgate: this port's pages answer GET and HEAD\n");
-	else if (sc->srv->opt.metrics && (!strcmp(h.target, "/metrics") ||
-					  !strncmp(h.target, "/metrics?", 9)))
-		http_metrics(sc, head_only);
-	else
-		http_text(sc, head_only, "404 Not Found", "",
-			  sc->srv->opt.metrics
-			      ? "rpcgate: no such page; try /metrics\n"
-			      : "rpcgate: no such page\n");
 }
 
 /* ---- connections ---------------------------------------------------- */
@@ -889,11 +470,11 @@ static void srv_on_data(struct conn *c)
 	}
 	if (sc->proto == SRV_DETECT) {
 		/* The protocols this port speaks, in brpc's order (spec
-		 * 1.9): baidu_std, then HTTP (the built-in pages). */
+		 * 1.9): baidu_std, then HTTP. */
 		r = baidu_detect(&c->in);
 		if (r < 0) {
 			n = iobuf_copy_out(&c->in, 0, first, sizeof(first));
-			r = http_detect(first, n);
+			r = http1_detect(first, n);
 			if (r > 0)
 				sc->proto = SRV_HTTP;
 			else
@@ -919,9 +500,9 @@ static void srv_on_data(struct conn *c)
 			sc->proto = SRV_BAIDU;
 	}
 	if (sc->proto == SRV_BAIDU)
-		baidu_data(sc);
+		server__baidu_data(sc);
 	else if (sc->proto == SRV_HTTP)
-		http_data(sc);
+		server__http_data(sc);
 	else
 		iobuf_reset(&c->in); /* refused: ignore the rest */
 }
@@ -978,6 +559,7 @@ static void srv_on_close(struct conn *c, int err)
 	const struct conn_upgrade *up = s->opt.upgrade;
 
 	loop_timer_stop(c->loop, &sc->first_bytes);
+	server__http_close(sc);
 	if (err == 0 && up && up->first_bytes_ms > 0 &&
 	    sc->proto == SRV_DETECT && !sc->upgraded)
 		log_undetected(sc, "closed the connection");
@@ -1187,10 +769,52 @@ static void listener_stop_task(struct task *t)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Each method's HTTP/JSON types (from the pool, by their names) and
+ * figures (in the registry, labelled with its names). */
+static void methods_start(struct server *s)
+{
+	for (int i = 0; i < s->nservices; i++) {
+		struct server_service *svc = s->services[i];
+		const struct pbd_service *ps = svc->pbd;
+
+		if (!ps && s->opt.descriptors)
+			ps = svc->pbd = pbd_find_service(
+			    s->opt.descriptors, svc->name, svc->name_len);
+		for (unsigned k = 0; k < svc->nmethods; k++) {
+			struct server_method *m = &svc->methods[k];
+
+			if (!m->pbd && ps)
+				m->pbd =
+				    pbd_find_method(ps, m->name, m->name_len);
+			if (!s->opt.metrics || !m->fn)
+				continue;
+			snprintf(m->labels, sizeof(m->labels),
+				 "service=\"%s\",method=\"%s\"", svc->name,
+				 m->name);
+			metrics_register_counter(s->opt.metrics, &m->calls,
+						 "rpcgate_method_calls_total",
+						 "calls answered by a method",
+						 m->labels);
+			metrics_register_counter(s->opt.metrics, &m->errors,
+						 "rpcgate_method_errors_total",
+						 "calls a method answered with "
+						 "an error",
+						 m->labels);
+			metrics_register_latency(
+			    s->opt.metrics, &m->latency,
+			    "rpcgate_method_latency_us",
+			    "a method's calls, from request "
+			    "to answer",
+			    m->labels);
+		}
+	}
+}
+
 int server_start(struct server *s)
 {
 	if (s->started)
 		return -EBUSY;
+	methods_start(s);
 	s->started = true;
 	s->listeners_open = s->nlisteners;
 	for (int i = 0; i < s->nlisteners; i++) {
@@ -1288,9 +912,18 @@ void server_destroy(struct server *s)
 	pthread_mutex_lock(&s->lock);
 	wait_until(s, calls_done, -1);
 	pthread_mutex_unlock(&s->lock);
-	for (int i = 0; i < s->nservices; i++)
-		mem_free(s->opt.mem, s->services[i]);
+	for (int i = 0; i < s->nservices; i++) {
+		struct server_service *svc = s->services[i];
+
+		for (unsigned k = 0; k < svc->nmethods; k++) {
+			metrics_unregister(&svc->methods[k].calls.node);
+			metrics_unregister(&svc->methods[k].errors.node);
+			metrics_unregister(&svc->methods[k].latency.node);
+		}
+		mem_free(s->opt.mem, svc);
+	}
 	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->flags_lock);
 	pthread_mutex_destroy(&s->lock);
 }
 

@@ -1,6 +1,8 @@
 /*
- * server: an RPC server: services from protobuf-c descriptors, listening
- * ports, a protocol detected per connection, brpc's answers.
+ * server: an RPC server: services from protobuf-c descriptors (or from a
+ * descriptor pool, raw), listening ports, a protocol detected per
+ * connection (the RDMA hello, baidu_std, HTTP/1.x), brpc's answers and
+ * built-in pages.
  *
  * A request's way through (baidu_std; spec/brpc-wire.md 1.8):
  *
@@ -20,6 +22,16 @@
  *   any thread    the handler (now or later, e.g. from a timer) calls
  *                 server_call_finish(): the answer is packed and queued
  *                 on the connection; the call is freed.
+ *
+ * HTTP/1.x (brpc's mapping, spec/brpc-wire.md section 4): POST (or any
+ * method) /Service/Method or /package.Service/Method with a JSON body
+ * (transcoded by the method's types in opt.descriptors) or, with
+ * Content-Type application/proto, the wire bytes; the answer in the same
+ * form, errors as status codes with x-bd-error-code and brpc's text.
+ * One request at a time per connection: pipelined requests wait in the
+ * input and are answered in order.  Every other path is a built-in page
+ * (/health, /version, /status, /flags, /connections, /vars, /protobufs,
+ * /metrics) or 404.
  *
  * Every error answer carries brpc's text, "[addr][E<code>]<text>" (but
  * ERPCAUTH's, plain "Fail to authenticate[: why]", as brpc's), the
@@ -51,6 +63,9 @@
 #include "base/mem.h"
 #include "base/rt.h"
 #include "codec/baidu_std.h"
+#include "codec/pbd.h"
+
+struct flags;
 
 #define SERVER_MAX_LISTENERS 8
 #define SERVER_MAX_SERVICES  64
@@ -100,11 +115,44 @@ struct server_options {
 	/* A handshake detected on a connection's first bytes before any
 	 * RPC protocol (the RDMA hello); NULL: none. */
 	const struct conn_upgrade *upgrade;
-	/* GET /metrics on any port answers this registry in Prometheus
-	 * text; NULL: 404.  (HTTP on the RPC port, as brpc's built-in
-	 * pages; each such connection serves one request and closes.) */
+	/* GET /metrics (Prometheus text) and /vars answer this registry,
+	 * which also gets every method's calls, errors and latency; NULL:
+	 * no such pages. */
 	struct metrics *metrics;
+	/* The types HTTP/JSON callers' bodies are read and answered with,
+	 * and /protobufs lists: every typed service's types should be in
+	 * it; NULL: JSON callers get 415. */
+	const struct pbd_pool *descriptors;
+	/* /version's text; NULL: "rpcgate". */
+	const char *version;
+	/* /flags lists these (read only under the server's lock, with
+	 * set_flag); NULL: the page has none.  /flags/NAME?setvalue=V sets
+	 * a flag marked runtime through set_flag (NULL: refused), which
+	 * also applies it: 0, or -errno and a reason in why. */
+	struct flags *flags;
+	int (*set_flag)(void *arg, const char *name, const char *value,
+			char *why, size_t why_size);
+	void *set_flag_arg;
+	/* HTTP connections: the whole head of a request within
+	 * http_header_timeout_ms of its first byte (else 408 and close),
+	 * no more than http_body_idle_ms between bytes of a body, and an
+	 * idle keep-alive connection closed after http_idle_timeout_ms. */
+	int http_header_timeout_ms; /* SERVER_HTTP_HEADER_TIMEOUT_MS */
+	int http_body_idle_ms;	    /* SERVER_HTTP_BODY_IDLE_MS */
+	int http_idle_timeout_ms;   /* SERVER_HTTP_IDLE_TIMEOUT_MS */
+	/* HTTP answers at least this long are gzipped for callers that
+	 * accept it (brpc's http_body_compress_threshold); 0: never. */
+	size_t http_gzip_min;
 };
+
+/* nginx's client_header_timeout is 60 s; a slow-loris client holds a
+ * connection for far less here. */
+#define SERVER_HTTP_HEADER_TIMEOUT_MS 10000
+#define SERVER_HTTP_BODY_IDLE_MS      30000
+/* nginx's keepalive_timeout is 75 s. */
+#define SERVER_HTTP_IDLE_TIMEOUT_MS 60000
+/* brpc's http_body_compress_threshold. */
+#define SERVER_HTTP_GZIP_MIN 512
 
 /*
  * One call, from the request to server_call_finish().  The handler reads
@@ -123,11 +171,16 @@ struct server_call {
 	int request_compress_type;
 	const char *peer; /* "ip:port" */
 
-	/* routed calls (server_set_router): the request as received, not
-	 * decoded; `request` is NULL.  frame.meta has the rest (log_id,
-	 * authentication_data, timeout_ms). */
+	/* The caller's deadline for the whole call, from the baidu_std
+	 * meta or an HTTP x-bd-timeout-ms field; 0: none said. */
+	int32_t timeout_ms;
+
+	/* routed calls (server_set_router) and raw methods: the request
+	 * as received, not decoded; `request` is NULL.  baidu_std calls'
+	 * frame.meta has the rest (authentication_data). */
 	void *route;		   /* what the router returned */
-	struct iobuf request_body; /* message bytes, compressed */
+	struct iobuf request_body; /* message bytes, compressed as
+				    * request_compress_type says */
 	bool has_request_crc;	   /* request_crc: its checksum_value */
 	uint8_t request_crc[4];
 
@@ -142,6 +195,7 @@ struct server_call {
 	uint8_t response_crc[4];
 
 	/* private */
+	struct srv_http_call *http; /* HTTP calls: what the answer needs */
 	struct server *srv;
 	struct srv_conn *sc;
 	const struct server_method *m; /* NULL: a routed (raw) call */
@@ -208,7 +262,9 @@ struct server {
 	void *route_arg;
 
 	uint64_t n_calls, n_errors, n_closed_bad; /* atomic */
+	uint64_t n_http, n_http_bad;		  /* atomic */
 	int listeners_open;			  /* under lock */
+	pthread_mutex_t flags_lock; /* opt.flags for /flags and set_flag */
 };
 
 /* Defaults: BAIDU_MAX_BODY_SIZE_DEFAULT, no limit, no auth. */
@@ -229,15 +285,28 @@ int server_add_service(struct server *s, const ProtobufCServiceDescriptor *desc,
 		       unsigned flags);
 
 /*
+ * A service known only by its descriptor (a pool's): its methods' calls
+ * are raw, as routed calls are: the handler gets request_body (wire
+ * bytes, compressed as request_compress_type says) and answers with
+ * response_body and response_compress_type.  Handlers run on a worker,
+ * or on the loop with SERVER_METHOD_INLINE (then they must not block).
+ * 0; -EEXIST, -ENOSPC, -EBUSY, -ENOMEM as server_add_service().
+ */
+int server_add_raw_service(struct server *s, const struct pbd_service *svc,
+			   server_handler_fn *handler, void *arg,
+			   unsigned flags);
+
+/*
  * A gateway's router: for a request whose service is not registered
  * here, route(arg, service, method) (loop thread, must not block) returns
  * what the request is routed to, or NULL: not routed, ENOSERVICE.  A
- * routed call skips decoding: handler(call, arg) runs right there on the
- * loop thread (it must not block either) with call->route, request_body,
- * request_attachment and the frame's meta, and ends the call with
- * response_body, response_attachment and response_compress_type, or a
- * failure, then server_call_finish() from any thread.  Before
- * server_start(): 0; -EBUSY; -EINVAL.
+ * routed call skips decoding: handler(call, arg) runs on the loop that
+ * read it (HTTP calls: on the worker that transcoded the body), must not
+ * block, and gets call->route, request_body, request_attachment,
+ * timeout_ms and the log_id; it ends the call with response_body,
+ * response_attachment and response_compress_type, or a failure, then
+ * server_call_finish() from any thread.  Before server_start(): 0;
+ * -EBUSY; -EINVAL.
  */
 int server_set_router(struct server *s, server_route_fn *route,
 		      server_handler_fn *handler, void *arg);

@@ -346,7 +346,8 @@ static void load_assert_clean(struct load *ld, const char *what)
 
 static char *metrics_get(int port)
 {
-	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+	static const char req[] =
+	    "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

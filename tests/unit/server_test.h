@@ -85,6 +85,14 @@ struct fx_cfg {
 	bool on_workers; /* echo on task workers instead of inline */
 	const struct conn_upgrade *upgrade;
 	struct metrics *metrics; /* GET /metrics */
+	/* HTTP/JSON: the types, and (with mirrors) the pool's services
+	 * served as echo's mirrors (echo_mirrors_add) */
+	const struct pbd_pool *descriptors;
+	bool mirrors;
+	int http_header_timeout_ms, http_body_idle_ms, http_idle_timeout_ms;
+	struct flags *flags; /* /flags */
+	int (*set_flag)(void *arg, const char *name, const char *value,
+			char *why, size_t why_size);
 };
 
 struct fx {
@@ -165,10 +173,24 @@ static inline struct fx *fx_up(const struct fx_cfg *cfg)
 	so.checksum_answers = cfg->checksum_answers;
 	so.upgrade = cfg->upgrade;
 	so.metrics = cfg->metrics;
+	so.descriptors = cfg->descriptors;
+	so.flags = cfg->flags;
+	so.set_flag = cfg->set_flag;
+	so.set_flag_arg = cfg->flags;
+	if (cfg->http_header_timeout_ms)
+		so.http_header_timeout_ms = cfg->http_header_timeout_ms;
+	if (cfg->http_body_idle_ms)
+		so.http_body_idle_ms = cfg->http_body_idle_ms;
+	if (cfg->http_idle_timeout_ms)
+		so.http_idle_timeout_ms = cfg->http_idle_timeout_ms;
 	assert_int_equal(server_init(&fx->srv, &so), 0);
 	fx->echo.sleep_ms = cfg->sleep_ms;
 	fx->echo.on_workers = cfg->on_workers;
 	assert_int_equal(echo_service_add(&fx->srv, &fx->echo), 0);
+	if (cfg->mirrors)
+		assert_int_equal(echo_mirrors_add(&fx->srv, cfg->descriptors,
+						  &fx->echo),
+				 0);
 	fx->port = server_listen(&fx->srv, "127.0.0.1", 0);
 	assert_true(fx->port > 0);
 	assert_int_equal(server_start(&fx->srv), 0);

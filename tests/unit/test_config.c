@@ -256,6 +256,8 @@ static void test_four_sources_precedence(void **state)
 			snprintf(want_src, sizeof(want_src),
 				 "command line --log_level");
 			break;
+		case FLAG_SRC_RUNTIME: /* only a server's /flags sets it */
+			fail_msg("no source of the table sets at run time");
 		}
 		assert_string_equal(src_of(fx, "log_level"), want_src);
 		assert_string_equal(fx->cfg.subcommand, "config");

@@ -1,0 +1,143 @@
+/*
+ * serving: what the serving subcommands (echo, gateway) set up alike
+ * around their server: the descriptor pool (the compiled-in services'
+ * sets, then each --descriptor_set file), the server's options from the
+ * flags, and the /flags page's setter.
+ */
+#include "app.h"
+#include "rdt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "echo.h"
+#include "rpc/server.h"
+
+/* A descriptor set larger than this is refused (protoc's for the whole
+ * of Google's APIs is a few MiB). */
+#define APP_DESC_SET_MAX (64u << 20)
+
+/* The file whole, malloc'd; NULL with errno. */
+static uint8_t *read_file(const char *path, size_t max, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	long n;
+
+	if (!fp)
+		return NULL;
+	if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 ||
+	    fseek(fp, 0, SEEK_SET))
+		goto out;
+	if ((size_t)n > max) {
+		errno = EFBIG;
+		goto out;
+	}
+	buf = malloc((size_t)n + 1);
+	if (buf && fread(buf, 1, (size_t)n, fp) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+		errno = EIO;
+	}
+	*len = (size_t)n;
+out:
+	fclose(fp);
+	return buf;
+}
+
+int app_descriptors_load(struct pbd_pool *pool, const struct app_config *cfg,
+			 const char *who)
+{
+	const char *list = flags_str(&cfg->flags, "descriptor_set");
+	char why[512], path[FLAGS_VALUE_MAX];
+	int err;
+
+	pbd_pool_init(pool, NULL);
+	err = pbd_pool_add_set(pool, echo_proto_desc, echo_proto_desc_len,
+			       "echo.proto (compiled in)", why, sizeof(why));
+	if (err) {
+		fprintf(stderr, "%s: %s\n", who, why);
+		goto fail;
+	}
+	while (*list) {
+		const char *nl = strchr(list, '\n');
+		size_t n = nl ? (size_t)(nl - list) : strlen(list), len = 0;
+		uint8_t *set;
+
+		memcpy(path, list, n);
+		path[n] = '\0';
+		list += n + (nl ? 1 : 0);
+		set = read_file(path, APP_DESC_SET_MAX, &len);
+		if (!set) {
+			fprintf(stderr,
+				"%s: --descriptor_set=%s: cannot read it: %s\n",
+				who, path, strerror(errno));
+			err = -EINVAL;
+			goto fail;
+		}
+		err = pbd_pool_add_set(pool, set, len, path, why, sizeof(why));
+		free(set);
+		if (err) {
+			fprintf(stderr,
+				"%s: --descriptor_set=%s: %s (make it with "
+				"protoc --include_imports -o FILE x.proto)\n",
+				who, path, why);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	pbd_pool_destroy(pool);
+	return err == -ENOMEM ? err : -EINVAL;
+}
+
+/* /flags/NAME?setvalue=V: set the flag as a run-time value, then apply
+ * it (log_level is the one flag marked runtime). */
+static int set_flag(void *arg, const char *name, const char *value, char *why,
+		    size_t why_size)
+{
+	struct app_runtime *r = arg;
+	unsigned before = flags_ndiag(r->flags);
+	enum log_level lvl;
+	int err;
+
+	err = flags_set(r->flags, name, strlen(name), value, FLAG_SRC_RUNTIME);
+	if (err) {
+		const char *d = flags_diag(r->flags, before);
+
+		snprintf(why, why_size, "%s", d ? d : strerror(-err));
+		return err;
+	}
+	if (!strcmp(name, "log_level") && log_level_parse(value, &lvl) == 0)
+		log_set_level(&r->log, lvl);
+	return 0;
+}
+
+void app_server_options(struct server_options *so, struct app_runtime *r,
+			struct app_config *cfg, const struct pbd_pool *pool,
+			const char *version)
+{
+	const struct flags *fl = &cfg->flags;
+
+	server_options_default(so);
+	so->rt = &r->rt;
+	so->pool = &r->pool;
+	so->log = &r->log;
+	so->mem = mem_cached();
+	/* RDMA hellos: served with --rdma=true and a device, else refused
+	 * (the client goes on over TCP, spec 2.8). */
+	so->upgrade = rdt_upgrade(r->rdma);
+	so->metrics = &r->metrics;
+	so->descriptors = pool;
+	so->version = version;
+	so->max_body_size = (size_t)flags_int(fl, "max_body_size");
+	so->http_header_timeout_ms =
+	    (int)flags_int(fl, "http_header_timeout_ms");
+	so->http_idle_timeout_ms = (int)flags_int(fl, "http_idle_timeout_ms");
+	r->flags = &cfg->flags;
+	so->flags = &cfg->flags;
+	so->set_flag = set_flag;
+	so->set_flag_arg = r;
+}

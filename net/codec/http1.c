@@ -1,0 +1,557 @@
+/* http1: HTTP/1.x requests (see http1.h). */
+#include "http1.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <strings.h>
+#include <string.h>
+#include <sys/types.h>
+
+/* The methods detection knows (RFC 9110 section 9, and PATCH). */
+static const char *const methods[] = {
+    "GET ",	"HEAD ",  "POST ",  "PUT ",	"DELETE ",
+    "OPTIONS ", "PATCH ", "TRACE ", "CONNECT ",
+};
+
+int http1_detect(const uint8_t *p, size_t n)
+{
+	bool maybe = false;
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		size_t len = strlen(methods[i]);
+
+		if (memcmp(p, methods[i], n < len ? n : len) != 0)
+			continue;
+		if (n >= len)
+			return 1;
+		maybe = true;
+	}
+	return maybe ? 0 : -1;
+}
+
+const char *http1_reason(int status)
+{
+	switch (status) {
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Payload Too Large";
+	case 414:
+		return "URI Too Long";
+	case 415:
+		return "Unsupported Media Type";
+	case 417:
+		return "Expectation Failed";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Unknown";
+	}
+}
+
+/* RFC 9110 5.6.2's tchar. */
+static bool is_tchar(uint8_t c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return true;
+	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Visible ASCII, as a request target may hold. */
+static bool is_vchar(uint8_t c)
+{
+	return c > 0x20 && c < 0x7f;
+}
+
+/* A field value's byte: visible, obs-text, SP or HTAB. */
+static bool is_field_byte(uint8_t c)
+{
+	return is_vchar(c) || c >= 0x80 || c == ' ' || c == '\t';
+}
+
+/* ---- the end of the head ------------------------------------------------ */
+
+/*
+ * The head ends at the first empty line: "\n\n" or "\n\r\n".  The search
+ * goes on from *scanned, minus the two bytes an end may straddle.
+ */
+ssize_t http1_head_end(const struct iobuf *in, size_t *scanned)
+{
+	size_t refs = iobuf_ref_count(in), i, base = 0, from;
+	size_t len = iobuf_len(in);
+	uint8_t prev[2] = {0, 0}; /* the two bytes before p[k] */
+	bool have_prev = false;
+
+	from = *scanned > 2 ? *scanned - 2 : 0;
+	for (i = 0; i < refs; i++) {
+		const uint8_t *p;
+		size_t n, k;
+
+		iobuf_ref_at(in, i, (const void **)&p, &n);
+		if (base + n <= from) {
+			base += n;
+			continue;
+		}
+		k = from > base ? from - base : 0;
+		if (!have_prev && from > 0) {
+			/* the two bytes before `from`, wherever they are */
+			iobuf_copy_out(in, from - (from >= 2 ? 2 : 1), prev,
+				       from >= 2 ? 2 : 1);
+			if (from < 2) {
+				prev[1] = prev[0];
+				prev[0] = 0;
+			}
+		}
+		have_prev = true;
+		for (; k < n; k++) {
+			uint8_t c = p[k];
+
+			if (c == '\n' &&
+			    (prev[1] == '\n' ||
+			     (prev[1] == '\r' && prev[0] == '\n'))) {
+				size_t end = base + k + 1;
+
+				if (end > HTTP1_HEAD_MAX)
+					return -E2BIG;
+				return (ssize_t)end;
+			}
+			prev[0] = prev[1];
+			prev[1] = c;
+		}
+		base += n;
+	}
+	*scanned = len;
+	return len >= HTTP1_HEAD_MAX ? -E2BIG : -EAGAIN;
+}
+
+/* ---- the head ------------------------------------------------------------ */
+
+static int bad(struct http1_req *r, int status, const char *why)
+{
+	r->status = status;
+	r->why = why;
+	return -EBADMSG;
+}
+
+/* The next line from *pos: its start and length without the CR LF (or a
+ * bare LF).  False when there is none (the head is complete: never). */
+static bool next_line(const char *p, size_t lim, size_t *pos, const char **line,
+		      size_t *len)
+{
+	const char *lf = memchr(p + *pos, '\n', lim - *pos);
+
+	if (!lf)
+		return false;
+	*line = p + *pos;
+	*len = (size_t)(lf - *line);
+	if (*len && (*line)[*len - 1] == '\r')
+		(*len)--;
+	*pos = (size_t)(lf - p) + 1;
+	return true;
+}
+
+static int request_line(const char *l, size_t len, struct http1_req *r)
+{
+	const uint8_t *u = (const uint8_t *)l;
+	size_t i = 0, m, q;
+
+	while (i < len && is_tchar(u[i]))
+		i++;
+	if (i == 0 || i >= len || l[i] != ' ')
+		return bad(r, 400,
+			   "the request line does not start with a method and "
+			   "one space");
+	r->method = (struct http1_str){l, i};
+	m = ++i;
+	while (i < len && is_vchar(u[i]))
+		i++;
+	if (i == m)
+		return bad(r, 400, "the request line has no target");
+	if (i - m > HTTP1_TARGET_MAX)
+		return bad(r, 414, "the target is too long");
+	r->target = (struct http1_str){l + m, i - m};
+	if (len - i != 9 || memcmp(l + i, " HTTP/1.", 8) != 0 ||
+	    (l[i + 8] != '0' && l[i + 8] != '1')) {
+		/* a well-formed version this server does not speak */
+		if (len - i == 9 && !memcmp(l + i, " HTTP/", 6) &&
+		    l[i + 6] >= '0' && l[i + 6] <= '9' && l[i + 7] == '.' &&
+		    l[i + 8] >= '0' && l[i + 8] <= '9')
+			return bad(r, 505,
+				   "only HTTP/1.0 and HTTP/1.1 are "
+				   "spoken here");
+		return bad(r, 400,
+			   "the request line does not end with one space and "
+			   "HTTP/1.0 or HTTP/1.1");
+	}
+	r->minor = l[i + 8] - '0';
+	/* the path: origin form, or the absolute form's part after the
+	 * authority (a proxy's client) */
+	r->path = r->target;
+	if (r->target.p[0] != '/') {
+		const char *t = r->target.p, *end = t + r->target.n, *s;
+
+		if (r->target.n == 1 && t[0] == '*')
+			return bad(r, 400, "the asterisk form is not served");
+		s = r->target.n > 7 && !strncasecmp(t, "http://", 7)	? t + 7
+		    : r->target.n > 8 && !strncasecmp(t, "https://", 8) ? t + 8
+									: NULL;
+		if (!s)
+			return bad(r, 400,
+				   "the target is neither a path nor an "
+				   "absolute URL");
+		s = memchr(s, '/', (size_t)(end - s));
+		r->path = s ? (struct http1_str){s, (size_t)(end - s)}
+			    : (struct http1_str){"/", 1};
+	}
+	const char *qm = memchr(r->path.p, '?', r->path.n);
+
+	if (qm) {
+		q = (size_t)(qm - r->path.p);
+		r->query = (struct http1_str){qm + 1, r->path.n - q - 1};
+		r->path.n = q;
+	}
+	/* a fragment is never sent (RFC 9112 3.2); drop one that is */
+	const char *hash = memchr(r->path.p, '#', r->path.n);
+
+	if (hash)
+		r->path.n = (size_t)(hash - r->path.p);
+	return 0;
+}
+
+static void trim(struct http1_str *v)
+{
+	while (v->n && (v->p[0] == ' ' || v->p[0] == '\t')) {
+		v->p++;
+		v->n--;
+	}
+	while (v->n && (v->p[v->n - 1] == ' ' || v->p[v->n - 1] == '\t'))
+		v->n--;
+}
+
+static int field_line(const char *l, size_t len, struct http1_req *r)
+{
+	const uint8_t *u = (const uint8_t *)l;
+	struct http1_field *f;
+	size_t i = 0;
+
+	if (l[0] == ' ' || l[0] == '\t')
+		return bad(r, 400, "obsolete line folding in a header field");
+	while (i < len && is_tchar(u[i]))
+		i++;
+	if (i == 0 || i >= len || l[i] != ':')
+		return bad(r, 400,
+			   "a header field without a name and a colon (or with "
+			   "white space before the colon)");
+	for (size_t k = i + 1; k < len; k++)
+		if (!is_field_byte(u[k]))
+			return bad(r, 400, "a control byte in a header field");
+	if (r->nfields == HTTP1_FIELDS_MAX)
+		return bad(r, 431, "more than 100 header fields");
+	f = &r->fields[r->nfields++];
+	f->name = (struct http1_str){l, i};
+	f->value = (struct http1_str){l + i + 1, len - i - 1};
+	trim(&f->value);
+	return 0;
+}
+
+static bool name_is(const struct http1_str *s, const char *name)
+{
+	size_t n = strlen(name);
+
+	return s->n == n && !strncasecmp(s->p, name, n);
+}
+
+const struct http1_str *http1_field(const struct http1_req *req,
+				    const char *name)
+{
+	for (unsigned i = 0; i < req->nfields; i++)
+		if (name_is(&req->fields[i].name, name))
+			return &req->fields[i].value;
+	return NULL;
+}
+
+/* The next element of a comma-separated list: trimmed, parameters after
+ * ';' cut off.  False at the end. */
+static bool next_token(struct http1_str *rest, struct http1_str *tok)
+{
+	const char *comma, *semi;
+
+	while (rest->n) {
+		comma = memchr(rest->p, ',', rest->n);
+		*tok = (struct http1_str){
+		    rest->p, comma ? (size_t)(comma - rest->p) : rest->n};
+		rest->p += tok->n + (comma ? 1 : 0);
+		rest->n -= tok->n + (comma ? 1 : 0);
+		semi = memchr(tok->p, ';', tok->n);
+		if (semi)
+			tok->n = (size_t)(semi - tok->p);
+		trim(tok);
+		if (tok->n)
+			return true;
+	}
+	return false;
+}
+
+bool http1_has_token(const struct http1_str *v, const char *token)
+{
+	struct http1_str rest = *v, tok;
+
+	while (next_token(&rest, &tok))
+		if (name_is(&tok, token))
+			return true;
+	return false;
+}
+
+/* Content-Length: digits only, at most 2^63 - 1. */
+static int parse_length(const struct http1_str *v, uint64_t *out)
+{
+	uint64_t n = 0;
+
+	if (!v->n)
+		return -1;
+	for (size_t i = 0; i < v->n; i++) {
+		if (v->p[i] < '0' || v->p[i] > '9')
+			return -1;
+		if (n > (INT64_MAX - 9) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(v->p[i] - '0');
+	}
+	*out = n;
+	return 0;
+}
+
+/* The fields that frame the body or shape the connection. */
+static int framing(struct http1_req *r)
+{
+	bool conn_close = false, conn_keep = false;
+
+	for (unsigned i = 0; i < r->nfields; i++) {
+		const struct http1_field *f = &r->fields[i];
+
+		if (name_is(&f->name, "content-length")) {
+			uint64_t n;
+
+			if (parse_length(&f->value, &n))
+				return bad(r, 400,
+					   "Content-Length is not a "
+					   "number");
+			if (r->has_length && n != r->content_length)
+				return bad(r, 400,
+					   "two different "
+					   "Content-Length fields");
+			r->has_length = true;
+			r->content_length = n;
+		} else if (name_is(&f->name, "transfer-encoding")) {
+			struct http1_str rest = f->value, tok, last = {0};
+
+			while (next_token(&rest, &tok))
+				last = tok;
+			if (r->minor == 0)
+				return bad(r, 400,
+					   "Transfer-Encoding in an "
+					   "HTTP/1.0 request");
+			if (!name_is(&last, "chunked"))
+				return bad(r, 501,
+					   "a transfer coding other than "
+					   "chunked");
+			if (r->chunked)
+				return bad(r, 400, "chunked twice");
+			r->chunked = true;
+			/* chunked must be the only coding here: gzip as a
+			 * transfer coding is not taken */
+			if (f->value.n != 7 ||
+			    strncasecmp(f->value.p, "chunked", 7))
+				return bad(r, 501,
+					   "a transfer coding other "
+					   "than chunked");
+		} else if (name_is(&f->name, "connection")) {
+			conn_close |= http1_has_token(&f->value, "close");
+			conn_keep |= http1_has_token(&f->value, "keep-alive");
+		} else if (name_is(&f->name, "expect")) {
+			if (f->value.n != 12 ||
+			    strncasecmp(f->value.p, "100-continue", 12))
+				return bad(r, 417,
+					   "an Expect other than "
+					   "100-continue");
+			r->expect_continue = true;
+		}
+	}
+	if (r->chunked && r->has_length)
+		return bad(r, 400,
+			   "both Content-Length and "
+			   "Transfer-Encoding (a smuggling attempt?)");
+	if (r->minor == 1 && !http1_field(r, "host"))
+		return bad(r, 400, "an HTTP/1.1 request without Host");
+	r->keep_alive = r->minor == 1 ? !conn_close : conn_keep && !conn_close;
+	return 0;
+}
+
+int http1_parse_request(const char *p, size_t n, struct http1_req *req)
+{
+	size_t pos = 0, len;
+	const char *line;
+	int err;
+
+	memset(req, 0, offsetof(struct http1_req, fields));
+	/* a few empty lines before a request are allowed (RFC 9112 2.2) */
+	while (pos < n && (p[pos] == '\r' || p[pos] == '\n'))
+		pos++;
+	if (!next_line(p, n, &pos, &line, &len))
+		return bad(req, 400, "no request line");
+	err = request_line(line, len, req);
+	if (err)
+		return err;
+	for (;;) {
+		if (!next_line(p, n, &pos, &line, &len))
+			return bad(req, 400,
+				   "the head does not end with an "
+				   "empty line");
+		if (len == 0)
+			break;
+		err = field_line(line, len, req);
+		if (err)
+			return err;
+	}
+	req->head_len = pos;
+	return framing(req);
+}
+
+/* ---- chunked bodies ------------------------------------------------------ */
+
+enum {
+	CH_SIZE,     /* the chunk-size line */
+	CH_DATA,     /* `left` bytes of data */
+	CH_DATA_END, /* the CRLF after the data */
+	CH_TRAILER,  /* a trailer line, or the empty line that ends */
+	CH_DONE,
+};
+
+static int hexval(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* One line's bytes from the front of in, at most cap: 1 and the line (no
+ * CR LF) in buf, 0 when no LF yet (what came is kept in `in`), -EBADMSG
+ * when longer than cap. */
+static int take_line(struct iobuf *in, char *buf, size_t cap, size_t *len)
+{
+	size_t n = iobuf_len(in), lim = n < cap + 2 ? n : cap + 2, i;
+
+	iobuf_copy_out(in, 0, buf, lim);
+	for (i = 0; i < lim; i++)
+		if (buf[i] == '\n')
+			break;
+	if (i == lim)
+		return lim == cap + 2 ? -EBADMSG : 0;
+	iobuf_drop_front(in, i + 1);
+	*len = i && buf[i - 1] == '\r' ? i - 1 : i;
+	return 1;
+}
+
+int http1_chunked_step(struct http1_chunked *c, struct iobuf *in,
+		       struct iobuf *body, size_t max)
+{
+	char line[HTTP1_CHUNK_LINE_MAX + 2];
+	size_t len;
+	int r;
+
+	for (;;) {
+		switch (c->state) {
+		case CH_SIZE: {
+			uint64_t size = 0;
+			size_t i, digits = 0;
+
+			r = take_line(in, line, HTTP1_CHUNK_LINE_MAX, &len);
+			if (r <= 0)
+				return r;
+			for (i = 0; i < len && hexval((uint8_t)line[i]) >= 0;
+			     i++) {
+				if (++digits > 15)
+					return -EBADMSG;
+				size = size << 4 |
+				       (uint64_t)hexval((uint8_t)line[i]);
+			}
+			/* extensions after ';' are ignored */
+			while (i < len && (line[i] == ' ' || line[i] == '\t'))
+				i++;
+			if (!digits || (i < len && line[i] != ';'))
+				return -EBADMSG;
+			if (size > max || iobuf_len(body) > max - size)
+				return -EMSGSIZE;
+			c->left = size;
+			c->state = size ? CH_DATA : CH_TRAILER;
+			break;
+		}
+		case CH_DATA: {
+			size_t n = iobuf_len(in);
+
+			if (!n)
+				return 0;
+			if (n > c->left)
+				n = (size_t)c->left;
+			if (iobuf_cut(in, body, n))
+				return -ENOMEM;
+			c->left -= n;
+			if (!c->left)
+				c->state = CH_DATA_END;
+			break;
+		}
+		case CH_DATA_END:
+			r = take_line(in, line, 0, &len);
+			if (r <= 0)
+				return r;
+			if (len)
+				return -EBADMSG; /* data past the size */
+			c->state = CH_SIZE;
+			break;
+		case CH_TRAILER:
+			/* trailer fields are read and dropped */
+			r = take_line(in, line, HTTP1_CHUNK_LINE_MAX, &len);
+			if (r <= 0)
+				return r;
+			if (len == 0) {
+				c->state = CH_DONE;
+				return 1;
+			}
+			break;
+		default:
+			return 1;
+		}
+	}
+}

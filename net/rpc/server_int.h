@@ -1,0 +1,161 @@
+/*
+ * server_int: what the server's files share; private to net/rpc/.
+ *
+ *   server.c        options, services, listeners, connections, protocol
+ *                   detection, the calls' common life (admit, free),
+ *                   stopping
+ *   server_baidu.c  baidu_std requests and answers
+ *   server_http.c   HTTP/1.x requests, the JSON mapping, answers
+ *   server_pages.c  the built-in pages (/status, /flags, /metrics, ...)
+ */
+#ifndef RPCGATE_NET_SERVER_INT_H
+#define RPCGATE_NET_SERVER_INT_H
+
+#include "server.h"
+
+#include "base/metrics.h"
+#include "codec/http1.h"
+#include "conn.h"
+
+/* Bytes of an unknown protocol's first bytes shown in the log. */
+#define SERVER_SNIFF_SHOW 8
+/* Length of a method's labels, service="..",method="..". */
+#define SERVER_LABELS_MAX 320
+
+struct server_method {
+	const char *name;
+	size_t name_len;
+	server_handler_fn *fn;
+	/* protobuf-c's types; NULL for a raw method (its calls carry wire
+	 * bytes, as routed calls do) */
+	const ProtobufCMessageDescriptor *input, *output;
+	/* its types in the descriptor pool, for HTTP/JSON; NULL: unknown
+	 * (JSON callers get 415) */
+	const struct pbd_method *pbd;
+	unsigned flags;
+	struct server_service *svc;
+	/* /status and /metrics */
+	struct metrics_counter calls, errors;
+	struct metrics_latency latency;
+	char labels[SERVER_LABELS_MAX];
+};
+
+struct server_service {
+	const char *name; /* full */
+	const char *short_name;
+	size_t name_len, short_len;
+	bool packaged; /* its full name has a dot (it differs from the short) */
+	const ProtobufCServiceDescriptor *desc; /* NULL: a raw service */
+	const struct pbd_service *pbd;		/* NULL: not in the pool */
+	void *arg;
+	unsigned nmethods;
+	struct server_method methods[];
+};
+
+enum srv_proto {
+	SRV_DETECT,  /* no protocol recognised yet */
+	SRV_UPGRADE, /* the upgrade's handshake */
+	SRV_BAIDU,   /* baidu_std */
+	SRV_HTTP,    /* HTTP/1.x */
+	SRV_REFUSED, /* answered, closing: read nothing more */
+};
+
+/* The HTTP side of a connection (loop thread, but `busy`). */
+enum srv_http_state {
+	SH_IDLE, /* between requests (keep-alive) */
+	SH_HEAD, /* a head is coming */
+	SH_BODY, /* its body is coming */
+	SH_CALL, /* its answer is being made: read on once it is out */
+};
+
+struct srv_http {
+	enum srv_http_state state;
+	size_t scanned;		 /* the head's end searched this far */
+	struct http1_req *req;	 /* the request whose body is read */
+	char *head;		 /* the head's bytes, req's strings */
+	struct iobuf body;	 /* what came of the body so far */
+	uint64_t body_left;	 /* Content-Length bodies: to come */
+	struct http1_chunked ch; /* chunked bodies */
+	struct loop_timer timer; /* head deadline, body silence, idle */
+	struct task resume;	 /* the answer is out: read on */
+	uint64_t requests;	 /* on this connection */
+	bool inited;
+};
+
+struct srv_conn {
+	struct conn conn;
+	struct server *srv;
+	struct srv_conn *prev, *next; /* srv->conns, under srv->lock */
+	bool linked;
+	enum srv_proto proto; /* loop thread */
+	bool authed;	      /* loop thread */
+	bool upgraded;	      /* loop thread: handshake done (or refused) */
+	char local_text[SERVER_ADDR_TEXT_MAX];
+	int64_t accepted_ns;
+	struct loop_timer first_bytes; /* upgrade ports: first bytes due */
+	struct srv_http http;
+};
+
+/* ---- server.c ----------------------------------------------------------- */
+
+struct server_service *server__find_service(struct server *s, const char *name,
+					    size_t n, bool *is_short);
+struct server_method *server__find_method(struct server_service *svc,
+					  const char *name, size_t n);
+const char *server__addr_text(const struct srv_conn *sc);
+
+/*
+ * A request is counted in flight before the checks that may refuse it:
+ * 0 (admitted) or the code to refuse it with (ELOGOFF, ELIMIT), with the
+ * text in `why`.  Either way the caller ends it with server__call_free()
+ * (admitted, a call was made) or server__uncount_call().
+ */
+int server__admit(struct server *s, char *why, size_t why_size);
+void server__uncount_call(struct server *s);
+
+/* A zeroed call on `sc`, its buffers initialised, holding a reference
+ * to the connection; NULL: no memory. */
+struct server_call *server__call_new(struct srv_conn *sc);
+/* Counts the answer (per method too) and frees the call. */
+void server__call_free(struct server_call *call);
+
+/* The worker part of a typed call: decode `body` (uncompressed wire
+ * bytes of compress type `compress`), then the handler. */
+void server__call_typed(struct server_call *call, struct iobuf *body,
+			int compress);
+/* Runs the call's method on a worker (or here, for inline methods). */
+void server__call_dispatch(struct server_call *call,
+			   void (*run)(struct task *));
+
+/* ---- server_baidu.c ----------------------------------------------------- */
+
+void server__baidu_data(struct srv_conn *sc);
+void server__baidu_finish(struct server_call *call);
+
+/* ---- server_http.c ------------------------------------------------------ */
+
+void server__http_data(struct srv_conn *sc);
+void server__http_finish(struct server_call *call);
+void server__http_close(struct srv_conn *sc);
+
+/*
+ * Queues one whole HTTP answer on sc: `status`, the fields in `extra`
+ * (each ending in CRLF), Content-Type `type` (NULL: none), `body` (moved
+ * out). HEAD requests (`head_only`) get the head alone.  The answer's
+ * version is the request's (minor).
+ */
+void server__http_answer(struct srv_conn *sc, int minor, bool head_only,
+			 int status, const char *extra, const char *type,
+			 struct iobuf *body);
+
+/* ---- server_pages.c ----------------------------------------------------- */
+
+/*
+ * The built-in page `req` asks for, if it is one: answered (true), or
+ * false (not a page: a service's path).  keep_alive is what the answer
+ * says about the connection.
+ */
+bool server__page(struct srv_conn *sc, const struct http1_req *req,
+		  bool keep_alive);
+
+#endif
