@@ -3,7 +3,8 @@
 #   make deps     install the Debian packages the build and tests need
 #   make          build/rpcgate: the static musl binary
 #   make check    the house checks (layers), then every test tier: fuzz
-#                 smoke, unit, integration, the README's tour (test-docs),
+#                 smoke, unit, integration, HTTP (test-http), the README's
+#                 tour (test-docs),
 #                 the container (test-image) and the VMs (test-rxe)
 #   make layers   scripts/check-layers: no include up or beside a wing, no
 #                 C file over 1,500 lines (and its own test)
@@ -121,7 +122,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway format \
-	clean image oci test-rxe test-image test-docs kernel stamps layers
+	clean image oci test-rxe test-image test-docs test-http kernel stamps layers
 
 all: $(BUILD)/rpcgate
 
@@ -234,13 +235,14 @@ integration: $(INTEG_BINS) $(BUILD)/rpcgate
 
 # The house rules first (a second, before any build), then the fuzz smoke
 # (libFuzzer prints its own lines), one run of every tier's cmocka
-# programs ending in one summary, the stamps, the README's tour, the
-# container and the VMs.
+# programs ending in one summary, the stamps, HTTP/JSON with real clients,
+# the README's tour, the container and the VMs.
 check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
-	image $(BUILD)/stamps/rpcgate
+	image $(BUILD)/stamps/rpcgate $(TEST_DESCS)
 	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
 	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
+	@$(TEST_ENV) tests/http/test-http
 	@tests/docs/test-readme
 	@tests/image/test-oci $(BUILD)/rpcgate
 	@tests/rxe/test-vm
@@ -248,6 +250,11 @@ check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 layers: | deps
 	@scripts/check-layers
 	@tests/layers/test-check-layers
+
+# HTTP/1.1 + JSON against the binary with curl, http.client and raw
+# sockets (tests/http/test-http).
+test-http: $(BUILD)/rpcgate $(TEST_DESCS)
+	@$(TEST_ENV) tests/http/test-http
 
 # README.md's tour, run as printed (tests/docs/test-readme).
 test-docs: $(BUILD)/rpcgate image

@@ -88,6 +88,8 @@ int app_cmd_rdma_info(struct app_config *cfg);
 int app_cmd_rdma_link(struct app_config *cfg);
 int app_cmd_echo(struct app_config *cfg);    /* app/cmd_echo.c */
 int app_cmd_call(struct app_config *cfg);    /* app/cmd_call.c */
+/* call --json: any method, JSON both ways (app/cmd_call_json.c). */
+int app_call_json(struct app_config *cfg);
 int app_cmd_bench(struct app_config *cfg);   /* app/cmd_bench.c */
 int app_cmd_gateway(struct app_config *cfg); /* app/cmd_gateway.c */
 

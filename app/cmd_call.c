@@ -7,6 +7,10 @@
  *                [--timeout_ms=N] [--max_retry=N] [--checksum=BOOL]
  *                [--connection_type=single|pooled|short] [--auth_token=S]
  *
+ *   rpcgate call --server=HOST:PORT --service=S --method=M --json='{...}'
+ *                [--descriptor_set=F] [--protocol=baidu_std|http]
+ *                (any method, JSON both ways: app/cmd_call_json.c)
+ *
  * Success: "message: TEXT" and, when the answer has an attachment,
  * "attachment: TEXT" on stdout; exit 0.  Failure: "rpcgate call: error
  * CODE (NAME): TEXT" on stderr; exit 1.  No --server: exit 2.
@@ -97,6 +101,9 @@ int app_cmd_call(struct app_config *cfg)
 	struct rpc_call c;
 	int status = APP_EXIT_FAILURE, code;
 
+	if (!app_flag_true(&cfg->flags, "json") &&
+	    strcmp(flags_str(&cfg->flags, "json"), "false"))
+		return app_call_json(cfg); /* --json='{...}' */
 	if (!app_require_server(cfg, WHO))
 		return APP_EXIT_CONFIG;
 	if (app_runtime_start(&r, cfg, WHO))
