@@ -14,6 +14,7 @@
 #   make oci      build/rpcgate-oci.tar: the container image (image/mkoci)
 #   make test-rxe the VM and soft-RoCE tier (tests/rxe/test-vm)
 #   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
+#   make bench-http  scripts/bench-http: HTTP/JSON against nginx (wrk)
 #
 # Two builds of the same sources:
 #   build/musl/   musl-gcc, static, linked with Debian's static rdma-core,
@@ -121,7 +122,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -Inet -Irdma -Iapp $(GEN_INC) \
 FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
-.PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway format \
+.PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http format \
 	clean image oci test-rxe test-image test-docs test-http kernel stamps layers
 
 all: $(BUILD)/rpcgate
@@ -319,6 +320,12 @@ bench: $(BUILD)/rpcgate $(BUILD)/pingpong
 bench-gateway: $(BUILD)/rpcgate image
 	@scripts/deps nginx-light wrk
 	scripts/bench-gateway
+
+# HTTP/1.1 + JSON against nginx with wrk, and instructions per call
+# (scripts/bench-http).
+bench-http: $(BUILD)/rpcgate
+	@scripts/deps nginx-light wrk valgrind
+	scripts/bench-http --callgrind
 
 # RDMA vs TCP vs the raw verbs limit, in one VM (scripts/bench-rdma).
 bench-rdma: $(BUILD)/rpcgate $(BUILD)/rdma_pingpong image

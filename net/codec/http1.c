@@ -77,13 +77,18 @@ const char *http1_reason(int status)
 	}
 }
 
-/* RFC 9110 5.6.2's tchar. */
+/* RFC 9110 5.6.2's tchar: ALPHA, DIGIT and "!#$%&'*+-.^_`|~", as bits
+ * of the 128 ASCII codes. */
+static const uint64_t tchar_bits[2] = {
+    /* 0-63: ! # $ % & ' * + - . and the digits */
+    0x03ff6cfa00000000ull,
+    /* 64-127: the letters, ^ _ ` | ~ */
+    0x57ffffffc7fffffeull,
+};
+
 static bool is_tchar(uint8_t c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9'))
-		return true;
-	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	return c < 128 && (tchar_bits[c >> 6] >> (c & 63) & 1);
 }
 
 /* Visible ASCII, as a request target may hold. */
@@ -101,51 +106,57 @@ static bool is_field_byte(uint8_t c)
 /* ---- the end of the head ------------------------------------------------ */
 
 /*
- * The head ends at the first empty line: "\n\n" or "\n\r\n".  The search
- * goes on from *scanned, minus the two bytes an end may straddle.
+ * The head ends at the first empty line: an LF after "\n" or "\n\r".
+ * The search goes from LF to LF (memchr) and on from *scanned, minus
+ * the two bytes an end may straddle; the bytes before an LF may lie in
+ * the ref before.
  */
 ssize_t http1_head_end(const struct iobuf *in, size_t *scanned)
 {
-	size_t refs = iobuf_ref_count(in), i, base = 0, from;
-	size_t len = iobuf_len(in);
-	uint8_t prev[2] = {0, 0}; /* the two bytes before p[k] */
-	bool have_prev = false;
+	size_t refs = iobuf_ref_count(in), base = 0, len = iobuf_len(in);
+	size_t from = *scanned > 2 ? *scanned - 2 : 0;
+	uint8_t tail[2] = {0, 0}; /* the last two bytes of the refs before */
 
-	from = *scanned > 2 ? *scanned - 2 : 0;
-	for (i = 0; i < refs; i++) {
-		const uint8_t *p;
+	for (size_t i = 0; i < refs; i++) {
+		const uint8_t *p, *lf;
 		size_t n, k;
 
 		iobuf_ref_at(in, i, (const void **)&p, &n);
 		if (base + n <= from) {
+			/* only its last two bytes matter */
+			if (n >= 2) {
+				tail[0] = p[n - 2];
+				tail[1] = p[n - 1];
+			} else if (n == 1) {
+				tail[0] = tail[1];
+				tail[1] = p[0];
+			}
 			base += n;
 			continue;
 		}
 		k = from > base ? from - base : 0;
-		if (!have_prev && from > 0) {
-			/* the two bytes before `from`, wherever they are */
-			iobuf_copy_out(in, from - (from >= 2 ? 2 : 1), prev,
-				       from >= 2 ? 2 : 1);
-			if (from < 2) {
-				prev[1] = prev[0];
-				prev[0] = 0;
+		while (k < n && (lf = memchr(p + k, '\n', n - k))) {
+			size_t at = (size_t)(lf - p);
+			uint8_t b1 = at >= 1 ? p[at - 1] : tail[1];
+			uint8_t b2 = at >= 2   ? p[at - 2]
+				     : at == 1 ? tail[1]
+					       : tail[0];
+
+			if (base + at > 0 &&
+			    (b1 == '\n' || (b1 == '\r' && b2 == '\n'))) {
+				size_t end = base + at + 1;
+
+				return end > HTTP1_HEAD_MAX ? -E2BIG
+							    : (ssize_t)end;
 			}
+			k = at + 1;
 		}
-		have_prev = true;
-		for (; k < n; k++) {
-			uint8_t c = p[k];
-
-			if (c == '\n' &&
-			    (prev[1] == '\n' ||
-			     (prev[1] == '\r' && prev[0] == '\n'))) {
-				size_t end = base + k + 1;
-
-				if (end > HTTP1_HEAD_MAX)
-					return -E2BIG;
-				return (ssize_t)end;
-			}
-			prev[0] = prev[1];
-			prev[1] = c;
+		if (n >= 2) {
+			tail[0] = p[n - 2];
+			tail[1] = p[n - 1];
+		} else if (n == 1) {
+			tail[0] = tail[1];
+			tail[1] = p[0];
 		}
 		base += n;
 	}
@@ -349,67 +360,113 @@ static int parse_length(const struct http1_str *v, uint64_t *out)
 	return 0;
 }
 
-/* The fields that frame the body or shape the connection. */
+/* The value of an Expect or Transfer-Encoding field, whole. */
+static bool value_is(const struct http1_str *v, const char *want)
+{
+	size_t n = strlen(want);
+
+	return v->n == n && !strncasecmp(v->p, want, n);
+}
+
+static int content_length(struct http1_req *r, const struct http1_str *v)
+{
+	uint64_t n;
+
+	if (parse_length(v, &n))
+		return bad(r, 400, "Content-Length is not a number");
+	if (r->has_length && n != r->content_length)
+		return bad(r, 400, "two different Content-Length fields");
+	r->has_length = true;
+	r->content_length = n;
+	return 0;
+}
+
+static int transfer_encoding(struct http1_req *r, const struct http1_str *v)
+{
+	if (r->minor == 0)
+		return bad(r, 400, "Transfer-Encoding in an HTTP/1.0 request");
+	/* chunked, the only coding: gzip as a transfer coding is not
+	 * taken */
+	if (!value_is(v, "chunked"))
+		return bad(r, 501, "a transfer coding other than chunked");
+	if (r->chunked)
+		return bad(r, 400, "chunked twice");
+	r->chunked = true;
+	return 0;
+}
+
+/*
+ * The fields that frame the body or shape the connection, and those the
+ * server reads, found in one pass: a field's name is told by its length
+ * first, then compared once.
+ */
 static int framing(struct http1_req *r)
 {
-	bool conn_close = false, conn_keep = false;
+	bool conn_close = false, conn_keep = false, host = false;
+	int err = 0;
 
-	for (unsigned i = 0; i < r->nfields; i++) {
+	for (unsigned i = 0; i < r->nfields && !err; i++) {
 		const struct http1_field *f = &r->fields[i];
+		const struct http1_str *name = &f->name, *v = &f->value;
 
-		if (name_is(&f->name, "content-length")) {
-			uint64_t n;
-
-			if (parse_length(&f->value, &n))
-				return bad(r, 400,
-					   "Content-Length is not a "
-					   "number");
-			if (r->has_length && n != r->content_length)
-				return bad(r, 400,
-					   "two different "
-					   "Content-Length fields");
-			r->has_length = true;
-			r->content_length = n;
-		} else if (name_is(&f->name, "transfer-encoding")) {
-			struct http1_str rest = f->value, tok, last = {0};
-
-			while (next_token(&rest, &tok))
-				last = tok;
-			if (r->minor == 0)
-				return bad(r, 400,
-					   "Transfer-Encoding in an "
-					   "HTTP/1.0 request");
-			if (!name_is(&last, "chunked"))
-				return bad(r, 501,
-					   "a transfer coding other than "
-					   "chunked");
-			if (r->chunked)
-				return bad(r, 400, "chunked twice");
-			r->chunked = true;
-			/* chunked must be the only coding here: gzip as a
-			 * transfer coding is not taken */
-			if (f->value.n != 7 ||
-			    strncasecmp(f->value.p, "chunked", 7))
-				return bad(r, 501,
-					   "a transfer coding other "
-					   "than chunked");
-		} else if (name_is(&f->name, "connection")) {
-			conn_close |= http1_has_token(&f->value, "close");
-			conn_keep |= http1_has_token(&f->value, "keep-alive");
-		} else if (name_is(&f->name, "expect")) {
-			if (f->value.n != 12 ||
-			    strncasecmp(f->value.p, "100-continue", 12))
-				return bad(r, 417,
-					   "an Expect other than "
-					   "100-continue");
-			r->expect_continue = true;
+		switch (name->n) {
+		case 4:
+			host |= name_is(name, "host");
+			break;
+		case 6:
+			if (name_is(name, "accept"))
+				r->accept = v;
+			else if (name_is(name, "log-id"))
+				r->log_id = v;
+			else if (name_is(name, "expect")) {
+				if (!value_is(v, "100-continue"))
+					err = bad(r, 417,
+						  "an Expect other than "
+						  "100-continue");
+				r->expect_continue = true;
+			}
+			break;
+		case 10:
+			if (name_is(name, "connection")) {
+				conn_close |= http1_has_token(v, "close");
+				conn_keep |= http1_has_token(v, "keep-alive");
+			}
+			break;
+		case 12:
+			if (name_is(name, "content-type"))
+				r->content_type = v;
+			break;
+		case 13:
+			if (name_is(name, "authorization"))
+				r->authorization = v;
+			break;
+		case 14:
+			if (name_is(name, "content-length"))
+				err = content_length(r, v);
+			break;
+		case 15:
+			if (name_is(name, "accept-encoding"))
+				r->accept_encoding = v;
+			else if (name_is(name, "x-bd-timeout-ms"))
+				r->timeout_ms = v;
+			break;
+		case 16:
+			if (name_is(name, "content-encoding"))
+				r->content_encoding = v;
+			break;
+		case 17:
+			if (name_is(name, "transfer-encoding"))
+				err = transfer_encoding(r, v);
+			break;
 		}
 	}
+	if (err)
+		return err;
 	if (r->chunked && r->has_length)
 		return bad(r, 400,
 			   "both Content-Length and "
 			   "Transfer-Encoding (a smuggling attempt?)");
-	if (r->minor == 1 && !http1_field(r, "host"))
+	if (r->minor == 1 && !host)
 		return bad(r, 400, "an HTTP/1.1 request without Host");
 	r->keep_alive = r->minor == 1 ? !conn_close : conn_keep && !conn_close;
 	return 0;

@@ -71,6 +71,12 @@ struct http1_req {
 	/* what the fields ask for */
 	bool keep_alive;      /* HTTP/1.1 unless "close"; 1.0 if asked */
 	bool expect_continue; /* Expect: 100-continue */
+	/* fields a server reads, found while parsing; NULL: absent (the
+	 * last one of a repeated name) */
+	const struct http1_str *content_type, *content_encoding;
+	const struct http1_str *accept, *accept_encoding, *authorization;
+	const struct http1_str *log_id;
+	const struct http1_str *timeout_ms; /* x-bd-timeout-ms */
 	/* on a refusal */
 	int status;	 /* 400, 414, 417, 431, 501 or 505 */
 	const char *why; /* static */

@@ -561,31 +561,65 @@ static bool query_value(const struct http1_str *q, const char *key, char *buf,
 	return false;
 }
 
-/* The path is /PAGE or /PAGE/REST: *rest gets REST (NUL-terminated). */
-static bool page_is(const struct http1_str *path, const char *page, char *rest,
-		    size_t cap)
+enum page_id {
+	PG_NONE,
+	PG_INDEX,
+	PG_HEALTH,
+	PG_VERSION,
+	PG_STATUS,
+	PG_FLAGS,
+	PG_CONNECTIONS,
+	PG_VARS,
+	PG_PROTOBUFS,
+	PG_METRICS,
+};
+
+static const struct {
+	const char *name;
+	enum page_id id;
+} page_ids[] = {
+    {"index", PG_INDEX},     {"health", PG_HEALTH},
+    {"version", PG_VERSION}, {"status", PG_STATUS},
+    {"flags", PG_FLAGS},     {"connections", PG_CONNECTIONS},
+    {"vars", PG_VARS},	     {"protobufs", PG_PROTOBUFS},
+    {"metrics", PG_METRICS},
+};
+
+/*
+ * The page a path names, /PAGE or /PAGE/REST, with REST in `rest`
+ * (NUL-terminated); PG_NONE for a service's path.  The first segment is
+ * compared once against each name of its length.
+ */
+static enum page_id page_of(const struct http1_str *path, char *rest,
+			    size_t cap)
 {
-	size_t n = strlen(page);
+	const char *seg = path->p + 1, *slash;
+	size_t n, left;
 
 	rest[0] = '\0';
-	if (path->n < n + 1 || path->p[0] != '/' ||
-	    memcmp(path->p + 1, page, n))
-		return false;
-	if (path->n == n + 1)
-		return true;
-	if (path->p[n + 1] != '/')
-		return false;
-	n = path->n - n - 2;
-	if (n >= cap)
-		return false;
-	memcpy(rest, path->p + path->n - n, n);
-	rest[n] = '\0';
-	return true;
+	if (path->n == 1 && path->p[0] == '/')
+		return PG_INDEX;
+	if (path->n < 2 || path->p[0] != '/')
+		return PG_NONE;
+	slash = memchr(seg, '/', path->n - 1);
+	n = slash ? (size_t)(slash - seg) : path->n - 1;
+	for (size_t i = 0; i < ARRAY_SIZE(page_ids); i++) {
+		if (strlen(page_ids[i].name) != n ||
+		    memcmp(page_ids[i].name, seg, n))
+			continue;
+		left = slash ? path->n - 1 - n - 1 : 0;
+		if (left >= cap)
+			return PG_NONE;
+		memcpy(rest, seg + n + 1, left);
+		rest[left] = '\0';
+		return page_ids[i].id;
+	}
+	return PG_NONE;
 }
 
 static bool wants_html(const struct http1_req *req)
 {
-	const struct http1_str *a = http1_field(req, "accept");
+	const struct http1_str *a = req->accept;
 
 	return a && http1_has_token(a, "text/html");
 }
@@ -607,17 +641,9 @@ bool server__page(struct srv_conn *sc, const struct http1_req *req,
 	char why[256] = "", extra[160];
 	int status = 200;
 	struct iobuf body;
-	bool root = req->path.n == 1 && req->path.p[0] == '/';
+	enum page_id id = page_of(&req->path, rest, sizeof(rest));
 
-	if (!root && !page_is(&req->path, "health", rest, sizeof(rest)) &&
-	    !page_is(&req->path, "version", rest, sizeof(rest)) &&
-	    !page_is(&req->path, "status", rest, sizeof(rest)) &&
-	    !page_is(&req->path, "flags", rest, sizeof(rest)) &&
-	    !page_is(&req->path, "connections", rest, sizeof(rest)) &&
-	    !page_is(&req->path, "vars", rest, sizeof(rest)) &&
-	    !page_is(&req->path, "protobufs", rest, sizeof(rest)) &&
-	    !page_is(&req->path, "metrics", rest, sizeof(rest)) &&
-	    !page_is(&req->path, "index", rest, sizeof(rest)))
+	if (id == PG_NONE)
 		return false;
 	if (!get) {
 		snprintf(extra, sizeof(extra), "Allow: GET, HEAD\r\n%s",
@@ -633,24 +659,23 @@ bool server__page(struct srv_conn *sc, const struct http1_req *req,
 		return true;
 	}
 	fbuf_init(&pg.out, s->opt.mem, 0);
-	if (root || page_is(&req->path, "index", rest, sizeof(rest))) {
+	if (id == PG_INDEX) {
 		page_index(s, &pg);
-	} else if (page_is(&req->path, "health", rest, sizeof(rest))) {
+	} else if (id == PG_HEALTH) {
 		fbuf_puts(&pg.out, "OK");
 		type = "text/plain";
-	} else if (page_is(&req->path, "version", rest, sizeof(rest))) {
+	} else if (id == PG_VERSION) {
 		fbuf_puts(&pg.out, s->opt.version ? s->opt.version : "rpcgate");
 		type = "text/plain";
-	} else if (page_is(&req->path, "status", rest, sizeof(rest))) {
+	} else if (id == PG_STATUS) {
 		page_status(s, &pg);
-	} else if (page_is(&req->path, "flags", rest, sizeof(rest))) {
+	} else if (id == PG_FLAGS) {
 		pthread_mutex_lock(&s->flags_lock);
 		if (rest[0] && query_value(&req->query, "setvalue", value,
 					   sizeof(value))) {
 			/* changing a flag needs the credential when the
 			 * server checks one */
-			const struct http1_str *a =
-			    http1_field(req, "authorization");
+			const struct http1_str *a = req->authorization;
 			struct baidu_bytes cred = {
 			    a ? (const uint8_t *)a->p : NULL, a ? a->n : 0};
 			char r[128] = "";
@@ -671,15 +696,15 @@ bool server__page(struct srv_conn *sc, const struct http1_req *req,
 		if (status == 200)
 			page_flags(s, &pg, rest[0] ? rest : NULL);
 		pthread_mutex_unlock(&s->flags_lock);
-	} else if (page_is(&req->path, "connections", rest, sizeof(rest))) {
+	} else if (id == PG_CONNECTIONS) {
 		page_connections(s, &pg);
-	} else if (page_is(&req->path, "vars", rest, sizeof(rest))) {
+	} else if (id == PG_VARS) {
 		if (!rest[0] &&
 		    query_value(&req->query, "prefix", value, sizeof(value)))
 			snprintf(rest, sizeof(rest), "%.*s",
 				 (int)sizeof(rest) - 1, value);
 		page_vars(s, &pg, rest[0] ? rest : NULL);
-	} else if (page_is(&req->path, "protobufs", rest, sizeof(rest))) {
+	} else if (id == PG_PROTOBUFS) {
 		page_protobufs(s, &pg, rest[0] ? rest : NULL);
 	} else if (s->opt.metrics) { /* /metrics */
 		size_t len;
