@@ -153,6 +153,24 @@ static void table(struct page *pg, int ncols, const char *const *cols)
 	fbuf_puts(&pg->out, pg->html ? "</tr>" : "\n");
 }
 
+/* A decimal number, as a table right-aligns it ("127.0.0.1" is not). */
+static bool is_number(const char *s)
+{
+	bool digits = false, dot = false;
+
+	if (*s == '-')
+		s++;
+	for (; *s; s++) {
+		if (*s >= '0' && *s <= '9')
+			digits = true;
+		else if (*s == '.' && !dot)
+			dot = true;
+		else
+			return false;
+	}
+	return digits;
+}
+
 static void row(struct page *pg, int ncols, ...)
 {
 	va_list ap;
@@ -162,7 +180,7 @@ static void row(struct page *pg, int ncols, ...)
 		fbuf_puts(&pg->out, "<tr>");
 	for (int i = 0; i < ncols; i++) {
 		const char *cell = va_arg(ap, const char *);
-		bool num = cell[0] >= '0' && cell[0] <= '9';
+		bool num = is_number(cell);
 
 		if (pg->html)
 			fbuf_puts(&pg->out, num ? "<td class=\"n\">" : "<td>");
@@ -275,6 +293,9 @@ static void page_status(struct server *s, struct page *pg)
 	kv(pg, "calls", "%llu", (unsigned long long)st.calls);
 	kv(pg, "errors", "%llu", (unsigned long long)st.errors);
 	kv_end(pg);
+	if (pg->html)
+		fbuf_puts(&pg->out, "<p>Latencies in microseconds, qps "
+				    "over the last 10 seconds.</p>");
 	for (int i = 0; i < s->nservices; i++) {
 		const struct server_service *svc = s->services[i];
 
