@@ -88,6 +88,9 @@ int app_cmd_rdma_info(struct app_config *cfg);
 int app_cmd_rdma_link(struct app_config *cfg);
 int app_cmd_echo(struct app_config *cfg);    /* app/cmd_echo.c */
 int app_cmd_call(struct app_config *cfg);    /* app/cmd_call.c */
+/* A call's --compress and --log_id (cmd_call.c). */
+struct rpc_call;
+void app_call_inputs(const struct app_config *cfg, struct rpc_call *c);
 /* call --json: any method, JSON both ways (app/cmd_call_json.c). */
 int app_call_json(struct app_config *cfg);
 int app_cmd_bench(struct app_config *cfg);   /* app/cmd_bench.c */

@@ -37,9 +37,8 @@
 /* Inputs of the call beyond the message: attachment, compression,
  * log_id (deadline and retries are the channel's, from the flags).
  * 0 or -ENOMEM. */
-static int call_prepare(const struct app_config *cfg, struct rpc_call *c)
+void app_call_inputs(const struct app_config *cfg, struct rpc_call *c)
 {
-	const char *att = flags_str(&cfg->flags, "attachment");
 	const struct flag *log_id = flags_find(&cfg->flags, "log_id");
 
 	c->compress_type = app_compress_type(cfg);
@@ -48,6 +47,13 @@ static int call_prepare(const struct app_config *cfg, struct rpc_call *c)
 		c->has_log_id = true;
 		c->log_id = (uint64_t)log_id->i;
 	}
+}
+
+static int call_prepare(const struct app_config *cfg, struct rpc_call *c)
+{
+	const char *att = flags_str(&cfg->flags, "attachment");
+
+	app_call_inputs(cfg, c);
 	return iobuf_append(&c->request_attachment, att, strlen(att));
 }
 

@@ -55,7 +55,6 @@ static int call_baidu(struct app_config *cfg, const struct pbd_method *pm,
 {
 	int64_t give_up =
 	    clock_mono_ns() + flags_int(&cfg->flags, "wait_ms") * 1000000;
-	const struct flag *log_id = flags_find(&cfg->flags, "log_id");
 	int status = APP_EXIT_FAILURE, code, err;
 	char why[JPB_WHY_MAX];
 	struct app_runtime r;
@@ -72,11 +71,7 @@ static int call_baidu(struct app_config *cfg, const struct pbd_method *pm,
 		goto out_runtime;
 	for (;;) {
 		rpc_call_init(&c, &r.pool);
-		c.compress_type = app_compress_type(cfg);
-		if (log_id->src != FLAG_SRC_DEFAULT) {
-			c.has_log_id = true;
-			c.log_id = (uint64_t)log_id->i;
-		}
+		app_call_inputs(cfg, &c);
 		iobuf_init(&plain, &r.pool);
 		err = iobuf_append(&plain, pb->p, pb->len);
 		if (!err)

@@ -111,6 +111,18 @@ static bool is_field_byte(uint8_t c)
  * the two bytes an end may straddle; the bytes before an LF may lie in
  * the ref before.
  */
+/* The last two bytes seen, after a ref of n bytes at p. */
+static void keep_tail(uint8_t tail[2], const uint8_t *p, size_t n)
+{
+	if (n >= 2) {
+		tail[0] = p[n - 2];
+		tail[1] = p[n - 1];
+	} else if (n == 1) {
+		tail[0] = tail[1];
+		tail[1] = p[0];
+	}
+}
+
 ssize_t http1_head_end(const struct iobuf *in, size_t *scanned)
 {
 	size_t refs = iobuf_ref_count(in), base = 0, len = iobuf_len(in);
@@ -123,14 +135,7 @@ ssize_t http1_head_end(const struct iobuf *in, size_t *scanned)
 
 		iobuf_ref_at(in, i, (const void **)&p, &n);
 		if (base + n <= from) {
-			/* only its last two bytes matter */
-			if (n >= 2) {
-				tail[0] = p[n - 2];
-				tail[1] = p[n - 1];
-			} else if (n == 1) {
-				tail[0] = tail[1];
-				tail[1] = p[0];
-			}
+			keep_tail(tail, p, n); /* all that matters of it */
 			base += n;
 			continue;
 		}
@@ -151,13 +156,7 @@ ssize_t http1_head_end(const struct iobuf *in, size_t *scanned)
 			}
 			k = at + 1;
 		}
-		if (n >= 2) {
-			tail[0] = p[n - 2];
-			tail[1] = p[n - 1];
-		} else if (n == 1) {
-			tail[0] = tail[1];
-			tail[1] = p[0];
-		}
+		keep_tail(tail, p, n);
 		base += n;
 	}
 	*scanned = len;

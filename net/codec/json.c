@@ -381,6 +381,12 @@ size_t json_value_text(const struct json_rd *r, char *buf, size_t max)
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* The two-character escapes of RFC 8259 section 7, by the byte. */
+static const char short_escape[] = {
+    ['"'] = '"',  ['\\'] = '\\', ['\n'] = 'n', ['\r'] = 'r',
+    ['\t'] = 't', ['\b'] = 'b',	 ['\f'] = 'f',
+};
+
 void json_put_string(struct fbuf *out, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -400,39 +406,19 @@ void json_put_string(struct fbuf *out, const char *s, size_t n)
 			continue;
 		}
 		fbuf_append(out, run, (size_t)(p - run));
-		switch (*p) {
-		case '"':
-			fbuf_puts(out, "\\\"");
-			break;
-		case '\\':
-			fbuf_puts(out, "\\\\");
-			break;
-		case '\n':
-			fbuf_puts(out, "\\n");
-			break;
-		case '\r':
-			fbuf_puts(out, "\\r");
-			break;
-		case '\t':
-			fbuf_puts(out, "\\t");
-			break;
-		case '\b':
-			fbuf_puts(out, "\\b");
-			break;
-		case '\f':
-			fbuf_puts(out, "\\f");
-			break;
-		default:
-			if (*p < 0x20) {
-				char e[6] = {'\\', 'u',		 '0',
-					     '0',  hex[*p >> 4], hex[*p & 15]};
+		if (*p < sizeof(short_escape) && short_escape[*p]) {
+			char e[2] = {'\\', short_escape[*p]};
 
-				fbuf_append(out, e, sizeof(e));
-			} else {
-				/* invalid UTF-8: U+FFFD, as the
-				 * reader would give it back */
-				fbuf_puts(out, "\xef\xbf\xbd");
-			}
+			fbuf_append(out, e, sizeof(e));
+		} else if (*p < 0x20) {
+			char e[6] = {'\\', 'u',		 '0',
+				     '0',  hex[*p >> 4], hex[*p & 15]};
+
+			fbuf_append(out, e, sizeof(e));
+		} else {
+			/* invalid UTF-8: U+FFFD, as the reader would give it
+			 * back */
+			fbuf_puts(out, "\xef\xbf\xbd");
 		}
 		p++;
 		run = p;
