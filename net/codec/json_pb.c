@@ -228,11 +228,10 @@ static int value_from_json(struct j2p *c, const struct pbd_field *f)
 		} else if (ch == '-' || (ch >= '0' && ch <= '9')) {
 			if ((err = json_number(&c->r, &s, &n)))
 				return err;
+			/* any int32: a number with no name is kept as it is
+			 * (and written back as a number), as the wire keeps
+			 * it */
 			if (json_parse_i64(s, n, INT32_MIN, INT32_MAX, &i))
-				return c->r = before, invalid(c, f, want_of(f));
-			/* proto3 keeps unknown numbers (open enums) */
-			if (!f->owner->proto3 &&
-			    !pbd_enum_by_number(f->enm, (int32_t)i))
 				return c->r = before, invalid(c, f, want_of(f));
 		} else {
 			return invalid(c, f, want_of(f));

@@ -16,7 +16,7 @@
  *   float, double       numbers, or "NaN", "Infinity", "-Infinity", read
  *                       and written so (brpc writes huge numbers)
  *   bool                true or false
- *   enum                a value's name, or its number; written by name
+ *   enum                a value's name, or any int32; written by name
  *                       (by number when it has none); an unknown name is
  *                       an error (brpc drops it)
  *   string              valid UTF-8

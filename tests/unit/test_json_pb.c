@@ -561,7 +561,7 @@ static void test_json_errors(void **state)
 	     "Invalid value `\"PURPLE\"' for field `example.Kitchen.color' "
 	     "which SHOULD be example.Color",
 	     -EBADMSG},
-	    {"example.Kitchen", "{\"req\":1,\"color\":7}",
+	    {"example.Kitchen", "{\"req\":1,\"color\":4294967296}",
 	     "which SHOULD be example.Color", -EBADMSG},
 	    {"example.EchoRequest", "{\"message\":", "Invalid json:", -EBADMSG},
 	    {"example.EchoRequest", "{\"message\":\"one\"}POST",
