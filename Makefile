@@ -3,8 +3,8 @@
 #   make deps     install the Debian packages the build and tests need
 #   make          build/rpcgate: the static musl binary
 #   make check    the house checks (layers), then every test tier: fuzz
-#                 smoke, unit, integration, HTTP (test-http), the README's
-#                 tour (test-docs),
+#                 smoke, unit, integration, HTTP (test-http), overload
+#                 (test-overload), the README's tour (test-docs),
 #                 the container (test-image) and the VMs (test-rxe)
 #   make layers   scripts/check-layers: no include up or beside a wing, no
 #                 C file over 1,500 lines (and its own test)
@@ -123,7 +123,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http format \
-	clean image oci test-rxe test-image test-docs test-http kernel stamps layers
+	clean image oci test-rxe test-image test-docs test-http test-overload \
+	kernel stamps layers
 
 all: $(BUILD)/rpcgate
 
@@ -237,13 +238,14 @@ integration: $(INTEG_BINS) $(BUILD)/rpcgate
 # The house rules first (a second, before any build), then the fuzz smoke
 # (libFuzzer prints its own lines), one run of every tier's cmocka
 # programs ending in one summary, the stamps, HTTP/JSON with real clients,
-# the README's tour, the container and the VMs.
+# overload, the README's tour, the container and the VMs.
 check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	image $(BUILD)/stamps/rpcgate $(TEST_DESCS)
 	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
 	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
 	@$(TEST_ENV) tests/http/test-http
+	@$(TEST_ENV) tests/overload/test-overload
 	@tests/docs/test-readme
 	@tests/image/test-oci $(BUILD)/rpcgate
 	@tests/rxe/test-vm
@@ -256,6 +258,11 @@ layers: | deps
 # sockets (tests/http/test-http).
 test-http: $(BUILD)/rpcgate $(TEST_DESCS)
 	@$(TEST_ENV) tests/http/test-http
+
+# Overload and exhaustion against the binary: descriptors, a connection
+# flood, the adaptive limiter, a slow reader (tests/overload/test-overload).
+test-overload: $(BUILD)/rpcgate
+	@$(TEST_ENV) tests/overload/test-overload
 
 # README.md's tour, run as printed (tests/docs/test-readme).
 test-docs: $(BUILD)/rpcgate image

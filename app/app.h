@@ -33,6 +33,9 @@
 /* echo --max_concurrency: 2^20 calls in flight, far above what one
  * server process holds (each pins its request and a task). */
 #define APP_MAX_CONCURRENCY_MAX (1 << 20)
+/* Descriptors a server needs besides its connections (loops, listeners,
+ * the log, the reserve), for the max_connections check at start. */
+#define APP_FDS_RESERVED 32
 /* call/bench --timeout_ms: one hour; -1 means no deadline. */
 #define APP_TIMEOUT_MS_MAX 3600000
 /* call/bench --max_retry: callid numbers at most 254 attempts of a call
@@ -218,6 +221,13 @@ int app_descriptors_load(struct pbd_pool *pool, const struct app_config *cfg,
  * /flags (log_level may be set there), --max_body_size and the HTTP
  * timeouts.  The caller adds the rest. */
 struct server_options;
+/*
+ * --method_max_concurrency, on the methods of srv (before server_start):
+ * 0, or -errno after a message on stderr naming the method.
+ */
+int app_method_limits(struct server *srv, const struct app_config *cfg,
+		      const char *who);
+
 void app_server_options(struct server_options *so, struct app_runtime *r,
 			struct app_config *cfg, const struct pbd_pool *pool,
 			const char *version);

@@ -6,7 +6,7 @@
  *                 [--duration=S] [--connection_type=single|pooled|short]
  *                 [--compress=none|snappy|gzip|zlib] [--json]
  *                 [--verify | --oneway] [--transport=tcp|rdma]
- *                 [--wait_ms=MS]
+ *                 [--wait_ms=MS] [--rate=QPS]
  *                 (and call's --timeout_ms, --max_retry, --checksum,
  *                 --auth_token)
  *
@@ -50,6 +50,8 @@
 #include "base/clock.h"
 #include "codec/compress.h"
 #include "rpc/channel.h"
+#include "base/util.h"
+#include "codec/rpc_errno.h"
 #include "echo.pb-c.h"
 #include "rdt.h"
 
@@ -140,6 +142,11 @@ struct bench_slot {
 	struct rpc_call call;
 	struct bench *b;
 	int ended; /* atomic: its last call ended, no next one */
+	/* --rate: when its next call is due, and the timer that waits */
+	struct loop *loop;
+	int64_t next_ns;
+	struct loop_timer timer;
+	struct task wait_task;
 	/* --verify: this call's request, a random cut of the pattern */
 	Example__EchoRequest req;
 	size_t msg_len, att_len;
@@ -155,6 +162,8 @@ struct bench {
 
 	/* from the flags */
 	int concurrency, payload, duration_s, timeout_ms, compress;
+	int64_t rate;	   /* --rate: calls a second, 0: closed loop */
+	int64_t period_ns; /* a slot's calls this far apart */
 	bool json, verify, oneway;
 	struct iobuf attachment; /* --oneway: the payload, shared by calls */
 	const char *server, *conn_type, *transport;
@@ -162,6 +171,8 @@ struct bench {
 	int64_t start_ns, end_ns; /* no call starts at or after end_ns */
 	uint64_t ok, errors;	  /* atomic */
 	uint64_t mismatches;	  /* atomic: --verify answers that differ */
+	uint64_t elimit, timeouts; /* atomic: errors ELIMIT, ERPCTIMEDOUT */
+	struct hist fail_hist;	   /* failed calls' latencies */
 	int first_error;	  /* atomic: printed already */
 	struct hist hist;
 
@@ -174,9 +185,9 @@ struct bench {
 struct bench_result {
 	/* RDMA handshakes that ended on RDMA, on TCP, or failed */
 	uint64_t hs_rdma, hs_tcp, hs_failed;
-	uint64_t calls, errors, mismatches;
-	double elapsed_s, qps;
-	uint64_t p50, p90, p99, p999, avg;
+	uint64_t calls, errors, mismatches, elimit, timeouts;
+	double elapsed_s, qps, offered;
+	uint64_t p50, p90, p99, p999, avg, fail_p99;
 };
 
 static void bench_from_flags(struct bench *b, const struct app_config *cfg)
@@ -187,6 +198,7 @@ static void bench_from_flags(struct bench *b, const struct app_config *cfg)
 	b->payload = (int)flags_int(fl, "payload");
 	b->duration_s = (int)flags_int(fl, "duration");
 	b->timeout_ms = (int)flags_int(fl, "timeout_ms");
+	b->rate = flags_int(fl, "rate");
 	b->compress = app_compress_type(cfg);
 	b->json = app_flag_true(fl, "json");
 	b->verify = flags_bool(fl, "verify");
@@ -370,6 +382,11 @@ static void bench_record(struct bench_slot *s, const struct rpc_call *c)
 		return;
 	}
 	__atomic_fetch_add(&b->errors, 1, __ATOMIC_RELAXED);
+	if (code == RPC_ELIMIT)
+		__atomic_fetch_add(&b->elimit, 1, __ATOMIC_RELAXED);
+	else if (code == RPC_ERPCTIMEDOUT)
+		__atomic_fetch_add(&b->timeouts, 1, __ATOMIC_RELAXED);
+	hist_add(&b->fail_hist, c->latency_us);
 	if (!__atomic_exchange_n(&b->first_error, 1, __ATOMIC_RELAXED))
 		fprintf(stderr, WHO ": first error %d (%s): %s\n", code,
 			app_error_name(code),
@@ -391,6 +408,46 @@ static void bench_slot_end(struct bench_slot *s)
 
 /* rpc_done_fn, on the channel's loop thread (done_inline: it never
  * blocks, and the next call goes out without a thread hand-off). */
+/* --rate: the slot's timer is due: its next call, or its end. */
+static void pace_due(struct loop_timer *t)
+{
+	struct bench_slot *s = container_of(t, struct bench_slot, timer);
+
+	if (s->next_ns >= s->b->end_ns)
+		bench_slot_end(s);
+	else
+		bench_issue(s);
+}
+
+/* On the slot's loop: wait for next_ns (timers are their loop's). */
+static void pace_wait(struct task *t)
+{
+	struct bench_slot *s = container_of(t, struct bench_slot, wait_task);
+
+	loop_timer_start(s->loop, &s->timer, s->next_ns, pace_due);
+}
+
+/*
+ * --rate: slot i starts its calls at start + i * period / N, then every
+ * period (N slots, period = N / rate): the calls a second stay `rate`
+ * whatever the answers' latency, as long as a slot is free when its
+ * turn comes (a late slot starts at once and does not catch up).
+ */
+static void pace_next(struct bench_slot *s)
+{
+	struct bench *b = s->b;
+	int64_t now = clock_mono_ns();
+
+	s->next_ns += b->period_ns;
+	if (s->next_ns < now)
+		s->next_ns = now;
+	if (s->next_ns >= b->end_ns) {
+		bench_slot_end(s);
+		return;
+	}
+	loop_post(s->loop, &s->wait_task);
+}
+
 static void bench_done(struct rpc_call *c, void *arg)
 {
 	struct bench_slot *s = arg;
@@ -401,7 +458,10 @@ static void bench_done(struct rpc_call *c, void *arg)
 		return;
 	}
 	rpc_call_reset(c);
-	bench_issue(s);
+	if (s->b->rate)
+		pace_next(s);
+	else
+		bench_issue(s);
 }
 
 static void bench_start(struct bench *b)
@@ -409,13 +469,26 @@ static void bench_start(struct bench *b)
 	b->running = b->concurrency;
 	b->start_ns = clock_mono_ns();
 	b->end_ns = b->start_ns + (int64_t)b->duration_s * CLOCK_NS_PER_S;
+	b->period_ns = b->rate ? (int64_t)b->concurrency * CLOCK_NS_PER_S /
+				     b->rate
+			       : 0;
 	for (int i = 0; i < b->concurrency; i++) {
-		b->slots[i].b = b;
-		b->slots[i].rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
-		rpc_call_init(&b->slots[i].call, &b->r.pool);
+		struct bench_slot *s = &b->slots[i];
+
+		s->b = b;
+		s->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+		rpc_call_init(&s->call, &b->r.pool);
+		s->loop = rt_loop_for(&b->r.rt, (unsigned)i);
+		loop_timer_init(&s->timer);
+		task_init(&s->wait_task, pace_wait);
+		s->next_ns = b->start_ns + b->period_ns * i / b->concurrency;
 	}
-	for (int i = 0; i < b->concurrency; i++)
-		bench_issue(&b->slots[i]);
+	for (int i = 0; i < b->concurrency; i++) {
+		if (b->rate)
+			loop_post(b->slots[i].loop, &b->slots[i].wait_task);
+		else
+			bench_issue(&b->slots[i]);
+	}
 }
 
 static void sleep_until(int64_t mono_ns)
@@ -525,6 +598,10 @@ static void bench_result(const struct bench *b, struct bench_result *res)
 	res->p99 = hist_quantile(h, 9900);
 	res->p999 = hist_quantile(h, 9990);
 	res->avg = h->count ? h->sum_us / h->count : 0;
+	res->elimit = b->elimit;
+	res->timeouts = b->timeouts;
+	res->fail_p99 = hist_quantile(&b->fail_hist, 9900);
+	res->offered = (double)(b->ok + b->errors) / res->elapsed_s;
 }
 
 static void bench_print_json(const struct bench *b,
@@ -536,7 +613,9 @@ static void bench_print_json(const struct bench *b,
 	       "\"duration_s\":%d,\"connection_type\":\"%s\","
 	       "\"transport\":\"%s\",\"rdma_handshakes\":%llu,"
 	       "\"rdma_fallbacks\":%llu,\"rdma_failures\":%llu,"
-	       "\"verify\":%s,\"mismatches\":%llu,\"oneway\":%s}\n",
+	       "\"verify\":%s,\"mismatches\":%llu,\"oneway\":%s,"
+	       "\"rate\":%lld,\"offered_qps\":%.1f,\"elimit\":%llu,"
+	       "\"timeouts\":%llu,\"fail_p99_us\":%llu}\n",
 	       res->qps, (unsigned long long)res->calls,
 	       (unsigned long long)res->errors, (unsigned long long)res->p50,
 	       (unsigned long long)res->p90, (unsigned long long)res->p99,
@@ -546,7 +625,10 @@ static void bench_print_json(const struct bench *b,
 	       (unsigned long long)res->hs_tcp,
 	       (unsigned long long)res->hs_failed, b->verify ? "true" : "false",
 	       (unsigned long long)res->mismatches,
-	       b->oneway ? "true" : "false");
+	       b->oneway ? "true" : "false", (long long)b->rate, res->offered,
+	       (unsigned long long)res->elimit,
+	       (unsigned long long)res->timeouts,
+	       (unsigned long long)res->fail_p99);
 }
 
 static void bench_print_text(const struct bench *b,

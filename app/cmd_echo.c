@@ -4,8 +4,10 @@
  * `rpcgate bench`.
  *
  *   rpcgate echo [--port=N] [--listen=ADDR] [--sleep_ms=N] [--fail_percent=N]
- *                [--crash_after_ms=N]
- *                [--max_concurrency=N] [--auth_token=S]
+ *                [--crash_after_ms=N] [--serve_us=N [--serve_slots=K]]
+ *                [--max_concurrency=N|auto] [--method_max_concurrency=M=L]
+ *                [--max_connections=N] [--max_inflight_bytes=N]
+ *                [--write_timeout_ms=N] [--auth_token=S]
  *                [--echo_on_workers=BOOL]
  *
  * Sequence:
@@ -49,7 +51,6 @@ struct echo_cmd {
 	const char *listen;
 	int port;	/* asked: 0 is any free port */
 	int bound_port; /* taken */
-	int max_concurrency;
 	const char *token; /* "": no authentication */
 	size_t token_len;
 };
@@ -62,13 +63,14 @@ static void echo_cmd_from_flags(struct echo_cmd *e,
 	memset(e, 0, sizeof(*e));
 	e->listen = flags_str(fl, "listen");
 	e->port = (int)flags_int(fl, "port");
-	e->max_concurrency = (int)flags_int(fl, "max_concurrency");
 	e->token = flags_str(fl, "auth_token");
 	e->token_len = strlen(e->token);
 	e->svc.sleep_ms = (int)flags_int(fl, "sleep_ms");
 	e->svc.on_workers = flags_bool(fl, "echo_on_workers");
 	e->svc.fail_percent = (int)flags_int(fl, "fail_percent");
 	e->svc.discard = flags_bool(fl, "discard");
+	e->svc.serve_us = (int)flags_int(fl, "serve_us");
+	e->svc.serve_slots = (int)flags_int(fl, "serve_slots");
 }
 
 /* Server, service, listener, start; on failure says why and holds
@@ -79,7 +81,6 @@ static int echo_serve(struct echo_cmd *e, struct app_config *cfg)
 	int err;
 
 	app_server_options(&so, &e->r, cfg, &e->descriptors, WHO);
-	so.max_concurrency = e->max_concurrency;
 	so.checksum_answers = true; /* as brpc: a checked request, a
 				       checked answer */
 	if (e->token_len) {
@@ -106,6 +107,9 @@ static int echo_serve(struct echo_cmd *e, struct app_config *cfg)
 			strerror(-err));
 		goto out_destroy;
 	}
+	err = app_method_limits(&e->srv, cfg, WHO);
+	if (err)
+		goto out_destroy;
 	err = server_listen(&e->srv, e->listen, e->port);
 	if (err < 0) {
 		fprintf(stderr, WHO ": cannot listen on %s:%d: %s\n", e->listen,
@@ -123,6 +127,7 @@ static int echo_serve(struct echo_cmd *e, struct app_config *cfg)
 
 out_destroy:
 	server_destroy(&e->srv);
+	echo_service_destroy(&e->svc);
 	return err;
 }
 

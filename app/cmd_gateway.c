@@ -7,7 +7,8 @@
  *                [;timeout_ms=N][;max_retry=N][;backup_request_ms=N]
  *                [;connection_type=T][;retry_budget_percent=N]
  *                [;circuit_breaker=BOOL][;health_check_path=/P]
- *                [;min_working_instances=N;hold_seconds=S][;tag=T]'
+ *                [;min_working_instances=N;hold_seconds=S][;tag=T]
+ *                [;max_concurrency=auto|N]'
  *                (once per route)
  *       [--lb=NAME] [--timeout_ms=N] [--max_retry=N]
  *       [--backup_request_ms=N] [--connection_type=T]
@@ -68,6 +69,8 @@ struct gw_route {
 	char hc_path[256];
 	struct cluster_options co;
 	struct cluster cl;
+	struct climit limit; /* max_concurrency=: calls through the route */
+	char limit_what[280];
 	bool up;
 };
 
@@ -153,6 +156,11 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 	} else if (!strcmp(key, "circuit_breaker")) {
 		if (!flags_parse_bool(val, &co->circuit_breaker))
 			err = -EINVAL;
+	} else if (!strcmp(key, "max_concurrency")) {
+		char why[160];
+
+		err = climit_parse(val, &rt->limit.mode, &rt->limit.fixed, why,
+				   sizeof(why));
 	} else if (!strcmp(key, "tag")) {
 		if (strlen(val) >= sizeof(rt->tag))
 			err = -EINVAL;
@@ -166,7 +174,8 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 			    "timeout_ms, max_retry, backup_request_ms, "
 			    "connection_type, retry_budget_percent, "
 			    "circuit_breaker, health_check_path, "
-			    "min_working_instances, hold_seconds, tag)\n",
+			    "min_working_instances, hold_seconds, tag, "
+			    "max_concurrency)\n",
 			rt->pattern, key);
 		return -EINVAL;
 	}
@@ -222,6 +231,7 @@ static int route_parse(struct gw_route *rt, const char *text,
 
 	memset(rt, 0, sizeof(*rt));
 	route_defaults(rt, gw, cfg);
+	climit_init(&rt->limit, CLIMIT_NONE, 0, rt->limit_what);
 	snprintf(buf, sizeof(buf), "%s", text);
 	eq = strchr(buf, '=');
 	if (!eq || eq == buf) {
@@ -236,6 +246,7 @@ static int route_parse(struct gw_route *rt, const char *text,
 		return -EINVAL;
 	}
 	strcpy(rt->pattern, buf);
+	snprintf(rt->limit_what, sizeof(rt->limit_what), "route %s", rt->pattern);
 	if (!strcmp(buf, "*")) {
 		rt->match = GW_ANY;
 	} else if (rt->pattern[strlen(buf) - 1] == '*') {
@@ -365,8 +376,10 @@ static void routes_close(struct gateway *gw)
 	if (!gw->routes)
 		return;
 	for (int i = 0; i < GW_ROUTES_MAX; i++)
-		if (gw->routes[i].up)
+		if (gw->routes[i].up) {
 			cluster_destroy(&gw->routes[i].cl);
+			climit_destroy(&gw->routes[i].limit);
+		}
 	mem_free(mem_cached(), gw->routes);
 	gw->routes = NULL;
 }
@@ -419,9 +432,16 @@ static void gw_forward(struct server_call *sc, void *arg)
 {
 	struct gateway *gw = arg;
 	struct gw_route *rt = sc->route;
-	struct gw_call *g = mem_alloc(mem_cached(), sizeof(*g));
+	struct gw_call *g;
 	struct cluster_call *cc;
+	char why[320];
 
+	if (server_call_limit(sc, &rt->limit, why, sizeof(why))) {
+		server_call_fail(sc, RPC_ELIMIT, "%s", why);
+		server_call_finish(sc);
+		return;
+	}
+	g = mem_alloc(mem_cached(), sizeof(*g));
 	if (!g) {
 		server_call_fail(sc, RPC_EINTERNAL, "no memory for the call");
 		server_call_finish(sc);

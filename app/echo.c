@@ -17,7 +17,9 @@ struct echo_delay {
 	struct server_call *call;
 	struct echo_service *e;
 	struct task start;
-	int sleep_ms;
+	int64_t delay_us;
+	bool slot;		 /* holds a serve_slots slot */
+	struct echo_delay *next; /* e->waiting */
 };
 
 /* Whether this call is one of the fail_percent of every hundred
@@ -61,26 +63,82 @@ static void echo_answer(struct server_call *call, struct echo_service *e)
 	server_call_finish(call);
 }
 
-static void delay_fired(struct loop_timer *t)
-{
-	struct echo_delay *d = container_of(t, struct echo_delay, timer);
-	struct server_call *call = d->call;
-	struct echo_service *e = d->e;
+static void delay_fired(struct loop_timer *t);
 
-	mem_free(call->srv->opt.mem, d);
-	echo_answer(call, e);
-}
-
-/* Runs on the loop: timers belong to their loop's thread. */
+/* Runs on the call's loop: timers belong to their loop's thread. */
 static void delay_start(struct task *t)
 {
 	struct echo_delay *d = container_of(t, struct echo_delay, start);
 	struct loop *loop = server_call_loop(d->call);
 
 	loop_timer_init(&d->timer);
-	loop_timer_start(loop, &d->timer,
-			 loop_now(loop) + (int64_t)d->sleep_ms * 1000000,
+	loop_timer_start(loop, &d->timer, loop_now(loop) + d->delay_us * 1000,
 			 delay_fired);
+}
+
+/* Starts d's timer on its call's loop, from any thread. */
+static void delay_go(struct echo_delay *d)
+{
+	task_init(&d->start, delay_start);
+	/* Inline handlers are on the loop already: no post, no wake-up. */
+	if (loop_on_thread(server_call_loop(d->call)))
+		delay_start(&d->start);
+	else
+		loop_post(server_call_loop(d->call), &d->start);
+}
+
+/* A slot is free: the oldest waiting call takes it, or the count drops. */
+static void slot_release(struct echo_service *e)
+{
+	struct echo_delay *next;
+
+	pthread_mutex_lock(&e->lock);
+	next = e->waiting;
+	if (next) {
+		e->waiting = next->next;
+		if (!e->waiting)
+			e->waiting_tail = NULL;
+	} else {
+		e->busy--;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (next)
+		delay_go(next);
+}
+
+/* A slot for d, or a place in the queue: true when it starts now. */
+static bool slot_take(struct echo_service *e, struct echo_delay *d)
+{
+	int slots = e->serve_slots > 0 ? e->serve_slots : 1;
+	bool now;
+
+	d->slot = true;
+	d->next = NULL;
+	pthread_mutex_lock(&e->lock);
+	now = e->busy < slots;
+	if (now) {
+		e->busy++;
+	} else if (e->waiting_tail) {
+		e->waiting_tail->next = d;
+		e->waiting_tail = d;
+	} else {
+		e->waiting = e->waiting_tail = d;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return now;
+}
+
+static void delay_fired(struct loop_timer *t)
+{
+	struct echo_delay *d = container_of(t, struct echo_delay, timer);
+	struct server_call *call = d->call;
+	struct echo_service *e = d->e;
+	bool slot = d->slot;
+
+	mem_free(call->srv->opt.mem, d);
+	echo_answer(call, e);
+	if (slot)
+		slot_release(e);
 }
 
 static void echo_handler(struct server_call *call, void *arg)
@@ -88,7 +146,7 @@ static void echo_handler(struct server_call *call, void *arg)
 	struct echo_service *e = arg;
 	struct echo_delay *d;
 
-	if (e->sleep_ms <= 0) {
+	if (e->sleep_ms <= 0 && e->serve_us <= 0) {
 		echo_answer(call, e);
 		return;
 	}
@@ -100,22 +158,30 @@ static void echo_handler(struct server_call *call, void *arg)
 	}
 	d->call = call;
 	d->e = e;
-	d->sleep_ms = e->sleep_ms;
-	task_init(&d->start, delay_start);
-	/* Inline handlers are on the loop already: no post, no wake-up. */
-	if (loop_on_thread(server_call_loop(call)))
-		delay_start(&d->start);
-	else
-		loop_post(server_call_loop(call), &d->start);
+	d->slot = false;
+	if (e->serve_us > 0) {
+		d->delay_us = e->serve_us;
+		if (!slot_take(e, d))
+			return; /* a slot's release starts it */
+	} else {
+		d->delay_us = (int64_t)e->sleep_ms * 1000;
+	}
+	delay_go(d);
 }
 
 int echo_service_add(struct server *s, struct echo_service *e)
 {
 	static server_handler_fn *const handlers[] = {echo_handler};
 
+	pthread_mutex_init(&e->lock, NULL);
 	return server_add_service(s, &example__echo_service__descriptor,
 				  handlers, e,
 				  e->on_workers ? 0 : SERVER_METHOD_INLINE);
+}
+
+void echo_service_destroy(struct echo_service *e)
+{
+	pthread_mutex_destroy(&e->lock);
 }
 
 /* A mirror's call: the request's bytes are the answer's. */

@@ -6,6 +6,7 @@
 #include "base/budget.h"
 #include "app.h"
 #include "netcfg.h"
+#include "rpc/climit.h"
 
 #include <ctype.h>
 #include <unistd.h>
@@ -48,6 +49,28 @@ static const char *const lb_kinds[] = {"rr", "wrr",	     "wr",    "random",
 
 /* Empty, or USER or USER:GROUP with both parts non-empty and without
  * space or a second colon (names are looked up at the start). */
+static bool concurrency_valid(const char *v)
+{
+	enum climit_mode mode;
+	char why[128];
+	int n;
+
+	return !climit_parse(v, &mode, &n, why, sizeof(why));
+}
+
+/* SERVICE.METHOD=LIMIT: the method's own max_concurrency. */
+static bool method_concurrency_valid(const char *v)
+{
+	const char *eq = strchr(v, '='), *dot = NULL;
+
+	if (!*v)
+		return true;
+	for (const char *p = v; eq && p < eq; p++)
+		if (*p == '.')
+			dot = p;
+	return dot && dot > v && dot + 1 < eq && concurrency_valid(eq + 1);
+}
+
 static bool user_valid(const char *v)
 {
 	const char *colon = strchr(v, ':');
@@ -347,13 +370,22 @@ const struct flag_def app_flag_defs[] = {
 		"attachment (the bytes go one way: bench --oneway)",
     },
     {
-	.name = "max_concurrency",
+	.name = "serve_us",
 	.type = FLAG_INT,
 	.def = "0",
 	.min = 0,
-	.max = APP_MAX_CONCURRENCY_MAX,
-	.help = "echo: calls in flight before new ones are refused "
-		"with ELIMIT (0: no limit)",
+	.max = 60000000,
+	.help = "echo: each call holds one of --serve_slots slots this "
+		"long, and calls that find none free wait in order (a "
+		"backend of fixed capacity; 0: answer at once)",
+    },
+    {
+	.name = "serve_slots",
+	.type = FLAG_INT,
+	.def = "1",
+	.min = 1,
+	.max = 1000000,
+	.help = "echo: the slots of --serve_us (calls served at once)",
     },
     {
 	.name = "fail_percent",
@@ -542,6 +574,16 @@ const struct flag_def app_flag_defs[] = {
 		"--payload, every answer checked byte for byte",
     },
     {
+	.name = "rate",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = 10000000,
+	.help = "bench: start this many calls a second whatever the "
+		"answers' latency (open loop, spread over --concurrency "
+		"slots; 0: each slot calls again as soon as answered)",
+    },
+    {
 	.name = "wait_ms",
 	.type = FLAG_INT,
 	.def = "0",
@@ -715,6 +757,57 @@ const struct flag_def app_flag_defs[] = {
 	.max = 86400000,
 	.help = "echo, gateway: an idle HTTP keep-alive connection is "
 		"closed after this long",
+    },
+    /* echo and gateway: overload */
+    {
+	.name = "max_concurrency",
+	.type = FLAG_STRING,
+	.def = "0",
+	.valid = concurrency_valid,
+	.expect = "auto, 0 (no limit) or a count",
+	.help = "echo, gateway: calls in flight before new ones are "
+		"answered ELIMIT at once: a count, auto (found from the "
+		"latency, brpc's auto limiter) or 0 (no limit)",
+    },
+    {
+	.name = "method_max_concurrency",
+	.type = FLAG_STRING,
+	.def = "",
+	.repeat = true,
+	.valid = method_concurrency_valid,
+	.expect = "SERVICE.METHOD=auto|N",
+	.help = "echo: one method's own max_concurrency, as "
+		"SERVICE.METHOD=LIMIT (give it once per method)",
+    },
+    {
+	.name = "max_connections",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = 10000000,
+	.help = "echo, gateway: connections open at once; more are "
+		"closed as they are accepted (0: as many as descriptors "
+		"allow)",
+    },
+    {
+	.name = "max_inflight_bytes",
+	.type = FLAG_INT,
+	.def = "0",
+	.min = 0,
+	.max = INT64_MAX,
+	.help = "echo, gateway: bytes of requests read and answers queued, "
+		"all calls together, before new calls are answered ELIMIT "
+		"(0: a quarter of the memory)",
+    },
+    {
+	.name = "write_timeout_ms",
+	.type = FLAG_INT,
+	.def = "30000",
+	.min = 0,
+	.max = 86400000,
+	.help = "echo, gateway: a connection whose answers make no "
+		"progress this long (the client does not read) is closed "
+		"(0: never)",
     },
     /* gateway: routes to upstream clusters */
     {

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "echo.h"
 #include "rpc/server.h"
@@ -115,6 +117,80 @@ static int set_flag(void *arg, const char *name, const char *value, char *why,
 	return 0;
 }
 
+/* A quarter of the memory: the default of max_inflight_bytes. */
+static size_t quarter_of_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	if (pages <= 0 || size <= 0)
+		return (size_t)1 << 30;
+	return (size_t)pages * (size_t)size / 4;
+}
+
+/* The overload flags; a max_connections the descriptor limit cannot
+ * hold is said at start, not found in a flood. */
+static void overload_options(struct server_options *so,
+			     const struct flags *fl, const char *who)
+{
+	const char *mc = flags_str(fl, "max_concurrency");
+	enum climit_mode mode = CLIMIT_NONE;
+	struct rlimit rl;
+	char why[128];
+	int fixed = 0;
+
+	climit_parse(mc, &mode, &fixed, why, sizeof(why)); /* checked */
+	so->max_concurrency = fixed;
+	so->max_concurrency_auto = mode == CLIMIT_AUTO;
+	so->max_connections = (int)flags_int(fl, "max_connections");
+	so->max_inflight_bytes = (size_t)flags_int(fl, "max_inflight_bytes");
+	if (!so->max_inflight_bytes)
+		so->max_inflight_bytes = quarter_of_memory();
+	so->write_timeout_ms = (int)flags_int(fl, "write_timeout_ms");
+	if (so->max_connections && !getrlimit(RLIMIT_NOFILE, &rl) &&
+	    rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)so->max_connections + APP_FDS_RESERVED > rl.rlim_cur)
+		fprintf(stderr,
+			"%s: warning: max_connections=%d, but the descriptor "
+			"limit (ulimit -n) is %llu: past about %llu "
+			"connections new ones are closed as accepted\n",
+			who ? who : "rpcgate", so->max_connections,
+			(unsigned long long)rl.rlim_cur,
+			(unsigned long long)(rl.rlim_cur > APP_FDS_RESERVED
+						 ? rl.rlim_cur - APP_FDS_RESERVED
+						 : 0));
+}
+
+int app_method_limits(struct server *srv, const struct app_config *cfg,
+		      const char *who)
+{
+	const char *v = flags_str(&cfg->flags, "method_max_concurrency");
+	char item[FLAGS_VALUE_MAX], why[256];
+
+	while (*v) {
+		size_t n = strcspn(v, "\n");
+		char *eq, *dot;
+		int err;
+
+		if (n >= sizeof(item))
+			n = sizeof(item) - 1;
+		memcpy(item, v, n);
+		item[n] = '\0';
+		v += n + (v[n] == '\n');
+		eq = strchr(item, '=');
+		*eq = '\0'; /* the flag's check saw SERVICE.METHOD=LIMIT */
+		dot = strrchr(item, '.');
+		*dot = '\0';
+		err = server_set_method_concurrency(srv, item, dot + 1, eq + 1,
+						    why, sizeof(why));
+		if (err) {
+			fprintf(stderr, "%s: --method_max_concurrency: %s\n",
+				who, why);
+			return err;
+		}
+	}
+	return 0;
+}
+
 void app_server_options(struct server_options *so, struct app_runtime *r,
 			struct app_config *cfg, const struct pbd_pool *pool,
 			const char *version)
@@ -136,6 +212,7 @@ void app_server_options(struct server_options *so, struct app_runtime *r,
 	so->http_header_timeout_ms =
 	    (int)flags_int(fl, "http_header_timeout_ms");
 	so->http_idle_timeout_ms = (int)flags_int(fl, "http_idle_timeout_ms");
+	overload_options(so, fl, version);
 	r->flags = &cfg->flags;
 	so->flags = &cfg->flags;
 	so->set_flag = set_flag;

@@ -111,6 +111,54 @@ void conn_unref(struct conn *c)
 
 /* ---- the write queue ---------------------------------------------- */
 
+static void read_all(struct conn *c, bool hup);
+
+/* n bytes more (or, negative, fewer) wait to go out.  Fewer: a paused
+ * reader resumes (on its loop) once half its pause have gone. */
+static void queued_add(struct conn *c, int64_t n)
+{
+	/* Sequentially consistent with read_all's pause: one of the two
+	 * sees the other's store. */
+	int64_t now = __atomic_add_fetch(&c->queued, n, __ATOMIC_SEQ_CST);
+
+	if (c->acct)
+		metrics_gauge_add(c->acct, n);
+	if (n < 0 && c->read_pause && now <= c->read_pause / 2 &&
+	    __atomic_load_n(&c->read_paused, __ATOMIC_SEQ_CST) &&
+	    __atomic_exchange_n(&c->read_paused, 0, __ATOMIC_ACQ_REL) &&
+	    !__atomic_exchange_n(&c->read_posted, 1, __ATOMIC_ACQ_REL)) {
+		conn_ref(c); /* the read task's */
+		loop_post(c->loop, &c->read_task);
+	}
+}
+
+static void read_task_fn(struct task *t)
+{
+	struct conn *c = container_of(t, struct conn, read_task);
+
+	__atomic_store_n(&c->read_posted, 0, __ATOMIC_RELEASE);
+	if (c->started)
+		read_all(c, false);
+	conn_unref(c);
+}
+
+/* The parked writer made no progress for write_timeout_ms: the peer does
+ * not read its answers. */
+static void write_due(struct loop_timer *t)
+{
+	struct conn *c = container_of(t, struct conn, wto);
+	int64_t due = c->out_progress_ns + (int64_t)c->write_timeout_ms * 1000000;
+
+	if (!c->want_out || conn_closing(c))
+		return;
+	if (loop_now(c->loop) < due) {
+		loop_timer_start(c->loop, &c->wto, due, write_due);
+		return;
+	}
+	c->write_timed_out = true;
+	conn_close(c, -ETIMEDOUT);
+}
+
 static void wreq_free(struct conn *c, struct conn_wreq *r)
 {
 	iobuf_destroy(&r->data);
@@ -210,6 +258,15 @@ static void watch_out(struct conn *c, bool on)
 	if (c->want_out == on)
 		return;
 	c->want_out = on;
+	if (c->write_timeout_ms && on) {
+		c->out_progress_ns = loop_now(c->loop);
+		loop_timer_start(c->loop, &c->wto,
+				 c->out_progress_ns +
+				     (int64_t)c->write_timeout_ms * 1000000,
+				 write_due);
+	} else if (c->write_timeout_ms) {
+		loop_timer_stop(c->loop, &c->wto);
+	}
 	if (c->started && !tp_of(c)->own_wakeup)
 		loop_io_mod(c->loop, &c->io, CONN_EVENTS | (on ? EPOLLOUT : 0));
 }
@@ -231,12 +288,16 @@ static void write_queue(struct conn *c)
 		r = wq_gather(c, r);
 		while (iobuf_len(&r->data)) {
 			if (conn_closing(c)) {
+				queued_add(c, -(int64_t)iobuf_len(&r->data));
 				iobuf_reset(&r->data);
 				break;
 			}
 			n = tp_of(c)->write(c, &r->data);
 			if (n > 0) {
 				c->bytes_out += (uint64_t)n;
+				queued_add(c, -n);
+				if (on_loop && c->want_out)
+					c->out_progress_ns = loop_now(c->loop);
 				continue;
 			}
 			if (n == -EAGAIN) {
@@ -250,6 +311,7 @@ static void write_queue(struct conn *c)
 			log_debug(c->log, "write to %s failed: %s",
 				  c->peer_text, strerror((int)-n));
 			conn_close(c, (int)n);
+			queued_add(c, -(int64_t)iobuf_len(&r->data));
 			iobuf_reset(&r->data);
 		}
 		/* The last known request: stop waiting for EPOLLOUT while
@@ -319,6 +381,7 @@ int conn_write(struct conn *c, struct iobuf *data)
 	/* An iobuf moves by value (it holds no pointer into itself). */
 	r->data = *data;
 	iobuf_init(data, c->pool);
+	queued_add(c, (int64_t)n); /* before the push: a writer may take it */
 	r->next = WREQ_PENDING;
 	prev = __atomic_exchange_n(&c->wq_head, r, __ATOMIC_ACQ_REL);
 	if (prev) {
@@ -366,6 +429,18 @@ static void read_all(struct conn *c, bool hup)
 	while (!conn_closing(c)) {
 		const struct conn_transport *tp = c->tp;
 
+		if (c->read_pause && conn_queued(c) > c->read_pause) {
+			/* The peer is not reading its answers: leave its
+			 * requests in the socket.  The writer that brings
+			 * the queue down resumes (queued_add). */
+			__atomic_store_n(&c->read_paused, 1, __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(&c->queued, __ATOMIC_SEQ_CST) >
+				c->read_pause / 2 ||
+			    !__atomic_exchange_n(&c->read_paused, 0,
+						 __ATOMIC_ACQ_REL))
+				return;
+			continue; /* drained meanwhile, and not resumed */
+		}
 		n = tp->read(c, &c->in);
 		if (n > 0) {
 			c->bytes_in += (uint64_t)n;
@@ -430,6 +505,7 @@ static void close_task_fn(struct task *t)
 		c->started = false;
 	}
 	shutdown(c->io.fd, SHUT_RDWR);
+	loop_timer_stop(c->loop, &c->wto);
 	if (c->tp->close)
 		c->tp->close(c);
 	/* A writer parked on this loop will see no EPOLLOUT any more: it
@@ -526,6 +602,16 @@ int conn_init(struct conn *c, int fd, struct loop *loop,
 	task_init(&c->write_task, write_task_fn);
 	task_init(&c->flush_task, flush_task_fn);
 	task_init(&c->close_task, close_task_fn);
+	task_init(&c->read_task, read_task_fn);
+	loop_timer_init(&c->wto);
 	format_peer(c, fd);
 	return 0;
+}
+
+void conn_set_limits(struct conn *c, struct metrics_gauge *acct,
+		     size_t read_pause, int write_timeout_ms)
+{
+	c->acct = acct;
+	c->read_pause = (int64_t)read_pause;
+	c->write_timeout_ms = write_timeout_ms > 0 ? write_timeout_ms : 0;
 }

@@ -28,6 +28,13 @@
  * once.  Queued writes are dropped (their buffers released).  The fd is
  * closed and ops->release called when the last reference goes.
  *
+ * Back-pressure (conn_set_limits).  Bytes queued and not yet written are
+ * counted (conn_queued(), and in a shared gauge): past `read_pause` the
+ * loop stops reading the connection (its requests wait in the socket)
+ * until half have gone; a writer parked for longer than
+ * `write_timeout_ms` without a byte going out closes it with -ETIMEDOUT
+ * (write_timed_out says so to on_close).
+ *
  * Lifetime.  A conn is refcounted: the loop's watch holds one reference,
  * each writer at work holds one, and users take their own with
  * conn_ref()/conn_unref().  conn_init() returns with one reference, the
@@ -45,6 +52,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/mem.h"
+#include "base/metrics.h"
 #include "base/task.h"
 
 /*
@@ -179,6 +187,17 @@ struct conn {
 	size_t corked_bytes;	/* loop thread: queued while corked */
 	struct task close_task;
 	uint64_t bytes_in, bytes_out;
+	/* back-pressure (conn_set_limits) */
+	int64_t queued;		    /* atomic: bytes written to, not out */
+	struct metrics_gauge *acct; /* NULL, or gets queued's changes */
+	int64_t read_pause;	    /* 0: never pause */
+	int read_paused;	    /* atomic: loop stopped reading */
+	int read_posted;	    /* atomic: read_task is queued */
+	struct task read_task;	    /* resumes reading on the loop */
+	int write_timeout_ms;	    /* 0: none */
+	struct loop_timer wto;	    /* loop thread */
+	int64_t out_progress_ns;    /* loop thread: last byte out, parked */
+	bool write_timed_out;	    /* closed by write_timeout_ms */
 	size_t last_read; /* loop thread: the last read's bytes (tcp) */
 	bool last_batch;  /* loop thread: on_data is handling a read that
 			   * drained the socket (see conn_write()) */
@@ -192,6 +211,17 @@ int conn_init(struct conn *c, int fd, struct loop *loop,
 	      const struct conn_transport *tp, const struct conn_handler *h,
 	      void *ctx, struct iobuf_pool *pool, const struct mem *mem,
 	      struct log *log);
+
+/* Before conn_start(): the back-pressure of the connection (see the top);
+ * acct NULL, read_pause 0 and write_timeout_ms 0 each turn one off. */
+void conn_set_limits(struct conn *c, struct metrics_gauge *acct,
+		     size_t read_pause, int write_timeout_ms);
+
+/* Bytes queued and not yet out (any thread; a snapshot). */
+static inline int64_t conn_queued(const struct conn *c)
+{
+	return __atomic_load_n(&c->queued, __ATOMIC_RELAXED);
+}
 
 /* Starts watching the fd on the conn's loop (posts there; any thread). */
 void conn_start(struct conn *c);

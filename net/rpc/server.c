@@ -10,11 +10,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +45,14 @@ void server_options_default(struct server_options *opt)
 	opt->http_body_idle_ms = SERVER_HTTP_BODY_IDLE_MS;
 	opt->http_idle_timeout_ms = SERVER_HTTP_IDLE_TIMEOUT_MS;
 	opt->http_gzip_min = SERVER_HTTP_GZIP_MIN;
+	opt->write_timeout_ms = SERVER_WRITE_TIMEOUT_MS;
+}
+
+/* The descriptor kept to accept-and-close with when the process has no
+ * other (see on_accept). */
+static int reserve_open(void)
+{
+	return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 int server_init(struct server *s, const struct server_options *opt)
@@ -52,10 +62,22 @@ int server_init(struct server *s, const struct server_options *opt)
 
 	if (!opt->rt || !opt->pool || opt->max_concurrency < 0 ||
 	    opt->http_header_timeout_ms <= 0 || opt->http_body_idle_ms <= 0 ||
-	    opt->http_idle_timeout_ms <= 0)
+	    opt->http_idle_timeout_ms <= 0 || opt->max_connections < 0 ||
+	    opt->write_timeout_ms < 0)
 		return -EINVAL;
 	memset(s, 0, sizeof(*s));
 	s->opt = *opt;
+	climit_init(&s->limit,
+		    opt->max_concurrency_auto ? CLIMIT_AUTO
+		    : opt->max_concurrency    ? CLIMIT_FIXED
+					      : CLIMIT_NONE,
+		    opt->max_concurrency, "server");
+	metrics_gauge_init(&s->held);
+	metrics_counter_init(&s->refused_no_fd);
+	metrics_counter_init(&s->refused_max_conn);
+	metrics_counter_init(&s->closed_slow);
+	metrics_counter_init(&s->limited);
+	s->reserve_fd = reserve_open();
 	s->opt.mem = mem_or_default(opt->mem);
 	baidu_limits_default(&s->limits);
 	s->limits.max_body_size = opt->max_body_size;
@@ -81,8 +103,10 @@ int server_init(struct server *s, const struct server_options *opt)
 		pthread_mutex_destroy(&s->lock);
 		return -err;
 	}
-	for (int i = 0; i < SERVER_MAX_LISTENERS; i++)
+	for (int i = 0; i < SERVER_MAX_LISTENERS; i++) {
 		s->listeners[i].fd = -1;
+		loop_timer_init(&s->listeners[i].resume);
+	}
 	return 0;
 }
 
@@ -126,6 +150,9 @@ static void method_init(struct server_method *m, struct server_service *svc,
 	m->fn = fn;
 	m->flags = flags;
 	m->svc = svc;
+	snprintf(m->limit_what, sizeof(m->limit_what), "method %s.%s",
+		 svc->name, name);
+	climit_init(&m->limit, CLIMIT_NONE, 0, m->limit_what);
 	metrics_counter_init(&m->calls);
 	metrics_counter_init(&m->errors);
 	metrics_latency_init(&m->latency);
@@ -177,6 +204,38 @@ int server_add_raw_service(struct server *s, const struct pbd_service *ps,
 		svc->methods[i].pbd = &ps->methods[i];
 	}
 	s->services[s->nservices++] = svc;
+	return 0;
+}
+
+int server_set_method_concurrency(struct server *s, const char *service,
+				  const char *method, const char *limit,
+				  char *why, size_t why_size)
+{
+	struct server_method *m = NULL;
+	enum climit_mode mode;
+	int fixed, err;
+
+	if (s->started)
+		return -EBUSY;
+	for (int i = 0; i < s->nservices && !m; i++) {
+		struct server_service *svc = s->services[i];
+
+		if (strcmp(svc->name, service) && strcmp(svc->short_name, service))
+			continue;
+		for (unsigned k = 0; k < svc->nmethods; k++)
+			if (!strcmp(svc->methods[k].name, method))
+				m = &svc->methods[k];
+	}
+	if (!m) {
+		snprintf(why, why_size, "no method %s.%s on this server",
+			 service, method);
+		return -ENOENT;
+	}
+	err = climit_parse(limit, &mode, &fixed, why, why_size);
+	if (err)
+		return err;
+	m->limit.mode = mode;
+	m->limit.fixed = fixed;
 	return 0;
 }
 
@@ -258,15 +317,25 @@ const char *server__addr_text(const struct srv_conn *sc)
  */
 int server__admit(struct server *s, char *why, size_t why_size)
 {
-	int64_t n = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+	int64_t held;
 
+	__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST)) {
 		snprintf(why, why_size, "Server is stopping");
 		return RPC_ELOGOFF;
 	}
-	if (s->opt.max_concurrency && n > s->opt.max_concurrency) {
-		snprintf(why, why_size, "Reached server's max_concurrency=%d",
-			 s->opt.max_concurrency);
+	held = metrics_gauge_get(&s->held);
+	if (s->opt.max_inflight_bytes &&
+	    held > (int64_t)s->opt.max_inflight_bytes) {
+		metrics_counter_add(&s->limited, 1);
+		snprintf(why, why_size,
+			 "Reached server's max_inflight_bytes=%zu (%lld held "
+			 "by requests and queued answers)",
+			 s->opt.max_inflight_bytes, (long long)held);
+		return RPC_ELIMIT;
+	}
+	if (climit_enter(&s->limit, why, why_size)) {
+		metrics_counter_add(&s->limited, 1);
 		return RPC_ELIMIT;
 	}
 	return 0;
@@ -274,7 +343,7 @@ int server__admit(struct server *s, char *why, size_t why_size)
 
 /* A call's answer is queued: the last one of a stopping server wakes
  * server_stop(). */
-void server__uncount_call(struct server *s)
+static void inflight_done(struct server *s)
 {
 	if (__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST) == 0 &&
 	    __atomic_load_n(&s->stopping, __ATOMIC_SEQ_CST)) {
@@ -282,6 +351,43 @@ void server__uncount_call(struct server *s)
 		pthread_cond_broadcast(&s->cond);
 		pthread_mutex_unlock(&s->lock);
 	}
+}
+
+void server__refused(struct server *s)
+{
+	inflight_done(s);
+}
+
+void server__uncount_call(struct server *s)
+{
+	climit_leave(&s->limit, 0, false, clock_mono_ns());
+	inflight_done(s);
+}
+
+void server__call_hold(struct server_call *call, size_t n)
+{
+	call->held += n;
+	metrics_gauge_add(&call->srv->held, (int64_t)n);
+}
+
+int server__method_enter(struct server *s, struct server_method *m, char *why,
+			 size_t why_size)
+{
+	if (!climit_enter(&m->limit, why, why_size))
+		return 0;
+	metrics_counter_add(&s->limited, 1);
+	return RPC_ELIMIT;
+}
+
+int server_call_limit(struct server_call *call, struct climit *l, char *why,
+		      size_t why_size)
+{
+	if (call->xlimit || climit_enter(l, why, why_size)) {
+		metrics_counter_add(&call->srv->limited, 1);
+		return RPC_ELIMIT;
+	}
+	call->xlimit = l;
+	return 0;
 }
 
 struct server_call *server__call_new(struct srv_conn *sc)
@@ -309,15 +415,22 @@ void server__call_free(struct server_call *call)
 	const struct mem *mem = s->opt.mem;
 	struct server_method *m =
 	    (struct server_method *)call->m; /* its figures */
+	int64_t now = clock_mono_ns();
+	uint64_t us = (uint64_t)(now - call->start_ns) / 1000;
+	bool ok = !call->error_code;
 
 	if (m) {
 		metrics_counter_add(&m->calls, 1);
-		if (call->error_code)
+		if (!ok)
 			metrics_counter_add(&m->errors, 1);
-		metrics_latency_record(
-		    &m->latency,
-		    (uint64_t)(clock_mono_ns() - call->start_ns) / 1000);
+		metrics_latency_record(&m->latency, us);
+		climit_leave(&m->limit, us, ok, now);
 	}
+	if (call->xlimit)
+		climit_leave(call->xlimit, us, ok, now);
+	climit_leave(&s->limit, us, ok, now);
+	if (call->held)
+		metrics_gauge_add(&s->held, -(int64_t)call->held);
 	pbuf_free((ProtobufCMessage *)call->request, mem);
 	pbuf_free_shallow(call->response, mem);
 	iobuf_destroy(&call->request_attachment);
@@ -329,7 +442,7 @@ void server__call_free(struct server_call *call)
 	mem_free(mem, call->http);
 	conn_unref(&call->sc->conn);
 	mem_free(mem, call);
-	server__uncount_call(s);
+	inflight_done(s);
 }
 
 struct loop *server_call_loop(const struct server_call *call)
@@ -560,6 +673,14 @@ static void srv_on_close(struct conn *c, int err)
 
 	loop_timer_stop(c->loop, &sc->first_bytes);
 	server__http_close(sc);
+	if (c->write_timed_out) {
+		metrics_counter_add(&s->closed_slow, 1);
+		log_warn(s->opt.log,
+			 "closing %s: %lld bytes of answers made no progress "
+			 "for write_timeout_ms=%d (the client does not read)",
+			 c->peer_text, (long long)conn_queued(c),
+			 c->write_timeout_ms);
+	}
 	if (err == 0 && up && up->first_bytes_ms > 0 &&
 	    sc->proto == SRV_DETECT && !sc->upgraded)
 		log_undetected(sc, "closed the connection");
@@ -616,13 +737,47 @@ static void format_sockaddr(const struct sockaddr_storage *ss, char *buf,
 	}
 }
 
-static void accept_one(struct server *s, int fd)
+/*
+ * Past max_connections: closed as accepted, counted, and said in the log
+ * at most once a second with the count since (loop thread).
+ */
+static bool over_max_connections(struct server_listener *l, int fd)
 {
+	struct server *s = l->srv;
+	int64_t now, n;
+
+	if (!s->opt.max_connections)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	n = s->nconns;
+	pthread_mutex_unlock(&s->lock);
+	if (n < s->opt.max_connections)
+		return false;
+	close(fd);
+	metrics_counter_add(&s->refused_max_conn, 1);
+	l->full_shed++;
+	now = clock_mono_ns();
+	if (now - l->full_logged_ns >= 1000000000) {
+		log_warn(s->opt.log,
+			 "port %d: %lld connections open, max_connections=%d: "
+			 "closing new ones as they come (%llu so far)",
+			 l->port, (long long)n, s->opt.max_connections,
+			 (unsigned long long)l->full_shed);
+		l->full_logged_ns = now;
+	}
+	return true;
+}
+
+static void accept_one(struct server_listener *l, int fd)
+{
+	struct server *s = l->srv;
 	struct sockaddr_storage local;
 	socklen_t len = sizeof(local);
 	struct srv_conn *sc;
 	int err;
 
+	if (over_max_connections(l, fd))
+		return;
 	sc = mem_zalloc(s->opt.mem, sizeof(*sc));
 	if (!sc) {
 		log_error(s->opt.log, "no memory for a connection: closing it");
@@ -639,6 +794,8 @@ static void accept_one(struct server *s, int fd)
 		close(fd);
 		return;
 	}
+	conn_set_limits(&sc->conn, &s->held, SERVER_CONN_QUEUE_PAUSE,
+			s->opt.write_timeout_ms);
 	sc->srv = s;
 	sc->accepted_ns = clock_mono_ns();
 	loop_timer_init(&sc->first_bytes);
@@ -656,23 +813,138 @@ static void accept_one(struct server *s, int fd)
 	conn_unref(&sc->conn); /* the watch holds it now */
 }
 
+/*
+ * Out of descriptors (EMFILE, ENFILE) or of kernel memory for one: the
+ * connection at the head of the backlog is accepted with the reserved
+ * descriptor and closed at once.  A client then sees its connection
+ * end instead of waiting in a backlog that edge-triggered epoll would
+ * not report again, and the dead connections of a flood that is over
+ * leave the backlog instead of standing before the next live one.
+ * 1: one shed, go on accepting; 0: the backlog is empty; -1: no reserve
+ * (another listener holds it, or it could not be reopened).
+ */
+static int shed_one(struct server_listener *l)
+{
+	struct server *s = l->srv;
+	int rfd = __atomic_exchange_n(&s->reserve_fd, -1, __ATOMIC_ACQ_REL);
+	int fd, r;
+
+	if (rfd < 0)
+		return -1;
+	close(rfd);
+	fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	r = fd >= 0 ? 1 : errno == EAGAIN ? 0 : -1;
+	if (fd >= 0) {
+		close(fd);
+		metrics_counter_add(&s->refused_no_fd, 1);
+		l->starved_shed++;
+	}
+	rfd = reserve_open();
+	__atomic_store_n(&s->reserve_fd, rfd, __ATOMIC_RELEASE);
+	return rfd < 0 && r == 1 ? -1 : r;
+}
+
+static void starved_begin(struct server_listener *l, int err)
+{
+	struct rlimit rl = {0};
+	int64_t open_now;
+
+	if (l->starved_ns)
+		return;
+	l->starved_ns = clock_mono_ns();
+	l->starved_shed = 0;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	pthread_mutex_lock(&l->srv->lock);
+	open_now = l->srv->nconns;
+	pthread_mutex_unlock(&l->srv->lock);
+	log_warn(l->srv->opt.log,
+		 "port %d: accept failed: %s (the descriptor limit is %llu, "
+		 "%lld connections open): closing new connections at once "
+		 "until descriptors are free",
+		 l->port, strerror(err), (unsigned long long)rl.rlim_cur,
+		 (long long)open_now);
+}
+
+static void starved_end(struct server_listener *l)
+{
+	log_info(l->srv->opt.log,
+		 "port %d: accepting again after %lld ms out of descriptors; "
+		 "%llu connections were closed unserved",
+		 l->port, (long long)((clock_mono_ns() - l->starved_ns) / 1000000),
+		 (unsigned long long)l->starved_shed);
+	l->starved_ns = 0;
+}
+
+static void on_accept(struct loop_io *io, uint32_t events);
+
+/* A listener that rested (no reserve to shed with) watches again; the
+ * backlog, ready, is reported at once. */
+static void listener_resume(struct loop_timer *t)
+{
+	struct server_listener *l =
+	    container_of(t, struct server_listener, resume);
+	struct server *s = l->srv;
+	int rfd;
+
+	if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE) || l->fd < 0)
+		return;
+	if (__atomic_load_n(&s->reserve_fd, __ATOMIC_ACQUIRE) < 0 &&
+	    (rfd = reserve_open()) >= 0) {
+		int old = -1;
+
+		if (!__atomic_compare_exchange_n(&s->reserve_fd, &old, rfd,
+						 false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE))
+			close(rfd);
+	}
+	loop_io_init(&l->io, l->fd, EPOLLIN, on_accept);
+	if (loop_io_add(l->loop, &l->io))
+		loop_timer_start(l->loop, &l->resume,
+				 loop_now(l->loop) +
+				     SERVER_ACCEPT_PAUSE_MS * 1000000LL,
+				 listener_resume);
+}
+
+static void listener_rest(struct server_listener *l)
+{
+	if (l->io.active)
+		loop_io_del(l->loop, &l->io);
+	loop_timer_start(l->loop, &l->resume,
+			 loop_now(l->loop) + SERVER_ACCEPT_PAUSE_MS * 1000000LL,
+			 listener_resume);
+}
+
 static void on_accept(struct loop_io *io, uint32_t events)
 {
 	struct server_listener *l =
 	    container_of(io, struct server_listener, io);
-	int fd;
+	int fd, r;
 
 	for (;;) {
 		fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			accept_one(l->srv, fd);
+			if (l->starved_ns)
+				starved_end(l);
+			accept_one(l, fd);
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
-		if (errno != EAGAIN)
-			log_error(l->srv->opt.log, "accept on port %d: %s",
-				  l->port, strerror(errno));
+		if (errno == EAGAIN)
+			return;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			starved_begin(l, errno);
+			r = shed_one(l);
+			if (r > 0)
+				continue;
+			if (r < 0)
+				listener_rest(l);
+			return;
+		}
+		log_error(l->srv->opt.log, "accept on port %d: %s", l->port,
+			  strerror(errno));
+		listener_rest(l);
 		return;
 	}
 }
@@ -761,6 +1033,7 @@ static void listener_stop_task(struct task *t)
 
 	if (l->io.active)
 		loop_io_del(l->loop, &l->io);
+	loop_timer_stop(l->loop, &l->resume);
 	close(l->fd);
 	pthread_mutex_lock(&s->lock);
 	l->fd = -1;
@@ -810,11 +1083,38 @@ static void methods_start(struct server *s)
 	}
 }
 
+/* The server's own figures on /metrics. */
+static void overload_metrics_start(struct server *s)
+{
+	struct metrics *mx = s->opt.metrics;
+
+	if (!mx)
+		return;
+	metrics_register_counter(mx, &s->refused_no_fd,
+				 "rpcgate_server_connections_refused_total",
+				 "connections closed as accepted",
+				 "reason=\"no_descriptor\"");
+	metrics_register_counter(mx, &s->refused_max_conn,
+				 "rpcgate_server_connections_refused_total",
+				 "connections closed as accepted",
+				 "reason=\"max_connections\"");
+	metrics_register_counter(mx, &s->closed_slow,
+				 "rpcgate_server_write_timeouts_total",
+				 "connections closed by write_timeout_ms", NULL);
+	metrics_register_counter(mx, &s->limited,
+				 "rpcgate_server_calls_limited_total",
+				 "calls answered ELIMIT", NULL);
+	metrics_register_gauge(mx, &s->held, "rpcgate_server_inflight_bytes",
+			       "bytes of requests and queued answers held",
+			       NULL);
+}
+
 int server_start(struct server *s)
 {
 	if (s->started)
 		return -EBUSY;
 	methods_start(s);
+	overload_metrics_start(s);
 	s->started = true;
 	s->listeners_open = s->nlisteners;
 	for (int i = 0; i < s->nlisteners; i++) {
@@ -919,9 +1219,18 @@ void server_destroy(struct server *s)
 			metrics_unregister(&svc->methods[k].calls.node);
 			metrics_unregister(&svc->methods[k].errors.node);
 			metrics_unregister(&svc->methods[k].latency.node);
+			climit_destroy(&svc->methods[k].limit);
 		}
 		mem_free(s->opt.mem, svc);
 	}
+	metrics_unregister(&s->refused_no_fd.node);
+	metrics_unregister(&s->refused_max_conn.node);
+	metrics_unregister(&s->closed_slow.node);
+	metrics_unregister(&s->limited.node);
+	metrics_unregister(&s->held.node);
+	climit_destroy(&s->limit);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->flags_lock);
 	pthread_mutex_destroy(&s->lock);
@@ -933,6 +1242,12 @@ void server_stats(struct server *s, struct server_stats *out)
 	out->errors = __atomic_load_n(&s->n_errors, __ATOMIC_RELAXED);
 	out->closed_bad = __atomic_load_n(&s->n_closed_bad, __ATOMIC_RELAXED);
 	out->inflight = __atomic_load_n(&s->inflight, __ATOMIC_RELAXED);
+	out->refused_no_fd = metrics_counter_get(&s->refused_no_fd);
+	out->refused_max_conn = metrics_counter_get(&s->refused_max_conn);
+	out->closed_slow = metrics_counter_get(&s->closed_slow);
+	out->limited = metrics_counter_get(&s->limited);
+	out->held_bytes = metrics_gauge_get(&s->held);
+	out->limit = climit_current(&s->limit);
 	pthread_mutex_lock(&s->lock);
 	out->connections = s->nconns;
 	pthread_mutex_unlock(&s->lock);

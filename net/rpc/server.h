@@ -12,9 +12,11 @@
  *                   first frame, auth hook refuses   -> ERPCAUTH, close
  *                   server stopping                  -> ELOGOFF
  *                   max_concurrency calls in flight  -> ELIMIT
+ *                   max_inflight_bytes held          -> ELIMIT
  *                   attachment_size > data           -> EREQUEST
  *                   short service name unknown       -> ENOSERVICE
  *                   full service.method unknown      -> ENOMETHOD
+ *                   the method's max_concurrency     -> ELIMIT
  *                 -> a server_call, handed to a task worker (or run
  *                    right here for methods marked SERVER_METHOD_INLINE)
  *   worker        checksum, decompress, decode (EREQUEST on failure) ->
@@ -45,6 +47,19 @@
  * then every connection closes.  No call is lost: each gets its answer
  * or ELOGOFF.
  *
+ * Overload.  Limits on calls in flight (fixed or adaptive, climit.h) for
+ * the server and each method answer ELIMIT at once instead of queueing.
+ * Bytes held for calls (requests read, answers queued) count against
+ * max_inflight_bytes (ELIMIT past it); a connection with more than
+ * SERVER_CONN_QUEUE_PAUSE bytes of answers queued is not read until they
+ * drain, and one whose answers make no progress for write_timeout_ms is
+ * closed.  New connections past max_connections, and any that come while
+ * the process is out of file descriptors, are accepted and closed at
+ * once (a reserved descriptor makes the accept possible), so the backlog
+ * never holds a dead queue and a client never waits on a port that will
+ * not answer; one log line says when it starts and one when it is over,
+ * with the count.
+ *
  * Threads: add services and listen before server_start(); finish calls
  * from any thread; stop and destroy from the owner thread (not a loop
  * or worker thread of the server's rt).
@@ -61,9 +76,11 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/mem.h"
+#include "base/metrics.h"
 #include "base/rt.h"
 #include "codec/baidu_std.h"
 #include "codec/pbd.h"
+#include "climit.h"
 
 struct flags;
 
@@ -105,6 +122,15 @@ struct server_options {
 	struct log *log;	 /* NULL: discard */
 	size_t max_body_size;	 /* BAIDU_MAX_BODY_SIZE_DEFAULT */
 	int max_concurrency;	 /* calls in flight; 0: no limit */
+	bool max_concurrency_auto; /* adaptive instead (climit.h) */
+	/* Connections open at once; 0: no limit (but the descriptors). */
+	int max_connections;
+	/* Bytes of requests read and answers queued, all calls together;
+	 * 0: no limit. */
+	size_t max_inflight_bytes;
+	/* A connection whose queued answers make no progress this long is
+	 * closed; 0: never. */
+	int write_timeout_ms; /* SERVER_WRITE_TIMEOUT_MS */
 	server_auth_fn *auth;	 /* NULL: authentication_data ignored */
 	void *auth_arg;
 	/* The "[addr]" of error texts; NULL: the accepting socket's local
@@ -153,6 +179,15 @@ struct server_options {
 #define SERVER_HTTP_IDLE_TIMEOUT_MS 60000
 /* brpc's http_body_compress_threshold. */
 #define SERVER_HTTP_GZIP_MIN 512
+/* nginx's send_timeout is 60 s. */
+#define SERVER_WRITE_TIMEOUT_MS 30000
+/* A connection stops being read while this many bytes of its answers
+ * wait to be sent, and is read again once half have gone (brpc refuses
+ * writes past socket_max_unwritten_bytes, 64 MiB, with EOVERCROWDED). */
+#define SERVER_CONN_QUEUE_PAUSE (4u << 20)
+/* After an accept failure with no reserved descriptor to shed the
+ * backlog with, the listener rests this long. */
+#define SERVER_ACCEPT_PAUSE_MS 20
 
 /*
  * One call, from the request to server_call_finish().  The handler reads
@@ -205,6 +240,8 @@ struct server_call {
 	bool error_plain; /* error_text sent as it is (an upstream's) */
 	bool answer_checksum;
 	int64_t start_ns;
+	struct climit *xlimit; /* the method's or route's limit entered */
+	size_t held;	       /* request bytes counted in srv->held */
 	struct task task;
 	void *user; /* free for the handler, e.g. a timer's context */
 };
@@ -224,6 +261,15 @@ void server_call_finish(struct server_call *call);
 /* A loop of the server's rt, for handlers that finish later (timers). */
 struct loop *server_call_loop(const struct server_call *call);
 
+/*
+ * A router's handler: counts the call against `l` (a route's limit,
+ * which outlives the server's calls) until it is answered, with its
+ * latency as a sample.  0, or RPC_ELIMIT with the text in why (the
+ * handler fails the call with it).  Once per call.
+ */
+int server_call_limit(struct server_call *call, struct climit *l, char *why,
+		      size_t why_size);
+
 struct server_listener {
 	int fd;
 	int port;
@@ -231,6 +277,13 @@ struct server_listener {
 	struct loop_io io;
 	struct server *srv;
 	struct task start_task, stop_task; /* the stop may trail the start */
+	/* loop thread: out of descriptors since (0: not), closed since */
+	int64_t starved_ns;
+	uint64_t starved_shed;
+	struct loop_timer resume; /* a paused listener's */
+	/* loop thread: refused for max_connections, last logged */
+	uint64_t full_shed;
+	int64_t full_logged_ns;
 };
 
 struct server_stats {
@@ -239,6 +292,12 @@ struct server_stats {
 	uint64_t closed_bad; /* connections closed for bad bytes */
 	int64_t inflight;    /* calls between request and answer */
 	int64_t connections; /* open now */
+	uint64_t refused_no_fd;	   /* connections closed unserved: no fd */
+	uint64_t refused_max_conn; /* ... past max_connections */
+	uint64_t closed_slow;	   /* closed by write_timeout_ms */
+	uint64_t limited;	   /* calls answered ELIMIT */
+	int64_t held_bytes;	   /* counted against max_inflight_bytes */
+	int limit;		   /* the server's max_concurrency now */
 };
 
 struct server {
@@ -261,6 +320,11 @@ struct server {
 	server_handler_fn *route_handler;
 	void *route_arg;
 
+	struct climit limit;	   /* the server's max_concurrency */
+	struct metrics_gauge held; /* bytes against max_inflight_bytes */
+	int reserve_fd;		   /* atomic: accept-and-close when out */
+	struct metrics_counter refused_no_fd, refused_max_conn, closed_slow,
+	    limited;
 	uint64_t n_calls, n_errors, n_closed_bad; /* atomic */
 	uint64_t n_http, n_http_bad;		  /* atomic */
 	int listeners_open;			  /* under lock */
@@ -333,6 +397,15 @@ int server_stop(struct server *s, int grace_ms);
 
 /* Stops (no grace limit) if needed and frees everything. */
 void server_destroy(struct server *s);
+
+/*
+ * A method's own limit on calls in flight, before server_start():
+ * "auto", "0" or a count (climit_parse).  0; -ENOENT no such method;
+ * -EINVAL (why says); -EBUSY.
+ */
+int server_set_method_concurrency(struct server *s, const char *service,
+				  const char *method, const char *limit,
+				  char *why, size_t why_size);
 
 void server_stats(struct server *s, struct server_stats *out);
 

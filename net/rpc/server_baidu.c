@@ -260,7 +260,9 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 	code = server__admit(s, why, sizeof(why));
 	if (code) {
 		answer_error(sc, cid, code, "%s", why);
-		goto out_unaccount;
+		server__refused(s);
+		baidu_frame_release(f);
+		return;
 	}
 	if (f->bad_attachment) {
 		answer_error(sc, cid, RPC_EREQUEST,
@@ -287,14 +289,21 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 			     mt->method);
 		goto out_unaccount;
 	}
+	if (m && server__method_enter(s, m, why, sizeof(why))) {
+		answer_error(sc, cid, RPC_ELIMIT, "%s", why);
+		goto out_unaccount;
+	}
 	call = server__call_new(sc);
 	if (!call) {
+		if (m)
+			climit_leave(&m->limit, 0, false, clock_mono_ns());
 		answer_error(sc, cid, RPC_EINTERNAL, "no memory for the call");
 		goto out_unaccount;
 	}
 	call->m = m;
 	call->route = route;
 	call->frame = *f;
+	server__call_hold(call, iobuf_len(&f->data) + iobuf_len(&f->attachment));
 	call->service = m ? svc->name : call->frame.meta.service;
 	call->method = m ? m->name : call->frame.meta.method;
 	call->correlation_id = cid;

@@ -602,7 +602,7 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 	code = server__admit(s, why, sizeof(why));
 	if (code) {
 		answer_error(sc, hc, req->minor, code, why, false, close_field);
-		server__uncount_call(s);
+		server__refused(s);
 		goto out_answered;
 	}
 	if (s->opt.auth) {
@@ -659,8 +659,16 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 		server__uncount_call(s);
 		goto out_answered;
 	}
+	if (m && server__method_enter(s, m, why, sizeof(why))) {
+		answer_error(sc, hc, req->minor, RPC_ELIMIT, why, false,
+			     close_field);
+		server__uncount_call(s);
+		goto out_answered;
+	}
 	call = server__call_new(sc);
 	if (!call) {
+		if (m)
+			climit_leave(&m->limit, 0, false, clock_mono_ns());
 		server__uncount_call(s);
 		conn_close(&sc->conn, -ENOMEM);
 		mem_free(s->opt.mem, hc);
@@ -675,6 +683,7 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 	call->timeout_ms = read_timeout(req);
 	read_log_id(sc, req, call);
 	iobuf_append_buf(&call->request_body, &sc->http.body);
+	server__call_hold(call, iobuf_len(&call->request_body));
 	sc->http.state = SH_CALL;
 	if (route && iobuf_len(&call->request_body) <= HTTP_INLINE_BODY_MAX &&
 	    !hc->gzip_body) {

@@ -34,6 +34,8 @@ struct server_method {
 	const struct pbd_method *pbd;
 	unsigned flags;
 	struct server_service *svc;
+	struct climit limit; /* server_set_method_concurrency() */
+	char limit_what[SERVER_LABELS_MAX];
 	/* /status and /metrics */
 	struct metrics_counter calls, errors;
 	struct metrics_latency latency;
@@ -106,12 +108,24 @@ const char *server__addr_text(const struct srv_conn *sc);
 
 /*
  * A request is counted in flight before the checks that may refuse it:
- * 0 (admitted) or the code to refuse it with (ELOGOFF, ELIMIT), with the
- * text in `why`.  Either way the caller ends it with server__call_free()
- * (admitted, a call was made) or server__uncount_call().
+ * 0 (admitted: it also counts against the server's limit) or the code
+ * to refuse it with (ELOGOFF, ELIMIT), with the text in `why`.  The
+ * caller ends a refused one with server__refused() once its answer is
+ * queued, an admitted one with server__call_free() (a call was made) or
+ * server__uncount_call().
  */
 int server__admit(struct server *s, char *why, size_t why_size);
+void server__refused(struct server *s);
 void server__uncount_call(struct server *s);
+
+/* After admission, the method's own limit: 0, or RPC_ELIMIT (why says);
+ * an entered one is left by server__call_free(), which a call on the
+ * method must then reach (call->m set). */
+int server__method_enter(struct server *s, struct server_method *m, char *why,
+			 size_t why_size);
+
+/* The call holds n request bytes more (max_inflight_bytes) until freed. */
+void server__call_hold(struct server_call *call, size_t n);
 
 /* A zeroed call on `sc`, its buffers initialised, holding a reference
  * to the connection; NULL: no memory. */

@@ -285,13 +285,20 @@ static void page_status(struct server *s, struct page *pg)
 				__atomic_load_n(&s->n_http_bad,
 						__ATOMIC_RELAXED)));
 	kv(pg, "connection_count", "%lld", (long long)st.connections);
-	if (s->opt.max_concurrency)
-		kv(pg, "max_concurrency", "%d", s->opt.max_concurrency);
+	if (s->limit.mode == CLIMIT_AUTO)
+		kv(pg, "max_concurrency", "%d (auto)", st.limit);
+	else if (st.limit)
+		kv(pg, "max_concurrency", "%d", st.limit);
 	else
 		kv(pg, "max_concurrency", "unlimited");
 	kv(pg, "concurrency", "%lld", (long long)st.inflight);
 	kv(pg, "calls", "%llu", (unsigned long long)st.calls);
 	kv(pg, "errors", "%llu", (unsigned long long)st.errors);
+	kv(pg, "limited", "%llu", (unsigned long long)st.limited);
+	kv(pg, "inflight_bytes", "%lld", (long long)st.held_bytes);
+	kv(pg, "refused_connections", "%llu",
+	   (unsigned long long)(st.refused_no_fd + st.refused_max_conn));
+	kv(pg, "write_timeouts", "%llu", (unsigned long long)st.closed_slow);
 	kv_end(pg);
 	if (pg->html)
 		fbuf_puts(&pg->out, "<p>Latencies in microseconds, qps "

@@ -643,7 +643,7 @@ static void test_bench_oneway(void **state)
 				    "--json"}},
 	    0);
 	assert_contains(r->out, "\"errors\":0,");
-	assert_contains(r->out, "\"oneway\":true}");
+	assert_contains(r->out, "\"oneway\":true,");
 	assert_null(strstr(r->out, "\"calls\":0,"));
 	free(r);
 
