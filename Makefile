@@ -15,6 +15,8 @@
 #   make test-rxe the VM and soft-RoCE tier (tests/rxe/test-vm)
 #   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
 #   make bench-http  scripts/bench-http: HTTP/JSON against nginx (wrk)
+#   make bench-overload  scripts/bench-overload: the limiter against fixed ones
+#   make soak     scripts/soak: 30 minutes of load and faults (SOAK_S)
 #
 # Two builds of the same sources:
 #   build/musl/   musl-gcc, static, linked with Debian's static rdma-core,
@@ -123,6 +125,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http format \
+	bench-overload soak \
 	clean image oci test-rxe test-image test-docs test-http test-overload \
 	kernel stamps layers
 
@@ -238,7 +241,8 @@ integration: $(INTEG_BINS) $(BUILD)/rpcgate
 # The house rules first (a second, before any build), then the fuzz smoke
 # (libFuzzer prints its own lines), one run of every tier's cmocka
 # programs ending in one summary, the stamps, HTTP/JSON with real clients,
-# overload, the README's tour, the container and the VMs.
+# overload, a two-minute soak, the README's tour, the container and the
+# VMs.
 check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	image $(BUILD)/stamps/rpcgate $(TEST_DESCS)
 	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
@@ -246,6 +250,7 @@ check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
 	@$(TEST_ENV) tests/http/test-http
 	@$(TEST_ENV) tests/overload/test-overload
+	@SOAK_S=120 scripts/soak --out=$(BUILD)/soak-check
 	@tests/docs/test-readme
 	@tests/image/test-oci $(BUILD)/rpcgate
 	@tests/rxe/test-vm
@@ -333,6 +338,17 @@ bench-gateway: $(BUILD)/rpcgate image
 bench-http: $(BUILD)/rpcgate
 	@scripts/deps nginx-light wrk valgrind
 	scripts/bench-http --callgrind
+
+# max_concurrency=auto against fixed limits at 1x, 2x, 4x a backend's
+# capacity (scripts/bench-overload).
+bench-overload: $(BUILD)/rpcgate
+	scripts/bench-overload
+
+# 30 minutes (SOAK_S) of mixed load through a gateway under a fault loop,
+# sampled, with a table and a plot in build/soak/ (scripts/soak).
+soak: $(BUILD)/rpcgate
+	@scripts/deps python3-matplotlib
+	scripts/soak
 
 # RDMA vs TCP vs the raw verbs limit, in one VM (scripts/bench-rdma).
 bench-rdma: $(BUILD)/rpcgate $(BUILD)/rdma_pingpong image

@@ -36,6 +36,8 @@
 /* Descriptors a server needs besides its connections (loops, listeners,
  * the log, the reserve), for the max_connections check at start. */
 #define APP_FDS_RESERVED 32
+/* How often the buffer pool's free memory is given back. */
+#define APP_TRIM_MS 5000
 /* call/bench --timeout_ms: one hour; -1 means no deadline. */
 #define APP_TIMEOUT_MS_MAX 3600000
 /* call/bench --max_retry: callid numbers at most 254 attempts of a call
@@ -135,6 +137,11 @@ struct app_runtime {
 	/* Registers memory regions ahead of need on a task worker, so that
 	 * no event loop waits in ibv_reg_mr (RDMA only). */
 	struct task grow_task;
+	/* Every APP_TRIM_MS the free buffer blocks' memory goes back to
+	 * the kernel (iobuf_pool_trim), on a worker; not with RDMA. */
+	struct loop_timer trim_timer;
+	struct task trim_start, trim_task;
+	int trim_busy; /* atomic: trim_task queued or running */
 	bool rt_running; /* atomic: rt_submit may be called */
 	struct flags *flags; /* the servers' /flags (app_server_options) */
 };

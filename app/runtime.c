@@ -208,6 +208,39 @@ static int open_rdma(struct app_runtime *r, const struct app_config *cfg,
 			     po->max_regions * o.region_mb);
 }
 
+static void trim_fn(struct task *t)
+{
+	struct app_runtime *r = container_of(t, struct app_runtime, trim_task);
+	size_t given = iobuf_pool_trim(&r->pool);
+
+	if (given)
+		log_debug(&r->log, "buffer pool: %zu KiB of free blocks given "
+				   "back", given >> 10);
+	__atomic_store_n(&r->trim_busy, 0, __ATOMIC_RELEASE);
+}
+
+static void trim_due(struct loop_timer *t)
+{
+	struct app_runtime *r =
+	    container_of(t, struct app_runtime, trim_timer);
+	struct loop *loop = rt_loop_for(&r->rt, 0);
+
+	if (!__atomic_exchange_n(&r->trim_busy, 1, __ATOMIC_ACQ_REL) &&
+	    rt_submit(&r->rt, &r->trim_task))
+		__atomic_store_n(&r->trim_busy, 0, __ATOMIC_RELEASE);
+	loop_timer_start(loop, &r->trim_timer,
+			 loop_now(loop) + APP_TRIM_MS * 1000000LL, trim_due);
+}
+
+static void trim_start_fn(struct task *t)
+{
+	struct app_runtime *r = container_of(t, struct app_runtime, trim_start);
+	struct loop *loop = rt_loop_for(&r->rt, 0);
+
+	loop_timer_start(loop, &r->trim_timer,
+			 loop_now(loop) + APP_TRIM_MS * 1000000LL, trim_due);
+}
+
 int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 		      const char *who)
 {
@@ -267,6 +300,12 @@ int app_runtime_start(struct app_runtime *r, const struct app_config *cfg,
 			"workers: %s\n",
 			who, ro.dispatchers, ro.task_workers, strerror(-err));
 		goto out_pool;
+	}
+	if (!r->rdma) {
+		loop_timer_init(&r->trim_timer);
+		task_init(&r->trim_task, trim_fn);
+		task_init(&r->trim_start, trim_start_fn);
+		loop_post(rt_loop_for(&r->rt, 0), &r->trim_start);
 	}
 	if (r->rdma) {
 		err = rdt_watch(r->rdma, rt_loop_for(&r->rt, 0), &r->pool);

@@ -29,6 +29,7 @@
 #include <limits.h>
 #include <stdalign.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -63,16 +64,97 @@ struct iobuf_region {
 	void *base;
 	size_t bytes;
 	void *cookie;
+	size_t nfree; /* iobuf_pool_trim's count, under the lock */
+	bool gone;    /* iobuf_pool_trim took it off the pool */
 };
 
 /* --- pool ---------------------------------------------------------------- */
+
+static void *region_from_mem(void *ctx, size_t bytes, void **cookie);
+
+/*
+ * Lock held: takes the regions whose blocks are all on the free list off
+ * the pool (keeping prealloc_regions, and one at least) and returns them
+ * as a list for the caller to free without the lock.
+ */
+static struct iobuf_region *take_free_regions(struct iobuf_pool *pool)
+{
+	size_t keep = pool->opt.prealloc_regions ? pool->opt.prealloc_regions
+						 : 1;
+	struct iobuf_region *rg, **pp, *gone = NULL;
+	struct iobuf_block **bp;
+
+	for (rg = pool->regions; rg; rg = rg->next)
+		rg->nfree = 0;
+	for (struct iobuf_block *b = pool->free_list; b; b = b->h.next)
+		b->h.region->nfree++;
+	for (pp = &pool->regions; (rg = *pp);) {
+		if (rg->nfree == pool->opt.region_blocks &&
+		    pool->nregions > keep) {
+			*pp = rg->next;
+			rg->next = gone;
+			rg->gone = true;
+			gone = rg;
+			pool->nregions--;
+			pool->blocks_total -= rg->nfree;
+			pool->blocks_free -= rg->nfree;
+			continue;
+		}
+		pp = &rg->next;
+	}
+	if (!gone)
+		return NULL;
+	for (bp = &pool->free_list; *bp;) {
+		if ((*bp)->h.region->gone)
+			*bp = (*bp)->h.next;
+		else
+			bp = &(*bp)->h.next;
+	}
+	return gone;
+}
+
+size_t iobuf_pool_trim(struct iobuf_pool *pool)
+{
+	const struct iobuf_region_hook *hook = &pool->opt.region;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	struct iobuf_region *gone, *next;
+	size_t given = 0;
+
+	if (hook->alloc != region_from_mem)
+		return 0;
+	pthread_mutex_lock(&pool->lock);
+	gone = pool->growing ? NULL : take_free_regions(pool);
+	for (struct iobuf_block *b = pool->free_list; b; b = b->h.next) {
+		uintptr_t lo = ((uintptr_t)b + IOBUF_BLOCK_HDR + page - 1) &
+			       ~(page - 1);
+		uintptr_t hi = ((uintptr_t)b + IOBUF_BLOCK_SIZE) & ~(page - 1);
+
+		if (hi > lo && !madvise((void *)lo, hi - lo, MADV_DONTNEED))
+			given += hi - lo;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	for (; gone; gone = next) {
+		next = gone->next;
+		given += gone->bytes;
+		hook->free(hook->ctx, gone->base, gone->bytes, gone->cookie);
+		mem_free(pool->opt.mem, gone);
+	}
+	return given;
+}
 
 static void *region_from_mem(void *ctx, size_t bytes, void **cookie)
 {
 	struct iobuf_pool *pool = ctx;
 
+	void *base = mem_alloc(pool->opt.mem, bytes);
+
 	*cookie = NULL;
-	return mem_alloc(pool->opt.mem, bytes);
+	/* Touched now: the pool's memory counts in the RSS when taken, not
+	 * page by page as data first reaches each block's far end (a
+	 * process that looks like it grows while its pool does not). */
+	if (base)
+		memset(base, 0, bytes);
+	return base;
 }
 
 static void region_to_mem(void *ctx, void *base, size_t bytes, void *cookie)
@@ -116,6 +198,8 @@ static struct iobuf_region *region_new(struct iobuf_pool *pool)
 		return NULL;
 	rg->bytes = pool->opt.region_blocks * IOBUF_BLOCK_SIZE;
 	rg->cookie = NULL;
+	rg->nfree = 0;
+	rg->gone = false;
 	rg->base = hook->alloc(hook->ctx, rg->bytes, &rg->cookie);
 	if (!rg->base)
 		goto out_free_record;

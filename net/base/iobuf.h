@@ -208,6 +208,19 @@ void iobuf_pool_stats(struct iobuf_pool *pool, struct iobuf_pool_stats *st);
 size_t iobuf_pool_grow_ahead(struct iobuf_pool *pool);
 
 /*
+ * Gives memory the pool does not use back: regions whose blocks are all
+ * free are freed (keeping prealloc_regions, one at least), and the other
+ * free blocks' pages past their headers are dropped (MADV_DONTNEED; a
+ * block used again costs a page fault or two).  After a burst the RSS
+ * comes down to what is in use.  Only pools on the default region hook
+ * (malloc): registered RDMA memory must stay put.  Holds the pool's
+ * mutex for a walk of the free list and a system call per free block:
+ * call it rarely, from a thread that may wait.  Returns the bytes given
+ * back.
+ */
+size_t iobuf_pool_trim(struct iobuf_pool *pool);
+
+/*
  * Visits every region with the pool's mutex held, once no growth is in
  * progress, so that no region comes or goes meanwhile: fn may change
  * ri->cookie (stored back for iobuf_block_region()).  Then calls fn(arg,

@@ -36,7 +36,7 @@ const struct mem *mem_default(void);
  * keep mem_default(), where ASan sees every block.
  */
 #define MEM_CACHED_MAX	 2048
-#define MEM_CACHED_DEPTH 512
+#define MEM_CACHED_DEPTH 64
 const struct mem *mem_cached(void);
 
 static inline const struct mem *mem_or_default(const struct mem *m)

@@ -359,13 +359,18 @@ static void attempt_done(struct rpc_call *rc, void *arg)
 	    code && !rc->error_from_server && is_conn_failure(code);
 	bool retry_answer =
 	    code && rc->error_from_server && is_retryable_answer(code);
+	/* Its connection is full of requests it does not read (stopped,
+	 * swapping): elsewhere, and isolated like a failed connection until
+	 * the health check takes it back, so new calls go elsewhere without
+	 * spending the retry budget. */
+	bool overcrowded = code == RPC_EOVERCROWDED && !rc->error_from_server;
 
 	if (code == ECANCELED) /* cut short: says nothing of its speed */
 		in->lbs.inflight -= in->lbs.inflight > 0;
 	else
 		lb_server_end(&in->lbs, rc->latency_us,
 			      code && (conn_failed || retry_answer ||
-				       code == RPC_ERPCTIMEDOUT));
+				       overcrowded || code == RPC_ERPCTIMEDOUT));
 	if (code && code != ECANCELED)
 		metrics_counter_add(&in->m_errors, 1);
 	if (code != ECANCELED)
@@ -374,7 +379,8 @@ static void attempt_done(struct rpc_call *rc, void *arg)
 		    rc->latency_us > 0 ? (uint64_t)rc->latency_us : 0);
 	if (code != ECANCELED)
 		cl_cb_feed(in, code != 0);
-	if (conn_failed || (retry_answer && code == RPC_ELOGOFF))
+	if (conn_failed || overcrowded ||
+	    (retry_answer && code == RPC_ELOGOFF))
 		cl_isolate(in, code, rc->error_text);
 	if (!c) {
 		attempt_free(a);
@@ -385,7 +391,7 @@ static void attempt_done(struct rpc_call *rc, void *arg)
 			c->live[i] = c->live[--c->nlive];
 			break;
 		}
-	if (conn_failed || retry_answer) {
+	if (conn_failed || retry_answer || overcrowded) {
 		char text[CLUSTER_TEXT_MAX];
 
 		/* rc goes with a: keep what the retry needs. */

@@ -97,6 +97,7 @@ void channel_options_default(struct channel_options *opt)
 	opt->idle_timeout_s = 10;
 	opt->max_body_size = BAIDU_MAX_BODY_SIZE_DEFAULT;
 	opt->max_calls = CALLID_CAPACITY_DEFAULT;
+	opt->max_unwritten = CHANNEL_MAX_UNWRITTEN_DEFAULT;
 }
 
 int channel_conn_type_parse(const char *s, enum channel_conn_type *out)
@@ -372,7 +373,8 @@ static void cc_close(struct chan_conn *cc, int err)
 /* ---- sending -------------------------------------------------------- */
 
 /* Packs and queues attempt `a`.  0, or a local failure (-ENOMEM,
- * -EMSGSIZE) with `a` unlinked and the call's text set. */
+ * -EMSGSIZE; -EOVERFLOW: max_unwritten) with `a` unlinked and the call's
+ * text set. */
 static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
 {
 	struct rpc_call *c = a->call;
@@ -386,8 +388,17 @@ static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
 	    .log_id = c->log_id,
 	};
 	struct iobuf out, msg, att;
+	int64_t unwritten = conn_queued(&cc->conn);
 	int err;
 
+	if (ch->opt.max_unwritten && unwritten > (int64_t)ch->opt.max_unwritten) {
+		att_unlink(a);
+		chan_set_local_text(c,
+				    "Overcrowded: %lld bytes of requests wait "
+				    "to be written to %s (it does not read)",
+				    (long long)unwritten, ch->addr_text);
+		return -EOVERFLOW;
+	}
 	if (c->has_crc) {
 		m.checksum_type = BAIDU_CHECKSUM_CRC32C;
 		m.checksum_value.ptr = c->crc;
@@ -436,7 +447,9 @@ static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
 /* The code a call ends with when its request cannot be packed. */
 static int pack_error_code(int err)
 {
-	return err == -EMSGSIZE ? RPC_EREQUEST : ENOMEM;
+	return err == -EMSGSIZE	   ? RPC_EREQUEST
+	       : err == -EOVERFLOW ? RPC_EOVERCROWDED
+				   : ENOMEM;
 }
 
 /* Connected: sends the attempts that waited for it. */
@@ -885,6 +898,14 @@ static void retry_or_finish(struct rpc_call *c, int err)
 	struct channel *ch = c->ch;
 	int r;
 
+	if (err == -ENOMEM || err == -EMSGSIZE || err == -EOVERFLOW) {
+		/* local: another attempt here would fail the same way */
+		if (has_live_attempt(c))
+			unclaim(c);
+		else
+			finish(c, pack_error_code(err));
+		return;
+	}
 	if (has_live_attempt(c)) {
 		/* The other attempt (a backup) may still answer. */
 		unclaim(c);
@@ -901,7 +922,7 @@ static void retry_or_finish(struct rpc_call *c, int err)
 			return;
 		}
 		err = r;
-		if (r == -ENOMEM || r == -EMSGSIZE) {
+		if (r == -ENOMEM || r == -EMSGSIZE || r == -EOVERFLOW) {
 			finish(c, pack_error_code(r));
 			return;
 		}

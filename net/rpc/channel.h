@@ -56,6 +56,8 @@ enum channel_conn_type {
 	CHANNEL_CONN_SHORT,  /* a connection per call */
 };
 
+#define CHANNEL_MAX_UNWRITTEN_DEFAULT (8u << 20)
+
 struct channel_options {
 	struct rt *rt;		 /* required */
 	struct iobuf_pool *pool; /* required */
@@ -85,6 +87,12 @@ struct channel_options {
 	 * done callbacks that never block (load generators, forwarding). */
 	bool done_inline;
 	uint32_t max_calls; /* calls in flight; callid capacity */
+	/* A connection with more than this many bytes of requests still
+	 * unwritten (a server that does not read) takes no new request:
+	 * the call fails at once with EOVERCROWDED, which a cluster tries
+	 * elsewhere (brpc's socket_max_unwritten_bytes, 64 MiB there);
+	 * 0: no limit.  CHANNEL_MAX_UNWRITTEN_DEFAULT. */
+	size_t max_unwritten;
 	/* A handshake run on each new connection before its first request
 	 * (the RDMA hello: transport=rdma); NULL: plain TCP. */
 	const struct conn_upgrade *upgrade;

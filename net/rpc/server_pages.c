@@ -274,6 +274,7 @@ static const char *type_short(const struct server_method *m, bool in)
 static void page_status(struct server *s, struct page *pg)
 {
 	struct server_stats st;
+	struct iobuf_pool_stats ps;
 	int64_t now = clock_mono_ns();
 
 	server_stats(s, &st);
@@ -299,6 +300,9 @@ static void page_status(struct server *s, struct page *pg)
 	kv(pg, "refused_connections", "%llu",
 	   (unsigned long long)(st.refused_no_fd + st.refused_max_conn));
 	kv(pg, "write_timeouts", "%llu", (unsigned long long)st.closed_slow);
+	iobuf_pool_stats(s->opt.pool, &ps);
+	kv(pg, "buffer_blocks", "%zu (%zu free, %zu regions)", ps.blocks_total,
+	   ps.blocks_free, ps.regions);
 	kv_end(pg);
 	if (pg->html)
 		fbuf_puts(&pg->out, "<p>Latencies in microseconds, qps "

@@ -395,6 +395,89 @@ static void test_each_region(void **state)
 	assert_int_equal(iobuf_pool_destroy(&pool), 0);
 }
 
+/* Trim gives the free blocks' pages back; blocks taken again work, in
+ * use ones keep their bytes; a pool on another region hook is left be. */
+static void test_trim(void **state)
+{
+	struct iobuf_pool_options opt;
+	struct iobuf_pool pool;
+	struct iobuf_block *b[8];
+
+	(void)state;
+	iobuf_pool_options_default(&opt);
+	opt.region_blocks = 8;
+	opt.prealloc_regions = 1;
+	assert_int_equal(iobuf_pool_init(&pool, &opt), 0);
+	for (int i = 0; i < 8; i++) {
+		assert_non_null(b[i] = iobuf_block_get(&pool));
+		memset(iobuf_block_data(b[i]), 'a' + i, IOBUF_BLOCK_CAP);
+	}
+	for (int i = 0; i < 4; i++)
+		iobuf_block_put(b[i]);
+	/* four free blocks, at least a page each past the header */
+	assert_true(iobuf_pool_trim(&pool) >= 4 * 4096);
+	for (int i = 4; i < 8; i++) {
+		const unsigned char *d = iobuf_block_data(b[i]);
+
+		assert_int_equal(d[0], 'a' + i);
+		assert_int_equal(d[IOBUF_BLOCK_CAP - 1], 'a' + i);
+	}
+	for (int i = 0; i < 4; i++) {
+		unsigned char *d;
+
+		assert_non_null(b[i] = iobuf_block_get(&pool));
+		d = iobuf_block_data(b[i]);
+		memset(d, 'z', IOBUF_BLOCK_CAP);
+		assert_int_equal(d[IOBUF_BLOCK_CAP - 1], 'z');
+	}
+	for (int i = 0; i < 8; i++)
+		iobuf_block_put(b[i]);
+	assert_int_equal(iobuf_pool_destroy(&pool), 0);
+
+	/* A burst grew it to three regions: once all is free, trim frees
+	 * the two it grew; blocks still in use keep their region. */
+	{
+		struct iobuf_block *many[20];
+		struct iobuf_pool_stats st;
+
+		assert_int_equal(iobuf_pool_init(&pool, &opt), 0);
+		for (int i = 0; i < 20; i++)
+			assert_non_null(many[i] = iobuf_block_get(&pool));
+		iobuf_pool_stats(&pool, &st);
+		assert_int_equal(st.regions, 3);
+		for (int i = 1; i < 20; i++)
+			iobuf_block_put(many[i]);
+		iobuf_pool_trim(&pool);
+		iobuf_pool_stats(&pool, &st);
+		assert_true(st.regions >= 1 && st.regions <= 2);
+		assert_int_equal(st.blocks_total, st.regions * 8);
+		assert_int_equal(st.blocks_free, st.blocks_total - 1);
+		iobuf_block_put(many[0]);
+		assert_true(iobuf_pool_trim(&pool) >= 4096);
+		iobuf_pool_stats(&pool, &st);
+		assert_int_equal(st.regions, 1);
+		assert_int_equal(st.blocks_free, 8);
+		for (int i = 0; i < 20; i++) /* grows again as it should */
+			assert_non_null(many[i] = iobuf_block_get(&pool));
+		for (int i = 0; i < 20; i++)
+			iobuf_block_put(many[i]);
+		assert_int_equal(iobuf_pool_destroy(&pool), 0);
+	}
+
+	{
+		struct gate_hook g = {.lock = PTHREAD_MUTEX_INITIALIZER,
+				      .cond = PTHREAD_COND_INITIALIZER,
+				      .open = true};
+
+		opt.region.alloc = gate_alloc;
+		opt.region.free = gate_free;
+		opt.region.ctx = &g;
+		assert_int_equal(iobuf_pool_init(&pool, &opt), 0);
+		assert_int_equal(iobuf_pool_trim(&pool), 0);
+		assert_int_equal(iobuf_pool_destroy(&pool), 0);
+	}
+}
+
 /* ---- per-thread caches (thread_cache) ---------------------------------- */
 
 static void cache_pool(struct iobuf_pool *pool, size_t region_blocks)
@@ -576,6 +659,7 @@ int main(void)
 	    TEST_BOUNDED(test_grow_ahead),
 	    TEST_BOUNDED(test_grow_ahead_partial_read),
 	    TEST_BOUNDED(test_each_region),
+	    TEST_BOUNDED(test_trim),
 	    TEST_BOUNDED(test_cache_counts_as_free),
 	    TEST_BOUNDED(test_cache_back_at_thread_exit),
 	    TEST_BOUNDED(test_cache_gives_to_waiter),
