@@ -56,7 +56,7 @@ enum channel_conn_type {
 	CHANNEL_CONN_SHORT,  /* a connection per call */
 };
 
-#define CHANNEL_MAX_UNWRITTEN_DEFAULT (8u << 20)
+#define CHANNEL_MAX_UNWRITTEN_DEFAULT (64u << 20)
 
 struct channel_options {
 	struct rt *rt;		 /* required */
@@ -90,7 +90,7 @@ struct channel_options {
 	/* A connection with more than this many bytes of requests still
 	 * unwritten (a server that does not read) takes no new request:
 	 * the call fails at once with EOVERCROWDED, which a cluster tries
-	 * elsewhere (brpc's socket_max_unwritten_bytes, 64 MiB there);
+	 * elsewhere (brpc's socket_max_unwritten_bytes, the same 64 MiB);
 	 * 0: no limit.  CHANNEL_MAX_UNWRITTEN_DEFAULT. */
 	size_t max_unwritten;
 	/* A handshake run on each new connection before its first request
