@@ -250,7 +250,7 @@ check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
 	@$(TEST_ENV) tests/http/test-http
 	@$(TEST_ENV) tests/overload/test-overload
-	@SOAK_S=120 scripts/soak --out=$(BUILD)/soak-check
+	@SOAK_S=120 SOAK_SAMPLE_S=3 scripts/soak --out=$(BUILD)/soak-check
 	@tests/docs/test-readme
 	@tests/image/test-oci $(BUILD)/rpcgate
 	@tests/rxe/test-vm
