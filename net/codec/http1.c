@@ -226,6 +226,7 @@ static int request_line(const char *l, size_t len, struct http1_req *r)
 	/* the path: origin form, or the absolute form's part after the
 	 * authority (a proxy's client) */
 	r->path = r->target;
+	r->query = (struct http1_str){NULL, 0};
 	if (r->target.p[0] != '/') {
 		const char *t = r->target.p, *end = t + r->target.n, *s;
 
@@ -238,10 +239,28 @@ static int request_line(const char *l, size_t len, struct http1_req *r)
 			return bad(r, 400,
 				   "the target is neither a path nor an "
 				   "absolute URL");
-		s = memchr(s, '/', (size_t)(end - s));
-		r->path = s ? (struct http1_str){s, (size_t)(end - s)}
-			    : (struct http1_str){"/", 1};
+		/* the authority ends at the first '/', '?' or '#'; with no
+		 * path the path is "/" (RFC 9112 3.2.2), the query stays */
+		while (s < end && *s != '/' && *s != '?' && *s != '#')
+			s++;
+		if (s < end && *s == '/') {
+			r->path = (struct http1_str){s, (size_t)(end - s)};
+		} else {
+			r->path = (struct http1_str){"/", 1};
+			if (s < end && *s == '?') {
+				const char *h = memchr(s, '#', (size_t)(end - s));
+
+				r->query = (struct http1_str){
+					s + 1, (size_t)((h ? h : end) - s - 1)};
+			}
+			return 0;
+		}
 	}
+	/* a fragment is never sent (RFC 9112 3.2); drop one that is */
+	const char *hash = memchr(r->path.p, '#', r->path.n);
+
+	if (hash)
+		r->path.n = (size_t)(hash - r->path.p);
 	const char *qm = memchr(r->path.p, '?', r->path.n);
 
 	if (qm) {
@@ -249,11 +268,6 @@ static int request_line(const char *l, size_t len, struct http1_req *r)
 		r->query = (struct http1_str){qm + 1, r->path.n - q - 1};
 		r->path.n = q;
 	}
-	/* a fragment is never sent (RFC 9112 3.2); drop one that is */
-	const char *hash = memchr(r->path.p, '#', r->path.n);
-
-	if (hash)
-		r->path.n = (size_t)(hash - r->path.p);
 	return 0;
 }
 

@@ -166,6 +166,19 @@ static void test_parse_good(void **state)
 	assert_int_equal(parse("GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", &r),
 			 0);
 	assert_true(str_is(&r.path, "/"));
+	assert_int_equal(r.query.n, 0);
+	/* no path: "/" with the query kept, the fragment dropped */
+	assert_int_equal(parse("GET http://h?a=1#f HTTP/1.0\n\n", &r), 0);
+	assert_true(str_is(&r.path, "/"));
+	assert_true(str_is(&r.query, "a=1"));
+	assert_int_equal(parse("GET /p#f?x HTTP/1.1\r\nHost: a\r\n\r\n", &r),
+			 0);
+	assert_true(str_is(&r.path, "/p"));
+	assert_int_equal(r.query.n, 0);
+	assert_int_equal(parse("GET /p?x#f HTTP/1.1\r\nHost: a\r\n\r\n", &r),
+			 0);
+	assert_true(str_is(&r.path, "/p"));
+	assert_true(str_is(&r.query, "x"));
 	/* Accept-Encoding lists */
 	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: "
 			       "deflate, gzip;q=1.0\r\n\r\n",
