@@ -4,7 +4,8 @@
 #   make          build/rpcgate: the static musl binary
 #   make check    the house checks (layers), then every test tier: fuzz
 #                 smoke, unit, integration, HTTP (test-http), overload
-#                 (test-overload), the README's tour (test-docs),
+#                 (test-overload), TLS (test-tls), the README's tour
+#                 (test-docs),
 #                 the container (test-image) and the VMs (test-rxe)
 #   make layers   scripts/check-layers: no include up or beside a wing, no
 #                 C file over 1,500 lines (and its own test)
@@ -13,14 +14,17 @@
 #   make kernel   build/vm-min/: the same on a minimal kernel (optional)
 #   make oci      build/rpcgate-oci.tar: the container image (image/mkoci)
 #   make test-rxe the VM and soft-RoCE tier (tests/rxe/test-vm)
+#   make test-tls TLS with openssl, curl and nginx (tests/tls/test-tls)
 #   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
 #   make bench-http  scripts/bench-http: HTTP/JSON against nginx (wrk)
+#   make bench-tls   scripts/bench-tls: TLS handshakes and HTTPS against nginx
 #   make bench-overload  scripts/bench-overload: the limiter against fixed ones
 #   make soak     scripts/soak: 30 minutes of load and faults (SOAK_S)
 #
 # Two builds of the same sources:
 #   build/musl/   musl-gcc, static, linked with Debian's static rdma-core,
-#                 libnl, protobuf-c and zlib archives -> build/rpcgate
+#                 libnl, protobuf-c, zlib, c-ares and wolfSSL archives
+#                 -> build/rpcgate
 #   build/host/   the host's gcc and glibc with ASan+UBSan, for unit tests
 
 SHELL := /bin/bash
@@ -36,7 +40,7 @@ DEPS_PKGS := gcc make musl-tools libibverbs-dev librdmacm-dev \
 	libnl-3-dev libnl-route-3-dev libprotobuf-c-dev protobuf-c-compiler \
 	zlib1g-dev libcmocka-dev ibverbs-providers clang libclang-rt-14-dev \
 	python3 python3-snappy qemu-system-x86 runc umoci skopeo \
-	libc-ares-dev dnsmasq-base curl iproute2
+	libc-ares-dev dnsmasq-base curl iproute2 libwolfssl-dev openssl
 
 MUSL_CC := musl-gcc
 HOST_CC := gcc
@@ -78,11 +82,12 @@ HOST_CFLAGS := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \
 # glibc's own libc.a into a musl link.  Order: users before providers.
 STATIC_LIBS := $(addprefix $(LIBDIR)/,librdmacm.a librxe-rdmav34.a \
 	libibverbs.a libnl-route-3.a libnl-3.a libprotobuf-c.a libz.a \
-	libcares.a)
+	libcares.a libwolfssl.a)
 # musl-gcc sees only musl's headers; these are the few foreign headers
 # the build includes, linked into one directory so glibc's never leak in.
 MUSL_INC_LINKS := infiniband rdma protobuf-c linux asm-generic zlib.h zconf.h \
-	ares.h ares_build.h ares_rules.h ares_version.h ares_dns.h ares_nameser.h
+	ares.h ares_build.h ares_rules.h ares_version.h ares_dns.h ares_nameser.h \
+	wolfssl
 
 # net/ is in wings, one folder each, lowest first (net/README.md):
 # base <- codec <- rpc <- cluster.  A wing's headers are included as
@@ -104,7 +109,7 @@ HOST_LIB_SRCS := $(filter-out app/main.c app/musl_strlen.c \
 HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/host/gen/%.o)
 HOST_LIB := $(BUILD)/host/librpcgate.a
-HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcares -lcmocka -lpthread -lm
+HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcares -lwolfssl -lcmocka -lpthread -lm
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/host/tests/unit/%)
@@ -124,9 +129,9 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -Inet -Irdma -Iapp $(GEN_INC) \
 FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
-.PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http format \
+.PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http bench-tls format \
 	bench-overload soak \
-	clean image oci test-rxe test-image test-docs test-http test-overload \
+	clean image oci test-rxe test-image test-docs test-http test-overload test-tls \
 	kernel stamps layers
 
 all: $(BUILD)/rpcgate
@@ -222,7 +227,8 @@ fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' $(1))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(call fuzz_sources,tests/fuzz/%.c) \
 		| deps $(GEN_HDRS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lpthread -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lwolfssl \
+		-lpthread -lm
 
 fuzz: $(FUZZ_BINS)
 	@scripts/run-fuzz $(FUZZ_SECONDS) $(FUZZ_BINS)
@@ -245,11 +251,13 @@ integration: $(INTEG_BINS) $(BUILD)/rpcgate
 # VMs.
 check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	image $(BUILD)/stamps/rpcgate $(TEST_DESCS)
-	@scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
+	@FUZZ_SEED=1 scripts/run-fuzz $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
 	@$(TEST_ENV) scripts/run-tests $(UNIT_BINS) $(INTEG_BINS)
 	@tests/stamps/test-stamps $(BUILD)/stamps/rpcgate $(BUILD)/rpcgate
 	@$(TEST_ENV) tests/http/test-http
 	@$(TEST_ENV) tests/overload/test-overload
+	@scripts/deps nginx-light libnginx-mod-stream
+	@$(TEST_ENV) tests/tls/test-tls
 	@SOAK_S=120 SOAK_SAMPLE_S=3 scripts/soak --out=$(BUILD)/soak-check
 	@tests/docs/test-readme
 	@tests/image/test-oci $(BUILD)/rpcgate
@@ -268,6 +276,12 @@ test-http: $(BUILD)/rpcgate $(TEST_DESCS)
 # flood, the adaptive limiter, a slow reader (tests/overload/test-overload).
 test-overload: $(BUILD)/rpcgate
 	@$(TEST_ENV) tests/overload/test-overload
+
+# TLS with real peers: openssl s_client/s_server, curl, nginx's TLS
+# stream proxy, python's ssl (tests/tls/test-tls).
+test-tls: $(BUILD)/rpcgate
+	@scripts/deps nginx-light libnginx-mod-stream
+	@$(TEST_ENV) tests/tls/test-tls
 
 # README.md's tour, run as printed (tests/docs/test-readme).
 test-docs: $(BUILD)/rpcgate image
@@ -332,6 +346,12 @@ bench: $(BUILD)/rpcgate $(BUILD)/pingpong
 bench-gateway: $(BUILD)/rpcgate image
 	@scripts/deps nginx-light wrk
 	scripts/bench-gateway
+
+# TLS handshakes and kept-alive HTTPS against nginx, baidu_std over TLS
+# against plain (scripts/bench-tls).
+bench-tls: $(BUILD)/rpcgate
+	@scripts/deps nginx-light wrk openssl
+	scripts/bench-tls
 
 # HTTP/1.1 + JSON against nginx with wrk, and instructions per call
 # (scripts/bench-http).

@@ -144,6 +144,8 @@ struct app_runtime {
 	int trim_busy; /* atomic: trim_task queued or running */
 	bool rt_running; /* atomic: rt_submit may be called */
 	struct flags *flags; /* the servers' /flags (app_server_options) */
+	struct tls_side *tls; /* --tls_cert's, or NULL (app/tlsconf.c) */
+	struct tls_side *tls_client; /* --tls's (app_channel_open) */
 };
 
 /* RDMA is wanted (--rdma=true, --transport=rdma, or a --route with
@@ -194,22 +196,46 @@ bool app_not_up_yet(int code);
  * constant time.
  */
 struct baidu_bytes;
-int app_token_auth(void *arg, const struct baidu_bytes *cred, const char *peer,
-		   char *why, size_t why_size);
+struct server_peer;
+int app_token_auth(void *arg, const struct baidu_bytes *cred,
+		   const struct server_peer *peer, char *why, size_t why_size);
 
 /*
  * The serving subcommands' stop (echo, gateway).  app_block_stop_signals()
- * blocks SIGTERM and SIGINT before any runtime thread exists, so every
- * thread inherits the mask and only app_wait_stop() sees them; the mask
- * is not restored (a second signal during the stop must not end the
+ * blocks SIGTERM, SIGINT and SIGHUP before any runtime thread exists, so
+ * every thread inherits the mask and only app_wait_stop() sees them; the
+ * mask is not restored (a second signal during the stop must not end the
  * process by that signal instead of exit 0).  app_wait_stop() returns
- * the signal, or 0 when timeout_ms (> 0; else none) passed first.
+ * SIGTERM or SIGINT, or 0 when timeout_ms (> 0; else none) passed first;
+ * meanwhile a SIGHUP re-reads r's TLS files, and every APP_TLS_CHECK_MS
+ * they are re-read if they changed (app/tlsconf.c).
  * app_server_stop() stops gracefully (grace_ms for calls in flight),
  * prints "WHO: stopped after N calls" and destroys the server.
  */
 struct server;
 void app_block_stop_signals(sigset_t *stop);
-int app_wait_stop(const sigset_t *stop, int timeout_ms);
+int app_wait_stop(struct app_runtime *r, const sigset_t *stop, int timeout_ms);
+#define APP_TLS_CHECK_MS 2000
+
+/*
+ * TLS (app/tlsconf.c).  app_tls_server_load() loads --tls_cert, --tls_key
+ * and --tls_client_ca (*out NULL when no TLS is asked for): 0, or -errno
+ * after a message on stderr (exit APP_EXIT_CONFIG).  Call it before
+ * app_user_become(); app_runtime_adopt_tls() then gives the side to a
+ * started runtime, which frees it in app_runtime_stop().
+ * app_tls_client_new() makes a client side from --tls_ca, --tls_verify
+ * and --tls_client_cert/_key, checking `server_name` (NULL: none).
+ */
+struct tls_side;
+int app_tls_server_load(struct tls_side **out, const struct app_config *cfg,
+			const char *who);
+void app_runtime_adopt_tls(struct app_runtime *r, struct tls_side *tls);
+int app_tls_client_new(struct tls_side **out, const struct app_config *cfg,
+		       const char *server_name, struct log *log, char *why,
+		       size_t why_size);
+/* The host name to send as SNI and check for a target ("host:port", a
+ * naming URL): its first host when that is a name, else "" (an IP). */
+void app_tls_name_of(const char *target, char *out, size_t size);
 void app_server_stop(struct server *s, int grace_ms, const char *who);
 
 /*

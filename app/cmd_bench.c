@@ -205,7 +205,8 @@ static void bench_from_flags(struct bench *b, const struct app_config *cfg)
 	b->oneway = flags_bool(fl, "oneway");
 	b->server = flags_str(fl, "server");
 	b->conn_type = flags_str(fl, "connection_type");
-	b->transport = flags_str(fl, "transport");
+	/* TLS rides on TCP: the label says so (never with RDMA). */
+	b->transport = flags_bool(fl, "tls") ? "tls" : flags_str(fl, "transport");
 }
 
 /* The shared request and the slots.  0 or -ENOMEM. */

@@ -34,6 +34,7 @@
 
 #include "codec/pbd.h"
 #include "rpc/server.h"
+#include "rpc/tls.h"
 #include "echo.h"
 
 #define WHO "rpcgate echo"
@@ -146,6 +147,7 @@ int app_cmd_echo(struct app_config *cfg)
 {
 	struct echo_cmd e;
 	struct app_user user;
+	struct tls_side *tls = NULL;
 	sigset_t stop;
 	int sig, crash_ms, status = APP_EXIT_FAILURE;
 
@@ -154,18 +156,25 @@ int app_cmd_echo(struct app_config *cfg)
 		return APP_EXIT_CONFIG;
 	if (app_descriptors_load(&e.descriptors, cfg, WHO))
 		return APP_EXIT_CONFIG;
-	if (app_user_become(&user, WHO))
+	/* The key is read while the files are still readable. */
+	if (app_tls_server_load(&tls, cfg, WHO)) {
+		status = APP_EXIT_CONFIG;
 		goto out_descriptors;
+	}
+	if (app_user_become(&user, WHO))
+		goto out_tls;
 	app_block_stop_signals(&stop);
 
 	if (app_runtime_start(&e.r, cfg, WHO))
-		goto out_descriptors;
+		goto out_tls;
+	app_runtime_adopt_tls(&e.r, tls);
+	tls = NULL;
 	app_user_log(&user, &e.r.log, WHO);
 	if (echo_serve(&e, cfg))
 		goto out_runtime;
 	echo_print_serving(&e);
 	crash_ms = (int)flags_int(&cfg->flags, "crash_after_ms");
-	sig = app_wait_stop(&stop, crash_ms);
+	sig = app_wait_stop(&e.r, &stop, crash_ms);
 	if (!sig) {
 		fprintf(stderr, WHO ": --crash_after_ms=%d: dying by SIGKILL\n",
 			crash_ms);
@@ -177,6 +186,8 @@ int app_cmd_echo(struct app_config *cfg)
 	status = APP_EXIT_OK;
 out_runtime:
 	app_runtime_stop(&e.r);
+out_tls:
+	tls_side_free(tls);
 out_descriptors:
 	pbd_pool_destroy(&e.descriptors);
 	return status;

@@ -43,6 +43,7 @@
 #include "codec/pbd.h"
 #include "codec/rpc_errno.h"
 #include "rpc/server.h"
+#include "rpc/tls.h"
 #include "cluster/cluster.h"
 
 #define WHO "rpcgate gateway"
@@ -70,6 +71,9 @@ struct gw_route {
 	struct cluster_options co;
 	struct cluster cl;
 	struct climit limit; /* max_concurrency=: calls through the route */
+	int tls;	     /* ;tls=: -1 unsaid (https:// says yes), 0, 1 */
+	char tls_name[256];  /* ;tls_server_name=, else the URL's host */
+	struct tls_side *tls_side;
 	char limit_what[280];
 	bool up;
 };
@@ -161,6 +165,17 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 
 		err = climit_parse(val, &rt->limit.mode, &rt->limit.fixed, why,
 				   sizeof(why));
+	} else if (!strcmp(key, "tls")) {
+		bool on = false;
+
+		if (!flags_parse_bool(val, &on))
+			err = -EINVAL;
+		rt->tls = on;
+	} else if (!strcmp(key, "tls_server_name")) {
+		if (!*val || strlen(val) >= sizeof(rt->tls_name))
+			err = -EINVAL;
+		else
+			strcpy(rt->tls_name, val);
 	} else if (!strcmp(key, "tag")) {
 		if (strlen(val) >= sizeof(rt->tag))
 			err = -EINVAL;
@@ -175,7 +190,7 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 			    "connection_type, retry_budget_percent, "
 			    "circuit_breaker, health_check_path, "
 			    "min_working_instances, hold_seconds, tag, "
-			    "max_concurrency)\n",
+			    "max_concurrency, tls, tls_server_name)\n",
 			rt->pattern, key);
 		return -EINVAL;
 	}
@@ -223,6 +238,40 @@ static void route_defaults(struct gw_route *rt, struct gateway *gw,
 	}
 }
 
+/* ;tls=true or an https:// URL: the route's instances are called over
+ * TLS, verified as --tls_ca and --tls_verify say.  0 or -EINVAL after a
+ * message. */
+static int route_tls(struct gw_route *rt, struct gateway *gw,
+		     const struct app_config *cfg)
+{
+	char why[256];
+	int err;
+
+	if (rt->tls < 0)
+		rt->tls = naming_url_tls(rt->url);
+	if (!rt->tls)
+		return 0;
+	if (rt->co.chan.upgrade) {
+		fprintf(stderr,
+			WHO ": route %s: TLS and transport=rdma exclude each "
+			    "other\n",
+			rt->pattern);
+		return -EINVAL;
+	}
+	if (!*rt->tls_name)
+		app_tls_name_of(rt->url, rt->tls_name, sizeof(rt->tls_name));
+	err = app_tls_client_new(&rt->tls_side, cfg,
+				 *rt->tls_name ? rt->tls_name : NULL,
+				 &gw->r.log, why, sizeof(why));
+	if (err) {
+		fprintf(stderr, WHO ": route %s: TLS: %s\n", rt->pattern,
+			err == -EINVAL ? why : strerror(-err));
+		return -EINVAL;
+	}
+	rt->co.chan.upgrade = tls_upgrade(rt->tls_side);
+	return 0;
+}
+
 /* Parses one --route value into rt.  0, or -EINVAL after a message. */
 static int route_parse(struct gw_route *rt, const char *text,
 		       struct gateway *gw, const struct app_config *cfg)
@@ -232,6 +281,7 @@ static int route_parse(struct gw_route *rt, const char *text,
 	memset(rt, 0, sizeof(*rt));
 	route_defaults(rt, gw, cfg);
 	climit_init(&rt->limit, CLIMIT_NONE, 0, rt->limit_what);
+	rt->tls = -1;
 	snprintf(buf, sizeof(buf), "%s", text);
 	eq = strchr(buf, '=');
 	if (!eq || eq == buf) {
@@ -288,7 +338,7 @@ static int route_parse(struct gw_route *rt, const char *text,
 	}
 	rt->co.name = rt->pattern;
 	rt->co.naming_url = rt->url;
-	return 0;
+	return route_tls(rt, gw, cfg);
 }
 
 /* The most specific route of `service`, or NULL. */
@@ -375,11 +425,13 @@ static void routes_close(struct gateway *gw)
 {
 	if (!gw->routes)
 		return;
-	for (int i = 0; i < GW_ROUTES_MAX; i++)
+	for (int i = 0; i < GW_ROUTES_MAX; i++) {
 		if (gw->routes[i].up) {
 			cluster_destroy(&gw->routes[i].cl);
 			climit_destroy(&gw->routes[i].limit);
 		}
+		tls_side_free(gw->routes[i].tls_side);
+	}
 	mem_free(mem_cached(), gw->routes);
 	gw->routes = NULL;
 }
@@ -417,11 +469,14 @@ static void gw_done(struct cluster_call *cc, void *arg)
 	if (g->gw->access_log)
 		log_info(&g->gw->r.log,
 			 "access %s %s/%s route=%s instance=%s code=%d "
-			 "latency_us=%lld attempts=%d%s",
+			 "latency_us=%lld attempts=%d%s%s%s%s",
 			 sc->peer, sc->service, sc->method, g->route->pattern,
 			 cc->instance[0] ? cc->instance : "-", cc->error_code,
 			 (long long)cc->latency_us, cc->attempts,
-			 cc->backup_sent ? " backup" : "");
+			 cc->backup_sent ? " backup" : "",
+			 sc->peer_subject ? " client=\"" : "",
+			 sc->peer_subject ? sc->peer_subject : "",
+			 sc->peer_subject ? "\"" : "");
 	server_call_finish(sc);
 	cluster_call_destroy(cc);
 	mem_free(mem_cached(), g);
@@ -569,6 +624,7 @@ int app_cmd_gateway(struct app_config *cfg)
 {
 	struct gateway gw;
 	struct app_user user;
+	struct tls_side *tls = NULL;
 	sigset_t stop;
 	int sig, status = APP_EXIT_FAILURE;
 
@@ -579,12 +635,19 @@ int app_cmd_gateway(struct app_config *cfg)
 		return APP_EXIT_CONFIG;
 	if (app_descriptors_load(&gw.descriptors, cfg, WHO))
 		return APP_EXIT_CONFIG;
-	if (app_user_become(&user, WHO))
+	/* The key is read while the files are still readable. */
+	if (app_tls_server_load(&tls, cfg, WHO)) {
+		status = APP_EXIT_CONFIG;
 		goto out_descriptors;
+	}
+	if (app_user_become(&user, WHO))
+		goto out_tls;
 	app_block_stop_signals(&stop);
 
 	if (app_runtime_start(&gw.r, cfg, WHO))
-		goto out_descriptors;
+		goto out_tls;
+	app_runtime_adopt_tls(&gw.r, tls);
+	tls = NULL;
 	app_user_log(&user, &gw.r.log, WHO);
 	if (routes_open(&gw, cfg)) {
 		status = APP_EXIT_CONFIG;
@@ -593,7 +656,7 @@ int app_cmd_gateway(struct app_config *cfg)
 	if (gw_serve(&gw, cfg))
 		goto out_routes;
 	gw_print_serving(&gw);
-	sig = app_wait_stop(&stop, 0);
+	sig = app_wait_stop(&gw.r, &stop, 0);
 	log_info(&gw.r.log, WHO ": %s received, stopping (grace %d ms)",
 		 sig == SIGINT ? "SIGINT" : "SIGTERM", GW_STOP_GRACE_MS);
 	app_server_stop(&gw.srv, GW_STOP_GRACE_MS, WHO);
@@ -601,6 +664,8 @@ int app_cmd_gateway(struct app_config *cfg)
 out_routes:
 	routes_close(&gw);
 	app_runtime_stop(&gw.r);
+out_tls:
+	tls_side_free(tls);
 out_descriptors:
 	pbd_pool_destroy(&gw.descriptors);
 	return status;

@@ -432,6 +432,89 @@ const struct flag_def app_flag_defs[] = {
 	.help = "echo: the credential a client must send (empty: any); "
 		"call, bench: the credential sent (empty: none)",
     },
+    /* TLS (net/rpc/tls.h) */
+    {
+	.name = "tls_cert",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "echo, gateway: serve TLS with this certificate chain "
+		"(PEM, leaf first) beside plain on the same port; with "
+		"--tls_key.  Re-read on SIGHUP and when the file changes "
+		"(empty: no TLS)",
+    },
+    {
+	.name = "tls_key",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "echo, gateway: the private key of --tls_cert (PEM), "
+		"read before --user drops privileges",
+    },
+    {
+	.name = "tls_client_ca",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "echo, gateway: mutual TLS: clients must present a "
+		"certificate this CA (PEM) signed; its subject reaches "
+		"the auth hook and the access log (empty: none asked)",
+    },
+    {
+	.name = "tls_required",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "echo, gateway: refuse plain connections on a TLS port "
+		"(an HTTP client is answered 400)",
+    },
+    {
+	.name = "tls_handshake_timeout_ms",
+	.type = FLAG_INT,
+	.def = "10000",
+	.min = 100,
+	.max = 600000,
+	.help = "a TLS handshake, server's or client's, must end within "
+		"this, else it fails (logged with the step it waited for)",
+    },
+    {
+	.name = "tls",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "call, bench: connect to --server with TLS (a gateway "
+		"route: ;tls=true)",
+    },
+    {
+	.name = "tls_ca",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "call, bench, gateway routes: the CA (PEM) TLS servers "
+		"are verified against (empty: the system store)",
+    },
+    {
+	.name = "tls_verify",
+	.type = FLAG_BOOL,
+	.def = "true",
+	.help = "call, bench, gateway routes: verify the TLS server's "
+		"certificate (false: accept any, for tests only)",
+    },
+    {
+	.name = "tls_server_name",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "call, bench: the name sent as SNI and checked in the "
+		"server's certificate (empty: --server's host when it is "
+		"a name)",
+    },
+    {
+	.name = "tls_client_cert",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "call, bench, gateway routes: the certificate (PEM) "
+		"presented to TLS servers that ask; with --tls_client_key",
+    },
+    {
+	.name = "tls_client_key",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "the key of --tls_client_cert (PEM)",
+    },
     /* call and bench: example.EchoService clients */
     {
 	.name = "server",

@@ -20,6 +20,7 @@
 #include "codec/rpc_errno.h"
 #include "rpc/channel.h"
 #include "rpc/server.h"
+#include "rpc/tls.h"
 #include "rdt.h"
 
 /* Some --route (routes are '\n'-separated, options ';'-separated) has
@@ -405,6 +406,8 @@ void app_runtime_stop(struct app_runtime *r)
 	else
 		rdt_close(r->rdma); /* its regions went with the pool */
 	metrics_destroy(&r->metrics);
+	tls_side_free(r->tls);
+	tls_side_free(r->tls_client);
 	log_destroy(&r->log);
 }
 
@@ -460,6 +463,30 @@ int app_channel_open(struct channel *ch, struct app_runtime *r,
 	}
 	if (opt.max_calls < min_calls)
 		opt.max_calls = min_calls;
+	if (flags_bool(fl, "tls")) {
+		char name[256], why[256];
+
+		if (opt.upgrade) {
+			fprintf(stderr, "%s: --tls and --transport=rdma "
+					"exclude each other\n",
+				r->who);
+			return -EINVAL;
+		}
+		if (*flags_str(fl, "tls_server_name"))
+			snprintf(name, sizeof(name), "%s",
+				 flags_str(fl, "tls_server_name"));
+		else
+			app_tls_name_of(server, name, sizeof(name));
+		err = app_tls_client_new(&r->tls_client, cfg,
+					 *name ? name : NULL, &r->log, why,
+					 sizeof(why));
+		if (err) {
+			fprintf(stderr, "%s: TLS: %s\n", r->who,
+				err == -EINVAL ? why : strerror(-err));
+			return err;
+		}
+		opt.upgrade = tls_upgrade(r->tls_client);
+	}
 	err = channel_init(ch, server, &opt);
 	if (err)
 		fprintf(stderr, "%s: cannot set up a channel to %s: %s\n",
@@ -530,8 +557,8 @@ static bool same_bytes(const void *a, const void *b, size_t n)
 	return diff == 0;
 }
 
-int app_token_auth(void *arg, const struct baidu_bytes *cred, const char *peer,
-		   char *why, size_t why_size)
+int app_token_auth(void *arg, const struct baidu_bytes *cred,
+		   const struct server_peer *peer, char *why, size_t why_size)
 {
 	const char *token = arg;
 	size_t len = strlen(token);
@@ -547,21 +574,8 @@ void app_block_stop_signals(sigset_t *stop)
 	sigemptyset(stop);
 	sigaddset(stop, SIGTERM);
 	sigaddset(stop, SIGINT);
+	sigaddset(stop, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, stop, NULL);
-}
-
-int app_wait_stop(const sigset_t *stop, int timeout_ms)
-{
-	struct timespec ts = {.tv_sec = timeout_ms / 1000,
-			      .tv_nsec = (timeout_ms % 1000) * 1000000L};
-	siginfo_t info;
-	int sig;
-
-	do
-		sig = timeout_ms > 0 ? sigtimedwait(stop, &info, &ts)
-				     : sigwaitinfo(stop, &info);
-	while (sig < 0 && errno == EINTR);
-	return sig < 0 ? 0 : sig;
 }
 
 void app_server_stop(struct server *s, int grace_ms, const char *who)

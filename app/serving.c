@@ -16,6 +16,7 @@
 
 #include "echo.h"
 #include "rpc/server.h"
+#include "rpc/tls.h"
 
 /* A descriptor set larger than this is refused (protoc's for the whole
  * of Google's APIs is a few MiB). */
@@ -205,6 +206,8 @@ void app_server_options(struct server_options *so, struct app_runtime *r,
 	/* RDMA hellos: served with --rdma=true and a device, else refused
 	 * (the client goes on over TCP, spec 2.8). */
 	so->upgrade = rdt_upgrade(r->rdma);
+	so->tls = r->tls ? tls_upgrade(r->tls) : NULL;
+	so->tls_required = flags_bool(fl, "tls_required");
 	so->metrics = &r->metrics;
 	so->descriptors = pool;
 	so->version = version;

@@ -673,9 +673,10 @@ int cluster_init(struct cluster *cl, const struct cluster_options *opt,
 	if (cl->scheme == NAMING_FILE)
 		cl->path = rest;
 	if (cl->scheme == NAMING_DNS &&
-	    naming_dns_target(rest, cl->host, sizeof(cl->host), &cl->port)) {
+	    naming_dns_target(rest, cl->host, sizeof(cl->host), &cl->port,
+			      naming_url_tls(cl->url) ? 443 : 80)) {
 		snprintf(why, why_size,
-			 "naming URL \"%s\": expected http://HOST[:PORT]",
+			 "naming URL \"%s\": expected http[s]://HOST[:PORT]",
 			 cl->url);
 		return -EINVAL;
 	}

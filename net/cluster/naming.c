@@ -24,6 +24,7 @@ int naming_url_split(const char *url, enum naming_scheme *scheme,
 	    {"list://", NAMING_LIST},
 	    {"file://", NAMING_FILE},
 	    {"http://", NAMING_DNS},
+	    {"https://", NAMING_DNS},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(schemes); i++) {
@@ -45,17 +46,23 @@ int naming_url_split(const char *url, enum naming_scheme *scheme,
 	}
 	snprintf(why, why_size,
 		 "naming URL \"%s\": expected list://ADDR,ADDR..., "
-		 "file://PATH or http://HOST[:PORT]",
+		 "file://PATH or http[s]://HOST[:PORT]",
 		 url);
 	return -EINVAL;
 }
 
-int naming_dns_target(const char *rest, char *host, size_t host_size, int *port)
+bool naming_url_tls(const char *url)
+{
+	return !strncmp(url, "https://", 8);
+}
+
+int naming_dns_target(const char *rest, char *host, size_t host_size, int *port,
+		      int default_port)
 {
 	size_t len = strcspn(rest, "/");
 	const char *h = rest, *colon = NULL, *end = rest + len;
 	size_t hl;
-	long p = 80;
+	long p = default_port;
 
 	if (rest[0] == '[') {
 		const char *rb = memchr(rest, ']', len);

@@ -56,10 +56,14 @@ enum naming_scheme {
 int naming_url_split(const char *url, enum naming_scheme *scheme,
 		     const char **rest, char *why, size_t why_size);
 
-/* http://'s rest, "HOST[:PORT][/...]" ("[v6]:PORT" too): the host
- * (brackets off) and the port (80 when absent).  0 or -EINVAL. */
+/* http://'s (or https://'s) rest, "HOST[:PORT][/...]" ("[v6]:PORT"
+ * too): the host (brackets off) and the port (default_port when
+ * absent).  0 or -EINVAL. */
 int naming_dns_target(const char *rest, char *host, size_t host_size,
-		      int *port);
+		      int *port, int default_port);
+
+/* https://: the instances are called over TLS (port 443 by default). */
+bool naming_url_tls(const char *url);
 
 void naming_list_init(struct naming_list *l, const struct mem *mem);
 void naming_list_free(struct naming_list *l);

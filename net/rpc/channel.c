@@ -308,7 +308,8 @@ static void cc_detach(struct chan_conn *cc)
 
 /* The connection under attempt `a` failed with `err` (0: EOF) while
  * connecting or, `connected`, later. */
-static void attempt_failed(struct rpc_attempt *a, int err, bool connected)
+static void attempt_failed(struct rpc_attempt *a, int err, bool connected,
+			   const char *hs_why)
 {
 	struct channel *ch = a->call->ch;
 	struct rpc_call *c;
@@ -322,6 +323,10 @@ static void attempt_failed(struct rpc_attempt *a, int err, bool connected)
 	if (!connected)
 		chan_set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
 				    strerror(-err));
+	else if (hs_why)
+		chan_set_local_text(c, "Fail to handshake (%s) with %s: %s",
+				    ch->opt.upgrade->name, ch->addr_text,
+				    hs_why);
 	else if (err)
 		chan_set_local_text(c, "Broken connection to %s: %s",
 				    ch->addr_text, strerror(-err));
@@ -334,8 +339,14 @@ static void attempt_failed(struct rpc_attempt *a, int err, bool connected)
 /* Fails every attempt on cc (connection closed or connect failed). */
 static void cc_fail_attempts(struct chan_conn *cc, int err)
 {
+	const struct conn_upgrade *up = cc->ch->opt.upgrade;
+	/* A handshake that failed says why (only while it is the conn's
+	 * transport, so only then). */
+	const char *hs_why =
+	    cc->has_conn && up && up->why ? up->why(&cc->conn) : NULL;
+
 	while (cc->atts)
-		attempt_failed(cc->atts, err, cc->has_conn);
+		attempt_failed(cc->atts, err, cc->has_conn, hs_why);
 }
 
 static void cc_free(struct chan_conn *cc)

@@ -123,6 +123,9 @@ struct conn_upgrade {
 	int (*connect_start)(void *ctx, struct conn *c);
 	/* Client: consumes the server's answer from c->in. */
 	int (*connect_step)(void *ctx, struct conn *c);
+	/* Optional, client: why the handshake on c failed, for the calls
+	 * that waited on it (NULL: not known); valid until c's release. */
+	const char *(*why)(const struct conn *c);
 	/* Server: a connection on this port must send its first bytes
 	 * within first_bytes_ms (0: no limit), and the handshake's first
 	 * message is first_len bytes (for the log of one that ended

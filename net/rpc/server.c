@@ -28,6 +28,7 @@
 #include "codec/pbuf.h"
 #include "codec/rpc_errno.h"
 #include "codec/rpc_msg.h"
+#include "tls.h"
 
 /* How long server_stop waits for answers to flush before it closes
  * connections whose peers do not read. */
@@ -400,6 +401,7 @@ struct server_call *server__call_new(struct srv_conn *sc)
 	call->srv = s;
 	call->sc = sc;
 	call->peer = sc->conn.peer_text;
+	call->peer_subject = tls_conn_subject(&sc->conn);
 	call->start_ns = loop_now(sc->conn.loop);
 	iobuf_init(&call->request_attachment, s->opt.pool);
 	iobuf_init(&call->response_attachment, s->opt.pool);
@@ -552,6 +554,87 @@ void server__call_dispatch(struct server_call *call, void (*run)(struct task *))
 
 /* ---- connections ---------------------------------------------------- */
 
+struct server_peer server__peer(struct srv_conn *sc)
+{
+	return (struct server_peer){sc->conn.peer_text,
+				    tls_conn_subject(&sc->conn)};
+}
+
+/* A plain connection on a tls_required port: an HTTP client is told, in
+ * the answer nginx gives the same mistake; anything else is closed. */
+static void refuse_plain(struct srv_conn *sc)
+{
+	static const char body[] = "this port speaks only TLS: use https://\n";
+	struct conn *c = &sc->conn;
+	uint8_t first[SERVER_SNIFF_SHOW];
+	size_t n = iobuf_copy_out(&c->in, 0, first, sizeof(first));
+	struct iobuf out;
+	char head[160];
+	int len;
+
+	__atomic_fetch_add(&sc->srv->n_closed_bad, 1, __ATOMIC_RELAXED);
+	log_warn(sc->srv->opt.log,
+		 "closing %s: a plain connection to a port with "
+		 "tls_required", c->peer_text);
+	sc->proto = SRV_REFUSED;
+	iobuf_reset(&c->in);
+	if (http1_detect(first, n) <= 0) {
+		conn_close(c, -EPROTO);
+		return;
+	}
+	len = snprintf(head, sizeof(head),
+		       "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain"
+		       "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+		       sizeof(body) - 1);
+	iobuf_init(&out, c->pool);
+	if (iobuf_append(&out, head, (size_t)len) ||
+	    iobuf_append(&out, body, sizeof(body) - 1) || conn_write(c, &out)) {
+		iobuf_destroy(&out);
+		conn_close(c, -EPROTO);
+		return;
+	}
+	conn_close_after_flush(c, -EPROTO);
+}
+
+/* TLS first: 1 go on with c->in (plaintext now, or plain all along), 0
+ * wait for bytes, -1 closing. */
+static int srv_tls_data(struct srv_conn *sc)
+{
+	const struct conn_upgrade *tls = sc->srv->opt.tls;
+	struct conn *c = &sc->conn;
+	const char *alpn;
+	int r;
+
+	if (sc->proto == SRV_DETECT) {
+		r = tls->detect(&c->in);
+		if (r == 0)
+			return 0;
+		if (r < 0) {
+			if (sc->srv->opt.tls_required) {
+				refuse_plain(sc);
+				return -1;
+			}
+			sc->tls_decided = true;
+			return 1;
+		}
+		sc->proto = SRV_TLS;
+	}
+	r = tls->accept_step(tls->ctx, c);
+	if (r == CONN_UP_WAIT)
+		return 0;
+	if (r < 0) {
+		sc->proto = SRV_REFUSED;
+		conn_close(c, r);
+		return -1;
+	}
+	/* No RDMA hello inside TLS; ALPN's choice is the protocol. */
+	sc->tls_decided = true;
+	sc->upgraded = true;
+	alpn = tls_conn_alpn(c);
+	sc->proto = alpn && !strcmp(alpn, "http/1.1") ? SRV_HTTP : SRV_DETECT;
+	return iobuf_empty(&c->in) ? 0 : 1;
+}
+
 static void srv_on_data(struct conn *c)
 {
 	struct srv_conn *sc = container_of(c, struct srv_conn, conn);
@@ -560,6 +643,10 @@ static void srv_on_data(struct conn *c)
 	size_t n;
 	int r;
 
+	if (sc->srv->opt.tls && !sc->tls_decided &&
+	    (sc->proto == SRV_DETECT || sc->proto == SRV_TLS) &&
+	    srv_tls_data(sc) <= 0)
+		return;
 	if (sc->proto == SRV_DETECT && up && !sc->upgraded) {
 		/* The RDMA hello comes before anything else (spec 2.7). */
 		r = up->detect(&c->in);

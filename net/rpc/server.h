@@ -112,8 +112,14 @@ typedef void *server_route_fn(void *arg, const char *service,
  * authenticate" (+ ": " + why, if the hook wrote one) and close.  Must
  * not block.
  */
+struct server_peer {
+	const char *addr;	 /* "ip:port" */
+	const char *tls_subject; /* a verified client certificate's
+				  * subject ("/CN=..."); NULL: none */
+};
 typedef int server_auth_fn(void *arg, const struct baidu_bytes *cred,
-			   const char *peer, char *why, size_t why_size);
+			   const struct server_peer *peer, char *why,
+			   size_t why_size);
 
 struct server_options {
 	struct rt *rt;		 /* required: loops and workers */
@@ -141,6 +147,12 @@ struct server_options {
 	/* A handshake detected on a connection's first bytes before any
 	 * RPC protocol (the RDMA hello); NULL: none. */
 	const struct conn_upgrade *upgrade;
+	/* TLS (net/rpc/tls.h), detected on the first bytes before the
+	 * upgrade above: a ClientHello starts a handshake, anything else is
+	 * served plain unless tls_required (then refused: an HTTP client is
+	 * answered 400, saying why).  NULL: no TLS. */
+	const struct conn_upgrade *tls;
+	bool tls_required;
 	/* GET /metrics (Prometheus text) and /vars answer this registry,
 	 * which also gets every method's calls, errors and latency; NULL:
 	 * no such pages. */
@@ -205,6 +217,8 @@ struct server_call {
 	uint64_t log_id;
 	int request_compress_type;
 	const char *peer; /* "ip:port" */
+	const char *peer_subject; /* mutual TLS: the client certificate's
+				   * subject; NULL: none */
 
 	/* The caller's deadline for the whole call, from the baidu_std
 	 * meta or an HTTP x-bd-timeout-ms field; 0: none said. */

@@ -353,8 +353,10 @@ static bool baidu_auth(struct srv_conn *sc, const struct baidu_frame *f)
 
 	if (!s->opt.auth || sc->authed)
 		return true;
-	if (s->opt.auth(s->opt.auth_arg, &f->meta.authentication_data,
-			sc->conn.peer_text, why, sizeof(why)) == 0) {
+	struct server_peer peer = server__peer(sc);
+
+	if (s->opt.auth(s->opt.auth_arg, &f->meta.authentication_data, &peer,
+			why, sizeof(why)) == 0) {
 		sc->authed = true;
 		return true;
 	}

@@ -610,9 +610,10 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 		struct baidu_bytes cred = {a ? (const uint8_t *)a->p : NULL,
 					   a ? a->n : 0};
 		char reason[256] = "";
+		struct server_peer peer = server__peer(sc);
 
-		if (s->opt.auth(s->opt.auth_arg, &cred, sc->conn.peer_text,
-				reason, sizeof(reason))) {
+		if (s->opt.auth(s->opt.auth_arg, &cred, &peer, reason,
+				sizeof(reason))) {
 			log_warn(s->opt.log,
 				 "refusing %s: authentication failed%s%s",
 				 sc->conn.peer_text, reason[0] ? ": " : "",

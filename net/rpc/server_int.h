@@ -57,6 +57,7 @@ struct server_service {
 enum srv_proto {
 	SRV_DETECT,  /* no protocol recognised yet */
 	SRV_UPGRADE, /* the upgrade's handshake */
+	SRV_TLS,     /* the TLS handshake */
 	SRV_BAIDU,   /* baidu_std */
 	SRV_HTTP,    /* HTTP/1.x */
 	SRV_REFUSED, /* answered, closing: read nothing more */
@@ -92,6 +93,7 @@ struct srv_conn {
 	enum srv_proto proto; /* loop thread */
 	bool authed;	      /* loop thread */
 	bool upgraded;	      /* loop thread: handshake done (or refused) */
+	bool tls_decided;     /* loop thread: TLS or plain is known */
 	char local_text[SERVER_ADDR_TEXT_MAX];
 	int64_t accepted_ns;
 	struct loop_timer first_bytes; /* upgrade ports: first bytes due */
@@ -115,6 +117,8 @@ const char *server__addr_text(const struct srv_conn *sc);
  * server__uncount_call().
  */
 int server__admit(struct server *s, char *why, size_t why_size);
+/* Who the connection's peer is, for the auth hook (strings: the conn's). */
+struct server_peer server__peer(struct srv_conn *sc);
 void server__refused(struct server *s);
 void server__uncount_call(struct server *s);
 

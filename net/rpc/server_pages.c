@@ -421,6 +421,7 @@ static void page_connections(struct server *s, struct page *pg)
 					   "age_s", "bytes_in", "bytes_out"};
 	static const char *const protos[] = {[SRV_DETECT] = "-",
 					     [SRV_UPGRADE] = "handshake",
+					     [SRV_TLS] = "tls handshake",
 					     [SRV_BAIDU] = "baidu_std",
 					     [SRV_HTTP] = "http",
 					     [SRV_REFUSED] = "closing"};
@@ -711,10 +712,11 @@ bool server__page(struct srv_conn *sc, const struct http1_req *req,
 			struct baidu_bytes cred = {
 			    a ? (const uint8_t *)a->p : NULL, a ? a->n : 0};
 			char r[128] = "";
+			struct server_peer peer = server__peer(sc);
 
 			if (s->opt.auth &&
-			    s->opt.auth(s->opt.auth_arg, &cred,
-					sc->conn.peer_text, r, sizeof(r))) {
+			    s->opt.auth(s->opt.auth_arg, &cred, &peer, r,
+					sizeof(r))) {
 				status = 401;
 				snprintf(why, sizeof(why),
 					 "setting a flag needs the credential");

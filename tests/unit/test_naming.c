@@ -136,31 +136,36 @@ static void test_dns_target(void **state)
 
 	(void)state;
 	assert_int_equal(
-	    naming_dns_target("svc.example", host, sizeof(host), &port), 0);
+	    naming_dns_target("svc.example", host, sizeof(host), &port, 80), 0);
 	assert_string_equal(host, "svc.example");
 	assert_int_equal(port, 80);
 	assert_int_equal(naming_dns_target("svc.example:8000/path", host,
-					   sizeof(host), &port),
+					   sizeof(host), &port, 80),
 			 0);
 	assert_string_equal(host, "svc.example");
 	assert_int_equal(port, 8000);
 	assert_int_equal(
-	    naming_dns_target("[fe80::1]:81", host, sizeof(host), &port), 0);
+	    naming_dns_target("[fe80::1]:81", host, sizeof(host), &port, 80), 0);
 	assert_string_equal(host, "fe80::1");
 	assert_int_equal(port, 81);
-	assert_int_equal(naming_dns_target("", host, sizeof(host), &port),
+	assert_int_equal(
+	    naming_dns_target("svc.example", host, sizeof(host), &port, 443), 0);
+	assert_int_equal(port, 443);
+	assert_true(naming_url_tls("https://svc.example"));
+	assert_false(naming_url_tls("http://svc.example"));
+	assert_int_equal(naming_dns_target("", host, sizeof(host), &port, 80),
 			 -EINVAL);
-	assert_int_equal(naming_dns_target("a:", host, sizeof(host), &port),
+	assert_int_equal(naming_dns_target("a:", host, sizeof(host), &port, 80),
 			 -EINVAL);
-	assert_int_equal(naming_dns_target("a:0", host, sizeof(host), &port),
+	assert_int_equal(naming_dns_target("a:0", host, sizeof(host), &port, 80),
 			 -EINVAL);
 	assert_int_equal(
-	    naming_dns_target("a:70000", host, sizeof(host), &port), -EINVAL);
-	assert_int_equal(naming_dns_target("[::1", host, sizeof(host), &port),
+	    naming_dns_target("a:70000", host, sizeof(host), &port, 80), -EINVAL);
+	assert_int_equal(naming_dns_target("[::1", host, sizeof(host), &port, 80),
 			 -EINVAL);
-	assert_int_equal(naming_dns_target("[::1]x", host, sizeof(host), &port),
+	assert_int_equal(naming_dns_target("[::1]x", host, sizeof(host), &port, 80),
 			 -EINVAL);
-	assert_int_equal(naming_dns_target("a:8x", host, sizeof(host), &port),
+	assert_int_equal(naming_dns_target("a:8x", host, sizeof(host), &port, 80),
 			 -EINVAL);
 }
 

@@ -61,7 +61,8 @@ static void test_max_concurrency(void **state)
 
 /* Accepts only "secret"; "silent" is refused without a reason. */
 static int auth_secret(void *arg, const struct baidu_bytes *cred,
-		       const char *peer, char *why, size_t why_size)
+		       const struct server_peer *peer, char *why,
+		       size_t why_size)
 {
 	struct fx *fx = arg;
 
