@@ -23,7 +23,7 @@
 #
 # Two builds of the same sources:
 #   build/musl/   musl-gcc, static, linked with Debian's static rdma-core,
-#                 libnl, protobuf-c, zlib, c-ares and wolfSSL archives
+#                 libnl, protobuf-c, zlib, c-ares and OpenSSL archives
 #                 -> build/rpcgate
 #   build/host/   the host's gcc and glibc with ASan+UBSan, for unit tests
 
@@ -40,7 +40,7 @@ DEPS_PKGS := gcc make musl-tools libibverbs-dev librdmacm-dev \
 	libnl-3-dev libnl-route-3-dev libprotobuf-c-dev protobuf-c-compiler \
 	zlib1g-dev libcmocka-dev ibverbs-providers clang libclang-rt-14-dev \
 	python3 python3-snappy qemu-system-x86 runc umoci skopeo \
-	libc-ares-dev dnsmasq-base curl iproute2 libwolfssl-dev openssl
+	libc-ares-dev dnsmasq-base curl iproute2 libssl-dev openssl
 
 MUSL_CC := musl-gcc
 HOST_CC := gcc
@@ -82,12 +82,11 @@ HOST_CFLAGS := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \
 # glibc's own libc.a into a musl link.  Order: users before providers.
 STATIC_LIBS := $(addprefix $(LIBDIR)/,librdmacm.a librxe-rdmav34.a \
 	libibverbs.a libnl-route-3.a libnl-3.a libprotobuf-c.a libz.a \
-	libcares.a libwolfssl.a)
+	libcares.a libssl.a libcrypto.a)
 # musl-gcc sees only musl's headers; these are the few foreign headers
 # the build includes, linked into one directory so glibc's never leak in.
 MUSL_INC_LINKS := infiniband rdma protobuf-c linux asm-generic zlib.h zconf.h \
-	ares.h ares_build.h ares_rules.h ares_version.h ares_dns.h ares_nameser.h \
-	wolfssl
+	ares.h ares_build.h ares_rules.h ares_version.h ares_dns.h ares_nameser.h
 
 # net/ is in wings, one folder each, lowest first (net/README.md):
 # base <- codec <- rpc <- cluster.  A wing's headers are included as
@@ -103,13 +102,13 @@ GEN_CFLAGS_FILTER := -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 MUSL_OBJS := $(ALL_SRCS:%.c=$(BUILD)/musl/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/musl/gen/%.o)
 # Host library for tests: everything but main() and the libc shims (the
-# fortify entry points, strlen).
-HOST_LIB_SRCS := $(filter-out app/main.c app/musl_strlen.c \
+# fortify entry points, strlen, ucontext).
+HOST_LIB_SRCS := $(filter-out app/main.c app/musl_strlen.c app/musl_ucontext.c \
 	rdma/glibc_fortify.c,$(ALL_SRCS))
 HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/host/gen/%.o)
 HOST_LIB := $(BUILD)/host/librpcgate.a
-HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcares -lwolfssl -lcmocka -lpthread -lm
+HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcares -lssl -lcrypto -lcmocka -lpthread -lm
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/host/tests/unit/%)
@@ -143,6 +142,12 @@ $(BUILD)/musl-inc/.stamp: | deps
 	@mkdir -p $(@D)
 	@for h in $(MUSL_INC_LINKS); do ln -sfn /usr/include/$$h $(@D)/$$h; done
 	@ln -sfn /usr/include/x86_64-linux-gnu/asm $(@D)/asm
+	@# OpenSSL's headers are split: the two of its build configuration
+	@# live under the multiarch folder.
+	@rm -rf $(@D)/openssl && mkdir -p $(@D)/openssl
+	@for f in /usr/include/openssl/*.h \
+		/usr/include/x86_64-linux-gnu/openssl/*.h; do \
+		ln -sfn $$f $(@D)/openssl/; done
 	@touch $@
 
 # Generated files are kept, not treated as intermediates.
@@ -227,7 +232,7 @@ fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' $(1))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(call fuzz_sources,tests/fuzz/%.c) \
 		| deps $(GEN_HDRS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lwolfssl \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lssl -lcrypto \
 		-lpthread -lm
 
 fuzz: $(FUZZ_BINS)
@@ -350,7 +355,7 @@ bench-gateway: $(BUILD)/rpcgate image
 # TLS handshakes and kept-alive HTTPS against nginx, baidu_std over TLS
 # against plain (scripts/bench-tls).
 bench-tls: $(BUILD)/rpcgate
-	@scripts/deps nginx-light wrk openssl
+	@scripts/deps nginx-light libnginx-mod-http-echo wrk openssl
 	scripts/bench-tls
 
 # HTTP/1.1 + JSON against nginx with wrk, and instructions per call

@@ -2,7 +2,7 @@
  * glibc_fortify: the _FORTIFY_SOURCE entry points of glibc, for musl.
  *
  * Why this file exists: Debian builds its static archives of rdma-core
- * (libibverbs.a, librdmacm.a, librxe-rdmav34.a), libnl-3 and wolfSSL against glibc
+ * (libibverbs.a, librdmacm.a, librxe-rdmav34.a) and libnl-3 against glibc
  * with -D_FORTIFY_SOURCE=2, so their objects call glibc's checked variants
  * (__memcpy_chk, __snprintf_chk, ...) instead of the plain functions.  musl
  * has no such symbols.  Each one here does what glibc documents: check the
@@ -29,7 +29,6 @@ void *__memset_chk(void *dst, int c, size_t n, size_t dstlen);
 char *__strcpy_chk(char *dst, const char *src, size_t dstlen);
 char *__strncpy_chk(char *dst, const char *src, size_t n, size_t dstlen);
 char *__strcat_chk(char *dst, const char *src, size_t dstlen);
-char *__strncat_chk(char *dst, const char *src, size_t n, size_t dstlen);
 int __vsnprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt,
 		    va_list ap);
 int __snprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt,
@@ -101,18 +100,6 @@ char *__strcat_chk(char *dst, const char *src, size_t dstlen)
 	if (d + s + 1 > dstlen)
 		chk_fail("strcat");
 	memcpy(dst + d, src, s + 1);
-	return dst;
-}
-
-/* strncat appends at most n bytes and always a NUL (wolfSSL's names). */
-char *__strncat_chk(char *dst, const char *src, size_t n, size_t dstlen)
-{
-	size_t d = strlen(dst), s = strnlen(src, n);
-
-	if (d + s + 1 > dstlen)
-		chk_fail("strncat");
-	memcpy(dst + d, src, s);
-	dst[d + s] = 0;
 	return dst;
 }
 

@@ -1,6 +1,6 @@
 /*
  * tls_wire: the few TLS bytes rpcgate reads itself (RFC 8446); the rest
- * of TLS is wolfSSL's (net/rpc/tls.c).
+ * of TLS is OpenSSL's (net/rpc/tls.c).
  */
 #ifndef RPCGATE_NET_TLS_WIRE_H
 #define RPCGATE_NET_TLS_WIRE_H

@@ -1,12 +1,12 @@
 /*
- * tls: TLS on a conn with wolfSSL (see tls.h for the model).
+ * tls: TLS on a conn with OpenSSL (see tls.h for the model).
  *
  * One tls_conn per connection, c->tp_ctx from the first handshake byte
  * on.  Two transports: hs_tp while the handshake runs (reads are TCP's
- * into c->in, which the upgrade's step hands to wolfSSL; writes wait) and
- * live_tp after it.  wolfSSL reads through recv_cb, from t->raw (bytes
- * read but not yet decrypted) and, live, from the socket in big reads;
- * it writes through send_cb straight to the socket.
+ * into c->in, which the upgrade's step hands to OpenSSL; writes wait) and
+ * live_tp after it.  OpenSSL reads and writes through one BIO of ours
+ * (conn_bio): reads from t->raw (bytes read but not yet decrypted) and,
+ * live, from the socket in big reads; writes straight to the socket.
  */
 #include "tls.h"
 
@@ -19,8 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <wolfssl/options.h>
-#include <wolfssl/ssl.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "base/clock.h"
 #include "base/util.h"
@@ -32,10 +35,11 @@
 #define TLS_FILE_MAX (1u << 20)
 
 /* TLS 1.3's three suites, then TLS 1.2's ECDHE with AEAD only (Mozilla's
- * "intermediate" list, in wolfSSL's names). */
-static const char tls_ciphers[] =
-    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
-    "TLS13-CHACHA20-POLY1305-SHA256:"
+ * "intermediate" list). */
+static const char tls13_suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+    "TLS_CHACHA20_POLY1305_SHA256";
+static const char tls12_ciphers[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
@@ -51,9 +55,9 @@ struct tls_side {
 	const struct mem *mem;
 	struct log *log;
 	int handshake_timeout_ms;
-	pthread_mutex_t lock;	  /* ctx, session, the files' stat */
-	WOLFSSL_CTX *ctx;	  /* new connections' */
-	WOLFSSL_SESSION *session; /* client: the last one, to resume */
+	pthread_mutex_t lock; /* ctx, session, the files' stat */
+	SSL_CTX *ctx;	      /* new connections' */
+	SSL_SESSION *session; /* client: the last one, to resume */
 	struct tls_file cert, key, ca;
 	char *server_name, *alpn; /* client */
 	bool verify;
@@ -63,9 +67,9 @@ struct tls_side {
 struct tls_conn {
 	struct tls_side *side;
 	struct conn *c;
-	WOLFSSL *ssl;
+	SSL *ssl;
 	pthread_mutex_t lock; /* ssl: the loop's reads, the writer's writes */
-	struct iobuf raw;     /* read, not yet given to wolfSSL */
+	struct iobuf raw;     /* read, not yet given to OpenSSL */
 	struct loop_timer deadline;
 	int64_t start_ns;
 	bool live;	      /* the handshake is done */
@@ -84,15 +88,31 @@ struct tls_conn {
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_init_err;
+static BIO_METHOD *conn_bio;
 
+static int bio_read(BIO *b, char *buf, int sz);
+static int bio_write(BIO *b, const char *buf, int sz);
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr);
+
+/* No openssl.cnf: what the binary does must not depend on the files of
+ * the machine it runs on (an appliance has none). */
 static void tls_init(void)
 {
-	tls_init_err = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : -ENOMEM;
+	if (!OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL)) {
+		tls_init_err = -ENOMEM;
+		return;
+	}
+	conn_bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				"rpcgate conn");
+	if (!conn_bio || !BIO_meth_set_read(conn_bio, bio_read) ||
+	    !BIO_meth_set_write(conn_bio, bio_write) ||
+	    !BIO_meth_set_ctrl(conn_bio, bio_ctrl))
+		tls_init_err = -ENOMEM;
 }
 
 const char *tls_library_version(void)
 {
-	return "wolfSSL " LIBWOLFSSL_VERSION_STRING;
+	return OpenSSL_version(OPENSSL_VERSION);
 }
 
 static void count(uint64_t *c)
@@ -100,37 +120,46 @@ static void count(uint64_t *c)
 	__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
 }
 
-/* wolfSSL's text for error `err` (negative, as wolfSSL_get_error gives). */
-static const char *wolf_reason(int err, char *buf, size_t size)
+/* The reason of the oldest error queued on this thread ("certificate
+ * verify failed"), or `dflt`; the queue is emptied. */
+static const char *err_reason(char *buf, size_t size, const char *dflt)
 {
-	wolfSSL_ERR_error_string_n((unsigned long)err, buf, size);
+	unsigned long e = ERR_get_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	snprintf(buf, size, "%s", r ? r : dflt);
+	ERR_clear_error();
 	return buf;
 }
 
-/* ---- I/O callbacks --------------------------------------------------- */
+/* ---- the BIO --------------------------------------------------------- */
 
-static int recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+static int bio_read(BIO *b, char *buf, int sz)
 {
-	struct tls_conn *t = ctx;
+	struct tls_conn *t = BIO_get_data(b);
 	ssize_t r;
 
-	(void)ssl;
+	BIO_clear_retry_flags(b);
 	if (iobuf_empty(&t->raw)) {
 		/* During the handshake the step feeds raw from c->in. */
-		if (!t->live || t->raw_only)
-			return WOLFSSL_CBIO_ERR_WANT_READ;
+		if (!t->live || t->raw_only) {
+			BIO_set_retry_read(b);
+			return -1;
+		}
 		if (t->eof)
-			return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+			return 0;
 		r = iobuf_read_fd(&t->raw, t->c->io.fd, TLS_READ_MAX);
 		if (r == 0) {
 			t->eof = true;
-			return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+			return 0;
 		}
-		if (r == -EAGAIN)
-			return WOLFSSL_CBIO_ERR_WANT_READ;
+		if (r == -EAGAIN) {
+			BIO_set_retry_read(b);
+			return -1;
+		}
 		if (r < 0) {
 			t->sock_err = (int)r;
-			return WOLFSSL_CBIO_ERR_CONN_RST;
+			return -1;
 		}
 	}
 	r = (ssize_t)iobuf_copy_out(&t->raw, 0, buf, (size_t)sz);
@@ -140,12 +169,12 @@ static int recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 	return (int)r;
 }
 
-static int send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+static int bio_write(BIO *b, const char *buf, int sz)
 {
-	struct tls_conn *t = ctx;
+	struct tls_conn *t = BIO_get_data(b);
 	ssize_t r = send(t->c->io.fd, buf, (size_t)sz, MSG_NOSIGNAL);
 
-	(void)ssl;
+	BIO_clear_retry_flags(b);
 	if (r >= 0) {
 		if (!t->live) {
 			t->hs_out += (size_t)r;
@@ -154,16 +183,26 @@ static int send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 		return (int)r;
 	}
 	if (errno == EAGAIN || errno == EWOULDBLOCK) {
-		if (t->live)
-			return WOLFSSL_CBIO_ERR_WANT_WRITE;
+		if (t->live) {
+			BIO_set_retry_write(b);
+			return -1;
+		}
 		/* A fresh connection's send buffer holds every flight; one
 		 * that is full means the peer is not reading. */
 		t->sock_err = -ENOBUFS;
-		return WOLFSSL_CBIO_ERR_GENERAL;
+		return -1;
 	}
 	t->sock_err = -errno;
-	return errno == EPIPE ? WOLFSSL_CBIO_ERR_CONN_CLOSE
-			      : WOLFSSL_CBIO_ERR_CONN_RST;
+	return -1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	/* Writes go out as they are made: nothing to flush. */
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
 /* ---- loading --------------------------------------------------------- */
@@ -204,45 +243,82 @@ static int read_file(const char *what, const char *path, uint8_t **out,
 	return 0;
 }
 
-/* Loads a file through `use` (a wolfSSL_CTX_use_* or load_verify
- * function taking a PEM buffer).  The bytes are wiped after use: one of
- * them is the key. */
-static int load_pem(WOLFSSL_CTX *ctx, const char *what, struct tls_file *f,
+/* Loads a file through `use`, which reads PEM from a memory BIO: 1 on
+ * success.  The bytes are wiped after use: one of them is the key. */
+static int load_pem(SSL_CTX *ctx, const char *what, struct tls_file *f,
 		    struct stat *st, char *why, size_t why_size,
-		    int (*use)(WOLFSSL_CTX *, const unsigned char *, long, int))
+		    int (*use)(SSL_CTX *, BIO *))
 {
 	uint8_t *p;
 	size_t n;
 	char reason[96];
+	BIO *mem;
 	int r = read_file(what, f->path, &p, &n, st, why, why_size);
 
 	if (r)
 		return r;
-	r = use(ctx, p, (long)n, WOLFSSL_FILETYPE_PEM);
+	ERR_clear_error();
+	mem = BIO_new_mem_buf(p, (int)n);
+	r = mem ? use(ctx, mem) : 0;
+	BIO_free(mem);
 	explicit_bzero(p, n);
 	free(p);
-	if (r != WOLFSSL_SUCCESS) {
+	if (r != 1) {
 		snprintf(why, why_size, "%s %s: %s", what, f->path,
-			 wolf_reason(r, reason, sizeof(reason)));
+			 err_reason(reason, sizeof(reason),
+				    "no PEM object of the right kind"));
 		return -EINVAL;
 	}
 	return 0;
 }
 
-static int use_chain(WOLFSSL_CTX *ctx, const unsigned char *p, long n, int t)
+/* The leaf, then every other certificate of the file as the chain. */
+static int use_chain(SSL_CTX *ctx, BIO *mem)
 {
-	(void)t;
-	return wolfSSL_CTX_use_certificate_chain_buffer(ctx, p, n);
+	X509 *x = PEM_read_bio_X509_AUX(mem, NULL, NULL, NULL);
+	int ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
+
+	X509_free(x);
+	if (!ok)
+		return 0;
+	SSL_CTX_clear_chain_certs(ctx);
+	while ((x = PEM_read_bio_X509(mem, NULL, NULL, NULL)))
+		if (!SSL_CTX_add0_chain_cert(ctx, x)) {
+			X509_free(x);
+			return 0;
+		}
+	/* the end of the file, not an error */
+	ERR_clear_error();
+	return 1;
 }
 
-static int use_key(WOLFSSL_CTX *ctx, const unsigned char *p, long n, int t)
+static int use_key(SSL_CTX *ctx, BIO *mem)
 {
-	return wolfSSL_CTX_use_PrivateKey_buffer(ctx, p, n, t);
+	EVP_PKEY *k = PEM_read_bio_PrivateKey(mem, NULL, NULL, NULL);
+	int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+
+	EVP_PKEY_free(k);
+	return ok;
 }
 
-static int use_ca(WOLFSSL_CTX *ctx, const unsigned char *p, long n, int t)
+/* Every certificate of the file becomes a trust anchor. */
+static int use_ca(SSL_CTX *ctx, BIO *mem)
 {
-	return wolfSSL_CTX_load_verify_buffer(ctx, p, n, t);
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	X509 *x;
+	int n = 0;
+
+	while ((x = PEM_read_bio_X509(mem, NULL, NULL, NULL))) {
+		if (X509_STORE_add_cert(store, x) != 1) {
+			X509_free(x);
+			return 0;
+		}
+		X509_free(x);
+		n++;
+	}
+	if (n)
+		ERR_clear_error();
+	return n > 0;
 }
 
 /*
@@ -250,7 +326,7 @@ static int use_ca(WOLFSSL_CTX *ctx, const unsigned char *p, long n, int t)
  * baidu_std client offers nothing; h2 is not spoken yet).  `in` is the
  * client's list, length-prefixed names.
  */
-static int alpn_select(WOLFSSL *ssl, const unsigned char **out,
+static int alpn_select(SSL *ssl, const unsigned char **out,
 		       unsigned char *outlen, const unsigned char *in,
 		       unsigned int inlen, void *arg)
 {
@@ -266,41 +342,48 @@ static int alpn_select(WOLFSSL *ssl, const unsigned char **out,
 }
 
 /* A context for s's files: the new one, or NULL and why. */
-static WOLFSSL_CTX *ctx_new(struct tls_side *s, struct stat st[3], char *why,
-			    size_t why_size)
+static SSL_CTX *ctx_new(struct tls_side *s, struct stat st[3], char *why,
+			size_t why_size)
 {
-	WOLFSSL_CTX *ctx =
-	    wolfSSL_CTX_new(s->server ? wolfSSLv23_server_method()
-				      : wolfSSLv23_client_method());
+	SSL_CTX *ctx =
+	    SSL_CTX_new(s->server ? TLS_server_method() : TLS_client_method());
 	char reason[96];
-	int r;
 
 	if (!ctx) {
 		snprintf(why, why_size, "out of memory");
 		return NULL;
 	}
-	if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) !=
-		WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_set_cipher_list(ctx, tls_ciphers) != WOLFSSL_SUCCESS) {
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, tls13_suites) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1) {
 		snprintf(why, why_size,
 			 "the TLS library refused the versions "
 			 "or the cipher list");
 		goto fail;
 	}
-	wolfSSL_CTX_SetIORecv(ctx, recv_cb);
-	wolfSSL_CTX_SetIOSend(ctx, send_cb);
+	/* A peer's close without close_notify is an end, not an error
+	 * (HTTP/1.1 answers carry their length); writes that said "again"
+	 * are retried with the same bytes (live_write). */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (s->cert.path) {
 		if (load_pem(ctx, "certificate", &s->cert, &st[0], why,
-			     why_size, use_chain) ||
-		    load_pem(ctx, "key", &s->key, &st[1], why, why_size,
-			     use_key))
+			     why_size, use_chain))
 			goto fail;
-		r = wolfSSL_CTX_check_private_key(ctx);
-		if (r != WOLFSSL_SUCCESS) {
+		if (load_pem(ctx, "key", &s->key, &st[1], why, why_size,
+			     use_key)) {
+			/* OpenSSL checks the pair as it takes the key */
+			if (strstr(why, "values mismatch"))
+				snprintf(why, why_size,
+					 "key %s does not match certificate "
+					 "%s",
+					 s->key.path, s->cert.path);
+			goto fail;
+		}
+		if (SSL_CTX_check_private_key(ctx) != 1) {
 			snprintf(why, why_size,
 				 "key %s does not match certificate %s: %s",
 				 s->key.path, s->cert.path,
-				 wolf_reason(r, reason, sizeof(reason)));
+				 err_reason(reason, sizeof(reason), "?"));
 			goto fail;
 		}
 	}
@@ -308,28 +391,27 @@ static WOLFSSL_CTX *ctx_new(struct tls_side *s, struct stat st[3], char *why,
 		if (load_pem(ctx, "CA", &s->ca, &st[2], why, why_size, use_ca))
 			goto fail;
 	} else if (!s->server && s->verify &&
-		   wolfSSL_CTX_load_system_CA_certs(ctx) != WOLFSSL_SUCCESS) {
+		   SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		snprintf(why, why_size,
 			 "no system CA store to verify "
 			 "servers with (give a CA file)");
 		goto fail;
 	}
 	if (s->server) {
-		wolfSSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
-		wolfSSL_CTX_set_verify(
-		    ctx,
-		    s->ca.path ? WOLFSSL_VERIFY_PEER |
-				     WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT
-			       : WOLFSSL_VERIFY_NONE,
-		    NULL);
+		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+		SSL_CTX_set_verify(ctx,
+				   s->ca.path
+				       ? SSL_VERIFY_PEER |
+					     SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+				       : SSL_VERIFY_NONE,
+				   NULL);
 	} else {
-		wolfSSL_CTX_set_verify(
-		    ctx, s->verify ? WOLFSSL_VERIFY_PEER : WOLFSSL_VERIFY_NONE,
-		    NULL);
+		SSL_CTX_set_verify(
+		    ctx, s->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	}
 	return ctx;
 fail:
-	wolfSSL_CTX_free(ctx);
+	SSL_CTX_free(ctx);
 	return NULL;
 }
 
@@ -342,17 +424,15 @@ static void tls_conn_free(struct tls_conn *t)
 	if (t->ssl && !s->server && t->live) {
 		/* The last session (with the tickets read since) resumes
 		 * the next connection. */
-		WOLFSSL_SESSION *sess = wolfSSL_get1_session(t->ssl), *old;
+		SSL_SESSION *sess = SSL_get1_session(t->ssl), *old;
 
 		pthread_mutex_lock(&s->lock);
 		old = s->session;
 		s->session = sess;
 		pthread_mutex_unlock(&s->lock);
-		if (old)
-			wolfSSL_SESSION_free(old);
+		SSL_SESSION_free(old);
 	}
-	if (t->ssl)
-		wolfSSL_free(t->ssl);
+	SSL_free(t->ssl); /* and its BIO */
 	iobuf_destroy(&t->raw);
 	pthread_mutex_destroy(&t->lock);
 	mem_free(t->c->mem, t);
@@ -401,12 +481,12 @@ static int hs_failed(struct tls_conn *t, int err, const char *why)
 	return err;
 }
 
-/* The reason of a failed handshake step: the peer's alert, the socket's
- * error, or wolfSSL's. */
-static int hs_error(struct tls_conn *t, int ret)
+/* The reason of a failed handshake step: the socket's error, the
+ * certificate check's, or OpenSSL's (which names a received alert:
+ * "tlsv1 alert unknown ca"). */
+static int hs_error(struct tls_conn *t)
 {
-	int err = wolfSSL_get_error(t->ssl, ret);
-	WOLFSSL_ALERT_HISTORY h;
+	long v = SSL_get_verify_result(t->ssl);
 	char reason[96], text[192];
 
 	if (t->sock_err == -ENOBUFS)
@@ -415,22 +495,16 @@ static int hs_error(struct tls_conn *t, int ret)
 				 "buffer is full");
 	if (t->sock_err)
 		return hs_failed(t, t->sock_err, strerror(-t->sock_err));
-	if (wolfSSL_get_alert_history(t->ssl, &h) == WOLFSSL_SUCCESS &&
-	    h.last_rx.level == alert_fatal) {
-		snprintf(text, sizeof(text), "the peer sent alert %d (%s)",
-			 h.last_rx.code,
-			 wolfSSL_alert_desc_string_long(h.last_rx.code));
-		return hs_failed(t, -EPROTO, text);
-	}
-	if (err == DOMAIN_NAME_MISMATCH) {
+	err_reason(reason, sizeof(reason), "the peer closed the connection");
+	if (v == X509_V_ERR_HOSTNAME_MISMATCH)
 		snprintf(text, sizeof(text),
 			 "the certificate is not for %s: %s",
-			 t->side->server_name,
-			 wolf_reason(err, reason, sizeof(reason)));
-		return hs_failed(t, -EPROTO, text);
-	}
-	snprintf(text, sizeof(text), "%s (%d)",
-		 wolf_reason(err, reason, sizeof(reason)), err);
+			 t->side->server_name, reason);
+	else if (v != X509_V_OK)
+		snprintf(text, sizeof(text), "%s: %s", reason,
+			 X509_verify_cert_error_string(v));
+	else
+		snprintf(text, sizeof(text), "%s", reason);
 	return hs_failed(t, -EPROTO, text);
 }
 
@@ -475,27 +549,20 @@ static const struct conn_transport hs_tp = {
     .release = tp_release,
 };
 
-/* A live connection's read failed: a fatal alert from the peer (a TLS
- * 1.3 server refusing our certificate after our Finished) at warn, with
- * the alert; anything else at debug. */
-static void live_failed(struct tls_conn *t, int err)
+/* A live connection's read failed: an alert from the peer (a TLS 1.3
+ * server refusing our certificate after our Finished) at warn; anything
+ * else at debug. */
+static void live_failed(struct tls_conn *t)
 {
-	WOLFSSL_ALERT_HISTORY h;
 	char reason[96];
 
-	if (wolfSSL_get_alert_history(t->ssl, &h) == WOLFSSL_SUCCESS &&
-	    h.last_rx.level == alert_fatal)
-		log_warn(t->side->log,
-			 "TLS with %s: the peer sent alert %d (%s)",
-			 t->c->peer_text, h.last_rx.code,
-			 wolfSSL_alert_desc_string_long(h.last_rx.code));
-	else
-		log_debug(t->side->log, "TLS read from %s failed: %s",
-			  t->c->peer_text,
-			  wolf_reason(err, reason, sizeof(reason)));
+	err_reason(reason, sizeof(reason), "?");
+	log_write(t->side->log,
+		  strstr(reason, "alert") ? LOG_LVL_WARN : LOG_LVL_DEBUG,
+		  "TLS with %s: %s", t->c->peer_text, reason);
 }
 
-/* Decrypts into `in` what wolfSSL can: bytes, 0 at the end, -EAGAIN, or
+/* Decrypts into `in` what OpenSSL can: bytes, 0 at the end, -EAGAIN, or
  * -errno.  Under t->lock. */
 static ssize_t decrypt(struct tls_conn *t, struct iobuf *in)
 {
@@ -503,24 +570,24 @@ static ssize_t decrypt(struct tls_conn *t, struct iobuf *in)
 	int r, err;
 
 	while (total < TLS_READ_MAX) {
-		r = wolfSSL_read(t->ssl, t->buf, sizeof(t->buf));
+		ERR_clear_error();
+		r = SSL_read(t->ssl, t->buf, sizeof(t->buf));
 		if (r > 0) {
 			if (iobuf_append(in, t->buf, (size_t)r))
 				return total ? (ssize_t)total : -ENOMEM;
 			total += (size_t)r;
 			continue;
 		}
-		err = wolfSSL_get_error(t->ssl, r);
+		err = SSL_get_error(t->ssl, r);
 		if (total)
 			break; /* the next call says what ended this one */
-		if (err == WOLFSSL_ERROR_WANT_READ ||
-		    err == WOLFSSL_ERROR_WANT_WRITE)
+		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 			return -EAGAIN;
-		if (err == WOLFSSL_ERROR_ZERO_RETURN || t->eof)
+		if (err == SSL_ERROR_ZERO_RETURN || t->eof)
 			return 0; /* close_notify, or EOF */
 		if (t->sock_err)
 			return t->sock_err;
-		live_failed(t, err);
+		live_failed(t);
 		return -EPROTO;
 	}
 	return (ssize_t)total;
@@ -546,20 +613,22 @@ static ssize_t live_write(struct conn *c, struct iobuf *out)
 
 	pthread_mutex_lock(&t->lock);
 	/* A record that said WANT_WRITE is written again with the same
-	 * bytes: wolfSSL encrypted it already and sends the rest. */
+	 * bytes: OpenSSL encrypted it already and sends the rest. */
 	len = t->w_len ? t->w_len
 		       : iobuf_copy_out(out, 0, t->buf, sizeof(t->buf));
 	if (t->w_len)
 		iobuf_copy_out(out, 0, t->buf, len);
-	r = wolfSSL_write(t->ssl, t->buf, (int)len);
+	ERR_clear_error();
+	r = SSL_write(t->ssl, t->buf, (int)len);
 	if (r > 0) {
 		t->w_len = 0;
 		iobuf_drop_front(out, (size_t)r);
 		pthread_mutex_unlock(&t->lock);
 		return r;
 	}
-	err = wolfSSL_get_error(t->ssl, r);
-	if (err == WOLFSSL_ERROR_WANT_WRITE || err == WOLFSSL_ERROR_WANT_READ) {
+	err = SSL_get_error(t->ssl, r);
+	ERR_clear_error();
+	if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
 		t->w_len = len;
 		pthread_mutex_unlock(&t->lock);
 		return -EAGAIN;
@@ -577,11 +646,39 @@ static const struct conn_transport live_tp = {
     .release = tp_release,
 };
 
+/* SNI, the name checked, ALPN: 0 or -1. */
+static int client_setup(struct tls_side *s, SSL *ssl)
+{
+	if (s->server_name &&
+	    (!SSL_set_tlsext_host_name(ssl, s->server_name) ||
+	     (s->verify && !SSL_set1_host(ssl, s->server_name))))
+		return -1;
+	if (s->alpn) {
+		/* "h2,http/1.1" -> "\x02h2\x08http/1.1" */
+		unsigned char wire[256];
+		size_t n = 0;
+
+		for (const char *p = s->alpn; *p;) {
+			size_t len = strcspn(p, ",");
+
+			if (!len || len > 255 || n + 1 + len > sizeof(wire))
+				return -1;
+			wire[n++] = (unsigned char)len;
+			memcpy(wire + n, p, len);
+			n += len;
+			p += len + (p[len] == ',');
+		}
+		if (SSL_set_alpn_protos(ssl, wire, (unsigned)n))
+			return -1;
+	}
+	return 0;
+}
+
 /* A new connection's TLS state, with c on hs_tp; NULL: -ENOMEM. */
 static struct tls_conn *tls_conn_new(struct tls_side *s, struct conn *c)
 {
 	struct tls_conn *t = mem_zalloc(c->mem, sizeof(*t));
-	WOLFSSL_SESSION *sess = NULL;
+	BIO *bio;
 
 	if (!t)
 		return NULL;
@@ -591,34 +688,22 @@ static struct tls_conn *tls_conn_new(struct tls_side *s, struct conn *c)
 	iobuf_init(&t->raw, c->pool);
 	loop_timer_init(&t->deadline);
 	pthread_mutex_lock(&s->lock);
-	t->ssl = wolfSSL_new(s->ctx);
+	t->ssl = SSL_new(s->ctx);
 	if (t->ssl && s->session && !s->server)
-		sess = s->session;
-	if (sess)
-		wolfSSL_set_session(t->ssl, sess);
+		SSL_set_session(t->ssl, s->session);
 	pthread_mutex_unlock(&s->lock);
-	if (!t->ssl) {
+	bio = t->ssl ? BIO_new(conn_bio) : NULL;
+	if (!bio || (!s->server && client_setup(s, t->ssl))) {
+		BIO_free(bio);
+		SSL_free(t->ssl);
 		iobuf_destroy(&t->raw);
 		pthread_mutex_destroy(&t->lock);
 		mem_free(c->mem, t);
 		return NULL;
 	}
-	wolfSSL_SetIOReadCtx(t->ssl, t);
-	wolfSSL_SetIOWriteCtx(t->ssl, t);
-	if (!s->server) {
-		if (s->server_name) {
-			wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME,
-				       s->server_name,
-				       (unsigned short)strlen(s->server_name));
-			if (s->verify)
-				wolfSSL_check_domain_name(t->ssl,
-							  s->server_name);
-		}
-		if (s->alpn)
-			wolfSSL_UseALPN(t->ssl, s->alpn,
-					(unsigned)strlen(s->alpn),
-					WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
-	}
+	BIO_set_data(bio, t);
+	BIO_set_init(bio, 1);
+	SSL_set_bio(t->ssl, bio, bio); /* one reference, taken */
 	t->start_ns = clock_mono_ns();
 	loop_timer_start(c->loop, &t->deadline,
 			 t->start_ns +
@@ -634,35 +719,31 @@ static int go_live(struct tls_conn *t)
 {
 	struct conn *c = t->c;
 	struct tls_side *s = t->side;
-	WOLFSSL_X509 *peer;
-	char *proto = NULL;
-	unsigned short plen = 0;
+	const unsigned char *proto = NULL;
+	unsigned int plen = 0;
+	X509 *peer;
 	ssize_t n;
 
 	loop_timer_stop(c->loop, &t->deadline);
 	count(&s->st.handshakes);
-	if (wolfSSL_session_reused(t->ssl))
+	if (SSL_session_reused(t->ssl))
 		count(&s->st.resumed);
-	if (wolfSSL_ALPN_GetProtocol(t->ssl, &proto, &plen) ==
-		WOLFSSL_SUCCESS &&
-	    proto && plen < sizeof(t->alpn)) {
+	SSL_get0_alpn_selected(t->ssl, &proto, &plen);
+	if (proto && plen < sizeof(t->alpn)) {
 		memcpy(t->alpn, proto, plen);
 		t->alpn[plen] = 0;
 	}
-	peer = s->server && s->ca.path ? wolfSSL_get_peer_certificate(t->ssl)
-				       : NULL;
+	peer =
+	    s->server && s->ca.path ? SSL_get1_peer_certificate(t->ssl) : NULL;
 	if (peer) {
-		WOLFSSL_X509_NAME *name = wolfSSL_X509_get_subject_name(peer);
-
-		if (name)
-			wolfSSL_X509_NAME_oneline(name, t->subject,
-						  sizeof(t->subject));
-		wolfSSL_X509_free(peer);
+		X509_NAME_oneline(X509_get_subject_name(peer), t->subject,
+				  sizeof(t->subject));
+		X509_free(peer);
 	}
 	log_debug(s->log, "TLS with %s: %s %s%s%s%s", c->peer_text,
-		  wolfSSL_get_version(t->ssl),
-		  wolfSSL_CIPHER_get_name(wolfSSL_get_current_cipher(t->ssl)),
-		  wolfSSL_session_reused(t->ssl) ? ", resumed" : "",
+		  SSL_get_version(t->ssl),
+		  SSL_CIPHER_get_name(SSL_get_current_cipher(t->ssl)),
+		  SSL_session_reused(t->ssl) ? ", resumed" : "",
 		  t->subject[0] ? ", client " : "", t->subject);
 	t->live = true;
 	conn_set_transport(c, &live_tp, t);
@@ -686,13 +767,13 @@ static int hs_step_run(struct tls_conn *t)
 
 	if (iobuf_append_buf(&t->raw, &c->in))
 		return hs_failed(t, -ENOMEM, "out of memory");
-	r = t->side->server ? wolfSSL_accept(t->ssl) : wolfSSL_connect(t->ssl);
-	if (r == WOLFSSL_SUCCESS)
+	ERR_clear_error();
+	r = t->side->server ? SSL_accept(t->ssl) : SSL_connect(t->ssl);
+	if (r == 1)
 		return go_live(t);
-	if (wolfSSL_get_error(t->ssl, r) == WOLFSSL_ERROR_WANT_READ &&
-	    !t->sock_err)
+	if (SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_READ && !t->sock_err)
 		return CONN_UP_WAIT;
-	return hs_error(t, r);
+	return hs_error(t);
 }
 
 /* ---- the upgrades ---------------------------------------------------- */
@@ -909,7 +990,7 @@ int tls_server_reload(struct tls_side *s, bool force, char *why,
 		      size_t why_size)
 {
 	struct stat st[3] = {0};
-	WOLFSSL_CTX *ctx, *old;
+	SSL_CTX *ctx, *old;
 	bool changed;
 
 	pthread_mutex_lock(&s->lock);
@@ -939,7 +1020,7 @@ int tls_server_reload(struct tls_side *s, bool force, char *why,
 	s->ca.st = st[2];
 	pthread_mutex_unlock(&s->lock);
 	/* Live connections hold their own reference to the old one. */
-	wolfSSL_CTX_free(old);
+	SSL_CTX_free(old);
 	count(&s->st.reloads);
 	log_info(s->log, "TLS: loaded certificate %s and key %s%s%s",
 		 s->cert.path, s->key.path, s->ca.path ? ", client CA " : "",
@@ -966,10 +1047,8 @@ void tls_side_free(struct tls_side *s)
 {
 	if (!s)
 		return;
-	if (s->session)
-		wolfSSL_SESSION_free(s->session);
-	if (s->ctx)
-		wolfSSL_CTX_free(s->ctx);
+	SSL_SESSION_free(s->session);
+	SSL_CTX_free(s->ctx);
 	free(s->cert.path);
 	free(s->key.path);
 	free(s->ca.path);
@@ -1010,5 +1089,5 @@ const char *tls_conn_version(const struct conn *c)
 {
 	const struct tls_conn *t = live_of(c);
 
-	return t ? wolfSSL_get_version(t->ssl) : NULL;
+	return t ? SSL_get_version(t->ssl) : NULL;
 }

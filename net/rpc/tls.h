@@ -1,5 +1,5 @@
 /*
- * tls: TLS 1.2 and 1.3 on a conn, server and client, with wolfSSL.
+ * tls: TLS 1.2 and 1.3 on a conn, server and client, with OpenSSL 3.
  *
  * Both sides are a conn_upgrade (conn.h): the server's detects a
  * ClientHello on a connection's first bytes (a port serves TLS and plain
@@ -7,10 +7,11 @@
  * the TCP connect.  The handshake is a non-blocking state machine on the
  * connection's loop thread, fed from c->in, with a deadline
  * (handshake_timeout_ms); every failure is logged once, with the step,
- * the peer and the reason (wolfSSL's, or the peer's alert).  Once done,
+ * the peer and the reason (the certificate check's or OpenSSL's, which
+ * names an alert the peer sent).  Once done,
  * the conn's transport is TLS: reads decrypt on the loop thread, writes
  * encrypt on whichever thread holds the writer role, one record (16 KiB)
- * at a time; a per-connection lock keeps the two off the wolfSSL object
+ * at a time; a per-connection lock keeps the two off the OpenSSL object
  * at once.  What the handshake writes goes straight to the socket: the
  * first flights of a fresh connection fit its send buffer, and a peer
  * that does not read them fails the handshake, saying so.
@@ -118,7 +119,7 @@ const char *tls_conn_subject(const struct conn *c);
 const char *tls_conn_alpn(const struct conn *c);
 const char *tls_conn_version(const struct conn *c);
 
-/* wolfSSL's version string, for /version and the note. */
+/* OpenSSL's version string ("OpenSSL 3.0.19 ..."). */
 const char *tls_library_version(void);
 
 #endif
