@@ -263,7 +263,8 @@ check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	@$(TEST_ENV) tests/overload/test-overload
 	@scripts/deps nginx-light libnginx-mod-stream
 	@$(TEST_ENV) tests/tls/test-tls
-	@SOAK_S=120 SOAK_SAMPLE_S=3 scripts/soak --out=$(BUILD)/soak-check
+	@SOAK_S=120 SOAK_SAMPLE_S=3 SOAK_RSS_NOISE_KIB=2048 scripts/soak \
+		--out=$(BUILD)/soak-check
 	@tests/docs/test-readme
 	@tests/image/test-oci $(BUILD)/rpcgate
 	@tests/rxe/test-vm
