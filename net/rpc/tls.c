@@ -110,11 +110,6 @@ static void tls_init(void)
 		tls_init_err = -ENOMEM;
 }
 
-const char *tls_library_version(void)
-{
-	return OpenSSL_version(OPENSSL_VERSION);
-}
-
 static void count(uint64_t *c)
 {
 	__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
@@ -1066,11 +1061,6 @@ static const struct tls_conn *live_of(const struct conn *c)
 								     : NULL;
 }
 
-bool tls_conn_live(const struct conn *c)
-{
-	return live_of(c) != NULL;
-}
-
 const char *tls_conn_subject(const struct conn *c)
 {
 	const struct tls_conn *t = live_of(c);
@@ -1083,11 +1073,4 @@ const char *tls_conn_alpn(const struct conn *c)
 	const struct tls_conn *t = live_of(c);
 
 	return t && t->alpn[0] ? t->alpn : NULL;
-}
-
-const char *tls_conn_version(const struct conn *c)
-{
-	const struct tls_conn *t = live_of(c);
-
-	return t ? SSL_get_version(t->ssl) : NULL;
 }

@@ -111,15 +111,10 @@ void tls_set_log(struct tls_side *s, struct log *log);
 /* Frees the side; connections still on it keep what they need. */
 void tls_side_free(struct tls_side *s);
 
-/* A conn whose handshake is done: is it TLS, and what was agreed.  The
- * strings are the conn's, valid while it lives; NULL when not TLS (or
- * no client certificate, no ALPN). */
-bool tls_conn_live(const struct conn *c);
+/* What a conn's finished handshake agreed.  The strings are the conn's,
+ * valid while it lives; NULL when not TLS (or no client certificate, no
+ * ALPN). */
 const char *tls_conn_subject(const struct conn *c);
 const char *tls_conn_alpn(const struct conn *c);
-const char *tls_conn_version(const struct conn *c);
-
-/* OpenSSL's version string ("OpenSSL 3.0.19 ..."). */
-const char *tls_library_version(void);
 
 #endif
