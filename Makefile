@@ -4,7 +4,7 @@
 #   make          build/rpcgate: the static musl binary
 #   make check    the house checks (layers), then every test tier: fuzz
 #                 smoke, unit, integration, HTTP (test-http), overload
-#                 (test-overload), TLS (test-tls), the README's tour
+#                 (test-overload), TLS (test-tls), etcd (test-etcd), the README's tour
 #                 (test-docs),
 #                 the container (test-image) and the VMs (test-rxe)
 #   make layers   scripts/check-layers: no include up or beside a wing, no
@@ -15,6 +15,7 @@
 #   make oci      build/rpcgate-oci.tar: the container image (image/mkoci)
 #   make test-rxe the VM and soft-RoCE tier (tests/rxe/test-vm)
 #   make test-tls TLS with openssl, curl and nginx (tests/tls/test-tls)
+#   make test-etcd  etcd naming, registration, live routes (tests/etcd/test-etcd)
 #   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
 #   make bench-http  scripts/bench-http: HTTP/JSON against nginx (wrk)
 #   make bench-tls   scripts/bench-tls: TLS handshakes and HTTPS against nginx
@@ -130,7 +131,7 @@ FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http bench-tls format \
 	bench-overload soak \
-	clean image oci test-rxe test-image test-docs test-http test-overload test-tls \
+	clean image oci test-rxe test-image test-docs test-http test-overload test-tls test-etcd \
 	kernel stamps layers
 
 all: $(BUILD)/rpcgate
@@ -263,6 +264,8 @@ check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	@$(TEST_ENV) tests/overload/test-overload
 	@scripts/deps nginx-light libnginx-mod-stream
 	@$(TEST_ENV) tests/tls/test-tls
+	@scripts/deps etcd-server
+	@$(TEST_ENV) tests/etcd/test-etcd
 	@SOAK_S=120 SOAK_SAMPLE_S=3 SOAK_RSS_NOISE_KIB=2048 scripts/soak \
 		--out=$(BUILD)/soak-check
 	@tests/docs/test-readme
@@ -288,6 +291,12 @@ test-overload: $(BUILD)/rpcgate
 test-tls: $(BUILD)/rpcgate
 	@scripts/deps nginx-light libnginx-mod-stream
 	@$(TEST_ENV) tests/tls/test-tls
+
+# etcd naming, registration and live routes against a real 3-member
+# etcd cluster on loopback (tests/etcd/test-etcd).
+test-etcd: $(BUILD)/rpcgate
+	@scripts/deps etcd-server
+	@$(TEST_ENV) tests/etcd/test-etcd
 
 # README.md's tour, run as printed (tests/docs/test-readme).
 test-docs: $(BUILD)/rpcgate image

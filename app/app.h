@@ -239,6 +239,20 @@ void app_tls_name_of(const char *target, char *out, size_t size);
 void app_server_stop(struct server *s, int grace_ms, const char *who);
 
 /*
+ * --register (app/serving.c): puts the server's address (--register_addr,
+ * else host:port as listened on) under an etcd lease, on the runtime's
+ * first loop, and waits for the first put.  Nothing when --register is
+ * empty.  0, or -1 after a message on stderr.  app_register_stop()
+ * revokes it (call it before the grace period: callers stop choosing
+ * this server while its calls in flight finish).
+ */
+struct etcd_reg;
+int app_register_start(struct etcd_reg **out, struct app_runtime *r,
+		       const struct app_config *cfg, const char *host,
+		       int port, const char *who);
+void app_register_stop(struct etcd_reg *reg);
+
+/*
  * The descriptor pool of a serving or calling subcommand (app/serving.c):
  * the compiled-in services' sets, then every --descriptor_set file.  0;
  * -EINVAL after a message on stderr naming the file and what is wrong

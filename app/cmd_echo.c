@@ -148,6 +148,7 @@ int app_cmd_echo(struct app_config *cfg)
 	struct echo_cmd e;
 	struct app_user user;
 	struct tls_side *tls = NULL;
+	struct etcd_reg *reg = NULL;
 	sigset_t stop;
 	int sig, crash_ms, status = APP_EXIT_FAILURE;
 
@@ -172,6 +173,11 @@ int app_cmd_echo(struct app_config *cfg)
 	app_user_log(&user, &e.r.log, WHO);
 	if (echo_serve(&e, cfg))
 		goto out_runtime;
+	if (app_register_start(&reg, &e.r, cfg, e.listen, e.bound_port, WHO)) {
+		app_server_stop(&e.srv, 0, WHO);
+		status = APP_EXIT_CONFIG;
+		goto out_runtime;
+	}
 	echo_print_serving(&e);
 	crash_ms = (int)flags_int(&cfg->flags, "crash_after_ms");
 	sig = app_wait_stop(&e.r, &stop, crash_ms);
@@ -182,6 +188,7 @@ int app_cmd_echo(struct app_config *cfg)
 	}
 	log_info(&e.r.log, WHO ": %s received, stopping (grace %d ms)",
 		 sig == SIGINT ? "SIGINT" : "SIGTERM", ECHO_STOP_GRACE_MS);
+	app_register_stop(reg);
 	app_server_stop(&e.srv, ECHO_STOP_GRACE_MS, WHO);
 	status = APP_EXIT_OK;
 out_runtime:

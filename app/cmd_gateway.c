@@ -625,6 +625,7 @@ int app_cmd_gateway(struct app_config *cfg)
 	struct gateway gw;
 	struct app_user user;
 	struct tls_side *tls = NULL;
+	struct etcd_reg *reg = NULL;
 	sigset_t stop;
 	int sig, status = APP_EXIT_FAILURE;
 
@@ -655,10 +656,17 @@ int app_cmd_gateway(struct app_config *cfg)
 	}
 	if (gw_serve(&gw, cfg))
 		goto out_routes;
+	if (app_register_start(&reg, &gw.r, cfg, gw.host, gw.bound_port,
+			       WHO)) {
+		app_server_stop(&gw.srv, 0, WHO);
+		status = APP_EXIT_CONFIG;
+		goto out_routes;
+	}
 	gw_print_serving(&gw);
 	sig = app_wait_stop(&gw.r, &stop, 0);
 	log_info(&gw.r.log, WHO ": %s received, stopping (grace %d ms)",
 		 sig == SIGINT ? "SIGINT" : "SIGTERM", GW_STOP_GRACE_MS);
+	app_register_stop(reg);
 	app_server_stop(&gw.srv, GW_STOP_GRACE_MS, WHO);
 	status = APP_EXIT_OK;
 out_routes:

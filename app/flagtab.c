@@ -969,6 +969,41 @@ const struct flag_def app_flag_defs[] = {
 	.def = "false",
 	.help = "gateway: log one line per call (info level)",
     },
+    /* self-registration (net/cluster/etcd) */
+    {
+	.name = "register",
+	.type = FLAG_STRING,
+	.def = "",
+	.expect = "etcd://HOST:PORT[,...]/PREFIX",
+	.help = "echo, gateway: put this server's address under PREFIX in "
+		"etcd, under a lease kept alive and revoked at a graceful "
+		"stop (empty: no registration)",
+    },
+    {
+	.name = "register_addr",
+	.type = FLAG_STRING,
+	.def = "",
+	.expect = "HOST:PORT",
+	.help = "echo, gateway: the address registered (empty: the listen "
+		"address; a wildcard host becomes the address etcd is "
+		"reached from)",
+    },
+    {
+	.name = "register_tag",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "echo, gateway: the tag registered with the address (wrr "
+		"reads it as a weight)",
+    },
+    {
+	.name = "register_ttl_s",
+	.type = FLAG_INT,
+	.def = "10",
+	.min = 2,
+	.max = 3600,
+	.help = "echo, gateway: the lease's TTL: a killed server leaves "
+		"the registry within it",
+    },
     /* informational */
     {
 	.name = "help",

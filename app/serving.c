@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "cluster/etcd.h"
 #include "echo.h"
 #include "rpc/server.h"
 #include "rpc/tls.h"
@@ -220,4 +221,46 @@ void app_server_options(struct server_options *so, struct app_runtime *r,
 	so->flags = &cfg->flags;
 	so->set_flag = set_flag;
 	so->set_flag_arg = r;
+}
+
+int app_register_start(struct etcd_reg **out, struct app_runtime *r,
+		       const struct app_config *cfg, const char *host,
+		       int port, const char *who)
+{
+	const char *url = flags_str(&cfg->flags, "register");
+	const char *addr = flags_str(&cfg->flags, "register_addr");
+	char own[NAMING_ADDR_MAX + 8], why[512];
+	struct etcd_reg *reg;
+
+	*out = NULL;
+	if (!*url)
+		return 0;
+	if (!*addr) {
+		snprintf(own, sizeof(own),
+			 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+		addr = own;
+	}
+	reg = calloc(1, sizeof(*reg));
+	if (!reg) {
+		fprintf(stderr, "%s: --register: no memory\n", who);
+		return -1;
+	}
+	if (etcd_reg_start(reg, url, addr, flags_str(&cfg->flags, "register_tag"),
+			   (int)flags_int(&cfg->flags, "register_ttl_s"),
+			   rt_loop_for(&r->rt, 0), &r->log, why, sizeof(why))) {
+		fprintf(stderr, "%s: --register=%s: %s\n", who, url, why);
+		free(reg);
+		return -1;
+	}
+	log_info(&r->log, "%s: registered %s in %s", who, reg->key, url);
+	*out = reg;
+	return 0;
+}
+
+void app_register_stop(struct etcd_reg *reg)
+{
+	if (!reg)
+		return;
+	etcd_reg_stop(reg);
+	free(reg);
 }

@@ -11,6 +11,12 @@ static void *default_alloc(const struct mem *m, size_t size)
 	return malloc(size);
 }
 
+static void *default_zalloc(const struct mem *m, size_t size)
+{
+	(void)m;
+	return calloc(1, size);
+}
+
 static void default_free(const struct mem *m, void *ptr)
 {
 	(void)m;
@@ -20,6 +26,7 @@ static void default_free(const struct mem *m, void *ptr)
 static const struct mem mem_libc = {
     .alloc = default_alloc,
     .free = default_free,
+    .zalloc = default_zalloc,
 };
 
 const struct mem *mem_default(void)
@@ -107,6 +114,25 @@ static void *cached_alloc(const struct mem *m, size_t size)
 	return p + CACHE_HDR;
 }
 
+/* Large blocks from calloc (fresh pages stay untouched), small ones
+ * from the cache, cleared. */
+static void *cached_zalloc(const struct mem *m, size_t size)
+{
+	unsigned char *p;
+
+	if (size <= MEM_CACHED_MAX - CACHE_HDR) {
+		p = cached_alloc(m, size);
+		if (p)
+			memset(p, 0, size);
+		return p;
+	}
+	p = calloc(1, size + CACHE_HDR);
+	if (!p)
+		return NULL;
+	p[0] = CACHE_BIG;
+	return p + CACHE_HDR;
+}
+
 static void cached_free(const struct mem *m, void *ptr)
 {
 	unsigned char *p = (unsigned char *)ptr - CACHE_HDR;
@@ -131,6 +157,7 @@ static void cached_free(const struct mem *m, void *ptr)
 
 static const struct mem mem_tcached = {
     .alloc = cached_alloc,
+    .zalloc = cached_zalloc,
     .free = cached_free,
 };
 
@@ -141,7 +168,12 @@ const struct mem *mem_cached(void)
 
 void *mem_zalloc(const struct mem *m, size_t size)
 {
-	void *p = mem_alloc(m, size);
+	void *p;
+
+	m = mem_or_default(m);
+	if (m->zalloc)
+		return m->zalloc(m, size);
+	p = m->alloc(m, size);
 
 	if (p)
 		memset(p, 0, size);
@@ -175,6 +207,7 @@ void mem_failing_init(struct mem_failing *mf, long fail_at)
 	mf->mem.alloc = failing_alloc;
 	mf->mem.free = failing_free;
 	mf->mem.ctx = mf;
+	mf->mem.zalloc = NULL; /* through alloc: every block is counted */
 	mf->fail_at = fail_at;
 	mf->calls = 0;
 	mf->live = 0;

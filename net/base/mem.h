@@ -19,6 +19,9 @@ struct mem {
 	void *(*alloc)(const struct mem *m, size_t size);
 	void (*free)(const struct mem *m, void *ptr);
 	void *ctx;
+	/* Optional: zeroed memory (calloc, which leaves fresh pages of a
+	 * large block untouched); NULL: alloc and memset. */
+	void *(*zalloc)(const struct mem *m, size_t size);
 };
 
 /* malloc/free. */

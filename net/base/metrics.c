@@ -314,6 +314,7 @@ int metrics_init(struct metrics *m, const struct metrics_options *opt)
 		m->opt = *opt;
 	else
 		metrics_options_default(&m->opt);
+	m->opt.mem = mem_or_default(m->opt.mem);
 	err = pthread_mutex_init(&m->lock, NULL);
 	if (err)
 		return -err;
@@ -351,6 +352,11 @@ void metrics_destroy(struct metrics *m)
 		link_remove(l);
 	}
 	m->count = 0;
+	for (size_t i = 0; i < m->nfam; i++)
+		mem_free(m->opt.mem, m->fam[i].slot);
+	mem_free(m->opt.mem, m->fam);
+	m->fam = NULL;
+	m->nfam = m->capfam = 0;
 	pthread_mutex_destroy(&m->lock);
 }
 
@@ -452,26 +458,151 @@ static bool families_clash(const struct metrics_node *a,
 	return false;
 }
 
-/* Checks `n` against the registry; sets *pos to insert after. */
-static int registry_place(struct metrics *m, const struct metrics_node *n,
+/* FNV-1a of a metric's labels. */
+static size_t labels_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return (size_t)h;
+}
+
+static struct metrics_family *family_find(struct metrics *m, const char *name)
+{
+	for (size_t i = 0; i < m->nfam; i++)
+		if (!strcmp(m->fam[i].any->name, name))
+			return &m->fam[i];
+	return NULL;
+}
+
+/* The slot of `labels` in f's index, or the empty one where it goes. */
+static size_t family_probe(const struct metrics_family *f, const char *labels)
+{
+	size_t i = labels_hash(labels) & f->mask;
+
+	while (f->slot[i] && strcmp(f->slot[i]->labels, labels))
+		i = (i + 1) & f->mask;
+	return i;
+}
+
+/* Adds n to f's index, growing it at half full.  0 or -ENOMEM. */
+static int family_index(struct metrics *m, struct metrics_family *f,
+			const struct metrics_node *n)
+{
+	if (!f->slot || 2 * (f->n + 1) > f->mask + 1) {
+		size_t slots = f->slot ? 2 * (f->mask + 1) : 16;
+		const struct metrics_node **old = f->slot;
+		size_t old_slots = f->slot ? f->mask + 1 : 0;
+
+		f->slot = mem_zalloc(m->opt.mem, slots * sizeof(*f->slot));
+		if (!f->slot) {
+			f->slot = old;
+			return -ENOMEM;
+		}
+		f->mask = slots - 1;
+		for (size_t i = 0; i < old_slots; i++)
+			if (old[i])
+				f->slot[family_probe(f, old[i]->labels)] = old[i];
+		mem_free(m->opt.mem, old);
+	}
+	f->slot[family_probe(f, n->labels)] = n;
+	return 0;
+}
+
+/* Takes n out of f's index (linear probing: the run after it moves up
+ * so that no lookup stops early). */
+static void family_unindex(struct metrics_family *f,
+			   const struct metrics_node *n)
+{
+	size_t i = family_probe(f, n->labels), j = i;
+
+	if (f->slot[i] != n)
+		return;
+	f->slot[i] = NULL;
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & f->mask;
+		if (!f->slot[j])
+			return;
+		home = labels_hash(f->slot[j]->labels) & f->mask;
+		/* Move slot j up to i unless its home lies in (i, j]. */
+		if ((j > i && (home <= i || home > j)) ||
+		    (j < i && home <= i && home > j)) {
+			f->slot[i] = f->slot[j];
+			f->slot[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+/* Checks `n` against the registry and files it in its family (a new
+ * one at the end of the list); sets *pos to insert after. */
+static int registry_place(struct metrics *m, struct metrics_node *n,
 			  struct metrics_link **pos)
 {
-	struct metrics_link *l;
-	struct metrics_node *o;
+	struct metrics_family *f = family_find(m, n->name);
 
-	*pos = m->head.prev;
-	for (l = m->head.next; l != &m->head; l = l->next) {
-		o = node_of(l);
-		if (strcmp(o->name, n->name)) {
-			if (families_clash(o, n))
-				return -EEXIST;
-			continue;
-		}
-		if (o->kind != n->kind || !strcmp(o->labels, n->labels))
+	if (f) {
+		if (f->any->kind != n->kind ||
+		    f->slot[family_probe(f, n->labels)])
 			return -EEXIST;
-		*pos = l; /* keep a family together: after its last member */
+	} else {
+		for (size_t i = 0; i < m->nfam; i++)
+			if (families_clash(m->fam[i].any, n))
+				return -EEXIST;
+		if (m->nfam == m->capfam) {
+			size_t cap = m->capfam ? 2 * m->capfam : 32;
+			struct metrics_family *v =
+			    mem_alloc(m->opt.mem, cap * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			if (m->nfam)
+				memcpy(v, m->fam, m->nfam * sizeof(*v));
+			mem_free(m->opt.mem, m->fam);
+			m->fam = v;
+			m->capfam = cap;
+		}
+		f = &m->fam[m->nfam];
+		*f = (struct metrics_family){.any = n, .last = m->head.prev};
+		if (family_index(m, f, n))
+			return -ENOMEM;
+		m->nfam++;
+		*pos = f->last;
+		f->last = &n->link;
+		f->n = 1;
+		return 0;
 	}
+	if (family_index(m, f, n))
+		return -ENOMEM;
+	*pos = f->last; /* keep a family together: after its last member */
+	f->last = &n->link;
+	f->n++;
 	return 0;
+}
+
+/* Takes n out of its family (the registry's lock held). */
+static void registry_unplace(struct metrics *m, struct metrics_node *n)
+{
+	struct metrics_family *f = family_find(m, n->name);
+
+	if (!f)
+		return;
+	family_unindex(f, n);
+	if (--f->n == 0) {
+		mem_free(m->opt.mem, f->slot);
+		*f = m->fam[--m->nfam];
+		return;
+	}
+	if (f->last == &n->link)
+		f->last = n->link.prev; /* a member: the family is adjacent */
+	if (f->any == n) {
+		struct metrics_link *l = f->last;
+
+		f->any = node_of(l);
+	}
 }
 
 static int metrics_register(struct metrics *m, struct metrics_node *n,
@@ -537,6 +668,7 @@ void metrics_unregister(struct metrics_node *node)
 	if (!m)
 		return;
 	pthread_mutex_lock(&m->lock);
+	registry_unplace(m, node);
 	link_remove(&node->link);
 	node->reg = NULL;
 	m->count--;

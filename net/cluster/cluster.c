@@ -736,6 +736,11 @@ static void quiesce_task_fn(struct task *t)
 
 void cluster_destroy(struct cluster *cl)
 {
+	if (cl->etcd_up) { /* no change comes after this */
+		metrics_unregister(&cl->etcd.m_down.node);
+		etcd_watch_stop(&cl->etcd);
+		cl->etcd_up = false;
+	}
 	if (cl->loop) {
 		task_init(&cl->quiesce_task, quiesce_task_fn);
 		loop_post(cl->loop, &cl->quiesce_task);

@@ -58,6 +58,7 @@
 #include "base/rt.h"
 #include "rpc/channel.h"
 #include "dns.h"
+#include "etcd.h"
 #include "lb.h"
 #include "naming.h"
 
@@ -220,6 +221,10 @@ struct cluster {
 	/* http:// */
 	struct dns dns;
 	bool dns_up, dns_failing;
+	/* etcd:// */
+	struct etcd_watch etcd;
+	bool etcd_up;
+	bool etcd_pending; /* a change came while a reload ran */
 	char host[256];
 	int port;
 	bool first_resolved; /* under lock */

@@ -187,7 +187,8 @@ static void reload_arm(struct cluster *cl)
 	int ms = cl->scheme == NAMING_DNS ? cl->opt.dns_interval_ms
 					  : cl->opt.reload_interval_ms;
 
-	if (cl->scheme != NAMING_LIST && !cl->closing)
+	if (cl->scheme != NAMING_LIST && cl->scheme != NAMING_ETCD &&
+	    !cl->closing)
 		loop_timer_start(cl->loop, &cl->reload_timer,
 				 loop_now(cl->loop) + ms * CLOCK_NS_PER_MS,
 				 reload_check);
@@ -229,6 +230,25 @@ static void set_reloading(struct cluster *cl, bool on)
 	pthread_mutex_unlock(&cl->lock);
 }
 
+static void reload_submit(struct cluster *cl);
+static int take_names(struct cluster *cl, const struct naming_list *l);
+
+/* etcd:// changed while a reload ran: the newest list goes next, the
+ * reload going on (true), unless it is the set already. */
+static bool etcd_pending_again(struct cluster *cl)
+{
+	if (!cl->etcd_pending || cl->closing)
+		return false;
+	cl->etcd_pending = false;
+	if (take_names(cl, etcd_watch_list(&cl->etcd)) ||
+	    naming_same(&cl->next_names, &cl->names)) {
+		cl->next_names.n = 0;
+		return false;
+	}
+	reload_submit(cl);
+	return true;
+}
+
 static void apply_task_fn(struct task *t)
 {
 	struct cluster *cl = container_of(t, struct cluster, apply_task);
@@ -241,6 +261,8 @@ static void apply_task_fn(struct task *t)
 		if (!cl->reload_ok)
 			cl->file_mtime_ns = -1; /* look again next time */
 		reload_arm(cl);			/* nothing when closing */
+		if (etcd_pending_again(cl))
+			return;
 		/* Last: a destroy waiting for it may free cl at once. */
 		set_reloading(cl, false);
 		return;
@@ -257,8 +279,10 @@ static void apply_task_fn(struct task *t)
 			     : "; calls fail with EHOSTDOWN until "
 			       "it lists one");
 	cl_count(&cl->n_reloads);
-	set_reloading(cl, false);
 	reload_arm(cl);
+	if (etcd_pending_again(cl))
+		return;
+	set_reloading(cl, false);
 }
 
 /* Worker: reads the file (http://: the names are in already), opens
@@ -321,6 +345,30 @@ static int take_names(struct cluster *cl, const struct naming_list *l)
 		memcpy(nx->v, l->v, l->n * sizeof(*nx->v));
 	nx->n = l->n;
 	return 0;
+}
+
+/* etcd_changed_fn (loop): the instances under the prefix changed. */
+static void etcd_changed(void *arg, const struct naming_list *l)
+{
+	struct cluster *cl = arg;
+
+	if (cl->closing)
+		return;
+	if (cl->reloading) { /* taken when that reload is applied */
+		cl->etcd_pending = true;
+		return;
+	}
+	if (take_names(cl, l)) {
+		cl_log(cl, LOG_LVL_ERROR, "no memory for %zu instances", l->n);
+		cl->next_names.n = 0;
+		return;
+	}
+	if (naming_same(&cl->next_names, &cl->names)) {
+		cl->next_names.n = 0;
+		return;
+	}
+	set_reloading(cl, true);
+	reload_submit(cl);
 }
 
 /* dns_done_fn of a re-resolution (loop). */
@@ -410,6 +458,27 @@ static int first_resolve(struct cluster *cl, char *why, size_t why_size)
 	return cl->first_err;
 }
 
+/* etcd://: the first range, then the watch goes on on the loop. */
+static int first_etcd(struct cluster *cl, const char *rest, char *why,
+		      size_t why_size)
+{
+	int err = etcd_watch_start(&cl->etcd, rest, cl->loop, cl->opt.log,
+				   cl->name, etcd_changed, cl, &cl->next_names,
+				   why, why_size);
+
+	if (err)
+		return err;
+	cl->etcd_up = true;
+	if (cl->opt.metrics)
+		metrics_register_gauge(
+		    cl->opt.metrics, &cl->etcd.m_down,
+		    "rpcgate_route_naming_down_since_seconds",
+		    "Unix time since when the naming service does not answer "
+		    "(0: it answers)",
+		    cl->labels);
+	return 0;
+}
+
 /* The first list (init): read, open channels, make it the set. */
 int cl_first_names(struct cluster *cl, const char *rest, char *why,
 		   size_t why_size)
@@ -422,6 +491,8 @@ int cl_first_names(struct cluster *cl, const char *rest, char *why,
 				   why_size);
 	else if (cl->scheme == NAMING_DNS)
 		err = first_resolve(cl, why, why_size);
+	else if (cl->scheme == NAMING_ETCD)
+		err = first_etcd(cl, rest, why, why_size);
 	else
 		err = naming_read_file(cl->path, &cl->next_names, &skipped, why,
 				       why_size);
@@ -438,7 +509,9 @@ int cl_first_names(struct cluster *cl, const char *rest, char *why,
 		cl_log(cl, LOG_LVL_WARN, "%s: %u entries skipped: %s", cl->path,
 		       skipped, why);
 	naming_filter_tag(&cl->next_names, cl->opt.tag);
-	if (cl->scheme != NAMING_FILE && !cl->next_names.n) {
+	/* A file or an etcd prefix may name none yet: instances come. */
+	if (cl->scheme != NAMING_FILE && cl->scheme != NAMING_ETCD &&
+	    !cl->next_names.n) {
 		snprintf(why, why_size, "%s names no instance%s%s", cl->url,
 			 cl->opt.tag ? " with tag " : "",
 			 cl->opt.tag ? cl->opt.tag : "");
@@ -449,7 +522,8 @@ int cl_first_names(struct cluster *cl, const char *rest, char *why,
 	err = open_fresh(cl);
 	if (err)
 		return err;
-	if (cl->scheme != NAMING_FILE && !cl->next_names.n) {
+	if (cl->scheme != NAMING_FILE && cl->scheme != NAMING_ETCD &&
+	    !cl->next_names.n) {
 		snprintf(why, why_size, "%s: no instance could be set up",
 			 cl->url);
 		return -EINVAL;

@@ -25,6 +25,7 @@ int naming_url_split(const char *url, enum naming_scheme *scheme,
 	    {"file://", NAMING_FILE},
 	    {"http://", NAMING_DNS},
 	    {"https://", NAMING_DNS},
+	    {"etcd://", NAMING_ETCD},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(schemes); i++) {
@@ -46,7 +47,8 @@ int naming_url_split(const char *url, enum naming_scheme *scheme,
 	}
 	snprintf(why, why_size,
 		 "naming URL \"%s\": expected list://ADDR,ADDR..., "
-		 "file://PATH or http[s]://HOST[:PORT]",
+		 "file://PATH, http[s]://HOST[:PORT] or "
+		 "etcd://HOST:PORT[,...]/PREFIX",
 		 url);
 	return -EINVAL;
 }
@@ -245,10 +247,16 @@ static int push(struct naming_list *l, struct naming_index *seen,
 	return 0;
 }
 
-/* One entry, trimmed: "ADDR" or "ADDR TAG".  0, or -EINVAL. */
-static int parse_entry(const char *p, size_t len, struct naming_node *out)
+int naming_parse_entry(const char *p, size_t len, struct naming_node *out)
 {
 	size_t a = 0, t;
+
+	while (len && isspace((unsigned char)*p)) {
+		p++;
+		len--;
+	}
+	while (len && isspace((unsigned char)p[len - 1]))
+		len--;
 
 	while (a < len && !isspace((unsigned char)p[a]))
 		a++;
@@ -304,7 +312,7 @@ int naming_parse(const char *text, char sep, struct naming_list *out,
 		while (len && isspace((unsigned char)p[len - 1]))
 			len--;
 		if (len) {
-			if (parse_entry(p, len, &node)) {
+			if (naming_parse_entry(p, len, &node)) {
 				if (!bad && why)
 					snprintf(why, why_size,
 						 "\"%.*s\" is not HOST:PORT "
@@ -331,7 +339,7 @@ int naming_read_file(const char *path, struct naming_list *out,
 {
 	struct stat st;
 	char *buf;
-	size_t got = 0;
+	size_t got = 0, cap = NAMING_FILE_MAX;
 	ssize_t n;
 	int fd, err;
 
@@ -342,20 +350,25 @@ int naming_read_file(const char *path, struct naming_list *out,
 			 strerror(-err));
 		return err;
 	}
-	if (fstat(fd, &st) == 0 && st.st_size > (off_t)NAMING_FILE_MAX) {
-		snprintf(why, why_size, "cannot read %s: larger than 1 MiB",
-			 path);
+	if (fstat(fd, &st))
+		st.st_size = NAMING_FILE_MAX;
+	if (st.st_size > (off_t)NAMING_FILE_MAX) {
+		snprintf(why, why_size, "cannot read %s: larger than %u MiB",
+			 path, NAMING_FILE_MAX >> 20);
 		close(fd);
 		return -EFBIG;
 	}
-	buf = mem_alloc(out->mem, NAMING_FILE_MAX + 1);
+	/* Room for the size seen and some growth: a file written while we
+	 * read changes again, and is read again. */
+	if (st.st_size + 4096 < (off_t)NAMING_FILE_MAX)
+		cap = (size_t)st.st_size + 4096;
+	buf = mem_alloc(out->mem, cap + 1);
 	if (!buf) {
 		close(fd);
 		return -ENOMEM;
 	}
 	/* Read to EOF: the file may grow between fstat and here. */
-	while (got < NAMING_FILE_MAX &&
-	       (n = read(fd, buf + got, NAMING_FILE_MAX - got)) != 0) {
+	while (got < cap && (n = read(fd, buf + got, cap - got)) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -8,6 +8,8 @@
  *                                      with PORT (80 by default),
  *                                      re-resolved on an interval
  *                                      (brpc's domain naming; net/cluster/dns)
+ *   etcd://HOST:PORT[,...]/PREFIX      the keys under PREFIX, watched
+ *                                      (net/cluster/etcd)
  *
  * An instance is "HOST:PORT" ("[v6]:PORT" too), optionally followed by
  * blanks and a tag: the same address with two tags is two instances
@@ -30,9 +32,9 @@
 #define NAMING_ADDR_MAX 96
 #define NAMING_TAG_MAX	64
 /* Instances one naming source may give; more is refused. */
-#define NAMING_NODES_MAX 4096
-/* A file:// source larger than this is refused (4096 long lines). */
-#define NAMING_FILE_MAX (1u << 20)
+#define NAMING_NODES_MAX 65536
+/* A file:// source larger than this is refused (65536 lines of 128). */
+#define NAMING_FILE_MAX (8u << 20)
 
 struct naming_node {
 	char addr[NAMING_ADDR_MAX]; /* HOST:PORT */
@@ -49,6 +51,7 @@ enum naming_scheme {
 	NAMING_LIST,
 	NAMING_FILE,
 	NAMING_DNS,
+	NAMING_ETCD, /* etcd://HOST:PORT[,...]/PREFIX (net/cluster/etcd) */
 };
 
 /* Splits a naming URL: the scheme, and what follows "scheme://" in
@@ -77,6 +80,10 @@ void naming_list_free(struct naming_list *l);
  */
 int naming_parse(const char *text, char sep, struct naming_list *out,
 		 unsigned *skipped, char *why, size_t why_size);
+
+/* One entry p[0..len), blanks around it ignored: "ADDR" or "ADDR TAG".
+ * 0, or -EINVAL. */
+int naming_parse_entry(const char *p, size_t len, struct naming_node *out);
 
 /* Reads and parses a file:// source.  As naming_parse(), or -errno of
  * open/read (-EFBIG over NAMING_FILE_MAX), with `why` saying so. */

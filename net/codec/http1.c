@@ -625,3 +625,159 @@ int http1_chunked_step(struct http1_chunked *c, struct iobuf *in,
 		}
 	}
 }
+
+/* ---- the client's side: answers ------------------------------------------ */
+
+ssize_t http1_flat_head_end(const char *p, size_t n)
+{
+	const char *lf = p, *end = p + n;
+
+	/* A head ends at an empty line: LF LF or LF CR LF. */
+	while ((lf = memchr(lf, '\n', (size_t)(end - lf))) != NULL) {
+		lf++;
+		if (lf < end && *lf == '\n')
+			return lf + 1 - p;
+		if (lf + 1 < end && lf[0] == '\r' && lf[1] == '\n')
+			return lf + 2 - p;
+	}
+	return n >= HTTP1_HEAD_MAX ? -E2BIG : -EAGAIN;
+}
+
+static int resp_bad(struct http1_resp *r, const char *why)
+{
+	r->why = why;
+	return -EBADMSG;
+}
+
+int http1_parse_response(const char *p, size_t n, struct http1_resp *r)
+{
+	bool conn_close = false, conn_keep = false;
+	const char *l;
+	size_t pos = 0, len;
+
+	memset(r, 0, sizeof(*r));
+	r->head_len = n;
+	if (!next_line(p, n, &pos, &l, &len) || len < 12 ||
+	    memcmp(l, "HTTP/1.", 7) || (l[7] != '0' && l[7] != '1') ||
+	    l[8] != ' ' || l[9] < '1' || l[9] > '5' || l[10] < '0' ||
+	    l[10] > '9' || l[11] < '0' || l[11] > '9' ||
+	    (len > 12 && l[12] != ' '))
+		return resp_bad(r, "not an HTTP/1.x status line");
+	r->minor = l[7] - '0';
+	r->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
+	while (next_line(p, n, &pos, &l, &len) && len) {
+		const char *colon = memchr(l, ':', len);
+		struct http1_str name, v;
+
+		if (!colon || colon == l)
+			return resp_bad(r, "a header field without a name");
+		name = (struct http1_str){l, (size_t)(colon - l)};
+		v = (struct http1_str){colon + 1, len - (size_t)(colon - l) - 1};
+		trim(&v);
+		if (name_is(&name, "content-length")) {
+			uint64_t cl;
+
+			if (parse_length(&v, &cl) ||
+			    (r->has_length && cl != r->content_length))
+				return resp_bad(r, "a bad Content-Length");
+			r->has_length = true;
+			r->content_length = cl;
+		} else if (name_is(&name, "transfer-encoding")) {
+			if (!value_is(&v, "chunked"))
+				return resp_bad(r, "a transfer coding other "
+						   "than chunked");
+			r->chunked = true;
+		} else if (name_is(&name, "connection")) {
+			conn_close |= http1_has_token(&v, "close");
+			conn_keep |= http1_has_token(&v, "keep-alive");
+		}
+	}
+	if (r->chunked && r->has_length)
+		return resp_bad(r, "both Content-Length and chunked");
+	/* Without either, the body runs to the end of the connection. */
+	r->keep_alive = (r->minor == 1 ? !conn_close : conn_keep) &&
+			(r->chunked || r->has_length);
+	return 0;
+}
+
+/* One line from p[0..n), at most cap bytes: 1 with its length (no CR LF)
+ * and *used past its LF; 0 when no LF yet; -EBADMSG when too long. */
+static int flat_line(const char *p, size_t n, size_t cap, size_t *len,
+		     size_t *used)
+{
+	const char *lf = memchr(p, '\n', n < cap + 2 ? n : cap + 2);
+
+	if (!lf)
+		return n >= cap + 2 ? -EBADMSG : 0;
+	*len = (size_t)(lf - p);
+	*used = *len + 1;
+	if (*len && p[*len - 1] == '\r')
+		(*len)--;
+	return 1;
+}
+
+int http1_unchunk(struct http1_chunked *c, const char *p, size_t n,
+		  size_t *used, struct fbuf *body)
+{
+	size_t len, k, at = 0;
+	int r = 0;
+
+	while (c->state != CH_DONE) {
+		const char *q = p + at;
+		size_t left = n - at;
+
+		if (c->state == CH_DATA) {
+			size_t take = left < c->left ? left : (size_t)c->left;
+
+			if (!take)
+				break;
+			fbuf_append(body, q, take);
+			if (body->err) {
+				r = body->err;
+				break;
+			}
+			at += take;
+			c->left -= take;
+			if (!c->left)
+				c->state = CH_DATA_END;
+			continue;
+		}
+		r = flat_line(q, left, HTTP1_CHUNK_LINE_MAX, &len, &k);
+		if (r <= 0)
+			break;
+		r = 0;
+		at += k;
+		if (c->state == CH_SIZE) {
+			uint64_t size = 0;
+			size_t i, digits = 0;
+
+			for (i = 0; i < len && hexval((uint8_t)q[i]) >= 0; i++) {
+				if (++digits > 15) {
+					r = -EBADMSG;
+					break;
+				}
+				size = size << 4 | (uint64_t)hexval((uint8_t)q[i]);
+			}
+			while (!r && i < len && (q[i] == ' ' || q[i] == '\t'))
+				i++;
+			if (r || !digits || (i < len && q[i] != ';')) {
+				r = -EBADMSG;
+				break;
+			}
+			c->left = size;
+			c->state = size ? CH_DATA : CH_TRAILER;
+		} else if (c->state == CH_DATA_END) {
+			if (len) {
+				r = -EBADMSG; /* data past the size */
+				break;
+			}
+			c->state = CH_SIZE;
+		} else if (!len) { /* CH_TRAILER: the empty line ends */
+			c->state = CH_DONE;
+		}
+	}
+	*used = at;
+	if (r < 0)
+		return r;
+	return c->state == CH_DONE;
+}

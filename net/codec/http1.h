@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/fbuf.h"
 #include "base/iobuf.h"
 
 /* The longest head taken: a larger one is answered 431 (nginx's largest
@@ -141,5 +142,38 @@ static inline void http1_chunked_init(struct http1_chunked *c)
  */
 int http1_chunked_step(struct http1_chunked *c, struct iobuf *in,
 		       struct iobuf *body, size_t max);
+
+/* ---- the client's side: answers (for etcd and consul, net/cluster) ---- */
+
+struct http1_resp {
+	int status;	 /* 100..599 */
+	int minor;	 /* HTTP/1.minor */
+	size_t head_len; /* bytes of the head, blank line included */
+	bool chunked, has_length;
+	uint64_t content_length;
+	/* the connection can carry another request after this answer */
+	bool keep_alive;
+	const char *why; /* static, on -EBADMSG */
+};
+
+/* Where the head at the front of p[0..n) ends (blank line included), or
+ * -EAGAIN (not yet), or -E2BIG past HTTP1_HEAD_MAX. */
+ssize_t http1_flat_head_end(const char *p, size_t n);
+
+/* Parses a whole answer head p[0..n) (n from http1_flat_head_end): the
+ * status and the body's framing (a length, chunks, or to the close).
+ * Lenient as a client is: unknown fields are skipped.  0 or -EBADMSG
+ * with r->why. */
+int http1_parse_response(const char *p, size_t n, struct http1_resp *r);
+
+/*
+ * A chunked body from flat input p[0..n): appends its data to `body`
+ * (whose limit bounds it) and says in *used how much input it took; an
+ * unfinished line is left for the next call, with more bytes.  1: the
+ * body ended (trailers taken); 0: more is needed; -EBADMSG: not chunked
+ * framing; -EMSGSIZE or -ENOMEM from `body`.
+ */
+int http1_unchunk(struct http1_chunked *c, const char *p, size_t n,
+		  size_t *used, struct fbuf *body);
 
 #endif

@@ -112,7 +112,7 @@ static uint32_t round_pow2(uint32_t n)
 int callid_init(struct callid_table *tab, const struct callid_options *opt)
 {
 	size_t slots_size;
-	uint32_t i, n;
+	uint32_t n;
 	int err;
 
 	err = callid_options_validate(opt);
@@ -127,8 +127,10 @@ int callid_init(struct callid_table *tab, const struct callid_options *opt)
 
 	/* One block: slots (8-byte aligned) first, then the ring. */
 	slots_size = (size_t)n * sizeof(*tab->slots);
+	/* Zeroed by the allocator: a large block comes straight from mmap,
+	 * so slots never handed out cost no memory. */
 	tab->slots =
-	    mem_alloc(tab->mem, slots_size + (size_t)n * sizeof(*tab->ring));
+	    mem_zalloc(tab->mem, slots_size + (size_t)n * sizeof(*tab->ring));
 	if (!tab->slots)
 		return -ENOMEM;
 	tab->ring = (uint32_t *)(void *)((char *)tab->slots + slots_size);
@@ -137,12 +139,8 @@ int callid_init(struct callid_table *tab, const struct callid_options *opt)
 	if (err)
 		goto out_free_slots;
 
-	/* Version 0, FREE; every index queued in order. */
-	memset(tab->slots, 0, slots_size);
-	for (i = 0; i < n; i++)
-		tab->ring[i] = i;
-	tab->head = 0;
-	tab->tail = n;
+	/* Version 0, FREE (zeroed); none handed out yet. */
+	tab->head = tab->tail = tab->fresh = 0;
 	return 0;
 
 out_free_slots:
@@ -167,7 +165,7 @@ uint32_t callid_live(struct callid_table *tab)
 	uint32_t free_count;
 
 	pthread_mutex_lock(&tab->lock);
-	free_count = tab->tail - tab->head;
+	free_count = tab->tail - tab->head + (tab->capacity - tab->fresh);
 	pthread_mutex_unlock(&tab->lock);
 	return tab->capacity - free_count;
 }
@@ -179,12 +177,16 @@ int callid_alloc(struct callid_table *tab, void *call, uint64_t *id)
 	uint32_t index;
 
 	pthread_mutex_lock(&tab->lock);
-	if (tab->head == tab->tail) {
+	if (tab->fresh < tab->capacity &&
+	    tab->tail - tab->head < CALLID_REUSE_MIN) {
+		index = tab->fresh++; /* a slot never used */
+	} else if (tab->head == tab->tail) {
 		pthread_mutex_unlock(&tab->lock);
 		return -EAGAIN;
+	} else {
+		index = tab->ring[tab->head & tab->mask];
+		tab->head++;
 	}
-	index = tab->ring[tab->head & tab->mask];
-	tab->head++;
 	pthread_mutex_unlock(&tab->lock);
 
 	/*

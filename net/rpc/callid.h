@@ -71,8 +71,13 @@
  * burn the other core.  Nothing blocks for long; nothing allocates after
  * init.
  *
- * Memory: init makes one allocation through opt->mem (slots and ring,
- * 20 bytes per slot); destroy frees it.
+ * Freed indices are handed out again once CALLID_REUSE_MIN of them
+ * wait in the ring; until then a slot never used is taken, so the table
+ * touches about (calls in flight + CALLID_REUSE_MIN) slots, not its
+ * capacity: a gateway's 10,000 idle instances cost no slot memory.
+ *
+ * Memory: init makes one zeroed allocation through opt->mem (slots and
+ * ring, 20 bytes per slot); destroy frees it.
  */
 #ifndef RPCGATE_NET_CALLID_H
 #define RPCGATE_NET_CALLID_H
@@ -97,6 +102,9 @@
  * table itself costs 1.25 MiB.
  */
 #define CALLID_CAPACITY_DEFAULT 65536u
+/* Freed indices waiting before one is reused (each index comes back
+ * after at least this many others). */
+#define CALLID_REUSE_MIN 64u
 
 struct callid_options {
 	uint32_t capacity;     /* 1..CALLID_CAPACITY_MAX; rounded up to a
@@ -121,8 +129,9 @@ struct callid_table {
 	/* Free list, under `lock`.  head, tail count forever (mod 2^32). */
 	char pad[64];
 	pthread_mutex_t lock;
-	uint32_t head; /* next index to hand out: ring[head & mask] */
-	uint32_t tail; /* next place to put a freed index */
+	uint32_t head;	/* next freed index to hand out: ring[head & mask] */
+	uint32_t tail;	/* next place to put a freed index */
+	uint32_t fresh; /* indices [fresh, capacity) were never handed out */
 };
 
 /*

@@ -9,7 +9,7 @@
  * its data never passes the limit.  Detection of a prefix is 0 or the
  * answer for the whole.
  */
-// fuzz-sources: net/codec/http1.c net/base/iobuf.c net/base/mem.c
+// fuzz-sources: net/codec/http1.c net/base/iobuf.c net/base/fbuf.c net/base/mem.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -706,13 +706,16 @@ static void test_prometheus_small_buffer(void **state)
 	fixture_free(f);
 }
 
-/* Nothing in the registry allocates: a hook failing at once never fires. */
-static void test_no_allocation(void **state)
+/* Only registration allocates (the family index), through the hook: a
+ * failing hook refuses the registration and leaves nothing behind;
+ * recording and writing never allocate; destroy frees it all. */
+static void test_allocation(void **state)
 {
 	struct metrics_options opt;
 	struct mem_failing mf;
 	struct reg_fixture *f;
 	char buf[4096];
+	long calls;
 
 	(void)state;
 	mem_failing_init(&mf, 0);
@@ -720,15 +723,79 @@ static void test_no_allocation(void **state)
 	opt.mem = &mf.mem;
 	f = fixture_new(&opt);
 	assert_int_equal(
+	    metrics_register_counter(&f->m, &f->c[0], "a", "", NULL), -ENOMEM);
+	assert_null(f->c[0].node.reg);
+	assert_int_equal(f->m.count, 0);
+	assert_int_equal(mf.live, 0);
+	mf.fail_at = -1;
+	assert_int_equal(
 	    metrics_register_counter(&f->m, &f->c[0], "a", "", NULL), 0);
 	assert_int_equal(
 	    metrics_register_latency(&f->m, &f->l[0], "b", "", "x=\"1\""), 0);
+	calls = mf.calls;
 	metrics_latency_record(&f->l[0], 12);
 	assert_true(metrics_write_prometheus(&f->m, buf, sizeof(buf)) > 0);
+	assert_int_equal(mf.calls, calls);
 	metrics_unregister(&f->c[0].node);
 	fixture_free(f);
-	assert_int_equal(mf.calls, 0);
 	assert_int_equal(mf.live, 0);
+}
+
+/* A family of 20,000: registering is not quadratic (the test's time
+ * bound), duplicates are refused, members taken out in any order leave
+ * the index exact (every one left still refuses its twin, every one taken
+ * out registers again), and the text keeps each family together. */
+static void test_large_family(void **state)
+{
+	enum { N = 20000 };
+	struct metrics m;
+	struct metrics_gauge *g = calloc(N, sizeof(*g)), twin, other;
+	char labels[64], *buf;
+	size_t cap = 4 << 20;
+	ssize_t len;
+
+	(void)state;
+	assert_non_null(g);
+	assert_int_equal(metrics_init(&m, NULL), 0);
+	metrics_gauge_init(&other);
+	for (int i = 0; i < N; i++) {
+		metrics_gauge_init(&g[i]);
+		snprintf(labels, sizeof(labels), "instance=\"i%d\"", i);
+		assert_int_equal(
+		    metrics_register_gauge(&m, &g[i], "fam", "", labels), 0);
+		if (i == N / 2)
+			assert_int_equal(
+			    metrics_register_gauge(&m, &other, "zz", "", NULL),
+			    0);
+	}
+	/* out: every third one, from the middle outwards */
+	for (int k = 0; k < N; k++) {
+		int i = (k * 7919) % N;
+
+		if (i % 3 == 0)
+			metrics_unregister(&g[i].node);
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(labels, sizeof(labels), "instance=\"i%d\"", i);
+		metrics_gauge_init(&twin);
+		assert_int_equal(
+		    metrics_register_gauge(&m, &twin, "fam", "", labels),
+		    i % 3 == 0 ? 0 : -EEXIST);
+		if (i % 3 == 0)
+			metrics_unregister(&twin.node);
+	}
+	buf = malloc(cap);
+	assert_non_null(buf);
+	len = metrics_write_prometheus(&m, buf, cap);
+	assert_true(len > 0 && (size_t)len < cap);
+	/* one TYPE line per family: "fam" never split by "zz" */
+	assert_non_null(strstr(buf, "# TYPE fam gauge"));
+	assert_null(strstr(strstr(buf, "# TYPE fam gauge") + 1,
+			   "# TYPE fam gauge"));
+	assert_null(strstr(strstr(buf, "# TYPE zz gauge"), "fam{"));
+	free(buf);
+	metrics_destroy(&m);
+	free(g);
 }
 
 static void test_destroy_detaches(void **state)
@@ -768,7 +835,8 @@ int main(void)
 	    cmocka_unit_test(test_duplicates),
 	    cmocka_unit_test(test_prometheus_text),
 	    cmocka_unit_test(test_prometheus_small_buffer),
-	    cmocka_unit_test(test_no_allocation),
+	    cmocka_unit_test(test_allocation),
+	    cmocka_unit_test(test_large_family),
 	    cmocka_unit_test(test_destroy_detaches),
 	};
 
