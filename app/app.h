@@ -146,6 +146,11 @@ struct app_runtime {
 	struct flags *flags; /* the servers' /flags (app_server_options) */
 	struct tls_side *tls; /* --tls_cert's, or NULL (app/tlsconf.c) */
 	struct tls_side *tls_client; /* --tls's (app_channel_open) */
+	/* app_wait_stop calls it on SIGHUP (true) and every
+	 * APP_TLS_CHECK_MS (false), on the waiting thread: the gateway's
+	 * file:// routes.  NULL: none. */
+	void (*on_check)(void *arg, bool sighup);
+	void *on_check_arg;
 };
 
 /* RDMA is wanted (--rdma=true, --transport=rdma, or a --route with

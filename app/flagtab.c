@@ -969,6 +969,15 @@ const struct flag_def app_flag_defs[] = {
 	.def = "false",
 	.help = "gateway: log one line per call (info level)",
     },
+    {
+	.name = "routes_from",
+	.type = FLAG_STRING,
+	.def = "",
+	.expect = "file://PATH or etcd://HOST:PORT[,...]/PREFIX",
+	.help = "gateway: more routes, in --route's syntax, applied live: a "
+		"file's lines (read again on SIGHUP and when it changes) or "
+		"the keys under an etcd prefix (watched); /routes lists them",
+    },
     /* self-registration (net/cluster/etcd) */
     {
 	.name = "register",

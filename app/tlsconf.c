@@ -119,12 +119,17 @@ int app_wait_stop(struct app_runtime *r, const sigset_t *stop, int timeout_ms)
 		sig = sigtimedwait(stop, &info, &ts);
 		if (sig == SIGHUP) {
 			tls_check(r, true);
+			if (r->on_check)
+				r->on_check(r->on_check_arg, true);
 			continue;
 		}
 		if (sig > 0)
 			return sig;
-		if (errno == EAGAIN)
+		if (errno == EAGAIN) {
 			tls_check(r, false);
+			if (r->on_check)
+				r->on_check(r->on_check_arg, false);
+		}
 	}
 }
 

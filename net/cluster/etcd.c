@@ -466,8 +466,10 @@ static void w_log(struct etcd_watch *w, enum log_level lvl, const char *fmt,
 
 static void ents_free(const struct mem *mem, struct etcd_ent *v, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		mem_free(mem, v[i].key);
+		mem_free(mem, v[i].value);
+	}
 	mem_free(mem, v);
 }
 
@@ -497,8 +499,22 @@ static size_t ent_find(const struct etcd_watch *w, const char *key, bool *found)
 static int ent_set(struct etcd_watch *w, struct etcd_ent *e,
 		   const struct etcd_kv *kv)
 {
-	int err = etcd_node_from_value(kv->value, kv->value_n, &e->node,
-				       &w->scratch);
+	int err;
+
+	e->mod_revision = kv->mod_revision;
+	if (w->kvs_changed) { /* raw: the value as it is */
+		char *v = mem_alloc(w->mem, kv->value_n + 1);
+
+		if (!v)
+			return -ENOMEM;
+		memcpy(v, kv->value, kv->value_n + 1);
+		mem_free(w->mem, e->value);
+		e->value = v;
+		e->valid = !memchr(kv->value, '\0', kv->value_n);
+		return 0;
+	}
+	err = etcd_node_from_value(kv->value, kv->value_n, &e->node,
+				   &w->scratch);
 
 	if (err == -ENOMEM)
 		return err;
@@ -547,6 +563,7 @@ static int range_kv(void *arg, const struct etcd_kv *kv)
 		r->cap = cap;
 	}
 	r->v[r->n].key = mem_alloc(mem, kv->key_n + 1);
+	r->v[r->n].value = NULL;
 	if (!r->v[r->n].key)
 		return -ENOMEM;
 	memcpy(r->v[r->n].key, kv->key, kv->key_n + 1);
@@ -573,6 +590,7 @@ static int event_kv(void *arg, const struct etcd_kv *kv)
 	if (kv->deleted) {
 		if (found) {
 			mem_free(w->mem, w->ents[i].key);
+			mem_free(w->mem, w->ents[i].value);
 			memmove(&w->ents[i], &w->ents[i + 1],
 				(w->n - i - 1) * sizeof(*w->ents));
 			w->n--;
@@ -606,6 +624,7 @@ static int event_kv(void *arg, const struct etcd_kv *kv)
 		memmove(&w->ents[i + 1], &w->ents[i],
 			(w->n - i) * sizeof(*w->ents));
 		w->ents[i].key = key;
+		w->ents[i].value = NULL;
 		w->n++;
 	}
 	w->dirty = true;
@@ -647,6 +666,10 @@ static void w_notify(struct etcd_watch *w)
 	if (!w->dirty || !w->first_done)
 		return;
 	w->dirty = false;
+	if (w->kvs_changed) {
+		w->kvs_changed(w->arg, w->ents, w->n, w->rev);
+		return;
+	}
 	if (build_list(w)) {
 		w_log(w, LOG_LVL_ERROR, "no memory for the instances");
 		w->dirty = true;
@@ -778,6 +801,12 @@ static int range_msg(struct etcd_http *h, const char *p, size_t n)
 	w->rev = a.revision;
 	w->dirty = true;
 	w_up(w);
+	if (!w->first_done && w->kvs_changed) {
+		w->dirty = false;
+		w->kvs_changed(w->arg, w->ents, w->n, w->rev);
+		first_signal(&w->lock, &w->cond, &w->first_done);
+		return 0;
+	}
 	if (!w->first_done) {
 		/* The owner waits: its list is filled here, on the loop. */
 		w->first_err = build_list(w);
@@ -867,23 +896,47 @@ static void w_start_task(struct task *t)
 	w_go(container_of(t, struct etcd_watch, start_task));
 }
 
+static int watch_start(struct etcd_watch *w, const char *rest,
+		       struct loop *loop, struct log *log, const char *name,
+		       const struct mem *mem, char *why, size_t why_size);
+
 int etcd_watch_start(struct etcd_watch *w, const char *rest, struct loop *loop,
 		     struct log *log, const char *name, etcd_changed_fn *changed,
 		     void *arg, struct naming_list *first, char *why,
 		     size_t why_size)
 {
+	memset(w, 0, sizeof(*w));
+	w->changed = changed;
+	w->arg = arg;
+	w->first = first;
+	return watch_start(w, rest, loop, log, name, first->mem, why,
+			   why_size);
+}
+
+int etcd_watch_start_raw(struct etcd_watch *w, const char *rest,
+			 struct loop *loop, struct log *log, const char *name,
+			 etcd_kvs_fn *kvs_changed, void *arg, char *why,
+			 size_t why_size)
+{
+	memset(w, 0, sizeof(*w));
+	w->kvs_changed = kvs_changed;
+	w->arg = arg;
+	return watch_start(w, rest, loop, log, name, mem_default(), why,
+			   why_size);
+}
+
+static int watch_start(struct etcd_watch *w, const char *rest,
+		       struct loop *loop, struct log *log, const char *name,
+		       const struct mem *mem, char *why, size_t why_size)
+{
 	int err;
 
-	memset(w, 0, sizeof(*w));
 	err = etcd_target_parse(rest, &w->t, why, why_size);
 	if (err)
 		return err;
 	w->loop = loop;
-	w->mem = first->mem;
+	w->mem = mem;
 	w->log = log;
-	w->changed = changed;
-	w->arg = arg;
-	w->first = first;
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	etcd_http_init(&w->h, loop, w->mem);
 	w->h.on_end = w_end;

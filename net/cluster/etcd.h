@@ -113,9 +113,16 @@ typedef void etcd_changed_fn(void *arg, const struct naming_list *l);
 
 struct etcd_ent {
 	char *key;
+	char *value; /* raw watches (etcd_watch_start_raw) only */
+	int64_t mod_revision;
 	struct naming_node node;
 	bool valid; /* its value names an instance */
 };
+
+/* A raw watch's keys changed: all of them, sorted by key (the callee's,
+ * valid during the call), at revision `rev`. */
+typedef void etcd_kvs_fn(void *arg, const struct etcd_ent *ents, size_t n,
+			 int64_t rev);
 
 struct etcd_watch {
 	struct etcd_target t;
@@ -124,6 +131,7 @@ struct etcd_watch {
 	struct log *log;
 	char name[64]; /* for log lines */
 	etcd_changed_fn *changed;
+	etcd_kvs_fn *kvs_changed; /* raw: values kept, not read as nodes */
 	void *arg;
 	struct etcd_http h;
 	struct loop_timer retry;
@@ -163,6 +171,13 @@ int etcd_watch_start(struct etcd_watch *w, const char *rest, struct loop *loop,
 		     struct log *log, const char *name, etcd_changed_fn *changed,
 		     void *arg, struct naming_list *first, char *why,
 		     size_t why_size);
+/* The same for keys whose values are not instances (a gateway's
+ * routes): kvs_changed runs on the loop with every key and value, first
+ * before this returns, then at every change. */
+int etcd_watch_start_raw(struct etcd_watch *w, const char *rest,
+			 struct loop *loop, struct log *log, const char *name,
+			 etcd_kvs_fn *kvs_changed, void *arg, char *why,
+			 size_t why_size);
 /* Stops watching (waits for the loop).  Owner thread. */
 void etcd_watch_stop(struct etcd_watch *w);
 /* The instances now (loop thread). */

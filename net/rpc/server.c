@@ -430,6 +430,7 @@ void server__call_free(struct server_call *call)
 	}
 	if (call->xlimit)
 		climit_leave(call->xlimit, us, ok, now);
+	server__route_release(s, call->route); /* after its limit's leave */
 	climit_leave(&s->limit, us, ok, now);
 	if (call->held)
 		metrics_gauge_add(&s->held, -(int64_t)call->held);
@@ -1049,6 +1050,20 @@ int server_set_router(struct server *s, server_route_fn *route,
 	s->route_handler = handler;
 	s->route_arg = arg;
 	return 0;
+}
+
+int server_set_route_release(struct server *s, server_route_release_fn *fn)
+{
+	if (s->started)
+		return -EBUSY;
+	s->route_release = fn;
+	return 0;
+}
+
+void server__route_release(struct server *s, void *route)
+{
+	if (route && s->route_release)
+		s->route_release(s->route_arg, route);
 }
 
 int server_listen(struct server *s, const char *host, int port)

@@ -72,6 +72,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/fbuf.h"
 #include "base/iobuf.h"
 #include "base/log.h"
 #include "base/loop.h"
@@ -97,6 +98,8 @@ struct srv_conn;
  * exactly once, now or later, from any thread. */
 typedef void server_handler_fn(struct server_call *call, void *arg);
 
+/* Gives back what a router returned (server_set_route_release()). */
+typedef void server_route_release_fn(void *arg, void *route);
 /* A gateway's router (server_set_router()). */
 typedef void *server_route_fn(void *arg, const char *service,
 			      const char *method);
@@ -163,6 +166,13 @@ struct server_options {
 	const struct pbd_pool *descriptors;
 	/* /version's text; NULL: "rpcgate". */
 	const char *version;
+	/* One page of the application's among the built-in ones: GET
+	 * /app_page (e.g. "routes") answers what app_page_fn appends to
+	 * `out` (plain text; a browser gets it in <pre>), from the loop:
+	 * it must not block.  NULL: none. */
+	const char *app_page;
+	void (*app_page_fn)(void *arg, struct fbuf *out);
+	void *app_page_arg;
 	/* /flags lists these (read only under the server's lock, with
 	 * set_flag); NULL: the page has none.  /flags/NAME?setvalue=V sets
 	 * a flag marked runtime through set_flag (NULL: refused), which
@@ -332,6 +342,7 @@ struct server {
 
 	server_route_fn *route; /* server_set_router() */
 	server_handler_fn *route_handler;
+	server_route_release_fn *route_release;
 	void *route_arg;
 
 	struct climit limit;	   /* the server's max_concurrency */
@@ -388,6 +399,16 @@ int server_add_raw_service(struct server *s, const struct pbd_service *svc,
  */
 int server_set_router(struct server *s, server_route_fn *route,
 		      server_handler_fn *handler, void *arg);
+
+/*
+ * Every non-NULL route the router returned is given back once through
+ * release(arg, route), from any thread: when its call is freed (after
+ * the call's route limit was left), or at once when the request was
+ * refused before a call was made.  So a router may hand out references
+ * (a gateway's routes that change live).  Before server_start(): 0 or
+ * -EBUSY.
+ */
+int server_set_route_release(struct server *s, server_route_release_fn *fn);
 
 /*
  * Opens a listening TCP socket on host (NULL or "": every address) and

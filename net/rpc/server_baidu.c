@@ -297,6 +297,7 @@ static void baidu_request(struct srv_conn *sc, struct baidu_frame *f)
 	if (!call) {
 		if (m)
 			climit_leave(&m->limit, 0, false, clock_mono_ns());
+		server__route_release(s, route);
 		answer_error(sc, cid, RPC_EINTERNAL, "no memory for the call");
 		goto out_unaccount;
 	}

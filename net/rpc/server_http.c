@@ -671,6 +671,7 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 		if (m)
 			climit_leave(&m->limit, 0, false, clock_mono_ns());
 		server__uncount_call(s);
+		server__route_release(s, route);
 		conn_close(&sc->conn, -ENOMEM);
 		mem_free(s->opt.mem, hc);
 		return;
@@ -698,6 +699,7 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 	return;
 
 out_answered:
+	server__route_release(s, route); /* routed, but no call was made */
 	mem_free(s->opt.mem, hc);
 	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
 	answered_here(sc, keep);

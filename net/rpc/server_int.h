@@ -107,6 +107,8 @@ struct server_service *server__find_service(struct server *s, const char *name,
 struct server_method *server__find_method(struct server_service *svc,
 					  const char *name, size_t n);
 const char *server__addr_text(const struct srv_conn *sc);
+/* Gives a route back to the router (server_set_route_release); NULL: none. */
+void server__route_release(struct server *s, void *route);
 
 /*
  * A request is counted in flight before the checks that may refuse it:

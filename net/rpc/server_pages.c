@@ -605,6 +605,7 @@ enum page_id {
 	PG_VARS,
 	PG_PROTOBUFS,
 	PG_METRICS,
+	PG_APP,
 };
 
 static const struct {
@@ -623,7 +624,8 @@ static const struct {
  * (NUL-terminated); PG_NONE for a service's path.  The first segment is
  * compared once against each name of its length.
  */
-static enum page_id page_of(const struct http1_str *path, char *rest,
+static enum page_id page_of(const struct server *s,
+			    const struct http1_str *path, char *rest,
 			    size_t cap)
 {
 	const char *seg = path->p + 1, *slash;
@@ -636,6 +638,9 @@ static enum page_id page_of(const struct http1_str *path, char *rest,
 		return PG_NONE;
 	slash = memchr(seg, '/', path->n - 1);
 	n = slash ? (size_t)(slash - seg) : path->n - 1;
+	if (s->opt.app_page && !slash && strlen(s->opt.app_page) == n &&
+	    !memcmp(s->opt.app_page, seg, n))
+		return PG_APP;
 	for (size_t i = 0; i < ARRAY_SIZE(page_ids); i++) {
 		if (strlen(page_ids[i].name) != n ||
 		    memcmp(page_ids[i].name, seg, n))
@@ -674,7 +679,7 @@ bool server__page(struct srv_conn *sc, const struct http1_req *req,
 	char why[256] = "", extra[160];
 	int status = 200;
 	struct iobuf body;
-	enum page_id id = page_of(&req->path, rest, sizeof(rest));
+	enum page_id id = page_of(s, &req->path, rest, sizeof(rest));
 
 	if (id == PG_NONE)
 		return false;
@@ -740,6 +745,22 @@ bool server__page(struct srv_conn *sc, const struct http1_req *req,
 		page_vars(s, &pg, rest[0] ? rest : NULL);
 	} else if (id == PG_PROTOBUFS) {
 		page_protobufs(s, &pg, rest[0] ? rest : NULL);
+	} else if (id == PG_APP) {
+		struct fbuf text;
+
+		fbuf_init(&text, s->opt.mem, 0);
+		s->opt.app_page_fn(s->opt.app_page_arg, &text);
+		page_begin(&pg, s->opt.app_page);
+		if (pg.html)
+			fbuf_puts(&pg.out, "<pre>");
+		if (text.len)
+			put(&pg, (const char *)text.p, text.len);
+		if (pg.html)
+			fbuf_puts(&pg.out, "</pre>");
+		page_end(&pg);
+		if (text.err)
+			pg.out.err = text.err;
+		fbuf_destroy(&text);
 	} else if (s->opt.metrics) { /* /metrics */
 		size_t len;
 		char *text = rest[0] ? NULL : prometheus_text(s, &len);
