@@ -28,6 +28,8 @@
 #include "app.h"
 #include "rdt.h"
 
+#include "base/uaddr.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -138,6 +140,11 @@ static void echo_print_serving(const struct echo_cmd *e)
 {
 	bool v6 = strchr(e->listen, ':') != NULL;
 
+	if (uaddr_is_unix(e->listen)) {
+		printf(WHO ": serving example.EchoService on %s\n", e->listen);
+		fflush(stdout);
+		return;
+	}
 	printf(WHO ": serving example.EchoService on %s%s%s:%d\n",
 	       v6 ? "[" : "", e->listen, v6 ? "]" : "", e->bound_port);
 	fflush(stdout);

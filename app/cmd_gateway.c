@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/uaddr.h"
 #include "codec/rpc_errno.h"
 #include "rpc/tls.h"
 
@@ -159,6 +160,15 @@ static int listen_parse(struct gateway *gw, const struct app_config *cfg)
 	const char *colon = strrchr(l, ':');
 	bool v6_bare = colon && strchr(l, ':') != colon && l[0] != '[';
 
+	if (uaddr_is_unix(l)) { /* unix:/PATH, unix:@NAME */
+		if (strlen(l) >= sizeof(gw->host)) {
+			fprintf(stderr, WHO ": --listen=%s: too long\n", l);
+			return -EINVAL;
+		}
+		snprintf(gw->host, sizeof(gw->host), "%s", l);
+		gw->port = 0;
+		return 0;
+	}
 	gw->port = (int)flags_int(&cfg->flags, "port");
 	if (colon && !v6_bare) {
 		char *end;
@@ -233,8 +243,11 @@ static void gw_print_serving(const struct gateway *gw)
 {
 	bool v6 = strchr(gw->host, ':') != NULL;
 
-	printf(WHO ": serving on %s%s%s:%d, ", v6 ? "[" : "", gw->host,
-	       v6 ? "]" : "", gw->bound_port);
+	if (uaddr_is_unix(gw->host))
+		printf(WHO ": serving on %s, ", gw->host);
+	else
+		printf(WHO ": serving on %s%s%s:%d, ", v6 ? "[" : "", gw->host,
+		       v6 ? "]" : "", gw->bound_port);
 	gw_routes_print((struct gateway *)gw);
 	printf("\n");
 	fflush(stdout);

@@ -4,6 +4,7 @@
  * Names follow brpc's where brpc has the same knob.
  */
 #include "base/budget.h"
+#include "base/uaddr.h"
 #include "app.h"
 #include "netcfg.h"
 #include "rpc/climit.h"
@@ -94,6 +95,12 @@ static bool server_addr_valid(const char *v)
 
 	if (!*v)
 		return true;
+	if (uaddr_is_unix(v)) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		return uaddr_parse(v, &ss, &len) == 0;
+	}
 	if (!colon || colon == v || !colon[1] || strlen(colon + 1) > 5)
 		return false;
 	for (const char *p = colon + 1; *p; p++) {
@@ -349,9 +356,10 @@ const struct flag_def app_flag_defs[] = {
 	.name = "listen",
 	.type = FLAG_STRING,
 	.def = "0.0.0.0",
-	.expect = "an address or host name",
+	.expect = "an address or host name, or unix:/PATH or unix:@NAME",
 	.help = "echo: address to serve on (0.0.0.0: every IPv4 "
-		"address)",
+		"address; unix:/PATH a Unix socket, unix:@NAME an abstract "
+		"one)",
     },
     {
 	.name = "sleep_ms",

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "base/uaddr.h"
 #include "cluster/etcd.h"
 #include "echo.h"
 #include "rpc/server.h"
@@ -235,7 +236,9 @@ int app_register_start(struct etcd_reg **out, struct app_runtime *r,
 	*out = NULL;
 	if (!*url)
 		return 0;
-	if (!*addr) {
+	if (!*addr && uaddr_is_unix(host)) {
+		addr = host;
+	} else if (!*addr) {
 		snprintf(own, sizeof(own),
 			 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 		addr = own;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "base/uaddr.h"
 
 int naming_url_split(const char *url, enum naming_scheme *scheme,
 		     const char **rest, char *why, size_t why_size)
@@ -116,8 +117,12 @@ void naming_list_free(struct naming_list *l)
 bool naming_addr_valid(const char *addr)
 {
 	const char *colon = strrchr(addr, ':');
+	struct sockaddr_storage ss;
+	socklen_t len;
 	long port = 0;
 
+	if (uaddr_is_unix(addr))
+		return uaddr_parse(addr, &ss, &len) == 0;
 	if (!colon || colon == addr || !colon[1] || strlen(colon + 1) > 5)
 		return false;
 	for (const char *p = colon + 1; *p; p++) {

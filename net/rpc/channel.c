@@ -37,6 +37,7 @@
 #include "codec/rpc_errno.h"
 #include "codec/rpc_msg.h"
 #include "conn.h"
+#include "base/uaddr.h"
 
 /* How often pooled idle connections are checked for idle_timeout_s. */
 #define IDLE_SCAN_NS (1000 * CLOCK_NS_PER_MS)
@@ -153,6 +154,12 @@ static int resolve(struct channel *ch, const char *server)
 
 	if (strlen(server) >= sizeof(host))
 		return -EINVAL;
+	if (uaddr_is_unix(server)) {
+		if (uaddr_parse(server, &ch->addr, &ch->addrlen))
+			return -EINVAL;
+		snprintf(ch->addr_text, sizeof(ch->addr_text), "%s", server);
+		return 0;
+	}
 	strcpy(host, server);
 	colon = strrchr(host, ':');
 	if (!colon || colon == host)

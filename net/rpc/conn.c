@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "base/uaddr.h"
 
 /* A pushed request whose link to the older ones is not stored yet. */
 #define WREQ_PENDING ((struct conn_wreq *)(uintptr_t)1)
@@ -70,6 +71,22 @@ static void format_peer(struct conn *c, int fd)
 		snprintf(c->peer_text, sizeof(c->peer_text), "[%s]:%u", host,
 			 ntohs(s6->sin6_port));
 		break;
+	case AF_UNIX: {
+		/* A client's end has no name: ours (the listening path) says
+		 * where it came in. */
+		struct sockaddr_storage me;
+		socklen_t ml = sizeof(me);
+
+		if (len > sizeof(sa_family_t))
+			uaddr_format(&c->peer, len, c->peer_text,
+				     sizeof(c->peer_text));
+		else if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
+			uaddr_format(&me, ml, c->peer_text,
+				     sizeof(c->peer_text));
+		else
+			snprintf(c->peer_text, sizeof(c->peer_text), "unix:");
+		break;
+	}
 	default:
 		snprintf(c->peer_text, sizeof(c->peer_text), "local fd %d", fd);
 	}

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "base/clock.h"
 #include "base/stamp.h"
@@ -29,6 +30,7 @@
 #include "codec/rpc_errno.h"
 #include "codec/rpc_msg.h"
 #include "tls.h"
+#include "base/uaddr.h"
 
 /* How long server_stop waits for answers to flush before it closes
  * connections whose peers do not read. */
@@ -812,7 +814,9 @@ static void format_sockaddr(const struct sockaddr_storage *ss, char *buf,
 {
 	char host[INET6_ADDRSTRLEN] = "?";
 
-	if (ss->ss_family == AF_INET6) {
+	if (ss->ss_family == AF_UNIX) {
+		uaddr_format(ss, sizeof(*ss), buf, size);
+	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const void *)ss;
 
 		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
@@ -1052,6 +1056,43 @@ int server_set_router(struct server *s, server_route_fn *route,
 	return 0;
 }
 
+/* server_listen() of "unix:/path" or "unix:@name": 0, or -errno.  A
+ * socket file left by a server that died is replaced; any other file is
+ * not. */
+static int listen_unix(struct server *s, const char *addr)
+{
+	struct server_listener *l;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct stat st;
+	int fd, err;
+
+	err = uaddr_parse(addr, &ss, &len);
+	if (err)
+		return err;
+	if (addr[5] == '/' && lstat(addr + 5, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		unlink(addr + 5);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 ||
+	    listen(fd, SERVER_BACKLOG) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	l = &s->listeners[s->nlisteners++];
+	l->fd = fd;
+	l->srv = s;
+	l->port = 0;
+	snprintf(l->unix_path, sizeof(l->unix_path), "%s",
+		 addr[5] == '/' ? addr + 5 : "");
+	return 0;
+}
+
 int server_set_route_release(struct server *s, server_route_release_fn *fn)
 {
 	if (s->started)
@@ -1082,6 +1123,8 @@ int server_listen(struct server *s, const char *host, int port)
 		return -EBUSY;
 	if (s->nlisteners == SERVER_MAX_LISTENERS)
 		return -ENOSPC;
+	if (host && uaddr_is_unix(host))
+		return listen_unix(s, host);
 	if (port < 0 || port > 65535)
 		return -EINVAL;
 	snprintf(portbuf, sizeof(portbuf), "%d", port);
@@ -1137,6 +1180,8 @@ static void listener_stop_task(struct task *t)
 		loop_io_del(l->loop, &l->io);
 	loop_timer_stop(l->loop, &l->resume);
 	close(l->fd);
+	if (l->unix_path[0])
+		unlink(l->unix_path); /* the socket file goes with us */
 	pthread_mutex_lock(&s->lock);
 	l->fd = -1;
 	s->listeners_open--;
@@ -1285,8 +1330,11 @@ int server_stop(struct server *s, int grace_ms)
 			loop_post(s->listeners[i].loop,
 				  &s->listeners[i].stop_task);
 	else
-		for (int i = 0; i < s->nlisteners; i++)
+		for (int i = 0; i < s->nlisteners; i++) {
 			close(s->listeners[i].fd);
+			if (s->listeners[i].unix_path[0])
+				unlink(s->listeners[i].unix_path);
+		}
 	pthread_mutex_lock(&s->lock);
 	wait_until(s, listeners_closed, -1);
 	wait_until(s, calls_done, deadline_after(grace_ms));

@@ -296,7 +296,8 @@ int server_call_limit(struct server_call *call, struct climit *l, char *why,
 
 struct server_listener {
 	int fd;
-	int port;
+	int port;		/* 0: a Unix socket */
+	char unix_path[108];	/* its file, removed at the stop; "" */
 	struct loop *loop;
 	struct loop_io io;
 	struct server *srv;

@@ -8,7 +8,7 @@
  * messages that lie in the input; a parsed answer's kvs are within the
  * size limits; an instance value gives a valid address or a refusal.
  */
-// fuzz-sources: net/codec/http1.c net/codec/json.c net/codec/base64.c net/cluster/etcd_msg.c net/cluster/naming.c net/base/iobuf.c net/base/fbuf.c net/base/mem.c
+// fuzz-sources: net/codec/http1.c net/codec/json.c net/codec/base64.c net/cluster/etcd_msg.c net/cluster/naming.c net/base/uaddr.c net/base/iobuf.c net/base/fbuf.c net/base/mem.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * exceeds NAMING_NODES_MAX; parsing the same text twice gives the same
  * set.
  */
-// fuzz-sources: net/cluster/naming.c net/base/mem.c
+// fuzz-sources: net/cluster/naming.c net/base/uaddr.c net/base/mem.c
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>

@@ -60,7 +60,12 @@ class Proc:
             line = self.p.stdout.readline()
             if "serving" in line or not line:
                 break
-        m = re.search(r":(\d+)", line.split(" on ")[-1]) if line else None
+        where = line.split(" on ")[-1] if line else ""
+        m = re.search(r":(\d+)", where)
+        if not m and re.match(r"unix:\S+", where):
+            self.port = None  # a Unix socket: no port
+            threading.Thread(target=self._drain_out, daemon=True).start()
+            return
         if not m:
             self.stop()
             raise Failed(f"{args}: not serving: {line!r}\n"

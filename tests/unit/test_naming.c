@@ -16,6 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "base/uaddr.h"
 #include "cluster/naming.h"
 
 #define TEST_TIMEOUT_S 60
@@ -275,6 +279,48 @@ static void test_addr_valid(void **state)
 	assert_false(naming_addr_valid("a:1x"));
 	assert_false(naming_addr_valid("fe80::1:80"));
 	assert_false(naming_addr_valid("[fe80::1:80"));
+	assert_true(naming_addr_valid("unix:/run/echo.sock"));
+	assert_true(naming_addr_valid("unix:@echo"));
+	assert_false(naming_addr_valid("unix:"));
+	assert_false(naming_addr_valid("unix:@"));
+	assert_false(naming_addr_valid("unix:relative.sock"));
+}
+
+/* Unix socket addresses: file and abstract, round trip, limits. */
+static void test_unix_addrs(void **state)
+{
+	struct sockaddr_storage ss;
+	struct naming_list l;
+	socklen_t len;
+	char buf[256], lng[200];
+
+	(void)state;
+	assert_int_equal(uaddr_parse("unix:/tmp/a.sock", &ss, &len), 0);
+	assert_int_equal(ss.ss_family, AF_UNIX);
+	uaddr_format(&ss, len, buf, sizeof(buf));
+	assert_string_equal(buf, "unix:/tmp/a.sock");
+	assert_int_equal(uaddr_parse("unix:@gw", &ss, &len), 0);
+	assert_int_equal(len, offsetof(struct sockaddr_un, sun_path) + 3);
+	uaddr_format(&ss, len, buf, sizeof(buf));
+	assert_string_equal(buf, "unix:@gw");
+	uaddr_format(&ss, sizeof(sa_family_t), buf, sizeof(buf));
+	assert_string_equal(buf, "unix:");
+	memset(lng, 'x', sizeof(lng) - 1);
+	lng[0] = '/';
+	lng[sizeof(lng) - 1] = 0;
+	snprintf(buf, sizeof(buf), "unix:%s", lng);
+	assert_int_equal(uaddr_parse(buf, &ss, &len), -ENAMETOOLONG);
+	assert_int_equal(uaddr_parse("tcp:/x", &ss, &len), -EINVAL);
+	/* in naming lists, with tags */
+	naming_list_init(&l, NULL);
+	assert_int_equal(naming_parse("unix:/a.sock blue,unix:@b,10.0.0.1:80",
+				      ',', &l, NULL, NULL, 0),
+			 0);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.v[0].addr, "unix:/a.sock");
+	assert_string_equal(l.v[0].tag, "blue");
+	assert_string_equal(l.v[1].addr, "unix:@b");
+	naming_list_free(&l);
 }
 
 int main(void)
@@ -285,6 +331,7 @@ int main(void)
 	    TEST_BOUNDED(test_file_entries_and_filter),
 	    TEST_BOUNDED(test_dns_target),
 	    TEST_BOUNDED(test_addr_valid),
+	    TEST_BOUNDED(test_unix_addrs),
 	    TEST_BOUNDED(test_index),
 	    TEST_BOUNDED(test_many_nodes),
 	};
