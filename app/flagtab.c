@@ -986,7 +986,45 @@ const struct flag_def app_flag_defs[] = {
 		"file's lines (read again on SIGHUP and when it changes) or "
 		"the keys under an etcd prefix (watched); /routes lists them",
     },
-    /* self-registration (net/cluster/etcd) */
+    /* consul:// naming, brpc's flags (net/cluster/consul) */
+    {
+	.name = "consul_agent_addr",
+	.type = FLAG_STRING,
+	.def = "http://127.0.0.1:8500",
+	.expect = "http://HOST:PORT",
+	.help = "gateway: the consul agent consul:// naming asks",
+    },
+    {
+	.name = "consul_url_parameter",
+	.type = FLAG_STRING,
+	.def = "?stale&passing",
+	.help = "gateway: the query of consul:// requests (stale: any "
+		"server answers; passing: healthy instances only)",
+    },
+    {
+	.name = "consul_blocking_query_wait_secs",
+	.type = FLAG_INT,
+	.def = "60",
+	.min = 1,
+	.max = 600,
+	.help = "gateway: how long a consul blocking query waits for a "
+		"change",
+    },
+    {
+	.name = "consul_enable_degrade_to_file_naming_service",
+	.type = FLAG_BOOL,
+	.def = "false",
+	.help = "gateway: when the consul agent cannot be reached before "
+		"any answer, read consul_file_naming_service_dir/SERVICE "
+		"(file:// syntax) instead",
+    },
+    {
+	.name = "consul_file_naming_service_dir",
+	.type = FLAG_STRING,
+	.def = "",
+	.help = "gateway: the folder of the degrade files, one per service",
+    },
+
     {
 	.name = "register",
 	.type = FLAG_STRING,

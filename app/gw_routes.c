@@ -155,6 +155,13 @@ static void route_defaults(struct gw_route *rt, struct gateway *gw,
 	co->dns_servers = flags_str(fl, "dns_servers");
 	co->circuit_breaker = flags_bool(fl, "circuit_breaker");
 	co->dns_interval_ms = (int)flags_int(fl, "ns_access_interval") * 1000;
+	co->consul.agent = flags_str(fl, "consul_agent_addr");
+	co->consul.params = flags_str(fl, "consul_url_parameter");
+	co->consul.wait_s = (int)flags_int(fl, "consul_blocking_query_wait_secs");
+	co->consul.degrade_dir =
+	    flags_bool(fl, "consul_enable_degrade_to_file_naming_service")
+		? flags_str(fl, "consul_file_naming_service_dir")
+		: NULL;
 	channel_conn_type_parse(flags_str(fl, "connection_type"),
 				&co->chan.conn_type);
 	if (!strcmp(flags_str(fl, "transport"), "rdma"))

@@ -741,6 +741,11 @@ void cluster_destroy(struct cluster *cl)
 		etcd_watch_stop(&cl->etcd);
 		cl->etcd_up = false;
 	}
+	if (cl->consul_up) {
+		metrics_unregister(&cl->consul.m_down.node);
+		consul_watch_stop(&cl->consul);
+		cl->consul_up = false;
+	}
 	if (cl->loop) {
 		task_init(&cl->quiesce_task, quiesce_task_fn);
 		loop_post(cl->loop, &cl->quiesce_task);

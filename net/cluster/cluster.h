@@ -58,6 +58,7 @@
 #include "base/rt.h"
 #include "rpc/channel.h"
 #include "dns.h"
+#include "consul.h"
 #include "etcd.h"
 #include "lb.h"
 #include "naming.h"
@@ -124,6 +125,7 @@ struct cluster_options {
 	int reload_interval_ms;	 /* file:// checked this often: 1000 */
 	int dns_interval_ms;	 /* http:// re-resolved this often: 5000 */
 	const char *dns_servers; /* "IP[:PORT],..."; NULL: the system's */
+	struct consul_options consul; /* consul:// (agent NULL: :8500) */
 	struct metrics *metrics; /* per-cluster and per-instance
 					 figures; NULL: none */
 };
@@ -221,9 +223,10 @@ struct cluster {
 	/* http:// */
 	struct dns dns;
 	bool dns_up, dns_failing;
-	/* etcd:// */
+	/* etcd:// and consul:// */
 	struct etcd_watch etcd;
-	bool etcd_up;
+	struct consul_watch consul;
+	bool etcd_up, consul_up;
 	bool etcd_pending; /* a change came while a reload ran */
 	char host[256];
 	int port;

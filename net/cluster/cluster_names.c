@@ -188,7 +188,7 @@ static void reload_arm(struct cluster *cl)
 					  : cl->opt.reload_interval_ms;
 
 	if (cl->scheme != NAMING_LIST && cl->scheme != NAMING_ETCD &&
-	    !cl->closing)
+	    cl->scheme != NAMING_CONSUL && !cl->closing)
 		loop_timer_start(cl->loop, &cl->reload_timer,
 				 loop_now(cl->loop) + ms * CLOCK_NS_PER_MS,
 				 reload_check);
@@ -240,7 +240,9 @@ static bool etcd_pending_again(struct cluster *cl)
 	if (!cl->etcd_pending || cl->closing)
 		return false;
 	cl->etcd_pending = false;
-	if (take_names(cl, etcd_watch_list(&cl->etcd)) ||
+	if (take_names(cl, cl->scheme == NAMING_CONSUL
+			       ? consul_watch_list(&cl->consul)
+			       : etcd_watch_list(&cl->etcd)) ||
 	    naming_same(&cl->next_names, &cl->names)) {
 		cl->next_names.n = 0;
 		return false;
@@ -479,6 +481,35 @@ static int first_etcd(struct cluster *cl, const char *rest, char *why,
 	return 0;
 }
 
+/* consul://: the first answer, then blocking queries on the loop. */
+static int first_consul(struct cluster *cl, const char *rest, char *why,
+			size_t why_size)
+{
+	struct consul_options o = cl->opt.consul;
+	int err;
+
+	if (!o.agent || !*o.agent)
+		o.agent = "http://127.0.0.1:8500";
+	if (!o.params)
+		o.params = "?stale&passing";
+	if (o.wait_s <= 0)
+		o.wait_s = 60;
+	err = consul_watch_start(&cl->consul, rest, &o, cl->loop, cl->opt.log,
+				 cl->name, etcd_changed, cl, &cl->next_names,
+				 why, why_size);
+	if (err)
+		return err;
+	cl->consul_up = true;
+	if (cl->opt.metrics)
+		metrics_register_gauge(
+		    cl->opt.metrics, &cl->consul.m_down,
+		    "rpcgate_route_naming_down_since_seconds",
+		    "Unix time since when the naming service does not answer "
+		    "(0: it answers)",
+		    cl->labels);
+	return 0;
+}
+
 /* The first list (init): read, open channels, make it the set. */
 int cl_first_names(struct cluster *cl, const char *rest, char *why,
 		   size_t why_size)
@@ -493,6 +524,8 @@ int cl_first_names(struct cluster *cl, const char *rest, char *why,
 		err = first_resolve(cl, why, why_size);
 	else if (cl->scheme == NAMING_ETCD)
 		err = first_etcd(cl, rest, why, why_size);
+	else if (cl->scheme == NAMING_CONSUL)
+		err = first_consul(cl, rest, why, why_size);
 	else
 		err = naming_read_file(cl->path, &cl->next_names, &skipped, why,
 				       why_size);
@@ -511,7 +544,7 @@ int cl_first_names(struct cluster *cl, const char *rest, char *why,
 	naming_filter_tag(&cl->next_names, cl->opt.tag);
 	/* A file or an etcd prefix may name none yet: instances come. */
 	if (cl->scheme != NAMING_FILE && cl->scheme != NAMING_ETCD &&
-	    !cl->next_names.n) {
+	    cl->scheme != NAMING_CONSUL && !cl->next_names.n) {
 		snprintf(why, why_size, "%s names no instance%s%s", cl->url,
 			 cl->opt.tag ? " with tag " : "",
 			 cl->opt.tag ? cl->opt.tag : "");
@@ -523,7 +556,7 @@ int cl_first_names(struct cluster *cl, const char *rest, char *why,
 	if (err)
 		return err;
 	if (cl->scheme != NAMING_FILE && cl->scheme != NAMING_ETCD &&
-	    !cl->next_names.n) {
+	    cl->scheme != NAMING_CONSUL && !cl->next_names.n) {
 		snprintf(why, why_size, "%s: no instance could be set up",
 			 cl->url);
 		return -EINVAL;

@@ -146,7 +146,8 @@ static void http_timeout(struct loop_timer *t)
 {
 	struct etcd_http *h = container_of(t, struct etcd_http, timer);
 
-	http_end(h, -ETIMEDOUT, "no answer within %d ms", ETCD_TIMEOUT_MS);
+	http_end(h, -ETIMEDOUT, "no answer within %d ms",
+		 h->timeout_ms ? h->timeout_ms : ETCD_TIMEOUT_MS);
 }
 
 /* Hands complete messages of a stream's body to on_msg.  0, or the end
@@ -238,6 +239,10 @@ static int http_input(struct etcd_http *h, bool eof)
 			return 1;
 		}
 		h->head_done = true;
+		if (h->header)
+			http1_resp_field(p, (size_t)hl, h->header,
+					 h->header_value,
+					 sizeof(h->header_value));
 		h->in_off += (size_t)hl;
 		p += hl;
 		n -= (size_t)hl;
@@ -363,14 +368,22 @@ int etcd_http_start(struct etcd_http *h, const struct etcd_target *t, int i,
 	h->stream = stream;
 	http1_chunked_init(&h->ch);
 	memset(&h->local, 0, sizeof(h->local));
-	fbuf_printf(&h->out,
-		    "POST %s HTTP/1.1\r\nHost: %s\r\n"
-		    "Content-Type: application/json\r\n"
-		    "Content-Length: %zu\r\n%s\r\n",
-		    path, t->name[i], body->len,
-		    stream ? "" : "Connection: close\r\n");
-	fbuf_append(&h->out, body->p, body->len);
-	if (h->out.err || body->err) {
+	h->header_value[0] = '\0';
+	if (body)
+		fbuf_printf(&h->out,
+			    "POST %s HTTP/1.1\r\nHost: %s\r\n"
+			    "Content-Type: application/json\r\n"
+			    "Content-Length: %zu\r\n%s\r\n",
+			    path, t->name[i], body->len,
+			    stream ? "" : "Connection: close\r\n");
+	else
+		fbuf_printf(&h->out,
+			    "GET %s HTTP/1.1\r\nHost: %s\r\n"
+			    "Connection: close\r\n\r\n",
+			    path, t->name[i]);
+	if (body)
+		fbuf_append(&h->out, body->p, body->len);
+	if (h->out.err || (body && body->err)) {
 		snprintf(h->why, sizeof(h->why), "no memory for a request");
 		return -ENOMEM;
 	}
@@ -403,7 +416,10 @@ int etcd_http_start(struct etcd_http *h, const struct etcd_target *t, int i,
 	h->busy = true;
 	h->gen++;
 	loop_timer_start(h->loop, &h->timer,
-			 loop_now(h->loop) + ETCD_TIMEOUT_MS * CLOCK_NS_PER_MS,
+			 loop_now(h->loop) +
+			     (int64_t)(h->timeout_ms ? h->timeout_ms
+						     : ETCD_TIMEOUT_MS) *
+				 CLOCK_NS_PER_MS,
 			 http_timeout);
 	return 0;
 }

@@ -89,6 +89,9 @@ struct etcd_http {
 	etcd_http_msg_fn *on_msg;
 	etcd_http_end_fn *on_end;
 	void *arg;
+	int timeout_ms;	       /* 0: ETCD_TIMEOUT_MS */
+	const char *header;    /* an answer's field to keep (consul's index) */
+	char header_value[64]; /* its value; "" when absent */
 	char member[NAMING_ADDR_MAX];
 	struct sockaddr_storage local; /* our end, once connected */
 	char why[400];
@@ -96,9 +99,9 @@ struct etcd_http {
 
 void etcd_http_init(struct etcd_http *h, struct loop *loop,
 		    const struct mem *mem);
-/* Starts POST `path` with `body` to member i of t.  The answer must be
- * 200; a stream's messages go to on_msg as they come.  0, or -errno
- * with h->why (nothing is called back then).  Loop thread. */
+/* Starts POST `path` with `body` (NULL: GET) to member i of t.  The
+ * answer must be 200; a stream's messages go to on_msg as they come.  0,
+ * or -errno with h->why (nothing is called back then).  Loop thread. */
 int etcd_http_start(struct etcd_http *h, const struct etcd_target *t, int i,
 		    const char *path, const struct fbuf *body, bool stream);
 /* Ends an exchange under way without calling back.  Loop thread. */

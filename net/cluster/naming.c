@@ -27,6 +27,7 @@ int naming_url_split(const char *url, enum naming_scheme *scheme,
 	    {"http://", NAMING_DNS},
 	    {"https://", NAMING_DNS},
 	    {"etcd://", NAMING_ETCD},
+	    {"consul://", NAMING_CONSUL},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(schemes); i++) {
@@ -48,8 +49,8 @@ int naming_url_split(const char *url, enum naming_scheme *scheme,
 	}
 	snprintf(why, why_size,
 		 "naming URL \"%s\": expected list://ADDR,ADDR..., "
-		 "file://PATH, http[s]://HOST[:PORT] or "
-		 "etcd://HOST:PORT[,...]/PREFIX",
+		 "file://PATH, http[s]://HOST[:PORT], "
+		 "etcd://HOST:PORT[,...]/PREFIX or consul://SERVICE",
 		 url);
 	return -EINVAL;
 }

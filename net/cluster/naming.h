@@ -10,6 +10,8 @@
  *                                      (brpc's domain naming; net/cluster/dns)
  *   etcd://HOST:PORT[,...]/PREFIX      the keys under PREFIX, watched
  *                                      (net/cluster/etcd)
+ *   consul://SERVICE                   the agent's healthy instances,
+ *                                      blocking queries (net/cluster/consul)
  *
  * An instance is "HOST:PORT" ("[v6]:PORT" too), optionally followed by
  * blanks and a tag: the same address with two tags is two instances
@@ -51,7 +53,8 @@ enum naming_scheme {
 	NAMING_LIST,
 	NAMING_FILE,
 	NAMING_DNS,
-	NAMING_ETCD, /* etcd://HOST:PORT[,...]/PREFIX (net/cluster/etcd) */
+	NAMING_ETCD,   /* etcd://HOST:PORT[,...]/PREFIX (net/cluster/etcd) */
+	NAMING_CONSUL, /* consul://SERVICE (net/cluster/consul) */
 };
 
 /* Splits a naming URL: the scheme, and what follows "scheme://" in

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <strings.h>
 #include <string.h>
 #include <sys/types.h>
@@ -698,6 +699,33 @@ int http1_parse_response(const char *p, size_t n, struct http1_resp *r)
 	r->keep_alive = (r->minor == 1 ? !conn_close : conn_keep) &&
 			(r->chunked || r->has_length);
 	return 0;
+}
+
+bool http1_resp_field(const char *p, size_t n, const char *name, char *out,
+		      size_t size)
+{
+	const char *l;
+	size_t pos = 0, len;
+
+	out[0] = '\0';
+	if (!next_line(p, n, &pos, &l, &len)) /* the status line */
+		return false;
+	while (next_line(p, n, &pos, &l, &len) && len) {
+		const char *colon = memchr(l, ':', len);
+		struct http1_str nm, v;
+
+		if (!colon)
+			continue;
+		nm = (struct http1_str){l, (size_t)(colon - l)};
+		if (!name_is(&nm, name))
+			continue;
+		v = (struct http1_str){colon + 1, len - (size_t)(colon - l) - 1};
+		trim(&v);
+		snprintf(out, size, "%.*s",
+			 (int)(v.n < size ? v.n : size - 1), v.p);
+		return true;
+	}
+	return false;
 }
 
 /* One line from p[0..n), at most cap bytes: 1 with its length (no CR LF)

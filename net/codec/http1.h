@@ -166,6 +166,11 @@ ssize_t http1_flat_head_end(const char *p, size_t n);
  * with r->why. */
 int http1_parse_response(const char *p, size_t n, struct http1_resp *r);
 
+/* The value of field `name` (case-insensitive) in the head p[0..n), into
+ * out (NUL-terminated, cut to size): true when found. */
+bool http1_resp_field(const char *p, size_t n, const char *name, char *out,
+		      size_t size);
+
 /*
  * A chunked body from flat input p[0..n): appends its data to `body`
  * (whose limit bounds it) and says in *used how much input it took; an

@@ -1,19 +1,22 @@
 /*
  * fuzz_etcd: what the etcd client reads, on arbitrary bytes: an HTTP
  * answer's head and chunked body (net/codec/http1's client side), and
- * the gateway's JSON (net/cluster/etcd_msg).  Checks: no crash and no
+ * the gateway's JSON (net/cluster/etcd_msg), consul's health answers
+ * (net/cluster/consul_msg).  Checks: no crash and no
  * read past the input (ASan); a head's end lies in the input and a parsed
  * head has a status of three digits; a chunked body decodes to the same
  * bytes and verdict in one piece or cut in two; a stream splits into
  * messages that lie in the input; a parsed answer's kvs are within the
- * size limits; an instance value gives a valid address or a refusal.
+ * size limits; an instance value, and every instance of a consul answer,
+ * gives a valid address or a refusal.
  */
-// fuzz-sources: net/codec/http1.c net/codec/json.c net/codec/base64.c net/cluster/etcd_msg.c net/cluster/naming.c net/base/uaddr.c net/base/iobuf.c net/base/fbuf.c net/base/mem.c
+// fuzz-sources: net/codec/http1.c net/codec/json.c net/codec/base64.c net/cluster/etcd_msg.c net/cluster/consul_msg.c net/cluster/naming.c net/base/uaddr.c net/base/iobuf.c net/base/fbuf.c net/base/mem.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/consul.h"
 #include "cluster/etcd_msg.h"
 #include "codec/http1.h"
 
@@ -122,6 +125,22 @@ static void check_json(const char *p, size_t n)
 	if (etcd_node_from_value(p, n, &node, &scratch) == 0 &&
 	    !naming_addr_valid(node.addr))
 		abort();
+	{
+		struct naming_list l;
+		unsigned skipped;
+		char cwhy[256];
+
+		naming_list_init(&l, NULL);
+		err = consul_parse(p, n, &l, &skipped, &scratch, cwhy,
+				   sizeof(cwhy));
+		if (err == 0)
+			for (size_t i = 0; i < l.n; i++)
+				if (!naming_addr_valid(l.v[i].addr))
+					abort();
+		if (err == -EBADMSG && !cwhy[0])
+			abort();
+		naming_list_free(&l);
+	}
 	fbuf_destroy(&scratch);
 }
 

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "base/fbuf.h"
+#include "cluster/consul.h"
 #include "cluster/etcd.h"
 #include "cluster/etcd_msg.h"
 #include "codec/http1.h"
@@ -456,6 +457,56 @@ static void test_target(void **state)
 			 -EINVAL);
 }
 
+/* consul's answers: Service.Address, else Node.Address; the first tag;
+ * bad elements skipped; duplicates once; not an array refused. */
+static void test_consul_answers(void **state)
+{
+	static const char two[] =
+	    "[{\"Node\":{\"Node\":\"a\",\"Address\":\"10.0.0.9\"},"
+	    "\"Service\":{\"ID\":\"e1\",\"Service\":\"echo\",\"Tags\":[],"
+	    "\"Address\":\"10.0.0.1\",\"Port\":8000},\"Checks\":[]},"
+	    "{\"Node\":{\"Node\":\"b\",\"Address\":\"10.0.0.2\"},"
+	    "\"Service\":{\"Service\":\"echo\",\"Tags\":[\"blue\",\"v2\"],"
+	    "\"Address\":\"\",\"Port\":8001,\"Weights\":{\"Passing\":1}}},"
+	    "{\"Node\":{\"Address\":\"fe80::1\"},\"Service\":{\"Port\":9}},"
+	    "{\"Node\":{\"Address\":\"10.0.0.2\"},\"Service\":{\"Address\":"
+	    "\"\",\"Port\":8001,\"Tags\":[\"blue\"]}},"
+	    "{\"Service\":{\"Address\":\"10.0.0.3\",\"Port\":0}},"
+	    "{\"Service\":{\"Address\":\"10.0.0.3\",\"Port\":1,"
+	    "\"Tags\":[7]}},{\"Node\":{}}]";
+	static const char *const bad[] = {"", "{}", "[1]", "[{}", "[]x",
+					  "[{\"Service\":{\"Port\":\"x\"}}]"};
+	struct naming_list l;
+	struct fbuf scratch;
+	unsigned skipped;
+	char why[256];
+
+	(void)state;
+	naming_list_init(&l, NULL);
+	fbuf_init(&scratch, NULL, 0);
+	assert_int_equal(consul_parse(two, strlen(two), &l, &skipped, &scratch,
+				      why, sizeof(why)),
+			 0);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.v[0].addr, "10.0.0.1:8000");
+	assert_string_equal(l.v[0].tag, "");
+	assert_string_equal(l.v[1].addr, "10.0.0.2:8001");
+	assert_string_equal(l.v[1].tag, "blue");
+	assert_string_equal(l.v[2].addr, "[fe80::1]:9");
+	assert_int_equal(skipped, 3); /* Port 0, a tag not a string, none */
+	assert_non_null(strstr(why, "Service.Port"));
+	assert_int_equal(
+	    consul_parse("[]", 2, &l, &skipped, &scratch, why, sizeof(why)), 0);
+	assert_int_equal(l.n, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(consul_parse(bad[i], strlen(bad[i]), &l,
+					      &skipped, &scratch, why,
+					      sizeof(why)),
+				 -EBADMSG);
+	naming_list_free(&l);
+	fbuf_destroy(&scratch);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -463,6 +514,7 @@ int main(void)
 	    TEST_BOUNDED(test_answers),	      TEST_BOUNDED(test_bad_answers),
 	    TEST_BOUNDED(test_msg_len),	      TEST_BOUNDED(test_requests),
 	    TEST_BOUNDED(test_values),	      TEST_BOUNDED(test_target),
+	    TEST_BOUNDED(test_consul_answers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
