@@ -5,7 +5,7 @@
  * Checks: no crash, no leak, and every flag still holds a value its own
  * definition accepts (a bad value must never be half-applied).
  */
-// fuzz-sources: net/base/flags.c net/base/mem.c app/flagtab.c app/netcfg.c net/rpc/climit.c
+// fuzz-sources: net/base/flags.c net/base/mem.c net/base/uaddr.c app/flagtab.c app/netcfg.c net/rpc/climit.c
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
