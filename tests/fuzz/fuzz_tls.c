@@ -18,7 +18,7 @@
  * record.  The certificate (ECDSA P-256, for speed) is made once with
  * openssl.
  */
-// fuzz-sources: net/rpc/tls.c net/rpc/conn.c net/codec/tls_wire.c net/base/loop.c net/base/iobuf.c net/base/mem.c net/base/log.c net/base/heap.c net/base/metrics.c
+// fuzz-sources: net/rpc/tls.c net/rpc/conn.c net/codec/tls_wire.c net/base/loop.c net/base/iobuf.c net/base/mem.c net/base/log.c net/base/heap.c net/base/metrics.c net/base/uaddr.c
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
