@@ -264,7 +264,7 @@ check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	@$(TEST_ENV) tests/overload/test-overload
 	@scripts/deps nginx-light libnginx-mod-stream
 	@$(TEST_ENV) tests/tls/test-tls
-	@scripts/deps etcd-server
+	@scripts/deps etcd-server etcd-client
 	@$(TEST_ENV) tests/etcd/test-etcd
 	@SOAK_S=120 SOAK_SAMPLE_S=3 SOAK_RSS_NOISE_KIB=2048 scripts/soak \
 		--out=$(BUILD)/soak-check
@@ -295,7 +295,7 @@ test-tls: $(BUILD)/rpcgate
 # etcd naming, registration and live routes against a real 3-member
 # etcd cluster on loopback (tests/etcd/test-etcd).
 test-etcd: $(BUILD)/rpcgate
-	@scripts/deps etcd-server
+	@scripts/deps etcd-server etcd-client
 	@$(TEST_ENV) tests/etcd/test-etcd
 
 # README.md's tour, run as printed (tests/docs/test-readme).
