@@ -105,6 +105,10 @@ struct cluster_options {
 	const char *naming_url;	 /* required */
 	enum lb_kind lb;
 	const char *tag; /* keep only instances with this tag; NULL: all */
+	/* and only those `filter` keeps (brpc's ns_filter); NULL: all.  It
+	 * sees every list the naming source gives, after the tag. */
+	naming_filter_fn *filter;
+	void *filter_arg;
 	/* Each instance's channel (rt, pool, mem, log, loop, timeouts and
 	 * retries are the cluster's to set): connect_timeout_ms, conn_type,
 	 * pool sizes, credential, max_body_size, max_calls, upgrade. */

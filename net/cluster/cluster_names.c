@@ -301,6 +301,8 @@ static void reload_task_fn(struct task *t)
 				       sizeof(why));
 	if (!err) {
 		naming_filter_tag(&cl->next_names, cl->opt.tag);
+		naming_filter(&cl->next_names, cl->opt.filter,
+			      cl->opt.filter_arg);
 		if (skipped)
 			cl_log(cl, LOG_LVL_WARN, "%s: %u entries skipped: %s",
 			       cl->path, skipped, why);
@@ -542,6 +544,7 @@ int cl_first_names(struct cluster *cl, const char *rest, char *why,
 		cl_log(cl, LOG_LVL_WARN, "%s: %u entries skipped: %s", cl->path,
 		       skipped, why);
 	naming_filter_tag(&cl->next_names, cl->opt.tag);
+	naming_filter(&cl->next_names, cl->opt.filter, cl->opt.filter_arg);
 	/* A file or an etcd prefix may name none yet: instances come. */
 	if (cl->scheme != NAMING_FILE && cl->scheme != NAMING_ETCD &&
 	    cl->scheme != NAMING_CONSUL && !cl->next_names.n) {

@@ -412,6 +412,18 @@ bool naming_same(const struct naming_list *a, const struct naming_list *b)
 	return same;
 }
 
+void naming_filter(struct naming_list *l, naming_filter_fn *fn, void *arg)
+{
+	size_t k = 0;
+
+	if (!fn)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		if (fn(arg, &l->v[i]))
+			l->v[k++] = l->v[i];
+	l->n = k;
+}
+
 void naming_filter_tag(struct naming_list *l, const char *tag)
 {
 	size_t k = 0;

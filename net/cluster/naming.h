@@ -122,6 +122,13 @@ int naming_index_add(struct naming_index *ix, const struct naming_node *node);
 /* Keeps only the nodes whose tag is `tag` (NULL or "": keeps all). */
 void naming_filter_tag(struct naming_list *l, const char *tag);
 
+/* A naming filter (brpc's NamingServiceFilter): true keeps the node.
+ * Runs on a task worker or at init; it must not block for long. */
+typedef bool naming_filter_fn(void *arg, const struct naming_node *node);
+
+/* Keeps only the nodes fn keeps (fn NULL: all). */
+void naming_filter(struct naming_list *l, naming_filter_fn *fn, void *arg);
+
 /* Is `addr` a HOST:PORT naming accepts?  (The port 1..65535.) */
 bool naming_addr_valid(const char *addr);
 

@@ -259,6 +259,37 @@ static void test_raw_pass_through(void **state)
 	assert_int_equal(st.healthy, NSRV);
 }
 
+/* A naming filter: the instance it refuses is never set up nor called. */
+static bool not_this(void *arg, const struct naming_node *n)
+{
+	return strcmp(n->addr, arg) != 0;
+}
+
+static void test_naming_filter(void **state)
+{
+	struct cluster_options co;
+	struct cluster_stats st;
+	struct server_stats ss;
+	char url[256], skip[64];
+
+	(void)state;
+	for (int i = 0; i < NSRV; i++)
+		srv_start(i, 0, 0);
+	h_options(&co, url, sizeof(url), NSRV);
+	snprintf(skip, sizeof(skip), "127.0.0.1:%d", H.port[0]);
+	co.filter = not_this;
+	co.filter_arg = skip;
+	h_cluster(&co);
+	cluster_stats(&H.cl, &st);
+	assert_int_equal(st.instances, NSRV - 1);
+	for (int i = 0; i < 2 * NSRV; i++)
+		call_ok("filtered", COMPRESS_NONE);
+	server_stats(&H.srv[0], &ss);
+	assert_int_equal(ss.calls, 0);
+	server_stats(&H.srv[1], &ss);
+	assert_true(ss.calls > 0);
+}
+
 static void test_stopped_instance_isolated(void **state)
 {
 	struct cluster_stats st;
@@ -585,6 +616,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_raw_pass_through, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_naming_filter, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_stopped_instance_isolated,
 					    setup, teardown),

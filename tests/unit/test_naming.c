@@ -286,6 +286,12 @@ static void test_addr_valid(void **state)
 	assert_false(naming_addr_valid("unix:relative.sock"));
 }
 
+static bool keep_blue(void *arg, const struct naming_node *n)
+{
+	(void)arg;
+	return !strcmp(n->tag, "blue");
+}
+
 /* Unix socket addresses: file and abstract, round trip, limits. */
 static void test_unix_addrs(void **state)
 {
@@ -320,6 +326,12 @@ static void test_unix_addrs(void **state)
 	assert_string_equal(l.v[0].addr, "unix:/a.sock");
 	assert_string_equal(l.v[0].tag, "blue");
 	assert_string_equal(l.v[1].addr, "unix:@b");
+	/* a filter keeps what it says; none keeps all */
+	naming_filter(&l, NULL, NULL);
+	assert_int_equal(l.n, 3);
+	naming_filter(&l, keep_blue, NULL);
+	assert_int_equal(l.n, 1);
+	assert_string_equal(l.v[0].addr, "unix:/a.sock");
 	naming_list_free(&l);
 }
 
