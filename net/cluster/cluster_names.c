@@ -462,6 +462,17 @@ static int first_resolve(struct cluster *cl, char *why, size_t why_size)
 	return cl->first_err;
 }
 
+/* A watched source's gauge: since when it does not answer. */
+static void register_down_gauge(struct cluster *cl, struct metrics_gauge *g)
+{
+	if (cl->opt.metrics)
+		metrics_register_gauge(
+		    cl->opt.metrics, g, "rpcgate_route_naming_down_since_seconds",
+		    "Unix time since when the naming service does not answer "
+		    "(0: it answers)",
+		    cl->labels);
+}
+
 /* etcd://: the first range, then the watch goes on on the loop. */
 static int first_etcd(struct cluster *cl, const char *rest, char *why,
 		      size_t why_size)
@@ -473,13 +484,7 @@ static int first_etcd(struct cluster *cl, const char *rest, char *why,
 	if (err)
 		return err;
 	cl->etcd_up = true;
-	if (cl->opt.metrics)
-		metrics_register_gauge(
-		    cl->opt.metrics, &cl->etcd.m_down,
-		    "rpcgate_route_naming_down_since_seconds",
-		    "Unix time since when the naming service does not answer "
-		    "(0: it answers)",
-		    cl->labels);
+	register_down_gauge(cl, &cl->etcd.m_down);
 	return 0;
 }
 
@@ -502,13 +507,7 @@ static int first_consul(struct cluster *cl, const char *rest, char *why,
 	if (err)
 		return err;
 	cl->consul_up = true;
-	if (cl->opt.metrics)
-		metrics_register_gauge(
-		    cl->opt.metrics, &cl->consul.m_down,
-		    "rpcgate_route_naming_down_since_seconds",
-		    "Unix time since when the naming service does not answer "
-		    "(0: it answers)",
-		    cl->labels);
+	register_down_gauge(cl, &cl->consul.m_down);
 	return 0;
 }
 

@@ -16,6 +16,7 @@ struct elem {
 	char tag[NAMING_TAG_MAX];
 	int64_t port;
 	bool has_service, bad_tag, too_long;
+	struct fbuf *scratch;
 };
 
 /* A string member into `to` (too long: e->too_long). */
@@ -35,55 +36,22 @@ static int take_str(struct json_rd *r, struct fbuf *scratch, char *to,
 	return 0;
 }
 
-/* The members of the object at r->p: name in `name` (cut to 31), one
- * call of fn for each value.  A value fn does not take is skipped. */
-static int members(struct json_rd *r, struct fbuf *scratch,
-		   int (*fn)(struct json_rd *r, struct fbuf *scratch,
-			     const char *name, struct elem *e),
-		   struct elem *e)
+static int node_member(struct json_rd *r, const char *name, void *ctx)
 {
-	int err, more;
+	struct elem *e = ctx;
+	struct fbuf *scratch = e->scratch;
 
-	if ((err = json_expect(r, '{', "expected an object")))
-		return err;
-	if (++r->depth > JSON_MAX_DEPTH)
-		return json_fail(r, "nested too deep");
-	if (json_peek(r) == '}') {
-		r->p++;
-		r->depth--;
-		return 0;
-	}
-	do {
-		char name[32];
-		const char *s;
-		size_t n;
-
-		if ((err = json_string(r, scratch, &s, &n)) ||
-		    (err = json_expect(r, ':', "expected ':' after a name")))
-			return err;
-		snprintf(name, sizeof(name), "%.*s", n < 31 ? (int)n : 31, s);
-		if ((err = fn(r, scratch, n > 31 ? "" : name, e)))
-			return err;
-		more = json_next(r, '}');
-		if (more < 0)
-			return more;
-	} while (more);
-	r->depth--;
-	return 0;
-}
-
-static int node_member(struct json_rd *r, struct fbuf *scratch,
-		       const char *name, struct elem *e)
-{
 	if (!strcmp(name, "Address") && json_peek(r) == '"')
 		return take_str(r, scratch, e->node_addr, sizeof(e->node_addr),
 				e);
 	return json_skip(r, scratch);
 }
 
-static int service_member(struct json_rd *r, struct fbuf *scratch,
-			  const char *name, struct elem *e)
+static int service_member(struct json_rd *r, const char *name, void *ctx)
 {
+	struct elem *e = ctx;
+	struct fbuf *scratch = e->scratch;
+
 	if (!strcmp(name, "Address") && json_peek(r) == '"')
 		return take_str(r, scratch, e->addr, sizeof(e->addr), e);
 	if (!strcmp(name, "Port") && json_peek(r) != 'n') {
@@ -124,16 +92,17 @@ static int service_member(struct json_rd *r, struct fbuf *scratch,
 	return json_skip(r, scratch);
 }
 
-static int elem_member(struct json_rd *r, struct fbuf *scratch,
-		       const char *name, struct elem *e)
+static int elem_member(struct json_rd *r, const char *name, void *ctx)
 {
+	struct elem *e = ctx;
+
 	if (!strcmp(name, "Node") && json_peek(r) == '{')
-		return members(r, scratch, node_member, e);
+		return json_each_member(r, e->scratch, node_member, e);
 	if (!strcmp(name, "Service") && json_peek(r) == '{') {
 		e->has_service = true;
-		return members(r, scratch, service_member, e);
+		return json_each_member(r, e->scratch, service_member, e);
 	}
-	return json_skip(r, scratch);
+	return json_skip(r, e->scratch);
 }
 
 int consul_parse(const char *p, size_t n, struct naming_list *out,
@@ -157,11 +126,11 @@ int consul_parse(const char *p, size_t n, struct naming_list *out,
 	if (naming_index_init(&seen, out->mem, out->cap))
 		return -ENOMEM;
 	do {
-		struct elem e = {.port = -1};
+		struct elem e = {.port = -1, .scratch = scratch};
 		struct naming_node node;
 		const char *host;
 
-		err = members(&r, scratch, elem_member, &e);
+		err = json_each_member(&r, scratch, elem_member, &e);
 		if (err)
 			break;
 		host = e.addr[0] ? e.addr : e.node_addr;

@@ -94,43 +94,29 @@ struct rd {
 	int stop; /* what fn returned */
 };
 
-/* Members of the object at r->p, one call of `member` each, with the
- * name (at most 31 bytes kept; longer names are never ours). */
+/* Members of the object at r->p, one call of `member` each
+ * (json_each_member, with the reader's state). */
 typedef int member_fn(struct rd *d, const char *name, void *ctx);
+
+struct hop {
+	struct rd *d;
+	member_fn *fn;
+	void *ctx;
+};
+
+static int hop_fn(struct json_rd *r, const char *name, void *arg)
+{
+	struct hop *h = arg;
+
+	(void)r;
+	return h->fn(h->d, name, h->ctx);
+}
 
 static int each_member(struct rd *d, member_fn *member, void *ctx)
 {
-	struct json_rd *r = &d->r;
-	int err, more;
+	struct hop h = {d, member, ctx};
 
-	if ((err = json_expect(r, '{', "expected an object")))
-		return err;
-	if (++r->depth > JSON_MAX_DEPTH)
-		return json_fail(r, "nested too deep");
-	if (json_peek(r) == '}') {
-		r->p++;
-		r->depth--;
-		return 0;
-	}
-	do {
-		char name[32];
-		const char *s;
-		size_t n;
-
-		if ((err = json_string(r, d->scratch, &s, &n)) ||
-		    (err = json_expect(r, ':', "expected ':' after a name")))
-			return err;
-		snprintf(name, sizeof(name), "%.*s", n < 31 ? (int)n : 31, s);
-		if (n > 31)
-			name[0] = '\0';
-		if ((err = member(d, name, ctx)))
-			return err;
-		more = json_next(r, '}');
-		if (more < 0)
-			return more;
-	} while (more);
-	r->depth--;
-	return 0;
+	return json_each_member(&d->r, d->scratch, hop_fn, &h);
 }
 
 /* An integer sent as a string ("12") or as a number (12). */

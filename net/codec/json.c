@@ -309,6 +309,42 @@ int json_literal(struct json_rd *r, const char *word)
 	return 0;
 }
 
+int json_each_member(struct json_rd *r, struct fbuf *scratch,
+		     json_member_fn *fn, void *ctx)
+{
+	int err, more;
+
+	if ((err = json_expect(r, '{', "expected an object")))
+		return err;
+	if (++r->depth > JSON_MAX_DEPTH)
+		return json_fail(r, "nested too deep");
+	if (json_peek(r) == '}') {
+		r->p++;
+		r->depth--;
+		return 0;
+	}
+	do {
+		char name[JSON_NAME_MAX + 1] = "";
+		const char *s;
+		size_t n;
+
+		if ((err = json_string(r, scratch, &s, &n)) ||
+		    (err = json_expect(r, ':', "expected ':' after a name")))
+			return err;
+		if (n <= JSON_NAME_MAX) {
+			memcpy(name, s, n);
+			name[n] = '\0';
+		}
+		if ((err = fn(r, name, ctx)))
+			return err;
+		more = json_next(r, '}');
+		if (more < 0)
+			return more;
+	} while (more);
+	r->depth--;
+	return 0;
+}
+
 int json_skip(struct json_rd *r, struct fbuf *scratch)
 {
 	const char *s;

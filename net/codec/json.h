@@ -69,6 +69,17 @@ int json_number(struct json_rd *r, const char **s, size_t *n);
 /* The literal `word` ("true", "false", "null") at r->p. */
 int json_literal(struct json_rd *r, const char *word);
 
+/*
+ * Walks the object at r->p: fn(r, name, ctx) for each member, r at its
+ * value, which fn must read (or json_skip).  Names longer than
+ * JSON_NAME_MAX bytes come as "" (a reader of known names skips them).
+ * 0, -EBADMSG, or what fn returned.
+ */
+#define JSON_NAME_MAX 31
+typedef int json_member_fn(struct json_rd *r, const char *name, void *ctx);
+int json_each_member(struct json_rd *r, struct fbuf *scratch,
+		     json_member_fn *fn, void *ctx);
+
 /* Skips one value of any kind (objects and arrays within the depth). */
 int json_skip(struct json_rd *r, struct fbuf *scratch);
 
