@@ -4,7 +4,8 @@
 #   make          build/rpcgate: the static musl binary
 #   make check    the house checks (layers), then every test tier: fuzz
 #                 smoke, unit, integration, HTTP (test-http), overload
-#                 (test-overload), TLS (test-tls), etcd (test-etcd), the README's tour
+#                 (test-overload), TLS (test-tls), etcd (test-etcd), gRPC
+#                 (test-grpc), the README's tour
 #                 (test-docs),
 #                 the container (test-image) and the VMs (test-rxe)
 #   make layers   scripts/check-layers: no include up or beside a wing, no
@@ -16,6 +17,7 @@
 #   make test-rxe the VM and soft-RoCE tier (tests/rxe/test-vm)
 #   make test-tls TLS with openssl, curl and nginx (tests/tls/test-tls)
 #   make test-etcd  etcd naming, registration, live routes (tests/etcd/test-etcd)
+#   make test-grpc  gRPC against grpcio's client (tests/grpc/test-grpc)
 #   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
 #   make bench-http  scripts/bench-http: HTTP/JSON against nginx (wrk)
 #   make bench-tls   scripts/bench-tls: TLS handshakes and HTTPS against nginx
@@ -41,7 +43,7 @@ DEPS_PKGS := gcc make musl-tools libibverbs-dev librdmacm-dev \
 	libnl-3-dev libnl-route-3-dev libprotobuf-c-dev protobuf-c-compiler \
 	zlib1g-dev libcmocka-dev ibverbs-providers clang libclang-rt-14-dev \
 	python3 python3-snappy qemu-system-x86 runc umoci skopeo \
-	libc-ares-dev dnsmasq-base curl iproute2 libssl-dev openssl
+	libc-ares-dev dnsmasq-base curl iproute2 libssl-dev openssl libnghttp2-dev
 
 MUSL_CC := musl-gcc
 HOST_CC := gcc
@@ -83,11 +85,12 @@ HOST_CFLAGS := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \
 # glibc's own libc.a into a musl link.  Order: users before providers.
 STATIC_LIBS := $(addprefix $(LIBDIR)/,librdmacm.a librxe-rdmav34.a \
 	libibverbs.a libnl-route-3.a libnl-3.a libprotobuf-c.a libz.a \
-	libcares.a libssl.a libcrypto.a)
+	libcares.a libnghttp2.a libssl.a libcrypto.a)
 # musl-gcc sees only musl's headers; these are the few foreign headers
 # the build includes, linked into one directory so glibc's never leak in.
 MUSL_INC_LINKS := infiniband rdma protobuf-c linux asm-generic zlib.h zconf.h \
-	ares.h ares_build.h ares_rules.h ares_version.h ares_dns.h ares_nameser.h
+	ares.h ares_build.h ares_rules.h ares_version.h ares_dns.h ares_nameser.h \
+	nghttp2
 
 # net/ is in wings, one folder each, lowest first (net/README.md):
 # base <- codec <- rpc <- cluster.  A wing's headers are included as
@@ -109,7 +112,7 @@ HOST_LIB_SRCS := $(filter-out app/main.c app/musl_strlen.c app/musl_ucontext.c \
 HOST_LIB_OBJS := $(HOST_LIB_SRCS:%.c=$(BUILD)/host/%.o) \
 	$(GEN_SRCS:$(BUILD)/gen/%.c=$(BUILD)/host/gen/%.o)
 HOST_LIB := $(BUILD)/host/librpcgate.a
-HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcares -lssl -lcrypto -lcmocka -lpthread -lm
+HOST_LDLIBS := -libverbs -lrdmacm -lprotobuf-c -lz -lcares -lnghttp2 -lssl -lcrypto -lcmocka -lpthread -lm
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/host/tests/unit/%)
@@ -131,7 +134,7 @@ FUZZ_CHECK_SECONDS ?= 10
 
 .PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http bench-tls format \
 	bench-overload soak \
-	clean image oci test-rxe test-image test-docs test-http test-overload test-tls test-etcd \
+	clean image oci test-rxe test-image test-docs test-http test-overload test-tls test-etcd test-grpc \
 	kernel stamps layers
 
 all: $(BUILD)/rpcgate
@@ -233,7 +236,7 @@ fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' $(1))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(call fuzz_sources,tests/fuzz/%.c) \
 		| deps $(GEN_HDRS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lssl -lcrypto \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter %.c %.a,$^) -o $@ -lz -lnghttp2 -lssl -lcrypto \
 		-lpthread -lm
 
 fuzz: $(FUZZ_BINS)
@@ -266,6 +269,8 @@ check: layers $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/rpcgate $(FUZZ_BINS) \
 	@$(TEST_ENV) tests/tls/test-tls
 	@scripts/deps etcd-server etcd-client
 	@$(TEST_ENV) tests/etcd/test-etcd
+	@scripts/deps $(GRPC_PKGS)
+	@$(TEST_ENV) tests/grpc/test-grpc
 	@SOAK_S=120 SOAK_SAMPLE_S=3 SOAK_RSS_NOISE_KIB=2048 scripts/soak \
 		--out=$(BUILD)/soak-check
 	@tests/docs/test-readme
@@ -297,6 +302,13 @@ test-tls: $(BUILD)/rpcgate
 test-etcd: $(BUILD)/rpcgate
 	@scripts/deps etcd-server etcd-client
 	@$(TEST_ENV) tests/etcd/test-etcd
+
+# gRPC over HTTP/2 against the reference implementation's client
+# (tests/grpc/test-grpc).
+GRPC_PKGS := python3-grpcio python3-grpc-tools nghttp2-client
+test-grpc: $(BUILD)/rpcgate
+	@scripts/deps $(GRPC_PKGS)
+	@$(TEST_ENV) tests/grpc/test-grpc
 
 # README.md's tour, run as printed (tests/docs/test-readme).
 test-docs: $(BUILD)/rpcgate image

@@ -493,6 +493,8 @@ void server_call_finish(struct server_call *call)
 				 call->m->output->name);
 	if (call->http)
 		server__http_finish(call);
+	else if (call->h2)
+		server__h2_finish(call);
 	else
 		server__baidu_finish(call);
 }
@@ -676,6 +678,11 @@ static void srv_on_data(struct conn *c)
 		 * 1.9): baidu_std, then HTTP. */
 		r = baidu_detect(&c->in);
 		if (r < 0) {
+			r = server__h2_detect(&c->in);
+			if (r > 0)
+				sc->proto = SRV_H2;
+		}
+		if (r < 0) {
 			n = iobuf_copy_out(&c->in, 0, first, sizeof(first));
 			r = http1_detect(first, n);
 			if (r > 0)
@@ -706,6 +713,8 @@ static void srv_on_data(struct conn *c)
 		server__baidu_data(sc);
 	else if (sc->proto == SRV_HTTP)
 		server__http_data(sc);
+	else if (sc->proto == SRV_H2)
+		server__h2_data(sc);
 	else
 		iobuf_reset(&c->in); /* refused: ignore the rest */
 }
@@ -763,6 +772,7 @@ static void srv_on_close(struct conn *c, int err)
 
 	loop_timer_stop(c->loop, &sc->first_bytes);
 	server__http_close(sc);
+	server__h2_close(sc);
 	if (c->write_timed_out) {
 		metrics_counter_add(&s->closed_slow, 1);
 		log_warn(s->opt.log,
@@ -1336,6 +1346,9 @@ int server_stop(struct server *s, int grace_ms)
 				unlink(s->listeners[i].unix_path);
 		}
 	pthread_mutex_lock(&s->lock);
+	/* HTTP/2 clients are told to open no more streams here */
+	for (sc = s->conns; sc; sc = sc->next)
+		server__h2_stop(sc);
 	wait_until(s, listeners_closed, -1);
 	wait_until(s, calls_done, deadline_after(grace_ms));
 	left = (int)__atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE);

@@ -1,8 +1,8 @@
 /*
  * server: an RPC server: services from protobuf-c descriptors (or from a
  * descriptor pool, raw), listening ports, a protocol detected per
- * connection (the RDMA hello, baidu_std, HTTP/1.x), brpc's answers and
- * built-in pages.
+ * connection (the RDMA hello, baidu_std, HTTP/1.x, HTTP/2 with gRPC),
+ * brpc's answers and built-in pages.
  *
  * A request's way through (baidu_std; spec/brpc-wire.md 1.8):
  *
@@ -255,6 +255,7 @@ struct server_call {
 
 	/* private */
 	struct srv_http_call *http; /* HTTP calls: what the answer needs */
+	struct h2_stream *h2;	    /* gRPC calls: their stream */
 	struct server *srv;
 	struct srv_conn *sc;
 	const struct server_method *m; /* NULL: a routed (raw) call */

@@ -6,6 +6,7 @@
  *                   stopping
  *   server_baidu.c  baidu_std requests and answers
  *   server_http.c   HTTP/1.x requests, the JSON mapping, answers
+ *   server_h2.c     HTTP/2 and gRPC requests and answers
  *   server_pages.c  the built-in pages (/status, /flags, /metrics, ...)
  */
 #ifndef RPCGATE_NET_SERVER_INT_H
@@ -60,6 +61,7 @@ enum srv_proto {
 	SRV_TLS,     /* the TLS handshake */
 	SRV_BAIDU,   /* baidu_std */
 	SRV_HTTP,    /* HTTP/1.x */
+	SRV_H2,	     /* HTTP/2 (gRPC) */
 	SRV_REFUSED, /* answered, closing: read nothing more */
 };
 
@@ -98,6 +100,8 @@ struct srv_conn {
 	int64_t accepted_ns;
 	struct loop_timer first_bytes; /* upgrade ports: first bytes due */
 	struct srv_http http;
+	struct srv_h2 *h2;	/* HTTP/2: its session (loop thread) */
+	struct task h2_stop;	/* server__h2_stop() */
 };
 
 /* ---- server.c ----------------------------------------------------------- */
@@ -167,6 +171,17 @@ void server__http_close(struct srv_conn *sc);
 void server__http_answer(struct srv_conn *sc, int minor, bool head_only,
 			 int status, const char *extra, const char *type,
 			 struct iobuf *body);
+
+/* ---- server_h2.c -------------------------------------------------------- */
+
+/* Do the first bytes start HTTP/2's client preface?  1 yes, 0 not enough
+ * bytes yet, -1 no. */
+int server__h2_detect(const struct iobuf *in);
+void server__h2_data(struct srv_conn *sc);
+void server__h2_finish(struct server_call *call);
+void server__h2_close(struct srv_conn *sc);
+/* Any thread: a stopping server's GOAWAY, sent from the conn's loop. */
+void server__h2_stop(struct srv_conn *sc);
 
 /* ---- server_pages.c ----------------------------------------------------- */
 

@@ -1,0 +1,1066 @@
+/*
+ * server_h2: HTTP/2 (RFC 9113) on a server port, cleartext with prior
+ * knowledge (the client preface as a connection's first bytes), and gRPC
+ * over it (net/codec/grpc.h): every service of the server, its routes
+ * and raw services, unary; grpc.health.v1.Health/Check built in.
+ *
+ * nghttp2's session is the framing layer (frames, HPACK, SETTINGS, flow
+ * control, stream states, GOAWAY), driven from the connection's loop:
+ *
+ *   read    every piece of c->in goes to nghttp2_session_mem_recv(); its
+ *           callbacks gather each stream's headers and DATA; at
+ *           END_STREAM the request is whole and becomes a call, as a
+ *           baidu_std frame does (admit, auth, method limit, dispatch)
+ *   answer  server_call_finish() (any thread) frames the message and
+ *           posts the call to the loop, which submits HEADERS, DATA
+ *           (sent from the iobuf without a copy) and the trailers
+ *           (grpc-status, grpc-message), then sends what the session
+ *           has queued
+ *
+ * A stream reset by the client while its call runs is kept, detached,
+ * until the call ends; its answer is dropped.  A call still running at
+ * its grpc-timeout is answered DEADLINE_EXCEEDED then, and its own
+ * answer dropped.
+ *
+ * Misbehaving peers (RFC 9113 10.5, and CVE-2019-9512..9518,
+ * CVE-2023-44487): a bad preface, a protocol error, more than
+ * H2_CONTROL_PER_SEC control frames (PING, SETTINGS, RST_STREAM,
+ * PRIORITY, empty DATA) in a second, or a flood nghttp2 detects itself
+ * (unanswered acks, rapid resets, CONTINUATIONs) get a GOAWAY and the
+ * close, with one log line.  Other connections are not touched.
+ */
+#define _GNU_SOURCE /* memmem */
+#include "server_int.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/util.h"
+#include "codec/compress.h"
+#include "codec/grpc.h"
+#include "codec/pbwire.h"
+#include "codec/rpc_errno.h"
+#include "codec/rpc_msg.h"
+
+/* SETTINGS_MAX_CONCURRENT_STREAMS we advertise (brpc: unlimited;
+ * nginx: 128). */
+#define H2_MAX_STREAMS 128
+/* Calls of one connection in flight, counting those whose stream was
+ * reset: a client resetting streams cannot queue more work than this. */
+#define H2_MAX_CALLS (2 * H2_MAX_STREAMS)
+/* SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 6.5.2: names, values and 32
+ * bytes a field); a longer list resets its stream. */
+#define H2_MAX_HEADER_LIST (16u << 10)
+/* SETTINGS_MAX_FRAME_SIZE: RFC 9113's least, nghttp2's too. */
+#define H2_MAX_FRAME 16384
+/* SETTINGS_INITIAL_WINDOW_SIZE and the connection's window: a stream
+ * may send 1 MiB ahead, all streams 16 MiB (brpc: 256 KiB and 1 MiB). */
+#define H2_STREAM_WINDOW (1 << 20)
+#define H2_CONN_WINDOW	 (16 << 20)
+/* Control frames a second past which a connection is a flood. */
+#define H2_CONTROL_PER_SEC 1000
+/* Entries in one SETTINGS frame; unanswered PING and SETTINGS acks;
+ * CONTINUATION frames of one header block (nghttp2's options). */
+#define H2_MAX_SETTINGS	    32
+#define H2_MAX_OUTBOUND_ACK 1000
+#define H2_MAX_CONTINUATIONS 8
+/* RST_STREAMs: a burst and a rate a second (nghttp2's defaults). */
+#define H2_RST_BURST 1000
+#define H2_RST_RATE  33
+/* A path's service and method, each. */
+#define H2_NAME_MAX 256
+/* The health service (grpc/src/proto/grpc/health/v1/health.proto). */
+#define H2_HEALTH_SERVICE "grpc.health.v1.Health"
+enum { HEALTH_SERVING = 1, HEALTH_NOT_SERVING = 2 };
+
+struct srv_h2;
+
+/* One stream: loop thread, but while `call` runs, the call's answer
+ * fields (resp, status, message) are the call's. */
+struct h2_stream {
+	int32_t id;
+	struct srv_h2 *h2; /* NULL: its connection went */
+	struct h2_stream *prev, *next;
+	struct server_call *call; /* in flight */
+	bool closed;		  /* nghttp2 closed it */
+	bool answered;		  /* submitted (or dropped) */
+	bool ended;		  /* END_STREAM came */
+	bool post, grpc, gzip_in, bad_encoding, accept_gzip;
+	size_t header_bytes;
+	int64_t timeout_ms;
+	struct loop_timer deadline;
+	struct iobuf body; /* the request's DATA */
+	/* the answer */
+	struct iobuf resp; /* DATA to send */
+	bool resp_gzip;
+	int status;	  /* grpc-status */
+	char *message;	  /* grpc-message, encoded; NULL: none */
+	int http_status;  /* not gRPC: an HTTP answer */
+	char ctype[48];	  /* the request's content-type, echoed */
+	char auth[256];	  /* authorization, for the auth hook */
+	size_t auth_len;
+	char path[2 * H2_NAME_MAX + 3];
+};
+
+struct srv_h2 {
+	nghttp2_session *ng;
+	struct srv_conn *sc;
+	struct iobuf out;	  /* frames for conn_write */
+	struct h2_stream *streams; /* open or in a call */
+	unsigned calls;		  /* in flight */
+	bool logged;		  /* the one line of a bad peer */
+	char why[160];		  /* nghttp2's last error text */
+	int64_t ctl_window_ns;	  /* control frames counted since */
+	unsigned ctl_count;
+};
+
+static void h2_flush(struct srv_h2 *h2);
+
+/* ---- streams -------------------------------------------------------- */
+
+static struct h2_stream *stream_new(struct srv_h2 *h2, int32_t id)
+{
+	struct server *s = h2->sc->srv;
+	struct h2_stream *st = mem_zalloc(s->opt.mem, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	st->id = id;
+	st->h2 = h2;
+	st->status = GRPC_OK;
+	iobuf_init(&st->body, s->opt.pool);
+	iobuf_init(&st->resp, s->opt.pool);
+	loop_timer_init(&st->deadline);
+	st->next = h2->streams;
+	if (h2->streams)
+		h2->streams->prev = st;
+	h2->streams = st;
+	return st;
+}
+
+static void stream_unlink(struct h2_stream *st)
+{
+	struct srv_h2 *h2 = st->h2;
+
+	if (!h2)
+		return;
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		h2->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	st->prev = st->next = NULL;
+	st->h2 = NULL;
+}
+
+static void stream_free(struct server *s, struct h2_stream *st)
+{
+	stream_unlink(st);
+	iobuf_destroy(&st->body);
+	iobuf_destroy(&st->resp);
+	mem_free(s->opt.mem, st->message);
+	mem_free(s->opt.mem, st);
+}
+
+/* ---- a bad peer ----------------------------------------------------- */
+
+static void h2_log_once(struct srv_h2 *h2, const char *what)
+{
+	struct srv_conn *sc = h2->sc;
+
+	if (h2->logged)
+		return;
+	h2->logged = true;
+	__atomic_fetch_add(&sc->srv->n_closed_bad, 1, __ATOMIC_RELAXED);
+	log_warn(sc->srv->opt.log, "closing %s: HTTP/2: %s%s%s",
+		 sc->conn.peer_text, what, h2->why[0] ? ": " : "", h2->why);
+}
+
+/* GOAWAY with `code`, one log line, and the close once it is out. */
+static void h2_fail(struct srv_h2 *h2, uint32_t code, const char *what)
+{
+	h2_log_once(h2, what);
+	nghttp2_session_terminate_session(h2->ng, code);
+}
+
+/* Counts a control frame: false once the peer floods. */
+static bool h2_control(struct srv_h2 *h2)
+{
+	int64_t now = loop_now(h2->sc->conn.loop);
+
+	if (now - h2->ctl_window_ns >= 1000000000) {
+		h2->ctl_window_ns = now;
+		h2->ctl_count = 0;
+	}
+	if (++h2->ctl_count <= H2_CONTROL_PER_SEC)
+		return true;
+	snprintf(h2->why, sizeof(h2->why),
+		 "more than %d PING, SETTINGS, RST_STREAM, PRIORITY or "
+		 "empty DATA frames in a second",
+		 H2_CONTROL_PER_SEC);
+	h2_fail(h2, NGHTTP2_ENHANCE_YOUR_CALM, "a flood of control frames");
+	return false;
+}
+
+/* ---- answers (loop thread) ------------------------------------------ */
+
+#define NV(n, v, vl)                                                          \
+	{ (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl),                \
+	  NGHTTP2_NV_FLAG_NO_COPY_NAME }
+
+static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf,
+			 size_t length, uint32_t *flags,
+			 nghttp2_data_source *src, void *user)
+{
+	struct h2_stream *st = src->ptr;
+	size_t left = iobuf_len(&st->resp);
+	size_t n = left < length ? left : length;
+	char status[12];
+
+	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	if (n == left) {
+		int len = snprintf(status, sizeof(status), "%d", st->status);
+		nghttp2_nv tr[2] = {
+		    NV("grpc-status", status, (size_t)len),
+		    NV("grpc-message", st->message,
+		       st->message ? strlen(st->message) : 0),
+		};
+
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (st->grpc) {
+			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			if (nghttp2_submit_trailer(ng, id, tr,
+						   st->message ? 2 : 1))
+				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		}
+	}
+	return (ssize_t)n;
+}
+
+/* DATA frames go from the stream's answer to the output, not copied. */
+static int send_data(nghttp2_session *ng, nghttp2_frame *frame,
+		     const uint8_t *framehd, size_t length,
+		     nghttp2_data_source *src, void *user)
+{
+	struct srv_h2 *h2 = user;
+	struct h2_stream *st = src->ptr;
+
+	if (iobuf_append(&h2->out, framehd, 9) ||
+	    iobuf_cut(&st->resp, &h2->out, length))
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+/* Submits st's answer: HEADERS, then DATA and trailers, or a
+ * trailers-only gRPC answer (an error), or a plain HTTP one. */
+static void stream_answer(struct srv_h2 *h2, struct h2_stream *st)
+{
+	char status[12], hstatus[4];
+	int len = snprintf(status, sizeof(status), "%d", st->status);
+	nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
+	nghttp2_nv nv[6];
+	size_t n = 0;
+	int rv;
+
+	st->answered = true;
+	if (st->closed)
+		return;
+	loop_timer_stop(h2->sc->conn.loop, &st->deadline);
+	if (!st->grpc) {
+		snprintf(hstatus, sizeof(hstatus), "%d", st->http_status);
+		nv[n++] = (nghttp2_nv)NV(":status", hstatus, 3);
+		nv[n++] = (nghttp2_nv)NV("content-type", "text/plain", 10);
+		rv = nghttp2_submit_response(h2->ng, st->id, nv, n, &prd);
+		goto out;
+	}
+	nv[n++] = (nghttp2_nv)NV(":status", "200", 3);
+	nv[n++] = (nghttp2_nv)NV("content-type", st->ctype, strlen(st->ctype));
+	if (st->status != GRPC_OK) {
+		/* trailers-only: one HEADERS with END_STREAM */
+		nv[n++] = (nghttp2_nv)NV("grpc-status", status, (size_t)len);
+		if (st->message)
+			nv[n++] = (nghttp2_nv)NV("grpc-message", st->message,
+						 strlen(st->message));
+		rv = nghttp2_submit_response(h2->ng, st->id, nv, n, NULL);
+		goto out;
+	}
+	if (st->resp_gzip)
+		nv[n++] = (nghttp2_nv)NV("grpc-encoding", "gzip", 4);
+	nv[n++] = (nghttp2_nv)NV("grpc-accept-encoding", "identity,gzip", 13);
+	rv = nghttp2_submit_response(h2->ng, st->id, nv, n, &prd);
+out:
+	if (rv)
+		nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id,
+					  NGHTTP2_INTERNAL_ERROR);
+}
+
+/* st's gRPC status and message (text percent-encoded). */
+static void stream_status(struct server *s, struct h2_stream *st, int status,
+			  const char *text)
+{
+	size_t need;
+
+	st->status = status;
+	mem_free(s->opt.mem, st->message);
+	st->message = NULL;
+	if (!text || !*text)
+		return;
+	need = grpc_message_encode(text, strlen(text), NULL, 0) + 1;
+	st->message = mem_alloc(s->opt.mem, need);
+	if (st->message)
+		grpc_message_encode(text, strlen(text), st->message, need);
+}
+
+/* An answer made here on the loop, with no call. */
+static void answer_now(struct srv_h2 *h2, struct h2_stream *st, int status,
+		       const char *text)
+{
+	struct server *s = h2->sc->srv;
+
+	if (status != GRPC_OK)
+		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
+	stream_status(s, st, status, text);
+	stream_answer(h2, st);
+}
+
+/* The posted half of server__h2_finish(). */
+static void answer_task(struct task *t)
+{
+	struct server_call *call = container_of(t, struct server_call, task);
+	struct h2_stream *st = call->h2;
+	struct server *s = call->srv;
+	struct srv_h2 *h2 = st->h2;
+
+	if (h2) {
+		h2->calls--;
+		if (!st->answered)
+			stream_answer(h2, st);
+		/* queued before the call is freed: a stopping server closes
+		 * its connections once the last call is.  The stream may
+		 * close meanwhile: with st->call set, it stays ours. */
+		h2_flush(h2);
+	}
+	st->call = NULL;
+	server__call_free(call);
+	if (!st->h2 || st->closed)
+		stream_free(s, st);
+}
+
+void server__h2_finish(struct server_call *call)
+{
+	struct h2_stream *st = call->h2;
+	struct server *s = call->srv;
+	uint8_t pfx[GRPC_PREFIX_LEN];
+	struct iobuf pb;
+	int err = 0;
+
+	iobuf_init(&pb, s->opt.pool);
+	if (!call->error_code && call->m && call->m->input) {
+		err = rpc_msg_encode(call->response, COMPRESS_NONE, &pb);
+		if (err)
+			server_call_fail(call, RPC_EINTERNAL,
+					 "Fail to serialize response=%s: %s",
+					 call->m->output->name, strerror(-err));
+	} else if (!call->error_code &&
+		   (call->response_compress_type == COMPRESS_NONE ||
+		    (call->response_compress_type == COMPRESS_GZIP &&
+		     st->accept_gzip))) {
+		/* gRPC's gzip is brpc's: the bytes go as they came */
+		st->resp_gzip = call->response_compress_type == COMPRESS_GZIP;
+		iobuf_append_buf(&pb, &call->response_body);
+	} else if (!call->error_code) {
+		err = compress_decode(call->response_compress_type,
+				      &call->response_body, &pb,
+				      s->opt.max_body_size);
+		if (err)
+			server_call_fail(
+			    call, RPC_ERESPONSE,
+			    "Fail to decompress the answer (%s): %s",
+			    compress_type_name(call->response_compress_type),
+			    strerror(-err));
+	}
+	if (!call->error_code && iobuf_len(&pb) > UINT32_MAX)
+		server_call_fail(call, RPC_ERESPONSE, "the answer is too long");
+	if (call->error_code) {
+		const char *text = call->error_text ? call->error_text
+				   : rpc_errno_text(call->error_code)
+				       ? rpc_errno_text(call->error_code)
+				       : "failed";
+		char small[512];
+		int n = -1;
+
+		if (!call->error_plain)
+			n = baidu_format_error_text(small, sizeof(small),
+						    server__addr_text(call->sc),
+						    call->error_code, text);
+		stream_status(s, st, grpc_status_from_rpc(call->error_code),
+			      n >= 0 ? small : text);
+		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
+	} else {
+		grpc_msg_prefix(pfx, st->resp_gzip, (uint32_t)iobuf_len(&pb));
+		if (iobuf_append(&st->resp, pfx, sizeof(pfx)) ||
+		    iobuf_append_buf(&st->resp, &pb))
+			stream_status(s, st, GRPC_INTERNAL,
+				      "no memory for the answer");
+	}
+	iobuf_destroy(&pb);
+	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
+	task_init(&call->task, answer_task);
+	loop_post(call->sc->conn.loop, &call->task);
+}
+
+/* A call still running at its grpc-timeout: DEADLINE_EXCEEDED now. */
+static void deadline_due(struct loop_timer *t)
+{
+	struct h2_stream *st = container_of(t, struct h2_stream, deadline);
+
+	if (!st->h2 || st->answered || !st->call)
+		return;
+	answer_now(st->h2, st, GRPC_DEADLINE_EXCEEDED,
+		   "the call's grpc-timeout passed before its answer");
+	h2_flush(st->h2);
+}
+
+/* ---- requests (loop thread) ----------------------------------------- */
+
+static void typed_task(struct task *t)
+{
+	struct server_call *call = container_of(t, struct server_call, task);
+
+	server__call_typed(call, &call->request_body,
+			   call->request_compress_type);
+}
+
+static void raw_task(struct task *t)
+{
+	struct server_call *call = container_of(t, struct server_call, task);
+
+	call->m->fn(call, call->m->svc->arg);
+}
+
+/* "/Service/Method" into its parts; false: not that shape. */
+static bool split_path(const char *path, char *svc, char *method)
+{
+	const char *slash;
+	size_t sn, mn;
+
+	if (path[0] != '/')
+		return false;
+	slash = strchr(path + 1, '/');
+	if (!slash)
+		return false;
+	sn = (size_t)(slash - path - 1);
+	mn = strlen(slash + 1);
+	if (!sn || !mn || sn > H2_NAME_MAX || mn > H2_NAME_MAX ||
+	    strchr(slash + 1, '/'))
+		return false;
+	memcpy(svc, path + 1, sn);
+	svc[sn] = '\0';
+	memcpy(method, slash + 1, mn + 1);
+	return true;
+}
+
+/* grpc.health.v1.Health/Check: the server, or one of its services. */
+static void health_check(struct srv_h2 *h2, struct h2_stream *st)
+{
+	struct server *s = h2->sc->srv;
+	const uint8_t *name = (const uint8_t *)"";
+	size_t name_len = 0;
+	uint8_t msg[GRPC_PREFIX_LEN + 2], pfx[GRPC_PREFIX_LEN];
+	struct grpc_msg gm;
+	char svc[H2_NAME_MAX + 1];
+	bool known, is_short;
+	uint8_t *flat = NULL;
+	struct pbw_rd r;
+
+	if (grpc_msg_peek(&st->body, 0, 4096, &gm) != 1 || gm.compressed ||
+	    iobuf_len(&st->body) != GRPC_PREFIX_LEN + gm.len) {
+		answer_now(h2, st, GRPC_INVALID_ARGUMENT,
+			   "a HealthCheckRequest, uncompressed, is expected");
+		return;
+	}
+	flat = mem_alloc(s->opt.mem, gm.len + 1);
+	if (!flat) {
+		answer_now(h2, st, GRPC_INTERNAL, "no memory");
+		return;
+	}
+	iobuf_copy_out(&st->body, GRPC_PREFIX_LEN, flat, gm.len);
+	pbw_rd_init(&r, flat, gm.len);
+	while (pbw_rd_more(&r)) {
+		uint32_t num, wt;
+
+		if (pbw_get_key(&r, &num, &wt) ||
+		    (num == 1 && wt == 2 ? pbw_get_len(&r, &name, &name_len)
+					 : pbw_skip(&r, wt))) {
+			mem_free(s->opt.mem, flat);
+			answer_now(h2, st, GRPC_INVALID_ARGUMENT,
+				   "the HealthCheckRequest does not decode");
+			return;
+		}
+	}
+	known = name_len == 0;
+	if (!known && name_len <= H2_NAME_MAX) {
+		memcpy(svc, name, name_len);
+		svc[name_len] = '\0';
+		known = server__find_service(s, svc, name_len, &is_short) ||
+			!strcmp(svc, H2_HEALTH_SERVICE);
+		if (!known && s->route) {
+			void *route = s->route(s->route_arg, svc, "");
+
+			known = route != NULL;
+			server__route_release(s, route);
+		}
+	}
+	mem_free(s->opt.mem, flat);
+	if (!known) {
+		answer_now(h2, st, GRPC_NOT_FOUND, "unknown service");
+		return;
+	}
+	msg[0] = 0x08; /* field 1, varint: status */
+	msg[1] = __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)
+		     ? HEALTH_NOT_SERVING
+		     : HEALTH_SERVING;
+	grpc_msg_prefix(pfx, false, 2);
+	iobuf_append(&st->resp, pfx, sizeof(pfx));
+	iobuf_append(&st->resp, msg, 2);
+	answer_now(h2, st, GRPC_OK, NULL);
+}
+
+/* A stream's request is whole: a call, or an answer made here. */
+static void stream_request(struct srv_h2 *h2, struct h2_stream *st)
+{
+	struct srv_conn *sc = h2->sc;
+	struct server *s = sc->srv;
+	char svc_name[H2_NAME_MAX + 1], method[H2_NAME_MAX + 1], why[640];
+	struct server_service *svc = NULL;
+	struct server_method *m = NULL;
+	struct server_call *call;
+	struct grpc_msg gm;
+	void *route = NULL;
+	bool is_short = false;
+	int code, r;
+
+	if (!st->grpc) {
+		static const char text[] =
+		    "rpcgate: this HTTP/2 port answers gRPC (content-type "
+		    "application/grpc); HTTP/JSON and the built-in pages "
+		    "are on HTTP/1.1\n";
+
+		st->http_status = 415;
+		iobuf_append(&st->resp, text, sizeof(text) - 1);
+		stream_answer(h2, st);
+		return;
+	}
+	if (!st->post) {
+		answer_now(h2, st, GRPC_UNIMPLEMENTED,
+			   "gRPC calls are POST requests");
+		return;
+	}
+	if (st->bad_encoding) {
+		answer_now(h2, st, GRPC_UNIMPLEMENTED,
+			   "grpc-encoding not supported: identity and gzip "
+			   "are");
+		return;
+	}
+	if (!split_path(st->path, svc_name, method)) {
+		snprintf(why, sizeof(why), "Fail to find method on `%s'",
+			 st->path);
+		answer_now(h2, st, GRPC_UNIMPLEMENTED, why);
+		return;
+	}
+	r = grpc_msg_peek(&st->body, 0, s->opt.max_body_size, &gm);
+	if (r != 1 || iobuf_len(&st->body) != GRPC_PREFIX_LEN + gm.len) {
+		answer_now(h2, st,
+			   r == -EMSGSIZE ? GRPC_RESOURCE_EXHAUSTED
+					  : GRPC_INVALID_ARGUMENT,
+			   r == -EMSGSIZE ? "the request is over max_body_size"
+					  : "a unary call's request is exactly "
+					    "one length-prefixed message");
+		return;
+	}
+	if (gm.compressed && !st->gzip_in) {
+		answer_now(h2, st, GRPC_INTERNAL,
+			   "a compressed message without grpc-encoding");
+		return;
+	}
+	svc = server__find_service(s, svc_name, strlen(svc_name), &is_short);
+	m = svc ? server__find_method(svc, method, strlen(method)) : NULL;
+	if (!m && !svc && !strcmp(svc_name, H2_HEALTH_SERVICE) &&
+	    !strcmp(method, "Check")) {
+		health_check(h2, st);
+		return;
+	}
+	if (!m && !svc && s->route)
+		route = s->route(s->route_arg, svc_name, method);
+	if (!m && !route) {
+		snprintf(why, sizeof(why), "Fail to find method=%s/%s",
+			 svc_name, method);
+		answer_now(h2, st, GRPC_UNIMPLEMENTED, why);
+		return;
+	}
+	code = h2->calls >= H2_MAX_CALLS
+		   ? RPC_ELIMIT
+		   : server__admit(s, why, sizeof(why));
+	if (code) {
+		if (h2->calls >= H2_MAX_CALLS)
+			snprintf(why, sizeof(why),
+				 "%d calls of this connection in flight",
+				 H2_MAX_CALLS);
+		else
+			server__refused(s);
+		server__route_release(s, route);
+		answer_now(h2, st, grpc_status_from_rpc(code), why);
+		return;
+	}
+	if (s->opt.auth) {
+		struct baidu_bytes cred = {
+		    st->auth_len ? (const uint8_t *)st->auth : NULL,
+		    st->auth_len};
+		char reason[256] = "";
+		struct server_peer peer = server__peer(sc);
+
+		if (s->opt.auth(s->opt.auth_arg, &cred, &peer, reason,
+				sizeof(reason))) {
+			log_warn(s->opt.log,
+				 "refusing %s: authentication failed%s%s",
+				 sc->conn.peer_text, reason[0] ? ": " : "",
+				 reason);
+			snprintf(why, sizeof(why), "Fail to authenticate%s%s",
+				 reason[0] ? ": " : "", reason);
+			server__uncount_call(s);
+			server__route_release(s, route);
+			answer_now(h2, st, GRPC_UNAUTHENTICATED, why);
+			return;
+		}
+	}
+	if (m && server__method_enter(s, m, why, sizeof(why))) {
+		server__uncount_call(s);
+		answer_now(h2, st, GRPC_RESOURCE_EXHAUSTED, why);
+		return;
+	}
+	call = server__call_new(sc);
+	if (!call) {
+		if (m)
+			climit_leave(&m->limit, 0, false, clock_mono_ns());
+		server__uncount_call(s);
+		server__route_release(s, route);
+		answer_now(h2, st, GRPC_INTERNAL, "no memory for the call");
+		return;
+	}
+	call->h2 = st;
+	st->call = call;
+	h2->calls++;
+	call->m = m;
+	call->route = route;
+	call->service = m ? svc->name : NULL;
+	call->method = m ? m->name : NULL;
+	if (!m) {
+		/* the stream holds the names for the call's life */
+		memcpy(st->path, svc_name, strlen(svc_name) + 1);
+		memcpy(st->path + H2_NAME_MAX + 1, method, strlen(method) + 1);
+		call->service = st->path;
+		call->method = st->path + H2_NAME_MAX + 1;
+	}
+	call->correlation_id = (uint64_t)st->id;
+	call->request_compress_type =
+	    gm.compressed ? COMPRESS_GZIP : COMPRESS_NONE;
+	call->timeout_ms = (int32_t)st->timeout_ms;
+	iobuf_drop_front(&st->body, GRPC_PREFIX_LEN);
+	iobuf_append_buf(&call->request_body, &st->body);
+	server__call_hold(call, iobuf_len(&call->request_body));
+	if (st->timeout_ms > 0)
+		loop_timer_start(sc->conn.loop, &st->deadline,
+				 loop_now(sc->conn.loop) +
+				     st->timeout_ms * 1000000,
+				 deadline_due);
+	if (route)
+		s->route_handler(call, s->route_arg);
+	else if (!m->input)
+		server__call_dispatch(call, raw_task);
+	else
+		server__call_dispatch(call, typed_task);
+}
+
+/* ---- nghttp2's callbacks -------------------------------------------- */
+
+static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t len,
+		       int flags, void *user)
+{
+	struct srv_h2 *h2 = user;
+
+	if (iobuf_append(&h2->out, data, len))
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return (ssize_t)len;
+}
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame,
+			    void *user)
+{
+	struct srv_h2 *h2 = user;
+	struct h2_stream *st;
+
+	if (frame->hd.type != NGHTTP2_HEADERS ||
+	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	st = stream_new(h2, frame->hd.stream_id);
+	if (!st)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
+	return 0;
+}
+
+static bool is(const uint8_t *p, size_t n, const char *lit)
+{
+	return n == strlen(lit) && !memcmp(p, lit, n);
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
+		     const uint8_t *name, size_t namelen, const uint8_t *value,
+		     size_t valuelen, uint8_t flags, void *user)
+{
+	struct h2_stream *st =
+	    nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	int64_t ms;
+
+	if (!st || frame->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	st->header_bytes += namelen + valuelen + 32;
+	if (st->header_bytes > H2_MAX_HEADER_LIST)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0; /* trailers of a request: nothing in them for us */
+	if (is(name, namelen, ":path")) {
+		size_t n = valuelen < sizeof(st->path) - 1
+			       ? valuelen
+			       : sizeof(st->path) - 1;
+
+		memcpy(st->path, value, n);
+		st->path[n] = '\0';
+	} else if (is(name, namelen, ":method")) {
+		st->post = is(value, valuelen, "POST");
+	} else if (is(name, namelen, "content-type")) {
+		st->grpc = valuelen >= 16 && !memcmp(value, "application/grpc", 16) &&
+			   (valuelen == 16 || value[16] == ';' ||
+			    is(value, valuelen, "application/grpc+proto"));
+		if (st->grpc) {
+			size_t n = valuelen < sizeof(st->ctype) - 1
+				       ? valuelen
+				       : sizeof(st->ctype) - 1;
+
+			memcpy(st->ctype, value, n);
+			st->ctype[n] = '\0';
+		}
+	} else if (is(name, namelen, "grpc-timeout")) {
+		if (grpc_timeout_parse((const char *)value, valuelen, &ms) == 0)
+			st->timeout_ms = ms ? ms : 1;
+	} else if (is(name, namelen, "grpc-encoding")) {
+		st->gzip_in = is(value, valuelen, "gzip");
+		st->bad_encoding =
+		    !st->gzip_in && !is(value, valuelen, "identity");
+	} else if (is(name, namelen, "grpc-accept-encoding")) {
+		st->accept_gzip = memmem(value, valuelen, "gzip", 4) != NULL;
+	} else if (is(name, namelen, "authorization") &&
+		   valuelen < sizeof(st->auth)) {
+		memcpy(st->auth, value, valuelen);
+		st->auth_len = valuelen;
+	}
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
+			 const uint8_t *data, size_t len, void *user)
+{
+	struct srv_h2 *h2 = user;
+	struct server *s = h2->sc->srv;
+	struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
+
+	if (!st)
+		return 0;
+	if (iobuf_len(&st->body) + len > s->opt.max_body_size + GRPC_PREFIX_LEN) {
+		/* answered at once; what else comes is dropped */
+		if (!st->answered)
+			answer_now(h2, st, GRPC_RESOURCE_EXHAUSTED,
+				   "the request is over max_body_size");
+		iobuf_reset(&st->body);
+		return 0;
+	}
+	if (st->answered)
+		return 0;
+	if (iobuf_append(&st->body, data, len))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
+			 void *user)
+{
+	struct srv_h2 *h2 = user;
+	struct h2_stream *st;
+
+	switch (frame->hd.type) {
+	case NGHTTP2_PING:
+	case NGHTTP2_SETTINGS:
+		if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+			h2_control(h2);
+		return 0;
+	case NGHTTP2_RST_STREAM:
+	case NGHTTP2_PRIORITY:
+		h2_control(h2);
+		return 0;
+	case NGHTTP2_DATA:
+		if (!frame->hd.length &&
+		    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+		    !h2_control(h2))
+			return 0;
+		break;
+	case NGHTTP2_HEADERS:
+		break;
+	default:
+		return 0;
+	}
+	if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	if (!st || st->ended)
+		return 0;
+	st->ended = true;
+	if (!st->answered)
+		stream_request(h2, st);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code,
+			   void *user)
+{
+	struct srv_h2 *h2 = user;
+	struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
+
+	if (!st)
+		return 0;
+	nghttp2_session_set_stream_user_data(ng, id, NULL);
+	st->closed = true;
+	loop_timer_stop(h2->sc->conn.loop, &st->deadline);
+	if (!st->call)
+		stream_free(h2->sc->srv, st);
+	/* else the call's answer frees it */
+	return 0;
+}
+
+static int on_error(nghttp2_session *ng, int code, const char *msg,
+		    size_t len, void *user)
+{
+	struct srv_h2 *h2 = user;
+
+	if (len >= sizeof(h2->why))
+		len = sizeof(h2->why) - 1;
+	memcpy(h2->why, msg, len);
+	h2->why[len] = '\0';
+	return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame,
+			 void *user)
+{
+	struct srv_h2 *h2 = user;
+
+	if (frame->hd.type == NGHTTP2_GOAWAY &&
+	    frame->goaway.error_code != NGHTTP2_NO_ERROR)
+		h2_log_once(h2, nghttp2_http2_strerror(frame->goaway.error_code));
+	return 0;
+}
+
+static nghttp2_session_callbacks *h2_cbs;
+static pthread_once_t h2_cbs_once = PTHREAD_ONCE_INIT;
+
+static void h2_cbs_make(void)
+{
+	nghttp2_session_callbacks *c;
+
+	if (nghttp2_session_callbacks_new(&c))
+		return;
+	nghttp2_session_callbacks_set_send_callback(c, on_send);
+	nghttp2_session_callbacks_set_send_data_callback(c, send_data);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(
+	    c, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(c, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
+	    c, on_data_chunk);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(c, on_frame_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(
+	    c, on_stream_close);
+	nghttp2_session_callbacks_set_error_callback2(c, on_error);
+	nghttp2_session_callbacks_set_on_frame_send_callback(c, on_frame_send);
+	h2_cbs = c;
+}
+
+/* ---- the connection ------------------------------------------------- */
+
+static const uint8_t h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+int server__h2_detect(const struct iobuf *in)
+{
+	uint8_t first[sizeof(h2_preface) - 1];
+	size_t n = iobuf_copy_out(in, 0, first, sizeof(first));
+
+	if (memcmp(first, h2_preface, n))
+		return -1;
+	return n == sizeof(first) ? 1 : 0;
+}
+
+/* Sends what the session has queued; closes once it is done. */
+static void h2_flush(struct srv_h2 *h2)
+{
+	struct conn *c = &h2->sc->conn;
+	int rv = nghttp2_session_send(h2->ng);
+
+	if (rv) {
+		snprintf(h2->why, sizeof(h2->why), "%s", nghttp2_strerror(rv));
+		h2_log_once(h2, "the session failed");
+		conn_close(c, -EPROTO);
+		return;
+	}
+	if (!iobuf_empty(&h2->out) && conn_write(c, &h2->out))
+		return; /* closing */
+	if (!nghttp2_session_want_read(h2->ng) &&
+	    !nghttp2_session_want_write(h2->ng))
+		conn_close_after_flush(c, h2->logged ? -EPROTO : 0);
+}
+
+static int h2_start(struct srv_conn *sc)
+{
+	struct server *s = sc->srv;
+	struct srv_h2 *h2 = mem_zalloc(s->opt.mem, sizeof(*h2));
+	nghttp2_settings_entry iv[] = {
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
+	    {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2_MAX_FRAME},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2_MAX_HEADER_LIST},
+	    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+	};
+	nghttp2_option *opt;
+	int rv;
+
+	pthread_once(&h2_cbs_once, h2_cbs_make);
+	if (!h2 || !h2_cbs || nghttp2_option_new(&opt)) {
+		mem_free(s->opt.mem, h2);
+		return -ENOMEM;
+	}
+	nghttp2_option_set_max_settings(opt, H2_MAX_SETTINGS);
+	nghttp2_option_set_max_outbound_ack(opt, H2_MAX_OUTBOUND_ACK);
+	nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS);
+	nghttp2_option_set_stream_reset_rate_limit(opt, H2_RST_BURST,
+						   H2_RST_RATE);
+	h2->sc = sc;
+	iobuf_init(&h2->out, s->opt.pool);
+	rv = nghttp2_session_server_new2(&h2->ng, h2_cbs, h2, opt);
+	nghttp2_option_del(opt);
+	if (!rv)
+		rv = nghttp2_submit_settings(h2->ng, NGHTTP2_FLAG_NONE, iv,
+					     sizeof(iv) / sizeof(iv[0]));
+	if (!rv)
+		rv = nghttp2_session_set_local_window_size(
+		    h2->ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
+	if (rv) {
+		if (h2->ng)
+			nghttp2_session_del(h2->ng);
+		iobuf_destroy(&h2->out);
+		mem_free(s->opt.mem, h2);
+		return -ENOMEM;
+	}
+	h2->ctl_window_ns = loop_now(sc->conn.loop);
+	sc->h2 = h2;
+	return 0;
+}
+
+void server__h2_data(struct srv_conn *sc)
+{
+	struct conn *c = &sc->conn;
+	struct srv_h2 *h2 = sc->h2;
+
+	if (!h2) {
+		if (h2_start(sc)) {
+			conn_close(c, -ENOMEM);
+			return;
+		}
+		h2 = sc->h2;
+	}
+	for (size_t i = 0; i < iobuf_ref_count(&c->in); i++) {
+		const void *p;
+		size_t len;
+		ssize_t rv;
+
+		if (iobuf_ref_at(&c->in, i, &p, &len))
+			break;
+		rv = nghttp2_session_mem_recv(h2->ng, p, len);
+		if (rv < 0) {
+			if (!h2->why[0])
+				snprintf(h2->why, sizeof(h2->why), "%s",
+					 nghttp2_strerror((int)rv));
+			h2_fail(h2,
+				rv == NGHTTP2_ERR_FLOODED
+				    ? NGHTTP2_ENHANCE_YOUR_CALM
+				    : NGHTTP2_PROTOCOL_ERROR,
+				rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC
+				    ? "a bad client preface"
+				: rv == NGHTTP2_ERR_FLOODED ? "a flood"
+							    : "a protocol error");
+			break;
+		}
+		if (h2->logged)
+			break;
+	}
+	iobuf_reset(&c->in);
+	h2_flush(h2);
+}
+
+void server__h2_close(struct srv_conn *sc)
+{
+	struct srv_h2 *h2 = sc->h2;
+	struct server *s = sc->srv;
+	struct h2_stream *st, *next;
+
+	if (!h2)
+		return;
+	for (st = h2->streams; st; st = next) {
+		next = st->next;
+		loop_timer_stop(sc->conn.loop, &st->deadline);
+		if (st->call)
+			stream_unlink(st); /* its call's answer frees it */
+		else
+			stream_free(s, st);
+	}
+	nghttp2_session_del(h2->ng);
+	iobuf_destroy(&h2->out);
+	sc->h2 = NULL;
+	mem_free(s->opt.mem, h2);
+}
+
+/* A stopping server's GOAWAY (posted by server__h2_stop()). */
+static void stop_task(struct task *t)
+{
+	struct srv_conn *sc = container_of(t, struct srv_conn, h2_stop);
+	struct srv_h2 *h2 = sc->h2;
+
+	if (h2 && !conn_closing(&sc->conn)) {
+		nghttp2_submit_goaway(
+		    h2->ng, NGHTTP2_FLAG_NONE,
+		    nghttp2_session_get_last_proc_stream_id(h2->ng),
+		    NGHTTP2_NO_ERROR, NULL, 0);
+		h2_flush(h2);
+	}
+	conn_unref(&sc->conn);
+}
+
+void server__h2_stop(struct srv_conn *sc)
+{
+	if (!conn_tryref(&sc->conn))
+		return;
+	task_init(&sc->h2_stop, stop_task);
+	loop_post(sc->conn.loop, &sc->h2_stop);
+}
