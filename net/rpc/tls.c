@@ -317,23 +317,29 @@ static int use_ca(SSL_CTX *ctx, BIO *mem)
 }
 
 /*
- * The server's ALPN choice: http/1.1 when offered; else none (a
- * baidu_std client offers nothing; h2 is not spoken yet).  `in` is the
- * client's list, length-prefixed names.
+ * The server's ALPN choice: http/1.1 when offered (HTTP/JSON and the
+ * pages are HTTP/1.x's here: curl and browsers offer both), else h2
+ * (gRPC's clients offer only that), else none (a baidu_std client
+ * offers nothing).  `in` is the client's list, length-prefixed names.
  */
 static int alpn_select(SSL *ssl, const unsigned char **out,
 		       unsigned char *outlen, const unsigned char *in,
 		       unsigned int inlen, void *arg)
 {
-	long at = tls_wire_alpn_find(in, inlen, "http/1.1");
+	static const char *const ours[] = {"http/1.1", "h2"};
 
 	(void)ssl;
 	(void)arg;
-	if (at < 0)
-		return SSL_TLSEXT_ERR_NOACK;
-	*out = in + at;
-	*outlen = (unsigned char)strlen("http/1.1");
-	return SSL_TLSEXT_ERR_OK;
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		long at = tls_wire_alpn_find(in, inlen, ours[i]);
+
+		if (at >= 0) {
+			*out = in + at;
+			*outlen = (unsigned char)strlen(ours[i]);
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;
 }
 
 /* A context for s's files: the new one, or NULL and why. */
