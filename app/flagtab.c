@@ -41,6 +41,8 @@ static const char *const compress_types[] = {"none", "snappy", "gzip", "zlib",
 					     NULL};
 /* channel_conn_type_name()'s names (net/rpc/channel.h). */
 static const char *const conn_types[] = {"single", "pooled", "short", NULL};
+/* channel_protocol_name()'s names (net/rpc/channel.h). */
+static const char *const protocols[] = {"baidu_std", "grpc", NULL};
 static const char *const transports[] = {"tcp", "rdma", NULL};
 /* rdma_recv_block_type: brpc's names (its "huge", 2 MiB, is not offered). */
 static const char *const recv_block_types[] = {"default", "large", NULL};
@@ -588,6 +590,14 @@ const struct flag_def app_flag_defs[] = {
 		"(a connection per call)",
     },
     {
+	.name = "protocol",
+	.type = FLAG_ENUM,
+	.def = "baidu_std",
+	.choices = protocols,
+	.help = "call, bench: baidu_std, or grpc (gRPC over HTTP/2, h2c "
+		"with prior knowledge, or over TLS with --tls)",
+    },
+    {
 	.name = "checksum",
 	.type = FLAG_BOOL,
 	.def = "false",
@@ -908,7 +918,8 @@ const struct flag_def app_flag_defs[] = {
 	.repeat = true,
 	.help = "gateway: SERVICE=NAMING_URL[;lb=NAME][;transport=tcp|"
 		"rdma][;timeout_ms=N][;max_retry=N][;backup_request_ms=N]"
-		"[;connection_type=T][;retry_budget_percent=N]"
+		"[;connection_type=T][;protocol=baidu_std|grpc]"
+		"[;retry_budget_percent=N]"
 		"[;circuit_breaker=BOOL][;health_check_path=/P][;tag=T]; "
 		"SERVICE a full name, a "
 		"package.* prefix or *; give it once per route",

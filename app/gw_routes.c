@@ -74,6 +74,8 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 			err = -EINVAL;
 	} else if (!strcmp(key, "connection_type"))
 		err = channel_conn_type_parse(val, &co->chan.conn_type);
+	else if (!strcmp(key, "protocol"))
+		err = channel_protocol_parse(val, &co->chan.protocol);
 	else if (!strcmp(key, "retry_budget_percent"))
 		err = parse_int_opt(val, 0, 100, &co->retry_budget_percent);
 	else if (!strcmp(key, "min_working_instances"))
@@ -117,7 +119,7 @@ static int route_option(struct gw_route *rt, const char *key, const char *val,
 		snprintf(why, why_size,
 			 "route %s: unknown option \"%s\" (lb, transport, "
 			    "timeout_ms, max_retry, backup_request_ms, "
-			    "connection_type, retry_budget_percent, "
+			    "connection_type, protocol, retry_budget_percent, "
 			    "circuit_breaker, health_check_path, "
 			    "min_working_instances, hold_seconds, tag, "
 			    "max_concurrency, tls, tls_server_name)",

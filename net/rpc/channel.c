@@ -42,32 +42,6 @@
 /* How often pooled idle connections are checked for idle_timeout_s. */
 #define IDLE_SCAN_NS (1000 * CLOCK_NS_PER_MS)
 
-enum cc_state {
-	CC_QUEUED, /* waiting for a turn to connect (max_connecting) */
-	CC_CONNECTING,
-	CC_HANDSHAKE, /* connected; the upgrade's hello is under way */
-	CC_READY,
-	CC_CLOSED,
-};
-
-struct chan_conn {
-	struct conn conn; /* set up once connected */
-	struct channel *ch;
-	int fd;
-	enum cc_state state;
-	bool has_conn; /* conn_init done: the conn owns the fd */
-	bool auth_sent;
-	bool idle;    /* on ch->idle */
-	bool opening; /* counted in ch->nopening */
-	int64_t idle_since;
-	struct loop_io cio;	       /* connecting: EPOLLOUT */
-	struct loop_timer ctimer;      /* connecting: connect_timeout_ms */
-	struct rpc_attempt *atts;      /* attempts on this connection */
-	struct chan_conn *prev, *next; /* ch->all */
-	struct chan_conn *idle_prev, *idle_next; /* ch->idle */
-	struct chan_conn *q_prev, *q_next;	 /* ch->queued */
-};
-
 static void finish(struct rpc_call *c, int code);
 static void retry_or_finish(struct rpc_call *c, int err);
 static bool has_live_attempt(const struct rpc_call *c);
@@ -99,6 +73,23 @@ void channel_options_default(struct channel_options *opt)
 	opt->max_body_size = BAIDU_MAX_BODY_SIZE_DEFAULT;
 	opt->max_calls = CALLID_CAPACITY_DEFAULT;
 	opt->max_unwritten = CHANNEL_MAX_UNWRITTEN_DEFAULT;
+	opt->protocol = CHANNEL_PROTO_BAIDU;
+}
+
+int channel_protocol_parse(const char *s, enum channel_protocol *out)
+{
+	if (!strcmp(s, "baidu_std"))
+		*out = CHANNEL_PROTO_BAIDU;
+	else if (!strcmp(s, "grpc"))
+		*out = CHANNEL_PROTO_GRPC;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *channel_protocol_name(enum channel_protocol p)
+{
+	return p == CHANNEL_PROTO_GRPC ? "grpc" : "baidu_std";
 }
 
 int channel_conn_type_parse(const char *s, enum channel_conn_type *out)
@@ -416,6 +407,13 @@ static int send_attempt(struct chan_conn *cc, struct rpc_attempt *a)
 				    "to be written to %s (it does not read)",
 				    (long long)unwritten, ch->addr_text);
 		return -EOVERFLOW;
+	}
+	if (ch->opt.protocol == CHANNEL_PROTO_GRPC) {
+		a->sent = true;
+		err = chan_h2_send(cc, a);
+		if (err)
+			att_unlink(a);
+		return err;
 	}
 	if (c->has_crc) {
 		m.checksum_type = BAIDU_CHECKSUM_CRC32C;
@@ -770,14 +768,15 @@ static void cc_on_data(struct conn *conn)
 {
 	struct chan_conn *cc = container_of(conn, struct chan_conn, conn);
 	struct channel *ch = cc->ch;
-	struct rpc_attempt *a;
 	struct baidu_frame f;
-	struct rpc_call *c;
-	void *p;
 	int n;
 
 	if (cc->state == CC_HANDSHAKE && !cc_handshake(cc))
 		return;
+	if (ch->opt.protocol == CHANNEL_PROTO_GRPC) {
+		chan_h2_data(cc);
+		return;
+	}
 	while (!conn_closing(conn)) {
 		n = baidu_parse(&conn->in, &f, &ch->limits);
 		if (n == -EAGAIN)
@@ -800,30 +799,40 @@ static void cc_on_data(struct conn *conn)
 			conn_close(conn, -EPROTO);
 			return;
 		}
-		if (callid_claim(&ch->ids, f.meta.correlation_id, &p)) {
-			/* Late (timed out, cancelled), duplicate, or the
-			 * losing attempt of a backup: dropped by id. */
-			chan_count(&ch->n_stale);
-			baidu_frame_release(&f);
-			continue;
-		}
-		c = p;
-		a = find_attempt(c, f.meta.correlation_id);
-		if (!a || a->cc != cc) {
-			/* An attempt this call gave up on (its connection
-			 * failed and it was retried elsewhere). */
-			chan_count(&ch->n_stale);
-			baidu_frame_release(&f);
-			if (callid_unclaim(&ch->ids, c->id) == -EBUSY)
-				finish(c, ECANCELED);
-			continue;
-		}
-		c->resp = f;
-		c->has_resp = true;
-		att_unlink(a);
-		cc_call_ended(cc, true);
-		finish(c, 0);
+		chan_answer(cc, f.meta.correlation_id, &f);
 	}
+}
+
+void chan_answer(struct chan_conn *cc, uint64_t id, struct baidu_frame *f)
+{
+	struct channel *ch = cc->ch;
+	struct rpc_attempt *a;
+	struct rpc_call *c;
+	void *p;
+
+	if (callid_claim(&ch->ids, id, &p)) {
+		/* Late (timed out, cancelled), duplicate, or the losing
+		 * attempt of a backup: dropped by id. */
+		chan_count(&ch->n_stale);
+		baidu_frame_release(f);
+		return;
+	}
+	c = p;
+	a = find_attempt(c, id);
+	if (!a || a->cc != cc) {
+		/* An attempt this call gave up on (its connection failed
+		 * and it was retried elsewhere). */
+		chan_count(&ch->n_stale);
+		baidu_frame_release(f);
+		if (callid_unclaim(&ch->ids, c->id) == -EBUSY)
+			finish(c, ECANCELED);
+		return;
+	}
+	c->resp = *f;
+	c->has_resp = true;
+	att_unlink(a);
+	cc_call_ended(cc, true);
+	finish(c, 0);
 }
 
 static void cc_on_close(struct conn *conn, int err)
@@ -832,6 +841,7 @@ static void cc_on_close(struct conn *conn, int err)
 
 	cc_detach(cc);
 	opening_end(cc);
+	chan_h2_close(cc);
 	if (cc->atts)
 		log_debug(cc->ch->opt.log,
 			  "connection to %s closed with "

@@ -1,5 +1,6 @@
 /*
- * channel: calls to one server over baidu_std/TCP, as brpc's Channel.
+ * channel: calls to one server over baidu_std/TCP, as brpc's Channel, or
+ * over gRPC (channel_options.protocol).
  *
  * A call's way (one rpc_call, the controller, in caller storage):
  *
@@ -58,6 +59,15 @@ enum channel_conn_type {
 
 #define CHANNEL_MAX_UNWRITTEN_DEFAULT (64u << 20)
 
+/* What a channel speaks: brpc's baidu_std, or gRPC over HTTP/2 (h2c with
+ * prior knowledge; over the upgrade, if any).  gRPC carries no
+ * attachment and compresses with gzip only (a request compressed
+ * otherwise goes uncompressed). */
+enum channel_protocol {
+	CHANNEL_PROTO_BAIDU,
+	CHANNEL_PROTO_GRPC,
+};
+
 struct channel_options {
 	struct rt *rt;		 /* required */
 	struct iobuf_pool *pool; /* required */
@@ -100,6 +110,7 @@ struct channel_options {
 	 * and done_inline callbacks; NULL: one chosen by rt_loop_for().
 	 * (A cluster puts all its instances' channels on its own loop.) */
 	struct loop *loop;
+	enum channel_protocol protocol; /* CHANNEL_PROTO_BAIDU */
 };
 
 struct rpc_call;
@@ -309,6 +320,10 @@ int channel_call_raw(struct channel *ch, const char *service,
 		     void *arg);
 
 void channel_stats(struct channel *ch, struct channel_stats *out);
+
+/* "baidu_std", "grpc" <-> enum; -EINVAL for other text. */
+int channel_protocol_parse(const char *s, enum channel_protocol *out);
+const char *channel_protocol_name(enum channel_protocol p);
 
 /* "single", "pooled", "short" <-> enum; -EINVAL for other text. */
 int channel_conn_type_parse(const char *s, enum channel_conn_type *out);

@@ -7,6 +7,8 @@
  *   channel_call.c  the caller's side (preparing, launching, joining,
  *                   cancelling a call) and completion (an ended call's
  *                   outputs, handed to its consumer)
+ *   channel_h2.c    protocol grpc: a connection's HTTP/2 session, an
+ *                   attempt as a stream, its answer as a frame
  */
 #ifndef RPCGATE_NET_CHANNEL_INT_H
 #define RPCGATE_NET_CHANNEL_INT_H
@@ -18,6 +20,52 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "conn.h"
+
+enum cc_state {
+	CC_QUEUED, /* waiting for a turn to connect (max_connecting) */
+	CC_CONNECTING,
+	CC_HANDSHAKE, /* connected; the upgrade's hello is under way */
+	CC_READY,
+	CC_CLOSED,
+};
+
+struct chan_conn {
+	struct conn conn; /* set up once connected */
+	struct channel *ch;
+	int fd;
+	enum cc_state state;
+	bool has_conn; /* conn_init done: the conn owns the fd */
+	bool auth_sent;
+	bool idle;    /* on ch->idle */
+	bool opening; /* counted in ch->nopening */
+	int64_t idle_since;
+	struct loop_io cio;	       /* connecting: EPOLLOUT */
+	struct loop_timer ctimer;      /* connecting: connect_timeout_ms */
+	struct rpc_attempt *atts;      /* attempts on this connection */
+	struct chan_conn *prev, *next; /* ch->all */
+	struct chan_conn *idle_prev, *idle_next; /* ch->idle */
+	struct chan_conn *q_prev, *q_next;	 /* ch->queued */
+	struct chan_h2 *h2; /* protocol grpc: the HTTP/2 session */
+};
+
+/* ---- channel.c: for channel_h2.c ------------------------------------ */
+
+/*
+ * An answer `f` (taken) for the attempt with id `id` on cc: claims the
+ * call and ends it, or drops a stale one.  Loop thread.
+ */
+void chan_answer(struct chan_conn *cc, uint64_t id, struct baidu_frame *f);
+
+/* ---- channel_h2.c ------------------------------------------------------ */
+
+/* Queues attempt `a` as a gRPC request on cc (the session made on the
+ * first): 0, or -errno with the call's text set. */
+int chan_h2_send(struct chan_conn *cc, struct rpc_attempt *a);
+/* New bytes in cc->conn.in. */
+void chan_h2_data(struct chan_conn *cc);
+/* cc closes: its session and streams go (attempts fail elsewhere). */
+void chan_h2_close(struct chan_conn *cc);
 
 static inline void chan_futex_wake_all(int *addr)
 {

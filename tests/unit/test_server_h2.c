@@ -6,13 +6,17 @@
  * each naming the section of RFC 9113 (or gRPC's PROTOCOL-HTTP2.md) it
  * checks, in the manner of h2spec; then the gRPC answers, the server's
  * own deadline, and the floods (RFC 9113 10.5) that must end in GOAWAY
- * with one log line and leave other connections alone.
+ * with one log line and leave other connections alone.  Last, the
+ * channel's protocol grpc (net/rpc/channel_h2.c) against this server:
+ * typed and raw calls, many at once on one connection, the server's
+ * errors, a deadline, gzip.
  */
 #include "server_test.h"
 
 #include <nghttp2/nghttp2.h>
 
 #include "codec/grpc.h"
+#include "rpc/channel.h"
 
 enum {
 	F_DATA = 0, F_HEADERS = 1, F_PRIORITY = 2, F_RST = 3, F_SETTINGS = 4,
@@ -755,6 +759,105 @@ static void test_flood_settings(void **state) { flood(FLOOD_SETTINGS); }
 static void test_flood_reset(void **state) { flood(FLOOD_RESET); }
 static void test_flood_empty_data(void **state) { flood(FLOOD_EMPTY_DATA); }
 
+/* ---- the channel's side -------------------------------------------- */
+
+static void grpc_channel(struct fx *fx, struct channel *ch, int timeout_ms)
+{
+	struct channel_options co;
+	char addr[32];
+
+	channel_options_default(&co);
+	co.rt = &fx->rt;
+	co.pool = &fx->pool;
+	co.mem = &fx->mf.mem;
+	co.timeout_ms = timeout_ms;
+	co.protocol = CHANNEL_PROTO_GRPC;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", fx->port);
+	assert_int_equal(channel_init(ch, addr, &co), 0);
+}
+
+static int echo_call(struct fx *fx, struct channel *ch, const char *msg,
+		     int compress, struct rpc_call *c, rpc_done_fn *done)
+{
+	Example__EchoRequest q = EXAMPLE__ECHO_REQUEST__INIT;
+
+	q.message = (char *)msg;
+	rpc_call_init(c, &fx->pool);
+	c->compress_type = compress;
+	return channel_call(ch, &example__echo_service__descriptor, 0, &q.base,
+			    c, done, NULL);
+}
+
+static void test_channel_grpc(void **state)
+{
+	struct fx *fx = up(0);
+	struct channel ch;
+	struct rpc_call c, many[64];
+	struct channel_stats cs;
+	char msg[64];
+
+	grpc_channel(fx, &ch, 3000);
+	for (int i = 0; i < 100; i++) {
+		snprintf(msg, sizeof(msg), "call %d", i);
+		assert_int_equal(echo_call(fx, &ch, msg,
+					   i % 2 ? COMPRESS_GZIP
+						 : COMPRESS_NONE,
+					   &c, NULL),
+				 0);
+		assert_string_equal(
+		    ((const Example__EchoResponse *)c.response)->message, msg);
+		rpc_call_destroy(&c);
+	}
+	/* 64 at once: streams of one connection */
+	for (int i = 0; i < 64; i++)
+		echo_call(fx, &ch, "many", COMPRESS_NONE, &many[i],
+			  RPC_JOINABLE);
+	for (int i = 0; i < 64; i++) {
+		assert_int_equal(rpc_call_join(&many[i]), 0);
+		assert_int_equal(many[i].error_code, 0);
+		rpc_call_destroy(&many[i]);
+	}
+	channel_stats(&ch, &cs);
+	assert_int_equal(cs.connects, 1);
+	/* the server's error, mapped back: ENOMETHOD with its text */
+	rpc_call_init(&c, &fx->pool);
+	iobuf_append(&c.body, "\x0a\x01x", 3);
+	assert_int_equal(channel_call_raw(&ch, "example.EchoService", "Nope",
+					  &c, NULL, NULL),
+			 RPC_ENOMETHOD);
+	assert_true(c.error_from_server);
+	assert_string_equal(c.error_text,
+			    "Fail to find method=example.EchoService/Nope");
+	rpc_call_destroy(&c);
+	/* an attachment has no place in gRPC */
+	rpc_call_init(&c, &fx->pool);
+	iobuf_append(&c.request_attachment, "a", 1);
+	assert_int_not_equal(channel_call_raw(&ch, "example.EchoService",
+					      "Echo", &c, NULL, NULL),
+			     0);
+	rpc_call_destroy(&c);
+	channel_destroy(&ch);
+	fx_down(fx);
+}
+
+/* The channel's deadline goes as grpc-timeout: the server answers
+ * DEADLINE_EXCEEDED itself, or the channel times out first. */
+static void test_channel_grpc_deadline(void **state)
+{
+	struct fx *fx = up(500);
+	struct channel ch;
+	struct rpc_call c;
+	int64_t t0 = now_ms();
+
+	grpc_channel(fx, &ch, 100);
+	echo_call(fx, &ch, "late", COMPRESS_NONE, &c, NULL);
+	assert_true(c.error_code == RPC_ERPCTIMEDOUT);
+	assert_true(now_ms() - t0 < 400);
+	rpc_call_destroy(&c);
+	channel_destroy(&ch);
+	fx_down(fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -777,6 +880,8 @@ int main(void)
 	    TEST_SERVER(test_flood_settings),
 	    TEST_SERVER(test_flood_reset),
 	    TEST_SERVER(test_flood_empty_data),
+	    TEST_SERVER(test_channel_grpc),
+	    TEST_SERVER(test_channel_grpc_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
