@@ -340,6 +340,7 @@ kernel: $(BUILD)/rpcgate | deps
 		--kernel=$(BUILD)/kernel/bzImage
 
 test-rxe: image
+	@scripts/deps $(GRPC_PKGS)
 	@tests/rxe/test-vm
 
 test-image: $(BUILD)/rpcgate
