@@ -173,10 +173,13 @@ int echo_service_add(struct server *s, struct echo_service *e)
 {
 	static server_handler_fn *const handlers[] = {echo_handler};
 
+	int err;
+
 	pthread_mutex_init(&e->lock, NULL);
-	return server_add_service(s, &example__echo_service__descriptor,
-				  handlers, e,
-				  e->on_workers ? 0 : SERVER_METHOD_INLINE);
+	err = server_add_service(s, &example__echo_service__descriptor,
+				 handlers, e,
+				 e->on_workers ? 0 : SERVER_METHOD_INLINE);
+	return err ? err : echo_stream_add(s, e);
 }
 
 void echo_service_destroy(struct echo_service *e)

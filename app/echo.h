@@ -42,7 +42,9 @@ struct echo_service {
 	uint64_t seq;	  /* calls seen, for fail_percent (atomic) */
 	int serve_us;	  /* 0: no capacity model */
 	int serve_slots;  /* with serve_us; 0 counts as 1 */
-	/* private: the capacity model's slots and queue */
+	/* private: the pool of the server's (streaming methods), the
+	 * capacity model's slots and queue */
+	struct iobuf_pool *pool;
 	pthread_mutex_t lock;
 	int busy;
 	struct echo_delay *waiting, *waiting_tail;
@@ -51,6 +53,10 @@ struct echo_service {
 /* Registers the service on `s` (before server_start); `e` must outlive
  * the server.  0 or server_add_service()'s error. */
 int echo_service_add(struct server *s, struct echo_service *e);
+/* example.EchoStreamService's streaming methods (app/echo_stream.c),
+ * which echo_service_add() registers too.  0 or
+ * server_add_stream_method()'s error. */
+int echo_stream_add(struct server *s, struct echo_service *e);
 /* After the server is destroyed. */
 void echo_service_destroy(struct echo_service *e);
 

@@ -1053,6 +1053,26 @@ static void on_accept(struct loop_io *io, uint32_t events)
 
 /* ---- listeners ------------------------------------------------------ */
 
+int server_add_stream_method(struct server *s, const char *service,
+			     const char *method,
+			     const struct server_stream_ops *ops, void *arg)
+{
+	if (s->started)
+		return -EBUSY;
+	for (int i = 0; i < s->nstream_methods; i++)
+		if (!strcmp(s->stream_methods[i].service, service) &&
+		    !strcmp(s->stream_methods[i].method, method))
+			return -EEXIST;
+	if (s->nstream_methods == SERVER_MAX_STREAM_METHODS)
+		return -ENOSPC;
+	s->stream_methods[s->nstream_methods].service = service;
+	s->stream_methods[s->nstream_methods].method = method;
+	s->stream_methods[s->nstream_methods].ops = ops;
+	s->stream_methods[s->nstream_methods].arg = arg;
+	s->nstream_methods++;
+	return 0;
+}
+
 int server_set_router(struct server *s, server_route_fn *route,
 		      server_handler_fn *handler, void *arg)
 {

@@ -92,6 +92,7 @@ struct flags;
 
 struct server;
 struct server_call;
+struct server_stream;
 struct srv_conn;
 
 /* A method's handler.  Must end the call with server_call_finish(),
@@ -255,7 +256,7 @@ struct server_call {
 
 	/* private */
 	struct srv_http_call *http; /* HTTP calls: what the answer needs */
-	struct h2_stream *h2;	    /* gRPC calls: their stream */
+	struct server_stream *h2;	    /* gRPC calls: their stream */
 	struct server *srv;
 	struct srv_conn *sc;
 	const struct server_method *m; /* NULL: a routed (raw) call */
@@ -294,6 +295,69 @@ struct loop *server_call_loop(const struct server_call *call);
  */
 int server_call_limit(struct server_call *call, struct climit *l, char *why,
 		      size_t why_size);
+
+/*
+ * Streaming methods: gRPC's server-, client- and bidirectional streaming
+ * (HTTP/2 only; a baidu_std or HTTP/1 caller gets ENOMETHOD).  Requests
+ * and answers are message bytes (protobuf, uncompressed).  Everything
+ * runs on the stream's loop thread: the callbacks, and the handler's
+ * server_stream_write()/server_stream_finish() (from a callback, or a
+ * task posted to server_stream_loop()).
+ *
+ *   on_start    the request's headers came; the stream is open
+ *   on_message  one request message (msg may be moved out)
+ *   on_end      the client sent its last message (half-closed)
+ *   on_writable the answers queued fell below SERVER_STREAM_LOW after a
+ *               write found them past SERVER_STREAM_HIGH: write again
+ *   on_close    the last callback, once: the stream ended (finished and
+ *               sent, reset by the client, its connection closed, or
+ *               the server stopping); st is freed when it returns.
+ *               `err` 0: finished and sent; else the reason (-ECANCELED
+ *               reset, -ECONNRESET connection gone, -ETIMEDOUT deadline)
+ *
+ * Back-pressure: the answers go as HTTP/2 flow control lets them; what
+ * waits is counted by server_stream_write(), and a handler that stops
+ * writing past SERVER_STREAM_HIGH until on_writable never holds more.
+ * Requests come as fast as the client sends them (each is handed on at
+ * once).  grpc-timeout is the stream's deadline: past it the stream is
+ * finished DEADLINE_EXCEEDED and closed.
+ */
+struct server_stream_ops {
+	void (*on_start)(struct server_stream *st, void *arg);
+	void (*on_message)(struct server_stream *st, struct iobuf *msg,
+			   void *arg);
+	void (*on_end)(struct server_stream *st, void *arg);
+	void (*on_writable)(struct server_stream *st, void *arg);
+	void (*on_close)(struct server_stream *st, int err, void *arg);
+};
+
+#define SERVER_STREAM_HIGH (1u << 20)
+#define SERVER_STREAM_LOW  (SERVER_STREAM_HIGH / 2)
+#define SERVER_MAX_STREAM_METHODS 16
+
+/* Queues one answer message (moved out of msg): the bytes of answers
+ * waiting to go after it (compare with SERVER_STREAM_HIGH), or -EPIPE
+ * (finished or closed), -ENOMEM. */
+ssize_t server_stream_write(struct server_stream *st, struct iobuf *msg);
+/* Ends the stream with `code` (0, brpc's or errno codes as for calls,
+ * sent as a grpc-status) and `text` (NULL: none) after the answers
+ * queued.  Once; later writes fail. */
+void server_stream_finish(struct server_stream *st, int code,
+			  const char *text);
+struct loop *server_stream_loop(const struct server_stream *st);
+/* Free for the handler (NULL at on_start). */
+void **server_stream_user(struct server_stream *st);
+/* "ip:port" of the caller; the method's full name. */
+const char *server_stream_peer(const struct server_stream *st);
+
+/*
+ * Registers service.method as a streaming method (full names; they must
+ * outlive the server).  Before server_start(): 0; -EBUSY; -ENOSPC
+ * (SERVER_MAX_STREAM_METHODS); -EEXIST.
+ */
+int server_add_stream_method(struct server *s, const char *service,
+			     const char *method,
+			     const struct server_stream_ops *ops, void *arg);
 
 struct server_listener {
 	int fd;
@@ -346,6 +410,13 @@ struct server {
 	server_handler_fn *route_handler;
 	server_route_release_fn *route_release;
 	void *route_arg;
+
+	struct {
+		const char *service, *method;
+		const struct server_stream_ops *ops;
+		void *arg;
+	} stream_methods[SERVER_MAX_STREAM_METHODS];
+	int nstream_methods;
 
 	struct climit limit;	   /* the server's max_concurrency */
 	struct metrics_gauge held; /* bytes against max_inflight_bytes */

@@ -30,10 +30,9 @@
  * close, with one log line.  Other connections are not touched.
  */
 #define _GNU_SOURCE /* memmem */
-#include "server_int.h"
+#include "server_h2_int.h"
 
 #include <errno.h>
-#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,86 +45,13 @@
 #include "codec/rpc_errno.h"
 #include "codec/rpc_msg.h"
 
-/* SETTINGS_MAX_CONCURRENT_STREAMS we advertise (brpc: unlimited;
- * nginx: 128). */
-#define H2_MAX_STREAMS 128
-/* Calls of one connection in flight, counting those whose stream was
- * reset: a client resetting streams cannot queue more work than this. */
-#define H2_MAX_CALLS (2 * H2_MAX_STREAMS)
-/* SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 6.5.2: names, values and 32
- * bytes a field); a longer list resets its stream. */
-#define H2_MAX_HEADER_LIST (16u << 10)
-/* SETTINGS_MAX_FRAME_SIZE: RFC 9113's least, nghttp2's too. */
-#define H2_MAX_FRAME 16384
-/* SETTINGS_INITIAL_WINDOW_SIZE and the connection's window: a stream
- * may send 1 MiB ahead, all streams 16 MiB (brpc: 256 KiB and 1 MiB). */
-#define H2_STREAM_WINDOW (1 << 20)
-#define H2_CONN_WINDOW	 (16 << 20)
-/* Control frames a second past which a connection is a flood. */
-#define H2_CONTROL_PER_SEC 1000
-/* Entries in one SETTINGS frame; unanswered PING and SETTINGS acks;
- * CONTINUATION frames of one header block (nghttp2's options). */
-#define H2_MAX_SETTINGS	    32
-#define H2_MAX_OUTBOUND_ACK 1000
-#define H2_MAX_CONTINUATIONS 8
-/* RST_STREAMs: a burst and a rate a second (nghttp2's defaults). */
-#define H2_RST_BURST 1000
-#define H2_RST_RATE  33
-/* A path's service and method, each. */
-#define H2_NAME_MAX 256
-/* The health service (grpc/src/proto/grpc/health/v1/health.proto). */
-#define H2_HEALTH_SERVICE "grpc.health.v1.Health"
-enum { HEALTH_SERVING = 1, HEALTH_NOT_SERVING = 2 };
-
-struct srv_h2;
-
-/* One stream: loop thread, but while `call` runs, the call's answer
- * fields (resp, status, message) are the call's. */
-struct h2_stream {
-	int32_t id;
-	struct srv_h2 *h2; /* NULL: its connection went */
-	struct h2_stream *prev, *next;
-	struct server_call *call; /* in flight */
-	bool closed;		  /* nghttp2 closed it */
-	bool answered;		  /* submitted (or dropped) */
-	bool ended;		  /* END_STREAM came */
-	bool post, grpc, gzip_in, bad_encoding, accept_gzip;
-	size_t header_bytes;
-	int64_t timeout_ms;
-	struct loop_timer deadline;
-	struct iobuf body; /* the request's DATA */
-	/* the answer */
-	struct iobuf resp; /* DATA to send */
-	bool resp_gzip;
-	int status;	  /* grpc-status */
-	char *message;	  /* grpc-message, encoded; NULL: none */
-	int http_status;  /* not gRPC: an HTTP answer */
-	char ctype[48];	  /* the request's content-type, echoed */
-	char auth[256];	  /* authorization, for the auth hook */
-	size_t auth_len;
-	char path[2 * H2_NAME_MAX + 3];
-};
-
-struct srv_h2 {
-	nghttp2_session *ng;
-	struct srv_conn *sc;
-	struct iobuf out;	  /* frames for conn_write */
-	struct h2_stream *streams; /* open or in a call */
-	unsigned calls;		  /* in flight */
-	bool logged;		  /* the one line of a bad peer */
-	char why[160];		  /* nghttp2's last error text */
-	int64_t ctl_window_ns;	  /* control frames counted since */
-	unsigned ctl_count;
-};
-
-static void h2_flush(struct srv_h2 *h2);
 
 /* ---- streams -------------------------------------------------------- */
 
-static struct h2_stream *stream_new(struct srv_h2 *h2, int32_t id)
+static struct server_stream *stream_new(struct srv_h2 *h2, int32_t id)
 {
 	struct server *s = h2->sc->srv;
-	struct h2_stream *st = mem_zalloc(s->opt.mem, sizeof(*st));
+	struct server_stream *st = mem_zalloc(s->opt.mem, sizeof(*st));
 
 	if (!st)
 		return NULL;
@@ -142,7 +68,7 @@ static struct h2_stream *stream_new(struct srv_h2 *h2, int32_t id)
 	return st;
 }
 
-static void stream_unlink(struct h2_stream *st)
+static void stream_unlink(struct server_stream *st)
 {
 	struct srv_h2 *h2 = st->h2;
 
@@ -158,7 +84,7 @@ static void stream_unlink(struct h2_stream *st)
 	st->h2 = NULL;
 }
 
-static void stream_free(struct server *s, struct h2_stream *st)
+void h2__stream_free(struct server *s, struct server_stream *st)
 {
 	stream_unlink(st);
 	iobuf_destroy(&st->body);
@@ -209,21 +135,28 @@ static bool h2_control(struct srv_h2 *h2)
 
 /* ---- answers (loop thread) ------------------------------------------ */
 
-#define NV(n, v, vl)                                                          \
-	{ (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl),                \
-	  NGHTTP2_NV_FLAG_NO_COPY_NAME }
 
-static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf,
+ssize_t h2__data_read(nghttp2_session *ng, int32_t id, uint8_t *buf,
 			 size_t length, uint32_t *flags,
 			 nghttp2_data_source *src, void *user)
 {
-	struct h2_stream *st = src->ptr;
+	struct server_stream *st = src->ptr;
 	size_t left = iobuf_len(&st->resp);
 	size_t n = left < length ? left : length;
 	char status[12];
 
+	bool eof = n == left;
+
+	if (st->ops) {
+		/* a stream's answers come as the handler writes them */
+		if (!left && !st->finished) {
+			st->deferred = true;
+			return NGHTTP2_ERR_DEFERRED;
+		}
+		eof = eof && st->finished;
+	}
 	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-	if (n == left) {
+	if (eof) {
 		int len = snprintf(status, sizeof(status), "%d", st->status);
 		nghttp2_nv tr[2] = {
 		    NV("grpc-status", status, (size_t)len),
@@ -248,21 +181,25 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame,
 		     nghttp2_data_source *src, void *user)
 {
 	struct srv_h2 *h2 = user;
-	struct h2_stream *st = src->ptr;
+	struct server_stream *st = src->ptr;
 
 	if (iobuf_append(&h2->out, framehd, 9) ||
 	    iobuf_cut(&st->resp, &h2->out, length))
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (st->want_writable && iobuf_len(&st->resp) < SERVER_STREAM_LOW) {
+		st->want_writable = false;
+		st->writable_due = true; /* on_writable after the send */
+	}
 	return 0;
 }
 
 /* Submits st's answer: HEADERS, then DATA and trailers, or a
  * trailers-only gRPC answer (an error), or a plain HTTP one. */
-static void stream_answer(struct srv_h2 *h2, struct h2_stream *st)
+void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 {
 	char status[12], hstatus[4];
 	int len = snprintf(status, sizeof(status), "%d", st->status);
-	nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
+	nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2__data_read};
 	nghttp2_nv nv[6];
 	size_t n = 0;
 	int rv;
@@ -300,7 +237,7 @@ out:
 }
 
 /* st's gRPC status and message (text percent-encoded). */
-static void stream_status(struct server *s, struct h2_stream *st, int status,
+void h2__status(struct server *s, struct server_stream *st, int status,
 			  const char *text)
 {
 	size_t need;
@@ -317,7 +254,7 @@ static void stream_status(struct server *s, struct h2_stream *st, int status,
 }
 
 /* An answer made here on the loop, with no call. */
-static void answer_now(struct srv_h2 *h2, struct h2_stream *st, int status,
+static void answer_now(struct srv_h2 *h2, struct server_stream *st, int status,
 		       const char *text)
 {
 	struct server *s = h2->sc->srv;
@@ -325,36 +262,36 @@ static void answer_now(struct srv_h2 *h2, struct h2_stream *st, int status,
 	if (status != GRPC_OK)
 		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
-	stream_status(s, st, status, text);
-	stream_answer(h2, st);
+	h2__status(s, st, status, text);
+	h2__answer(h2, st);
 }
 
 /* The posted half of server__h2_finish(). */
 static void answer_task(struct task *t)
 {
 	struct server_call *call = container_of(t, struct server_call, task);
-	struct h2_stream *st = call->h2;
+	struct server_stream *st = call->h2;
 	struct server *s = call->srv;
 	struct srv_h2 *h2 = st->h2;
 
 	if (h2) {
 		h2->calls--;
 		if (!st->answered)
-			stream_answer(h2, st);
+			h2__answer(h2, st);
 		/* queued before the call is freed: a stopping server closes
 		 * its connections once the last call is.  The stream may
 		 * close meanwhile: with st->call set, it stays ours. */
-		h2_flush(h2);
+		h2__flush(h2);
 	}
 	st->call = NULL;
 	server__call_free(call);
 	if (!st->h2 || st->closed)
-		stream_free(s, st);
+		h2__stream_free(s, st);
 }
 
 void server__h2_finish(struct server_call *call)
 {
-	struct h2_stream *st = call->h2;
+	struct server_stream *st = call->h2;
 	struct server *s = call->srv;
 	uint8_t pfx[GRPC_PREFIX_LEN];
 	struct iobuf pb;
@@ -399,14 +336,14 @@ void server__h2_finish(struct server_call *call)
 			n = baidu_format_error_text(small, sizeof(small),
 						    server__addr_text(call->sc),
 						    call->error_code, text);
-		stream_status(s, st, grpc_status_from_rpc(call->error_code),
+		h2__status(s, st, grpc_status_from_rpc(call->error_code),
 			      n >= 0 ? small : text);
 		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
 	} else {
 		grpc_msg_prefix(pfx, st->resp_gzip, (uint32_t)iobuf_len(&pb));
 		if (iobuf_append(&st->resp, pfx, sizeof(pfx)) ||
 		    iobuf_append_buf(&st->resp, &pb))
-			stream_status(s, st, GRPC_INTERNAL,
+			h2__status(s, st, GRPC_INTERNAL,
 				      "no memory for the answer");
 	}
 	iobuf_destroy(&pb);
@@ -418,13 +355,13 @@ void server__h2_finish(struct server_call *call)
 /* A call still running at its grpc-timeout: DEADLINE_EXCEEDED now. */
 static void deadline_due(struct loop_timer *t)
 {
-	struct h2_stream *st = container_of(t, struct h2_stream, deadline);
+	struct server_stream *st = container_of(t, struct server_stream, deadline);
 
 	if (!st->h2 || st->answered || !st->call)
 		return;
 	answer_now(st->h2, st, GRPC_DEADLINE_EXCEEDED,
 		   "the call's grpc-timeout passed before its answer");
-	h2_flush(st->h2);
+	h2__flush(st->h2);
 }
 
 /* ---- requests (loop thread) ----------------------------------------- */
@@ -445,7 +382,7 @@ static void raw_task(struct task *t)
 }
 
 /* "/Service/Method" into its parts; false: not that shape. */
-static bool split_path(const char *path, char *svc, char *method)
+bool h2__split_path(const char *path, char *svc, char *method)
 {
 	const char *slash;
 	size_t sn, mn;
@@ -467,7 +404,7 @@ static bool split_path(const char *path, char *svc, char *method)
 }
 
 /* grpc.health.v1.Health/Check: the server, or one of its services. */
-static void health_check(struct srv_h2 *h2, struct h2_stream *st)
+static void health_check(struct srv_h2 *h2, struct server_stream *st)
 {
 	struct server *s = h2->sc->srv;
 	const uint8_t *name = (const uint8_t *)"";
@@ -510,6 +447,8 @@ static void health_check(struct srv_h2 *h2, struct h2_stream *st)
 		svc[name_len] = '\0';
 		known = server__find_service(s, svc, name_len, &is_short) ||
 			!strcmp(svc, H2_HEALTH_SERVICE);
+		for (int i = 0; !known && i < s->nstream_methods; i++)
+			known = !strcmp(s->stream_methods[i].service, svc);
 		if (!known && s->route) {
 			void *route = s->route(s->route_arg, svc, "");
 
@@ -533,7 +472,7 @@ static void health_check(struct srv_h2 *h2, struct h2_stream *st)
 }
 
 /* A stream's request is whole: a call, or an answer made here. */
-static void stream_request(struct srv_h2 *h2, struct h2_stream *st)
+static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 {
 	struct srv_conn *sc = h2->sc;
 	struct server *s = sc->srv;
@@ -554,7 +493,7 @@ static void stream_request(struct srv_h2 *h2, struct h2_stream *st)
 
 		st->http_status = 415;
 		iobuf_append(&st->resp, text, sizeof(text) - 1);
-		stream_answer(h2, st);
+		h2__answer(h2, st);
 		return;
 	}
 	if (!st->post) {
@@ -568,7 +507,7 @@ static void stream_request(struct srv_h2 *h2, struct h2_stream *st)
 			   "are");
 		return;
 	}
-	if (!split_path(st->path, svc_name, method)) {
+	if (!h2__split_path(st->path, svc_name, method)) {
 		snprintf(why, sizeof(why), "Fail to find method on `%s'",
 			 st->path);
 		answer_now(h2, st, GRPC_UNIMPLEMENTED, why);
@@ -703,7 +642,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame,
 			    void *user)
 {
 	struct srv_h2 *h2 = user;
-	struct h2_stream *st;
+	struct server_stream *st;
 
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -724,7 +663,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 		     const uint8_t *name, size_t namelen, const uint8_t *value,
 		     size_t valuelen, uint8_t flags, void *user)
 {
-	struct h2_stream *st =
+	struct server_stream *st =
 	    nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
 	int64_t ms;
 
@@ -778,10 +717,16 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
 {
 	struct srv_h2 *h2 = user;
 	struct server *s = h2->sc->srv;
-	struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
+	struct server_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
 	if (!st)
 		return 0;
+	if (st->ops) {
+		if (!st->finished && iobuf_append(&st->body, data, len))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		h2s__data(h2, st);
+		return 0;
+	}
 	if (iobuf_len(&st->body) + len > s->opt.max_body_size + GRPC_PREFIX_LEN) {
 		/* answered at once; what else comes is dropped */
 		if (!st->answered)
@@ -801,7 +746,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
 			 void *user)
 {
 	struct srv_h2 *h2 = user;
-	struct h2_stream *st;
+	struct server_stream *st;
 
 	switch (frame->hd.type) {
 	case NGHTTP2_PING:
@@ -824,13 +769,18 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame,
 	default:
 		return 0;
 	}
-	if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
-		return 0;
 	st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
-	if (!st || st->ended)
+	if (!st)
+		return 0;
+	if (frame->hd.type == NGHTTP2_HEADERS &&
+	    frame->headers.cat == NGHTTP2_HCAT_REQUEST && !st->answered)
+		h2s__start(h2, st); /* a streaming method starts now */
+	if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) || st->ended)
 		return 0;
 	st->ended = true;
-	if (!st->answered)
+	if (st->ops)
+		h2s__end(h2, st);
+	else if (!st->answered)
 		stream_request(h2, st);
 	return 0;
 }
@@ -839,15 +789,22 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code,
 			   void *user)
 {
 	struct srv_h2 *h2 = user;
-	struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
+	struct server_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
 	if (!st)
 		return 0;
 	nghttp2_session_set_stream_user_data(ng, id, NULL);
 	st->closed = true;
 	loop_timer_stop(h2->sc->conn.loop, &st->deadline);
+	if (st->ops) {
+		h2s__closed(h2, st,
+			    code == NGHTTP2_NO_ERROR && st->finished
+				? 0
+				: -ECANCELED);
+		return 0;
+	}
 	if (!st->call)
-		stream_free(h2->sc->srv, st);
+		h2__stream_free(h2->sc->srv, st);
 	/* else the call's answer frees it */
 	return 0;
 }
@@ -914,16 +871,28 @@ int server__h2_detect(const struct iobuf *in)
 }
 
 /* Sends what the session has queued; closes once it is done. */
-static void h2_flush(struct srv_h2 *h2)
+void h2__flush(struct srv_h2 *h2)
 {
 	struct conn *c = &h2->sc->conn;
-	int rv = nghttp2_session_send(h2->ng);
+	int rv;
 
-	if (rv) {
-		snprintf(h2->why, sizeof(h2->why), "%s", nghttp2_strerror(rv));
-		h2_log_once(h2, "the session failed");
-		conn_close(c, -EPROTO);
-		return;
+	if (h2->in_io)
+		return; /* the outer call sends */
+	/* a handler's on_writable writes more: a few rounds, then the next
+	 * WINDOW_UPDATE goes on */
+	for (int round = 0; round < 4; round++) {
+		h2->in_io = true;
+		rv = nghttp2_session_send(h2->ng);
+		h2->in_io = false;
+		if (rv) {
+			snprintf(h2->why, sizeof(h2->why), "%s",
+				 nghttp2_strerror(rv));
+			h2_log_once(h2, "the session failed");
+			conn_close(c, -EPROTO);
+			return;
+		}
+		if (!h2s__writable(h2))
+			break;
 	}
 	if (!iobuf_empty(&h2->out) && conn_write(c, &h2->out))
 		return; /* closing */
@@ -997,7 +966,9 @@ void server__h2_data(struct srv_conn *sc)
 
 		if (iobuf_ref_at(&c->in, i, &p, &len))
 			break;
+		h2->in_io = true;
 		rv = nghttp2_session_mem_recv(h2->ng, p, len);
+		h2->in_io = false;
 		if (rv < 0) {
 			if (!h2->why[0])
 				snprintf(h2->why, sizeof(h2->why), "%s",
@@ -1016,24 +987,26 @@ void server__h2_data(struct srv_conn *sc)
 			break;
 	}
 	iobuf_reset(&c->in);
-	h2_flush(h2);
+	h2__flush(h2);
 }
 
 void server__h2_close(struct srv_conn *sc)
 {
 	struct srv_h2 *h2 = sc->h2;
 	struct server *s = sc->srv;
-	struct h2_stream *st, *next;
+	struct server_stream *st, *next;
 
 	if (!h2)
 		return;
 	for (st = h2->streams; st; st = next) {
 		next = st->next;
 		loop_timer_stop(sc->conn.loop, &st->deadline);
-		if (st->call)
+		if (st->ops)
+			h2s__closed(h2, st, -ECONNRESET);
+		else if (st->call)
 			stream_unlink(st); /* its call's answer frees it */
 		else
-			stream_free(s, st);
+			h2__stream_free(s, st);
 	}
 	nghttp2_session_del(h2->ng);
 	iobuf_destroy(&h2->out);
@@ -1052,7 +1025,7 @@ static void stop_task(struct task *t)
 		    h2->ng, NGHTTP2_FLAG_NONE,
 		    nghttp2_session_get_last_proc_stream_id(h2->ng),
 		    NGHTTP2_NO_ERROR, NULL, 0);
-		h2_flush(h2);
+		h2__flush(h2);
 	}
 	conn_unref(&sc->conn);
 }

@@ -17,7 +17,7 @@
  * at the end of the run, no call or connection is left and every block
  * is back in the pool.
  */
-// fuzz-sources: net/rpc/server.c net/rpc/server_baidu.c net/rpc/server_http.c net/rpc/server_pages.c net/rpc/server_h2.c net/rpc/conn.c net/rpc/tls.c net/rpc/climit.c net/codec/grpc.c net/codec/baidu_std.c net/codec/baidu_meta.c net/codec/rpc_msg.c net/codec/rpc_errno.c net/codec/compress.c net/codec/snappy.c net/codec/crc32c.c net/codec/http1.c net/codec/json.c net/codec/json_pb.c net/codec/pbd.c net/codec/pbuf.c net/codec/pbwire.c net/codec/base64.c net/codec/tls_wire.c net/base/iobuf.c net/base/mem.c net/base/log.c net/base/heap.c net/base/metrics.c net/base/uaddr.c net/base/loop.c net/base/rt.c net/base/workers.c net/base/fbuf.c net/base/flags.c net/base/stamp.c net/base/budget.c net/base/fast_strlen.c app/echo.c build/gen/app/proto/echo.pb-c.c build/gen/net/codec/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
+// fuzz-sources: net/rpc/server.c net/rpc/server_baidu.c net/rpc/server_http.c net/rpc/server_pages.c net/rpc/server_h2.c net/rpc/server_h2_stream.c net/rpc/conn.c net/rpc/tls.c net/rpc/climit.c net/codec/grpc.c net/codec/baidu_std.c net/codec/baidu_meta.c net/codec/rpc_msg.c net/codec/rpc_errno.c net/codec/compress.c net/codec/snappy.c net/codec/crc32c.c net/codec/http1.c net/codec/json.c net/codec/json_pb.c net/codec/pbd.c net/codec/pbuf.c net/codec/pbwire.c net/codec/base64.c net/codec/tls_wire.c net/base/iobuf.c net/base/mem.c net/base/log.c net/base/heap.c net/base/metrics.c net/base/uaddr.c net/base/loop.c net/base/rt.c net/base/workers.c net/base/fbuf.c net/base/flags.c net/base/stamp.c net/base/budget.c net/base/fast_strlen.c app/echo.c app/echo_stream.c build/gen/app/proto/echo.pb-c.c build/gen/net/codec/proto/baidu_rpc_meta.pb-c.c /usr/lib/x86_64-linux-gnu/libprotobuf-c.a
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -111,6 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 	    "\x00\x00\x00\x04\x00\x00\x00\x00\x00"; /* SETTINGS, empty */
 	struct sockaddr_in a = {.sin_family = AF_INET};
+	struct linger no_linger = {.l_onoff = 1, .l_linger = 0};
 	struct pollfd pfd;
 	uint8_t buf[65536];
 	int fd, one = 1;
@@ -122,8 +123,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	a.sin_port = htons((uint16_t)port);
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)))
+	if (fd < 0)
 		abort();
+	while (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		if (errno != EINTR)
+			abort();
+	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (!(data[0] & 1))
 		send_all(fd, preface, sizeof(preface) - 1);
@@ -145,6 +150,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r <= 0)
 			break;
 	}
+	/* a reset, not a FIN: no TIME_WAIT left behind for each input
+	 * (tens of thousands of them would use up the ports) */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &no_linger, sizeof(no_linger));
 	close(fd);
 	return 0;
 }

@@ -759,6 +759,73 @@ static void test_flood_settings(void **state) { flood(FLOOD_SETTINGS); }
 static void test_flood_reset(void **state) { flood(FLOOD_RESET); }
 static void test_flood_empty_data(void **state) { flood(FLOOD_EMPTY_DATA); }
 
+/* ---- streaming methods ---------------------------------------------- */
+
+/* A bidirectional stream over raw frames: answers come before the
+ * request ends (each message echoed as it arrives), then the trailers
+ * with grpc-status 0 after END_STREAM. */
+static void test_stream_bidi(void **state)
+{
+	struct fx *fx = up(0);
+	struct h2f *f = malloc(sizeof(*f));
+	struct h2c h;
+	uint8_t req[64], b[64];
+	char hd[512];
+
+	assert_non_null(f);
+	h2_open(&h, fx);
+	put_request(&h, 1, "/example.EchoStreamService/Chat",
+		    "application/grpc", false, NULL);
+	for (int i = 0; i < 3; i++) {
+		size_t n = echo_req(req, i == 1 ? "two" : "one");
+
+		grpc_msg_prefix(b, false, (uint32_t)n);
+		memcpy(b + GRPC_PREFIX_LEN, req, n);
+		put_frame(&h, F_DATA, 0, 1, b, n + GRPC_PREFIX_LEN);
+		assert_int_equal(wait_frame(&h, f, F_DATA, 1), 1);
+		assert_int_equal(f->len, n + GRPC_PREFIX_LEN);
+		assert_memory_equal(f->p + GRPC_PREFIX_LEN, req, n);
+	}
+	put_frame(&h, F_DATA, FL_END_STREAM, 1, NULL, 0);
+	assert_int_equal(wait_frame(&h, f, F_HEADERS, 1), 1);
+	fields(&h, f, hd, sizeof(hd));
+	assert_non_null(strstr(hd, "grpc-status: 0\n"));
+	assert_true(f->flags & FL_END_STREAM);
+	free(f);
+	h2_close(&h);
+	fx_down(fx);
+}
+
+/* A stream's grpc-timeout ends it DEADLINE_EXCEEDED; a stream whose
+ * connection goes mid-way is closed and counted (fx_down: nothing in
+ * flight, nothing leaked). */
+static void test_stream_deadline_and_drop(void **state)
+{
+	struct fx *fx = up(0);
+	struct h2f *f = malloc(sizeof(*f));
+	static const char *const tmo[] = {"grpc-timeout", "100m", NULL};
+	struct h2c h;
+	char hd[512];
+	int64_t t0;
+
+	assert_non_null(f);
+	h2_open(&h, fx);
+	t0 = now_ms();
+	put_request(&h, 1, "/example.EchoStreamService/Chat",
+		    "application/grpc", false, tmo);
+	assert_int_equal(wait_frame(&h, f, F_HEADERS, 1), 1);
+	fields(&h, f, hd, sizeof(hd));
+	assert_non_null(strstr(hd, "grpc-status: 4\n"));
+	assert_true(now_ms() - t0 >= 90);
+	/* a second stream, left open: the connection closes under it */
+	put_request(&h, 3, "/example.EchoStreamService/Join",
+		    "application/grpc", false, NULL);
+	usleep(50000);
+	free(f);
+	h2_close(&h);
+	fx_down(fx);
+}
+
 /* ---- the channel's side -------------------------------------------- */
 
 static void grpc_channel(struct fx *fx, struct channel *ch, int timeout_ms)
@@ -880,6 +947,8 @@ int main(void)
 	    TEST_SERVER(test_flood_settings),
 	    TEST_SERVER(test_flood_reset),
 	    TEST_SERVER(test_flood_empty_data),
+	    TEST_SERVER(test_stream_bidi),
+	    TEST_SERVER(test_stream_deadline_and_drop),
 	    TEST_SERVER(test_channel_grpc),
 	    TEST_SERVER(test_channel_grpc_deadline),
 	};
