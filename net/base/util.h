@@ -15,6 +15,18 @@
 /* Number of elements of a true array (not a pointer). */
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* A hex digit's value, or -1 for any other byte. */
+static inline int hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* Makes `fd` non-blocking: 0, or -errno (errno set). */
 static inline int fd_set_nonblock(int fd)
 {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "rpc_errno.h"
 
 int grpc_msg_peek(const struct iobuf *in, size_t off, size_t max,
@@ -106,17 +107,6 @@ size_t grpc_message_encode(const char *in, size_t n, char *out,
 	return o;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 size_t grpc_message_decode(const char *in, size_t n, char *out)
 {
 	size_t o = 0;
@@ -124,8 +114,8 @@ size_t grpc_message_decode(const char *in, size_t n, char *out)
 	for (size_t i = 0; i < n; i++) {
 		int hi, lo;
 
-		if (in[i] == '%' && i + 2 < n && (hi = hexval(in[i + 1])) >= 0 &&
-		    (lo = hexval(in[i + 2])) >= 0) {
+		if (in[i] == '%' && i + 2 < n && (hi = hex_digit((uint8_t)in[i + 1])) >= 0 &&
+		    (lo = hex_digit((uint8_t)in[i + 2])) >= 0) {
 			out[o++] = (char)(hi << 4 | lo);
 			i += 2;
 			continue;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "base/util.h"
+
 /* The methods detection knows (RFC 9110 section 9, and PATCH). */
 static const char *const methods[] = {
     "GET ",	"HEAD ",  "POST ",  "PUT ",	"DELETE ",
@@ -526,17 +528,6 @@ enum {
 	CH_DONE,
 };
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One line's bytes from the front of in, at most cap: 1 and the line (no
  * CR LF) in buf, 0 when no LF yet (what came is kept in `in`), -EBADMSG
  * when longer than cap. */
@@ -571,12 +562,12 @@ int http1_chunked_step(struct http1_chunked *c, struct iobuf *in,
 			r = take_line(in, line, HTTP1_CHUNK_LINE_MAX, &len);
 			if (r <= 0)
 				return r;
-			for (i = 0; i < len && hexval((uint8_t)line[i]) >= 0;
+			for (i = 0; i < len && hex_digit((uint8_t)line[i]) >= 0;
 			     i++) {
 				if (++digits > 15)
 					return -EBADMSG;
 				size = size << 4 |
-				       (uint64_t)hexval((uint8_t)line[i]);
+				       (uint64_t)hex_digit((uint8_t)line[i]);
 			}
 			/* extensions after ';' are ignored */
 			while (i < len && (line[i] == ' ' || line[i] == '\t'))
@@ -779,12 +770,12 @@ int http1_unchunk(struct http1_chunked *c, const char *p, size_t n,
 			uint64_t size = 0;
 			size_t i, digits = 0;
 
-			for (i = 0; i < len && hexval((uint8_t)q[i]) >= 0; i++) {
+			for (i = 0; i < len && hex_digit((uint8_t)q[i]) >= 0; i++) {
 				if (++digits > 15) {
 					r = -EBADMSG;
 					break;
 				}
-				size = size << 4 | (uint64_t)hexval((uint8_t)q[i]);
+				size = size << 4 | (uint64_t)hex_digit((uint8_t)q[i]);
 			}
 			while (!r && i < len && (q[i] == ' ' || q[i] == '\t'))
 				i++;

@@ -20,7 +20,6 @@
 #include "channel_int.h"
 
 #include <errno.h>
-#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +29,7 @@
 #include "codec/compress.h"
 #include "codec/grpc.h"
 #include "codec/rpc_errno.h"
+#include "h2_io.h"
 
 /* Our SETTINGS: a stream window of 1 MiB, the connection's 16 MiB (big
  * answers need not wait for WINDOW_UPDATEs), no push. */
@@ -51,12 +51,10 @@ struct ch2_stream {
 };
 
 struct chan_h2 {
-	nghttp2_session *ng;
+	struct h2_io io; /* first: nghttp2's user data */
 	struct chan_conn *cc;
-	struct iobuf wbuf; /* frames for conn_write */
 	struct ch2_stream *streams;
 	bool failed;
-	bool in_recv; /* inside mem_recv: sending waits for its end */
 };
 
 static void ch2_flush(struct chan_h2 *h2);
@@ -145,16 +143,6 @@ static void stream_answer(struct chan_h2 *h2, struct ch2_stream *st,
 
 /* ---- nghttp2's callbacks -------------------------------------------- */
 
-static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t len,
-		       int flags, void *user)
-{
-	struct chan_h2 *h2 = user;
-
-	if (iobuf_append(&h2->wbuf, data, len))
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	return (ssize_t)len;
-}
-
 static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf,
 			 size_t length, uint32_t *flags,
 			 nghttp2_data_source *src, void *user)
@@ -176,15 +164,7 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame,
 	struct chan_h2 *h2 = user;
 	struct ch2_stream *st = src->ptr;
 
-	if (iobuf_append(&h2->wbuf, framehd, 9) ||
-	    iobuf_cut(&st->out, &h2->wbuf, length))
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	return 0;
-}
-
-static bool is(const uint8_t *p, size_t n, const char *lit)
-{
-	return n == strlen(lit) && !memcmp(p, lit, n);
+	return h2_io_put_data(&h2->io, framehd, &st->out, length);
 }
 
 static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
@@ -197,22 +177,22 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 
 	if (!st)
 		return 0;
-	if (is(name, namelen, ":status")) {
+	if (h2_is(name, namelen, ":status")) {
 		for (size_t i = 0; i < valuelen && i < 3; i++)
 			v = v * 10 + (value[i] - '0');
 		st->http_status = v;
-	} else if (is(name, namelen, "grpc-status")) {
+	} else if (h2_is(name, namelen, "grpc-status")) {
 		for (size_t i = 0; i < valuelen && i < 3; i++)
 			if (value[i] >= '0' && value[i] <= '9')
 				v = v * 10 + (value[i] - '0');
 		st->grpc_status = v;
-	} else if (is(name, namelen, "grpc-message")) {
+	} else if (h2_is(name, namelen, "grpc-message")) {
 		size_t n = valuelen < CH2_MESSAGE_MAX ? valuelen
 						      : CH2_MESSAGE_MAX;
 
 		grpc_message_decode((const char *)value, n, st->message);
-	} else if (is(name, namelen, "grpc-encoding")) {
-		st->gzip = is(value, valuelen, "gzip");
+	} else if (h2_is(name, namelen, "grpc-encoding")) {
+		st->gzip = h2_is(value, valuelen, "gzip");
 	}
 	return 0;
 }
@@ -263,7 +243,7 @@ static void cbs_make(void)
 
 	if (nghttp2_session_callbacks_new(&c))
 		return;
-	nghttp2_session_callbacks_set_send_callback(c, on_send);
+	nghttp2_session_callbacks_set_send_callback(c, h2_io_send);
 	nghttp2_session_callbacks_set_send_data_callback(c, send_data);
 	nghttp2_session_callbacks_set_on_header_callback(c, on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -291,18 +271,18 @@ static int ch2_start(struct chan_conn *cc)
 		return -ENOMEM;
 	}
 	h2->cc = cc;
-	iobuf_init(&h2->wbuf, cc->ch->opt.pool);
-	rv = nghttp2_session_client_new(&h2->ng, cbs, h2);
+	iobuf_init(&h2->io.out, cc->ch->opt.pool);
+	rv = nghttp2_session_client_new(&h2->io.ng, cbs, h2);
 	if (!rv)
-		rv = nghttp2_submit_settings(h2->ng, NGHTTP2_FLAG_NONE, iv,
+		rv = nghttp2_submit_settings(h2->io.ng, NGHTTP2_FLAG_NONE, iv,
 					     ARRAY_SIZE(iv));
 	if (!rv)
 		rv = nghttp2_session_set_local_window_size(
-		    h2->ng, NGHTTP2_FLAG_NONE, 0, CH2_CONN_WINDOW);
+		    h2->io.ng, NGHTTP2_FLAG_NONE, 0, CH2_CONN_WINDOW);
 	if (rv) {
-		if (h2->ng)
-			nghttp2_session_del(h2->ng);
-		iobuf_destroy(&h2->wbuf);
+		if (h2->io.ng)
+			nghttp2_session_del(h2->io.ng);
+		iobuf_destroy(&h2->io.out);
 		mem_free(mem, h2);
 		return -ENOMEM;
 	}
@@ -327,23 +307,19 @@ static void ch2_flush(struct chan_h2 *h2)
 	struct conn *c = &h2->cc->conn;
 	int rv;
 
-	if (h2->in_recv)
+	if (h2->io.in_io)
 		return; /* a call started from a done callback: sent below */
-	rv = nghttp2_session_send(h2->ng);
+	rv = nghttp2_session_send(h2->io.ng);
 	if (rv) {
 		ch2_fail(h2, "session", rv);
 		return;
 	}
-	if (!iobuf_empty(&h2->wbuf))
-		conn_write(c, &h2->wbuf);
-	if (!nghttp2_session_want_read(h2->ng) &&
-	    !nghttp2_session_want_write(h2->ng))
+	if (!iobuf_empty(&h2->io.out))
+		conn_write(c, &h2->io.out);
+	if (!nghttp2_session_want_read(h2->io.ng) &&
+	    !nghttp2_session_want_write(h2->io.ng))
 		conn_close_after_flush(c, -ECONNRESET); /* GOAWAY */
 }
-
-#define NV(n, v, vl)                                                          \
-	{ (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl),                \
-	  NGHTTP2_NV_FLAG_NO_COPY_NAME }
 
 int chan_h2_send(struct chan_conn *cc, struct rpc_attempt *a)
 {
@@ -434,7 +410,7 @@ int chan_h2_send(struct chan_conn *cc, struct rpc_attempt *a)
 		nv[n++] = (nghttp2_nv)NV("authorization", ch->opt.credential,
 					 ch->opt.credential_len);
 	prd.source.ptr = st;
-	sid = nghttp2_submit_request(cc->h2->ng, NULL, nv, n, &prd, st);
+	sid = nghttp2_submit_request(cc->h2->io.ng, NULL, nv, n, &prd, st);
 	if (sid < 0) {
 		chan_set_local_text(c, "Fail to start an HTTP/2 stream: %s",
 				    nghttp2_strerror(sid));
@@ -456,6 +432,7 @@ void chan_h2_data(struct chan_conn *cc)
 {
 	struct conn *c = &cc->conn;
 	struct chan_h2 *h2 = cc->h2;
+	int rv;
 
 	if (!h2) {
 		/* bytes before any request of ours: not an HTTP/2 server */
@@ -466,23 +443,11 @@ void chan_h2_data(struct chan_conn *cc)
 		conn_close(c, -EPROTO);
 		return;
 	}
-	for (size_t i = 0; i < iobuf_ref_count(&c->in); i++) {
-		const void *p;
-		size_t len;
-		ssize_t rv;
-
-		if (iobuf_ref_at(&c->in, i, &p, &len))
-			break;
-		h2->in_recv = true;
-		rv = nghttp2_session_mem_recv(h2->ng, p, len);
-		h2->in_recv = false;
-		if (rv < 0) {
-			iobuf_reset(&c->in);
-			ch2_fail(h2, "from the server", (int)rv);
-			return;
-		}
+	rv = h2_io_recv(&h2->io, &c->in);
+	if (rv < 0) {
+		ch2_fail(h2, "from the server", rv);
+		return;
 	}
-	iobuf_reset(&c->in);
 	ch2_flush(h2);
 }
 
@@ -495,8 +460,8 @@ void chan_h2_close(struct chan_conn *cc)
 		return;
 	while (h2->streams)
 		stream_free(h2, h2->streams);
-	nghttp2_session_del(h2->ng);
-	iobuf_destroy(&h2->wbuf);
+	nghttp2_session_del(h2->io.ng);
+	iobuf_destroy(&h2->io.out);
 	mem_free(mem, h2);
 	cc->h2 = NULL;
 }

@@ -565,6 +565,23 @@ struct server_peer server__peer(struct srv_conn *sc)
 				    tls_conn_subject(&sc->conn)};
 }
 
+int server__authenticate(struct srv_conn *sc, const struct baidu_bytes *cred,
+			 char *text, size_t text_size)
+{
+	struct server *s = sc->srv;
+	struct server_peer peer = server__peer(sc);
+	char why[256] = "";
+
+	if (!s->opt.auth ||
+	    !s->opt.auth(s->opt.auth_arg, cred, &peer, why, sizeof(why)))
+		return 0;
+	log_warn(s->opt.log, "refusing %s: authentication failed%s%s",
+		 sc->conn.peer_text, why[0] ? ": " : "", why);
+	snprintf(text, text_size, "Fail to authenticate%s%s",
+		 why[0] ? ": " : "", why);
+	return RPC_ERPCAUTH;
+}
+
 /* A plain connection on a tls_required port: an HTTP client is told, in
  * the answer nginx gives the same mistake; anything else is closed. */
 static void refuse_plain(struct srv_conn *sc)

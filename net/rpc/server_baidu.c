@@ -349,28 +349,16 @@ out_unaccount:
  * on; false: refused, answered and closing. */
 static bool baidu_auth(struct srv_conn *sc, const struct baidu_frame *f)
 {
-	struct server *s = sc->srv;
-	char why[256] = "";
+	char text[300];
 
-	if (!s->opt.auth || sc->authed)
-		return true;
-	struct server_peer peer = server__peer(sc);
-
-	if (s->opt.auth(s->opt.auth_arg, &f->meta.authentication_data, &peer,
-			why, sizeof(why)) == 0) {
+	if (sc->authed ||
+	    !server__authenticate(sc, &f->meta.authentication_data, text,
+				  sizeof(text))) {
 		sc->authed = true;
 		return true;
 	}
-	log_warn(s->opt.log, "refusing %s: authentication failed%s%s",
-		 sc->conn.peer_text, why[0] ? ": " : "", why);
-	{
-		char text[300];
-
-		snprintf(text, sizeof(text), "Fail to authenticate%s%s",
-			 why[0] ? ": " : "", why);
-		send_answer(sc, f->meta.correlation_id, RPC_ERPCAUTH, text,
-			    true, 0, NULL, NULL, NULL);
-	}
+	send_answer(sc, f->meta.correlation_id, RPC_ERPCAUTH, text, true, 0,
+		    NULL, NULL, NULL);
 	sc->proto = SRV_REFUSED;
 	conn_close_after_flush(&sc->conn, -EACCES);
 	return false;

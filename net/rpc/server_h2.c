@@ -102,6 +102,7 @@ static void h2_log_once(struct srv_h2 *h2, const char *what)
 	if (h2->logged)
 		return;
 	h2->logged = true;
+	h2->io.stop = true; /* read nothing more */
 	__atomic_fetch_add(&sc->srv->n_closed_bad, 1, __ATOMIC_RELAXED);
 	log_warn(sc->srv->opt.log, "closing %s: HTTP/2: %s%s%s",
 		 sc->conn.peer_text, what, h2->why[0] ? ": " : "", h2->why);
@@ -111,7 +112,7 @@ static void h2_log_once(struct srv_h2 *h2, const char *what)
 static void h2_fail(struct srv_h2 *h2, uint32_t code, const char *what)
 {
 	h2_log_once(h2, what);
-	nghttp2_session_terminate_session(h2->ng, code);
+	nghttp2_session_terminate_session(h2->io.ng, code);
 }
 
 /* Counts a control frame: false once the peer floods. */
@@ -183,8 +184,7 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame,
 	struct srv_h2 *h2 = user;
 	struct server_stream *st = src->ptr;
 
-	if (iobuf_append(&h2->out, framehd, 9) ||
-	    iobuf_cut(&st->resp, &h2->out, length))
+	if (h2_io_put_data(&h2->io, framehd, &st->resp, length))
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (st->want_writable && iobuf_len(&st->resp) < SERVER_STREAM_LOW) {
 		st->want_writable = false;
@@ -212,7 +212,7 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 		snprintf(hstatus, sizeof(hstatus), "%d", st->http_status);
 		nv[n++] = (nghttp2_nv)NV(":status", hstatus, 3);
 		nv[n++] = (nghttp2_nv)NV("content-type", "text/plain", 10);
-		rv = nghttp2_submit_response(h2->ng, st->id, nv, n, &prd);
+		rv = nghttp2_submit_response(h2->io.ng, st->id, nv, n, &prd);
 		goto out;
 	}
 	nv[n++] = (nghttp2_nv)NV(":status", "200", 3);
@@ -223,16 +223,16 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 		if (st->message)
 			nv[n++] = (nghttp2_nv)NV("grpc-message", st->message,
 						 strlen(st->message));
-		rv = nghttp2_submit_response(h2->ng, st->id, nv, n, NULL);
+		rv = nghttp2_submit_response(h2->io.ng, st->id, nv, n, NULL);
 		goto out;
 	}
 	if (st->resp_gzip)
 		nv[n++] = (nghttp2_nv)NV("grpc-encoding", "gzip", 4);
 	nv[n++] = (nghttp2_nv)NV("grpc-accept-encoding", "identity,gzip", 13);
-	rv = nghttp2_submit_response(h2->ng, st->id, nv, n, &prd);
+	rv = nghttp2_submit_response(h2->io.ng, st->id, nv, n, &prd);
 out:
 	if (rv)
-		nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id,
+		nghttp2_submit_rst_stream(h2->io.ng, NGHTTP2_FLAG_NONE, st->id,
 					  NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -382,6 +382,15 @@ static void raw_task(struct task *t)
 }
 
 /* "/Service/Method" into its parts; false: not that shape. */
+int h2__authenticate(struct srv_h2 *h2, struct server_stream *st, char *text,
+		     size_t text_size)
+{
+	struct baidu_bytes cred = {
+	    st->auth_len ? (const uint8_t *)st->auth : NULL, st->auth_len};
+
+	return server__authenticate(h2->sc, &cred, text, text_size);
+}
+
 bool h2__split_path(const char *path, char *svc, char *method)
 {
 	const char *slash;
@@ -557,26 +566,11 @@ static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 		answer_now(h2, st, grpc_status_from_rpc(code), why);
 		return;
 	}
-	if (s->opt.auth) {
-		struct baidu_bytes cred = {
-		    st->auth_len ? (const uint8_t *)st->auth : NULL,
-		    st->auth_len};
-		char reason[256] = "";
-		struct server_peer peer = server__peer(sc);
-
-		if (s->opt.auth(s->opt.auth_arg, &cred, &peer, reason,
-				sizeof(reason))) {
-			log_warn(s->opt.log,
-				 "refusing %s: authentication failed%s%s",
-				 sc->conn.peer_text, reason[0] ? ": " : "",
-				 reason);
-			snprintf(why, sizeof(why), "Fail to authenticate%s%s",
-				 reason[0] ? ": " : "", reason);
-			server__uncount_call(s);
-			server__route_release(s, route);
-			answer_now(h2, st, GRPC_UNAUTHENTICATED, why);
-			return;
-		}
+	if (h2__authenticate(h2, st, why, sizeof(why))) {
+		server__uncount_call(s);
+		server__route_release(s, route);
+		answer_now(h2, st, GRPC_UNAUTHENTICATED, why);
+		return;
 	}
 	if (m && server__method_enter(s, m, why, sizeof(why))) {
 		server__uncount_call(s);
@@ -628,16 +622,6 @@ static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 
 /* ---- nghttp2's callbacks -------------------------------------------- */
 
-static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t len,
-		       int flags, void *user)
-{
-	struct srv_h2 *h2 = user;
-
-	if (iobuf_append(&h2->out, data, len))
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	return (ssize_t)len;
-}
-
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame,
 			    void *user)
 {
@@ -652,11 +636,6 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame,
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
 	return 0;
-}
-
-static bool is(const uint8_t *p, size_t n, const char *lit)
-{
-	return n == strlen(lit) && !memcmp(p, lit, n);
 }
 
 static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
@@ -674,19 +653,19 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0; /* trailers of a request: nothing in them for us */
-	if (is(name, namelen, ":path")) {
+	if (h2_is(name, namelen, ":path")) {
 		size_t n = valuelen < sizeof(st->path) - 1
 			       ? valuelen
 			       : sizeof(st->path) - 1;
 
 		memcpy(st->path, value, n);
 		st->path[n] = '\0';
-	} else if (is(name, namelen, ":method")) {
-		st->post = is(value, valuelen, "POST");
-	} else if (is(name, namelen, "content-type")) {
+	} else if (h2_is(name, namelen, ":method")) {
+		st->post = h2_is(value, valuelen, "POST");
+	} else if (h2_is(name, namelen, "content-type")) {
 		st->grpc = valuelen >= 16 && !memcmp(value, "application/grpc", 16) &&
 			   (valuelen == 16 || value[16] == ';' ||
-			    is(value, valuelen, "application/grpc+proto"));
+			    h2_is(value, valuelen, "application/grpc+proto"));
 		if (st->grpc) {
 			size_t n = valuelen < sizeof(st->ctype) - 1
 				       ? valuelen
@@ -695,16 +674,16 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 			memcpy(st->ctype, value, n);
 			st->ctype[n] = '\0';
 		}
-	} else if (is(name, namelen, "grpc-timeout")) {
+	} else if (h2_is(name, namelen, "grpc-timeout")) {
 		if (grpc_timeout_parse((const char *)value, valuelen, &ms) == 0)
 			st->timeout_ms = ms ? ms : 1;
-	} else if (is(name, namelen, "grpc-encoding")) {
-		st->gzip_in = is(value, valuelen, "gzip");
+	} else if (h2_is(name, namelen, "grpc-encoding")) {
+		st->gzip_in = h2_is(value, valuelen, "gzip");
 		st->bad_encoding =
-		    !st->gzip_in && !is(value, valuelen, "identity");
-	} else if (is(name, namelen, "grpc-accept-encoding")) {
+		    !st->gzip_in && !h2_is(value, valuelen, "identity");
+	} else if (h2_is(name, namelen, "grpc-accept-encoding")) {
 		st->accept_gzip = memmem(value, valuelen, "gzip", 4) != NULL;
-	} else if (is(name, namelen, "authorization") &&
+	} else if (h2_is(name, namelen, "authorization") &&
 		   valuelen < sizeof(st->auth)) {
 		memcpy(st->auth, value, valuelen);
 		st->auth_len = valuelen;
@@ -841,7 +820,7 @@ static void h2_cbs_make(void)
 
 	if (nghttp2_session_callbacks_new(&c))
 		return;
-	nghttp2_session_callbacks_set_send_callback(c, on_send);
+	nghttp2_session_callbacks_set_send_callback(c, h2_io_send);
 	nghttp2_session_callbacks_set_send_data_callback(c, send_data);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(
 	    c, on_begin_headers);
@@ -876,14 +855,14 @@ void h2__flush(struct srv_h2 *h2)
 	struct conn *c = &h2->sc->conn;
 	int rv;
 
-	if (h2->in_io)
+	if (h2->io.in_io)
 		return; /* the outer call sends */
 	/* a handler's on_writable writes more: a few rounds, then the next
 	 * WINDOW_UPDATE goes on */
 	for (int round = 0; round < 4; round++) {
-		h2->in_io = true;
-		rv = nghttp2_session_send(h2->ng);
-		h2->in_io = false;
+		h2->io.in_io = true;
+		rv = nghttp2_session_send(h2->io.ng);
+		h2->io.in_io = false;
 		if (rv) {
 			snprintf(h2->why, sizeof(h2->why), "%s",
 				 nghttp2_strerror(rv));
@@ -894,10 +873,10 @@ void h2__flush(struct srv_h2 *h2)
 		if (!h2s__writable(h2))
 			break;
 	}
-	if (!iobuf_empty(&h2->out) && conn_write(c, &h2->out))
+	if (!iobuf_empty(&h2->io.out) && conn_write(c, &h2->io.out))
 		return; /* closing */
-	if (!nghttp2_session_want_read(h2->ng) &&
-	    !nghttp2_session_want_write(h2->ng))
+	if (!nghttp2_session_want_read(h2->io.ng) &&
+	    !nghttp2_session_want_write(h2->io.ng))
 		conn_close_after_flush(c, h2->logged ? -EPROTO : 0);
 }
 
@@ -926,19 +905,19 @@ static int h2_start(struct srv_conn *sc)
 	nghttp2_option_set_stream_reset_rate_limit(opt, H2_RST_BURST,
 						   H2_RST_RATE);
 	h2->sc = sc;
-	iobuf_init(&h2->out, s->opt.pool);
-	rv = nghttp2_session_server_new2(&h2->ng, h2_cbs, h2, opt);
+	iobuf_init(&h2->io.out, s->opt.pool);
+	rv = nghttp2_session_server_new2(&h2->io.ng, h2_cbs, h2, opt);
 	nghttp2_option_del(opt);
 	if (!rv)
-		rv = nghttp2_submit_settings(h2->ng, NGHTTP2_FLAG_NONE, iv,
+		rv = nghttp2_submit_settings(h2->io.ng, NGHTTP2_FLAG_NONE, iv,
 					     sizeof(iv) / sizeof(iv[0]));
 	if (!rv)
 		rv = nghttp2_session_set_local_window_size(
-		    h2->ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
+		    h2->io.ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW);
 	if (rv) {
-		if (h2->ng)
-			nghttp2_session_del(h2->ng);
-		iobuf_destroy(&h2->out);
+		if (h2->io.ng)
+			nghttp2_session_del(h2->io.ng);
+		iobuf_destroy(&h2->io.out);
 		mem_free(s->opt.mem, h2);
 		return -ENOMEM;
 	}
@@ -951,6 +930,7 @@ void server__h2_data(struct srv_conn *sc)
 {
 	struct conn *c = &sc->conn;
 	struct srv_h2 *h2 = sc->h2;
+	int rv;
 
 	if (!h2) {
 		if (h2_start(sc)) {
@@ -959,34 +939,18 @@ void server__h2_data(struct srv_conn *sc)
 		}
 		h2 = sc->h2;
 	}
-	for (size_t i = 0; i < iobuf_ref_count(&c->in); i++) {
-		const void *p;
-		size_t len;
-		ssize_t rv;
-
-		if (iobuf_ref_at(&c->in, i, &p, &len))
-			break;
-		h2->in_io = true;
-		rv = nghttp2_session_mem_recv(h2->ng, p, len);
-		h2->in_io = false;
-		if (rv < 0) {
-			if (!h2->why[0])
-				snprintf(h2->why, sizeof(h2->why), "%s",
-					 nghttp2_strerror((int)rv));
-			h2_fail(h2,
-				rv == NGHTTP2_ERR_FLOODED
-				    ? NGHTTP2_ENHANCE_YOUR_CALM
-				    : NGHTTP2_PROTOCOL_ERROR,
-				rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC
-				    ? "a bad client preface"
-				: rv == NGHTTP2_ERR_FLOODED ? "a flood"
-							    : "a protocol error");
-			break;
-		}
-		if (h2->logged)
-			break;
+	rv = h2_io_recv(&h2->io, &c->in);
+	if (rv < 0) {
+		if (!h2->why[0])
+			snprintf(h2->why, sizeof(h2->why), "%s",
+				 nghttp2_strerror(rv));
+		h2_fail(h2,
+			rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+						  : NGHTTP2_PROTOCOL_ERROR,
+			rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? "a bad client preface"
+			: rv == NGHTTP2_ERR_FLOODED	   ? "a flood"
+						      : "a protocol error");
 	}
-	iobuf_reset(&c->in);
 	h2__flush(h2);
 }
 
@@ -1008,8 +972,8 @@ void server__h2_close(struct srv_conn *sc)
 		else
 			h2__stream_free(s, st);
 	}
-	nghttp2_session_del(h2->ng);
-	iobuf_destroy(&h2->out);
+	nghttp2_session_del(h2->io.ng);
+	iobuf_destroy(&h2->io.out);
 	sc->h2 = NULL;
 	mem_free(s->opt.mem, h2);
 }
@@ -1022,8 +986,8 @@ static void stop_task(struct task *t)
 
 	if (h2 && !conn_closing(&sc->conn)) {
 		nghttp2_submit_goaway(
-		    h2->ng, NGHTTP2_FLAG_NONE,
-		    nghttp2_session_get_last_proc_stream_id(h2->ng),
+		    h2->io.ng, NGHTTP2_FLAG_NONE,
+		    nghttp2_session_get_last_proc_stream_id(h2->io.ng),
 		    NGHTTP2_NO_ERROR, NULL, 0);
 		h2__flush(h2);
 	}

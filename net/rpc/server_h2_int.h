@@ -5,8 +5,7 @@
 #ifndef RPCGATE_NET_SERVER_H2_INT_H
 #define RPCGATE_NET_SERVER_H2_INT_H
 
-#include <nghttp2/nghttp2.h>
-
+#include "h2_io.h"
 #include "server_int.h"
 
 /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise (brpc: unlimited;
@@ -40,10 +39,6 @@
 #define H2_HEALTH_SERVICE "grpc.health.v1.Health"
 enum { HEALTH_SERVING = 1, HEALTH_NOT_SERVING = 2 };
 
-/* A header field for nghttp2, its name a literal. */
-#define NV(n, v, vl)                                                          \
-	{ (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl),                \
-	  NGHTTP2_NV_FLAG_NO_COPY_NAME }
 
 struct srv_h2;
 
@@ -87,16 +82,14 @@ struct server_stream {
 };
 
 struct srv_h2 {
-	nghttp2_session *ng;
+	struct h2_io io; /* first: nghttp2's user data */
 	struct srv_conn *sc;
-	struct iobuf out;	  /* frames for conn_write */
 	struct server_stream *streams; /* open or in a call */
 	unsigned calls;		  /* in flight */
 	bool logged;		  /* the one line of a bad peer */
 	char why[160];		  /* nghttp2's last error text */
 	int64_t ctl_window_ns;	  /* control frames counted since */
 	unsigned ctl_count;
-	bool in_io; /* inside nghttp2 (recv or send): no h2__flush */
 };
 
 /* ---- server_h2.c ------------------------------------------------------ */
@@ -109,6 +102,9 @@ void h2__status(struct server *s, struct server_stream *st, int status,
 		const char *text);
 /* Submits st's unary answer, or a trailers-only error. */
 void h2__answer(struct srv_h2 *h2, struct server_stream *st);
+/* The auth hook on st's authorization field: server__authenticate(). */
+int h2__authenticate(struct srv_h2 *h2, struct server_stream *st, char *text,
+		     size_t text_size);
 /* "/Service/Method" into its parts; false: not that shape. */
 bool h2__split_path(const char *path, char *svc, char *method);
 /* The DATA provider of every gRPC answer. */

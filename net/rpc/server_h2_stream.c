@@ -43,8 +43,8 @@ static void submit_headers(struct srv_h2 *h2, struct server_stream *st)
 	};
 
 	st->resp_started = true;
-	if (nghttp2_submit_response(h2->ng, st->id, nv, ARRAY_SIZE(nv), &prd))
-		nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id,
+	if (nghttp2_submit_response(h2->io.ng, st->id, nv, ARRAY_SIZE(nv), &prd))
+		nghttp2_submit_rst_stream(h2->io.ng, NGHTTP2_FLAG_NONE, st->id,
 					  NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -55,7 +55,7 @@ static void kick(struct srv_h2 *h2, struct server_stream *st)
 		submit_headers(h2, st);
 	else if (st->deferred) {
 		st->deferred = false;
-		nghttp2_session_resume_data(h2->ng, st->id);
+		nghttp2_session_resume_data(h2->io.ng, st->id);
 	}
 	h2__flush(h2);
 }
@@ -168,20 +168,9 @@ bool h2s__start(struct srv_h2 *h2, struct server_stream *st)
 		return true;
 	}
 	st->counted = true;
-	if (s->opt.auth) {
-		struct baidu_bytes cred = {
-		    st->auth_len ? (const uint8_t *)st->auth : NULL,
-		    st->auth_len};
-		struct server_peer peer = server__peer(h2->sc);
-		char reason[256] = "";
-
-		if (s->opt.auth(s->opt.auth_arg, &cred, &peer, reason,
-				sizeof(reason))) {
-			snprintf(why, sizeof(why), "Fail to authenticate%s%s",
-				 reason[0] ? ": " : "", reason);
-			server_stream_finish(st, RPC_ERPCAUTH, why);
-			return true;
-		}
+	if (h2__authenticate(h2, st, why, sizeof(why))) {
+		server_stream_finish(st, RPC_ERPCAUTH, why);
+		return true;
 	}
 	if (st->timeout_ms > 0)
 		loop_timer_start(h2->sc->conn.loop, &st->deadline,
@@ -275,9 +264,9 @@ bool h2s__writable(struct srv_h2 *h2)
 		if (st->ops && st->ops->on_writable && !st->finished &&
 		    !st->closed) {
 			/* its writes are sent by h2__flush's next round */
-			h2->in_io = true;
+			h2->io.in_io = true;
 			st->ops->on_writable(st, st->ops_arg);
-			h2->in_io = false;
+			h2->io.in_io = false;
 			ran = true;
 		}
 	}

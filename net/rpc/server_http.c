@@ -605,21 +605,12 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 		server__refused(s);
 		goto out_answered;
 	}
-	if (s->opt.auth) {
+	{
 		const struct http1_str *a = req->authorization;
 		struct baidu_bytes cred = {a ? (const uint8_t *)a->p : NULL,
 					   a ? a->n : 0};
-		char reason[256] = "";
-		struct server_peer peer = server__peer(sc);
 
-		if (s->opt.auth(s->opt.auth_arg, &cred, &peer, reason,
-				sizeof(reason))) {
-			log_warn(s->opt.log,
-				 "refusing %s: authentication failed%s%s",
-				 sc->conn.peer_text, reason[0] ? ": " : "",
-				 reason);
-			snprintf(why, sizeof(why), "Fail to authenticate%s%s",
-				 reason[0] ? ": " : "", reason);
+		if (server__authenticate(sc, &cred, why, sizeof(why))) {
 			answer_error(sc, hc, req->minor, RPC_ERPCAUTH, why,
 				     true, connection_field(req->minor, false));
 			server__uncount_call(s);

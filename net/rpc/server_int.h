@@ -125,6 +125,13 @@ void server__route_release(struct server *s, void *route);
 int server__admit(struct server *s, char *why, size_t why_size);
 /* Who the connection's peer is, for the auth hook (strings: the conn's). */
 struct server_peer server__peer(struct srv_conn *sc);
+/*
+ * The auth hook (if any) on a request's credential (cred->ptr NULL:
+ * none): 0 accepted, or RPC_ERPCAUTH, logged, with brpc's answer text
+ * ("Fail to authenticate[: why]") in text.
+ */
+int server__authenticate(struct srv_conn *sc, const struct baidu_bytes *cred,
+			 char *text, size_t text_size);
 void server__refused(struct server *s);
 void server__uncount_call(struct server *s);
 
