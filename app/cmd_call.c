@@ -8,7 +8,7 @@
  *                [--connection_type=single|pooled|short] [--auth_token=S]
  *
  *   rpcgate call --server=HOST:PORT --service=S --method=M --json='{...}'
- *                [--descriptor_set=F] [--protocol=baidu_std|http]
+ *                [--descriptor_set=F] [--protocol=baidu_std|http|grpc]
  *                (any method, JSON both ways: app/cmd_call_json.c)
  *
  * Success: "message: TEXT" and, when the answer has an attachment,

@@ -16,7 +16,10 @@
 static const char *const budget_modes[] = {"strict", "auto", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error",
 					 NULL};
-static const char *const call_protocols[] = {"baidu_std", "http", NULL};
+/* channel_protocol_name()'s names (net/rpc/channel.h), and http (call
+ * --json only). */
+static const char *const call_protocols[] = {"baidu_std", "http", "grpc",
+					     NULL};
 
 /* --json: a bool word (bench) or a JSON object (call). */
 static bool json_flag_valid(const char *v)
@@ -41,8 +44,6 @@ static const char *const compress_types[] = {"none", "snappy", "gzip", "zlib",
 					     NULL};
 /* channel_conn_type_name()'s names (net/rpc/channel.h). */
 static const char *const conn_types[] = {"single", "pooled", "short", NULL};
-/* channel_protocol_name()'s names (net/rpc/channel.h). */
-static const char *const protocols[] = {"baidu_std", "grpc", NULL};
 static const char *const transports[] = {"tcp", "rdma", NULL};
 /* rdma_recv_block_type: brpc's names (its "huge", 2 MiB, is not offered). */
 static const char *const recv_block_types[] = {"default", "large", NULL};
@@ -590,14 +591,6 @@ const struct flag_def app_flag_defs[] = {
 		"(a connection per call)",
     },
     {
-	.name = "protocol",
-	.type = FLAG_ENUM,
-	.def = "baidu_std",
-	.choices = protocols,
-	.help = "call, bench: baidu_std, or grpc (gRPC over HTTP/2, h2c "
-		"with prior knowledge, or over TLS with --tls)",
-    },
-    {
 	.name = "checksum",
 	.type = FLAG_BOOL,
 	.def = "false",
@@ -656,8 +649,10 @@ const struct flag_def app_flag_defs[] = {
 	.type = FLAG_ENUM,
 	.def = "baidu_std",
 	.choices = call_protocols,
-	.help = "call: baidu_std, or http (POST /SERVICE/METHOD with the "
-		"JSON, brpc's HTTP mapping)",
+	.help = "call, bench: baidu_std, or grpc (gRPC over HTTP/2: h2c "
+		"with prior knowledge, or over TLS with --tls); call --json "
+		"also http (POST /SERVICE/METHOD with the JSON, brpc's "
+		"HTTP mapping)",
     },
     {
 	.name = "oneway",

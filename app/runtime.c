@@ -457,7 +457,11 @@ int app_channel_open(struct channel *ch, struct app_runtime *r,
 	/* The flag's choices are channel_conn_type_parse()'s names. */
 	channel_conn_type_parse(flags_str(fl, "connection_type"),
 				&opt.conn_type);
-	channel_protocol_parse(flags_str(fl, "protocol"), &opt.protocol);
+	if (channel_protocol_parse(flags_str(fl, "protocol"), &opt.protocol)) {
+		fprintf(stderr, "%s: --protocol=%s is for call --json only\n",
+			r->who, flags_str(fl, "protocol"));
+		return -EINVAL;
+	}
 	if (*token) {
 		opt.credential = token;
 		opt.credential_len = strlen(token);
