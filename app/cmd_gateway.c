@@ -214,6 +214,8 @@ static int gw_serve(struct gateway *gw, struct app_config *cfg)
 		err = server_set_router(&gw->srv, gw_route_fn, gw_forward, gw);
 	if (!err)
 		err = server_set_route_release(&gw->srv, gw_route_release);
+	if (!err)
+		err = server_set_route_stream(&gw->srv, gw_route_stream);
 	if (err) {
 		fprintf(stderr, WHO ": cannot set up the server: %s\n",
 			strerror(-err));

@@ -110,6 +110,15 @@ void gw_routes_close(struct gateway *gw);
 /* The most specific route of `service`, referenced, or NULL (any loop). */
 struct gw_route *gw_route_get(struct gateway *gw, const char *service);
 void gw_route_put(struct gw_route *rt);
+/* One more reference to a route the caller holds. */
+void gw_route_hold(struct gw_route *rt);
+
+/* gw_stream.c: server_set_route_stream()'s choice: gRPC to a route that
+ * speaks gRPC is forwarded as a stream (arg: the gateway). */
+const struct server_stream_ops *gw_route_stream(void *arg, void *route,
+						const char *service,
+						const char *method,
+						void **ops_arg);
 /* SIGHUP (and a periodic look): re-reads file:// routes. */
 void gw_routes_check(void *arg, bool sighup);
 /* /routes: each route, its source and revision. */

@@ -340,6 +340,11 @@ static struct gw_route *route_new(struct gateway *gw, const char *text,
 	return rt;
 }
 
+void gw_route_hold(struct gw_route *rt)
+{
+	__atomic_add_fetch(&rt->refs, 1, __ATOMIC_RELAXED);
+}
+
 void gw_route_put(struct gw_route *rt)
 {
 	if (__atomic_sub_fetch(&rt->refs, 1, __ATOMIC_ACQ_REL))

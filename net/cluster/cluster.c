@@ -550,6 +550,33 @@ void cluster_call_start(struct cluster *cl, struct cluster_call *c,
 		loop_post(cl->loop, &c->task);
 }
 
+struct channel_stream *cluster_stream_open(struct cluster *cl,
+					   const char *service,
+					   const char *method, int timeout_ms,
+					   const struct channel_stream_ops *ops,
+					   void *arg, char *instance, int *err)
+{
+	struct cl_inst *in;
+	int i;
+
+	instance[0] = '\0';
+	if (cl->closing) {
+		*err = -ECANCELED;
+		return NULL;
+	}
+	i = lb_select(&cl->lb, NULL, false, 0);
+	if (i < 0) {
+		*err = -EHOSTDOWN;
+		return NULL;
+	}
+	in = cl->set[i];
+	metrics_counter_add(&in->m_calls, 1);
+	memcpy(instance, in->node.addr, strlen(in->node.addr) + 1);
+	return channel_stream_open(&in->ch, service, method,
+				   timeout_ms ? timeout_ms : cl->opt.timeout_ms,
+				   ops, arg, err);
+}
+
 /* ---- init, destroy -------------------------------------------------- */
 
 static int options_check(const struct cluster_options *o, char *why,

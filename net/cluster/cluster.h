@@ -291,6 +291,20 @@ void cluster_call_destroy(struct cluster_call *c);
 void cluster_call_start(struct cluster *cl, struct cluster_call *c,
 			cluster_done_fn *done, void *arg);
 
+/*
+ * A streaming call (protocol grpc; channel.h's channel_stream_open()) to
+ * an instance the balancer picks, its address copied to `instance`
+ * (NAMING_ADDR_MAX).  On the cluster's loop (cl->loop), as the stream's
+ * callbacks are; timeout_ms 0: the cluster's.  No retry: the stream, or
+ * NULL with *err (-EHOSTDOWN: no instance takes calls, -ECANCELED: the
+ * cluster is closing, or the channel's).
+ */
+struct channel_stream *cluster_stream_open(struct cluster *cl,
+					   const char *service,
+					   const char *method, int timeout_ms,
+					   const struct channel_stream_ops *ops,
+					   void *arg, char *instance, int *err);
+
 void cluster_stats(struct cluster *cl, struct cluster_stats *out);
 
 #endif

@@ -304,10 +304,29 @@ static void cc_detach(struct chan_conn *cc)
 		cc->next->prev = cc->prev;
 }
 
-/* The connection under attempt `a` failed with `err` (0: EOF) while
- * connecting or, `connected`, later. */
-static void attempt_failed(struct rpc_attempt *a, int err, bool connected,
-			   const char *hs_why)
+/* Why the calls on cc failed, its connection having failed with `err`
+ * (0: EOF) while connecting or, `connected`, later. */
+static void conn_fail_text(struct chan_conn *cc, int err, bool connected,
+			   const char *hs_why, char *buf, size_t size)
+{
+	struct channel *ch = cc->ch;
+
+	if (!connected)
+		snprintf(buf, size, "Fail to connect %s: %s", ch->addr_text,
+			 strerror(-err));
+	else if (hs_why)
+		snprintf(buf, size, "Fail to handshake (%s) with %s: %s",
+			 ch->opt.upgrade->name, ch->addr_text, hs_why);
+	else if (err)
+		snprintf(buf, size, "Broken connection to %s: %s",
+			 ch->addr_text, strerror(-err));
+	else
+		snprintf(buf, size, "Connection to %s closed: Got EOF",
+			 ch->addr_text);
+}
+
+/* The connection under attempt `a` failed with `err`; `why` says so. */
+static void attempt_failed(struct rpc_attempt *a, int err, const char *why)
 {
 	struct channel *ch = a->call->ch;
 	struct rpc_call *c;
@@ -318,23 +337,12 @@ static void attempt_failed(struct rpc_attempt *a, int err, bool connected,
 	if (callid_claim(&ch->ids, id, &p))
 		return; /* ended, or a cancel holds it and will finish */
 	c = p;
-	if (!connected)
-		chan_set_local_text(c, "Fail to connect %s: %s", ch->addr_text,
-				    strerror(-err));
-	else if (hs_why)
-		chan_set_local_text(c, "Fail to handshake (%s) with %s: %s",
-				    ch->opt.upgrade->name, ch->addr_text,
-				    hs_why);
-	else if (err)
-		chan_set_local_text(c, "Broken connection to %s: %s",
-				    ch->addr_text, strerror(-err));
-	else
-		chan_set_local_text(c, "Connection to %s closed: Got EOF",
-				    ch->addr_text);
+	chan_set_local_text(c, "%s", why);
 	retry_or_finish(c, err);
 }
 
-/* Fails every attempt on cc (connection closed or connect failed). */
+/* Fails every attempt and streaming call on cc (connection closed or
+ * connect failed). */
 static void cc_fail_attempts(struct chan_conn *cc, int err)
 {
 	const struct conn_upgrade *up = cc->ch->opt.upgrade;
@@ -342,9 +350,12 @@ static void cc_fail_attempts(struct chan_conn *cc, int err)
 	 * transport, so only then). */
 	const char *hs_why =
 	    cc->has_conn && up && up->why ? up->why(&cc->conn) : NULL;
+	char why[300];
 
+	conn_fail_text(cc, err, cc->has_conn, hs_why, why, sizeof(why));
+	chan_h2_close(cc, why);
 	while (cc->atts)
-		attempt_failed(cc->atts, err, cc->has_conn, hs_why);
+		attempt_failed(cc->atts, err, why);
 }
 
 static void cc_free(struct chan_conn *cc)
@@ -476,6 +487,8 @@ static void cc_send_pending(struct chan_conn *cc)
 	void *p;
 	int err;
 
+	if (cc->pending)
+		chan_h2_start_pending(cc);
 	for (a = cc->atts; a; a = next) {
 		next = a->next;
 		if (a->sent)
@@ -704,6 +717,25 @@ static struct chan_conn *pick_conn(struct channel *ch, int *err)
 	return cc_new(ch, err);
 }
 
+struct chan_conn *chan_stream_conn(struct channel *ch, bool own, int *err)
+{
+	struct chan_conn *cc;
+
+	if (!own)
+		return pick_conn(ch, err);
+	cc = cc_new(ch, err);
+	if (cc)
+		cc->own = true;
+	return cc;
+}
+
+void chan_stream_conn_done(struct chan_conn *cc)
+{
+	if (cc->own && !cc->atts && !cc->pending &&
+	    !(cc->h2 && chan_h2_busy(cc)))
+		cc_close(cc, 0);
+}
+
 /* A pooled connection's call ended: back to the idle pool, or closed. */
 static void cc_call_ended(struct chan_conn *cc, bool answered)
 {
@@ -841,7 +873,6 @@ static void cc_on_close(struct conn *conn, int err)
 
 	cc_detach(cc);
 	opening_end(cc);
-	chan_h2_close(cc);
 	if (cc->atts)
 		log_debug(cc->ch->opt.log,
 			  "connection to %s closed with "

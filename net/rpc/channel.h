@@ -41,6 +41,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "base/iobuf.h"
 #include "base/log.h"
@@ -320,6 +321,66 @@ int channel_call_raw(struct channel *ch, const char *service,
 		     void *arg);
 
 void channel_stats(struct channel *ch, struct channel_stats *out);
+
+/*
+ * Streaming calls (protocol grpc): one HTTP/2 stream carrying messages
+ * both ways, gRPC's client-, server- and bidirectional streaming (a
+ * unary call is a stream with one message each way).  Messages are
+ * protobuf bytes, uncompressed.  Everything runs on the channel's loop
+ * thread (ch->loop): open, write, end, pause and cancel from there, and
+ * the callbacks run there.
+ *
+ *   on_message  one answer message (msg may be moved out)
+ *   on_writable the requests queued fell below CHANNEL_STREAM_LOW after
+ *               a write found them past CHANNEL_STREAM_HIGH
+ *   on_close    the last callback, once: the server's grpc-status as
+ *               brpc's code (0: OK) and its text, or the local reason
+ *               (ERPCTIMEDOUT: timeout_ms passed, EFAILEDSOCKET: the
+ *               connection failed, ERESPONSE: a bad answer); the stream
+ *               is freed when it returns
+ *
+ * The stream goes on the channel's connection (single), or on one of its
+ * own, closed when the stream ends (pooled, short).  Back-pressure both
+ * ways: writes past CHANNEL_STREAM_HIGH should wait for on_writable (the
+ * queue drains as the server's window allows), and a paused stream gives
+ * the server no more window, so at most a stream window (1 MiB) more
+ * arrives until it is resumed.  No retries: a stream that failed is the
+ * caller's to open again.
+ */
+struct channel_stream;
+
+struct channel_stream_ops {
+	void (*on_message)(struct channel_stream *s, struct iobuf *msg,
+			   void *arg);
+	void (*on_writable)(struct channel_stream *s, void *arg);
+	void (*on_close)(struct channel_stream *s, int code, const char *text,
+			 void *arg);
+};
+
+#define CHANNEL_STREAM_HIGH (1u << 20)
+#define CHANNEL_STREAM_LOW  (CHANNEL_STREAM_HIGH / 2)
+
+/* Opens a stream to /service/method (copied), ending with ERPCTIMEDOUT
+ * after timeout_ms (RPC_CALL_CHANNEL: the channel's; -1: never; sent as
+ * grpc-timeout).  The stream, or NULL with *err: -EINVAL (not protocol
+ * grpc, not on the loop thread), -ENOMEM, or a connect's failure. */
+struct channel_stream *channel_stream_open(struct channel *ch,
+					   const char *service,
+					   const char *method, int timeout_ms,
+					   const struct channel_stream_ops *ops,
+					   void *arg, int *err);
+/* Queues one request message (moved out of msg): the bytes of requests
+ * waiting to go (compare with CHANNEL_STREAM_HIGH), or -EPIPE (ended,
+ * closing), -ENOMEM. */
+ssize_t channel_stream_write(struct channel_stream *s, struct iobuf *msg);
+/* The last request was written: half-closes after the queue. */
+void channel_stream_end(struct channel_stream *s);
+/* Stops (true) or resumes (false) taking answers from the server. */
+void channel_stream_pause(struct channel_stream *s, bool paused);
+/* Resets the stream; no callback runs after it, s is freed. */
+void channel_stream_cancel(struct channel_stream *s);
+/* "ip:port" of the server. */
+const char *channel_stream_peer(const struct channel_stream *s);
 
 /* "baidu_std", "grpc" <-> enum; -EINVAL for other text. */
 int channel_protocol_parse(const char *s, enum channel_protocol *out);

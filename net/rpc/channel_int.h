@@ -47,7 +47,18 @@ struct chan_conn {
 	struct chan_conn *idle_prev, *idle_next; /* ch->idle */
 	struct chan_conn *q_prev, *q_next;	 /* ch->queued */
 	struct chan_h2 *h2; /* protocol grpc: the HTTP/2 session */
+	/* streaming calls waiting for the connection, oldest first */
+	struct channel_stream *pending, *pending_tail;
+	bool own; /* a streaming call's own connection (pooled, short) */
 };
+
+/* ---- channel.c: for channel_h2.c ------------------------------------ */
+
+/* A connection for a new streaming call: the single one, or (own) one
+ * of its own.  NULL with *err. */
+struct chan_conn *chan_stream_conn(struct channel *ch, bool own, int *err);
+/* A streaming call on cc ended: an own connection closes once idle. */
+void chan_stream_conn_done(struct chan_conn *cc);
 
 /* ---- channel.c: for channel_h2.c ------------------------------------ */
 
@@ -64,8 +75,13 @@ void chan_answer(struct chan_conn *cc, uint64_t id, struct baidu_frame *f);
 int chan_h2_send(struct chan_conn *cc, struct rpc_attempt *a);
 /* New bytes in cc->conn.in. */
 void chan_h2_data(struct chan_conn *cc);
-/* cc closes: its session and streams go (attempts fail elsewhere). */
-void chan_h2_close(struct chan_conn *cc);
+/* cc closes: its session and streams go (attempts fail elsewhere;
+ * streaming calls end here with EFAILEDSOCKET and `why`). */
+void chan_h2_close(struct chan_conn *cc, const char *why);
+/* cc is ready: the streaming calls waiting for it start. */
+void chan_h2_start_pending(struct chan_conn *cc);
+/* cc's session has streams open. */
+bool chan_h2_busy(const struct chan_conn *cc);
 
 static inline void chan_futex_wake_all(int *addr)
 {

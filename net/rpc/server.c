@@ -1148,6 +1148,14 @@ int server_set_route_release(struct server *s, server_route_release_fn *fn)
 	return 0;
 }
 
+int server_set_route_stream(struct server *s, server_route_stream_fn *fn)
+{
+	if (s->started)
+		return -EBUSY;
+	s->route_stream = fn;
+	return 0;
+}
+
 void server__route_release(struct server *s, void *route)
 {
 	if (route && s->route_release)

@@ -104,6 +104,11 @@ typedef void server_route_release_fn(void *arg, void *route);
 /* A gateway's router (server_set_router()). */
 typedef void *server_route_fn(void *arg, const char *service,
 			      const char *method);
+/* A gateway's streams (server_set_route_stream()). */
+struct server_stream_ops;
+typedef const struct server_stream_ops *
+server_route_stream_fn(void *arg, void *route, const char *service,
+		       const char *method, void **ops_arg);
 
 /* The handler never blocks: run it on the loop thread that read the
  * request, saving the hand-off to a worker (brpc's in-place processing). */
@@ -318,8 +323,8 @@ int server_call_limit(struct server_call *call, struct climit *l, char *why,
  * Back-pressure: the answers go as HTTP/2 flow control lets them; what
  * waits is counted by server_stream_write(), and a handler that stops
  * writing past SERVER_STREAM_HIGH until on_writable never holds more.
- * Requests come as fast as the client sends them (each is handed on at
- * once).  grpc-timeout is the stream's deadline: past it the stream is
+ * Requests come as fast as the client sends them, each handed on at
+ * once, until server_stream_pause().  grpc-timeout is the stream's deadline: past it the stream is
  * finished DEADLINE_EXCEEDED and closed.
  */
 struct server_stream_ops {
@@ -344,11 +349,17 @@ ssize_t server_stream_write(struct server_stream *st, struct iobuf *msg);
  * queued.  Once; later writes fail. */
 void server_stream_finish(struct server_stream *st, int code,
 			  const char *text);
+/* Stops (true) or resumes (false) taking requests from the client: a
+ * paused stream gives it no more window, so at most a stream window
+ * (1 MiB) more arrives until it resumes. */
+void server_stream_pause(struct server_stream *st, bool paused);
 struct loop *server_stream_loop(const struct server_stream *st);
 /* Free for the handler (NULL at on_start). */
 void **server_stream_user(struct server_stream *st);
-/* "ip:port" of the caller; the method's full name. */
+/* "ip:port" of the caller. */
 const char *server_stream_peer(const struct server_stream *st);
+/* The request's :path, "/Service/Method". */
+const char *server_stream_path(const struct server_stream *st);
 
 /*
  * Registers service.method as a streaming method (full names; they must
@@ -409,6 +420,7 @@ struct server {
 	server_route_fn *route; /* server_set_router() */
 	server_handler_fn *route_handler;
 	server_route_release_fn *route_release;
+	server_route_stream_fn *route_stream;
 	void *route_arg;
 
 	struct {
@@ -482,6 +494,21 @@ int server_set_router(struct server *s, server_route_fn *route,
  * -EBUSY.
  */
 int server_set_route_release(struct server *s, server_route_release_fn *fn);
+
+/*
+ * A gateway's streams: a gRPC request the router routes (over HTTP/2)
+ * is offered to route_stream(arg, route, service, method, &ops_arg) at
+ * its HEADERS (loop thread, must not block).  Ops: it is a stream with
+ * those callbacks (server_add_stream_method()'s), forwarded message by
+ * message, server_stream_route() its route until on_close has run (then
+ * released); NULL: a unary call for the router's handler.  Before
+ * server_start(): 0 or -EBUSY.
+ */
+int server_set_route_stream(struct server *s, server_route_stream_fn *fn);
+/* What the router returned for a routed stream; NULL for a method's. */
+void *server_stream_route(const struct server_stream *st);
+/* A stream's deadline from grpc-timeout, in ms; 0: none said. */
+int64_t server_stream_timeout_ms(const struct server_stream *st);
 
 /*
  * Opens a listening TCP socket on host (NULL or "": every address) and

@@ -491,7 +491,7 @@ static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 	struct server_call *call;
 	struct grpc_msg gm;
 	void *route = NULL;
-	bool is_short = false;
+	bool is_short = false, health;
 	int code, r;
 
 	if (!st->grpc) {
@@ -522,8 +522,21 @@ static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 		answer_now(h2, st, GRPC_UNIMPLEMENTED, why);
 		return;
 	}
+	svc = server__find_service(s, svc_name, strlen(svc_name), &is_short);
+	m = svc ? server__find_method(svc, method, strlen(method)) : NULL;
+	health = !m && !svc && !strcmp(svc_name, H2_HEALTH_SERVICE) &&
+		 !strcmp(method, "Check");
+	if (!m && !svc && !health && s->route)
+		route = s->route(s->route_arg, svc_name, method);
+	if (!m && !route && !health) {
+		snprintf(why, sizeof(why), "Fail to find method=%s/%s",
+			 svc_name, method);
+		answer_now(h2, st, GRPC_UNIMPLEMENTED, why);
+		return;
+	}
 	r = grpc_msg_peek(&st->body, 0, s->opt.max_body_size, &gm);
 	if (r != 1 || iobuf_len(&st->body) != GRPC_PREFIX_LEN + gm.len) {
+		server__route_release(s, route);
 		answer_now(h2, st,
 			   r == -EMSGSIZE ? GRPC_RESOURCE_EXHAUSTED
 					  : GRPC_INVALID_ARGUMENT,
@@ -533,23 +546,13 @@ static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 		return;
 	}
 	if (gm.compressed && !st->gzip_in) {
+		server__route_release(s, route);
 		answer_now(h2, st, GRPC_INTERNAL,
 			   "a compressed message without grpc-encoding");
 		return;
 	}
-	svc = server__find_service(s, svc_name, strlen(svc_name), &is_short);
-	m = svc ? server__find_method(svc, method, strlen(method)) : NULL;
-	if (!m && !svc && !strcmp(svc_name, H2_HEALTH_SERVICE) &&
-	    !strcmp(method, "Check")) {
+	if (health) {
 		health_check(h2, st);
-		return;
-	}
-	if (!m && !svc && s->route)
-		route = s->route(s->route_arg, svc_name, method);
-	if (!m && !route) {
-		snprintf(why, sizeof(why), "Fail to find method=%s/%s",
-			 svc_name, method);
-		answer_now(h2, st, GRPC_UNIMPLEMENTED, why);
 		return;
 	}
 	code = h2->calls >= H2_MAX_CALLS
@@ -698,6 +701,11 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
 	struct server *s = h2->sc->srv;
 	struct server_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
+	/* the window: given back now, or when a paused stream resumes */
+	if (st && st->paused)
+		st->unconsumed += len;
+	else
+		nghttp2_session_consume(ng, id, len);
 	if (!st)
 		return 0;
 	if (st->ops) {
@@ -904,6 +912,9 @@ static int h2_start(struct srv_conn *sc)
 	nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS);
 	nghttp2_option_set_stream_reset_rate_limit(opt, H2_RST_BURST,
 						   H2_RST_RATE);
+	/* flow control is ours: DATA is consumed as it is taken in, a
+	 * paused stream's when it resumes (server_stream_pause()) */
+	nghttp2_option_set_no_auto_window_update(opt, 1);
 	h2->sc = sc;
 	iobuf_init(&h2->io.out, s->opt.pool);
 	rv = nghttp2_session_server_new2(&h2->io.ng, h2_cbs, h2, opt);

@@ -73,10 +73,13 @@ struct server_stream {
 	/* streaming methods (server_h2_stream.c) */
 	const struct server_stream_ops *ops; /* NULL: unary */
 	void *ops_arg, *user;
+	void *route; /* a routed stream's, released at its close */
 	bool finished;	   /* server_stream_finish() said its status */
 	bool resp_started; /* HEADERS submitted */
 	bool deferred;	   /* its DATA waits for a write */
 	bool want_writable, writable_due;
+	bool paused;	   /* server_stream_pause(): window held back */
+	size_t unconsumed; /* DATA bytes not yet given back as window */
 	bool counted; /* admitted: uncounted at its close */
 	bool started; /* on_start ran: on_close will */
 };

@@ -112,9 +112,38 @@ void server_stream_finish(struct server_stream *st, int code,
 	kick(h2, st);
 }
 
+void server_stream_pause(struct server_stream *st, bool paused)
+{
+	struct srv_h2 *h2 = st->h2;
+
+	if (st->paused == paused)
+		return;
+	st->paused = paused;
+	if (paused || !h2 || st->closed || !st->unconsumed)
+		return;
+	nghttp2_session_consume(h2->io.ng, st->id, st->unconsumed);
+	st->unconsumed = 0;
+	h2__flush(h2);
+}
+
 struct loop *server_stream_loop(const struct server_stream *st)
 {
 	return st->h2 ? st->h2->sc->conn.loop : NULL;
+}
+
+void *server_stream_route(const struct server_stream *st)
+{
+	return st->route;
+}
+
+const char *server_stream_path(const struct server_stream *st)
+{
+	return st->path;
+}
+
+int64_t server_stream_timeout_ms(const struct server_stream *st)
+{
+	return st->timeout_ms;
 }
 
 void **server_stream_user(struct server_stream *st)
@@ -138,6 +167,30 @@ static void stream_deadline(struct loop_timer *t)
 			     "the stream's grpc-timeout passed");
 }
 
+/* A request for no method of ours that the router sends to a stream
+ * (server_set_route_stream()): st's ops set, true. */
+static bool route_stream(struct server *s, struct server_stream *st,
+			 const char *svc, const char *method)
+{
+	bool is_short;
+	void *route;
+
+	if (!s->route || !s->route_stream || !strcmp(svc, H2_HEALTH_SERVICE) ||
+	    server__find_service(s, svc, strlen(svc), &is_short))
+		return false;
+	route = s->route(s->route_arg, svc, method);
+	if (!route)
+		return false;
+	st->ops = s->route_stream(s->route_arg, route, svc, method,
+				  &st->ops_arg);
+	if (!st->ops) {
+		server__route_release(s, route);
+		return false;
+	}
+	st->route = route;
+	return true;
+}
+
 bool h2s__start(struct srv_h2 *h2, struct server_stream *st)
 {
 	struct server *s = h2->sc->srv;
@@ -150,10 +203,12 @@ bool h2s__start(struct srv_h2 *h2, struct server_stream *st)
 		if (!strcmp(s->stream_methods[i].service, svc) &&
 		    !strcmp(s->stream_methods[i].method, method))
 			break;
-	if (i == s->nstream_methods)
+	if (i < s->nstream_methods) {
+		st->ops = s->stream_methods[i].ops;
+		st->ops_arg = s->stream_methods[i].arg;
+	} else if (!route_stream(s, st, svc, method)) {
 		return false;
-	st->ops = s->stream_methods[i].ops;
-	st->ops_arg = s->stream_methods[i].arg;
+	}
 	if (!st->post || st->bad_encoding) {
 		server_stream_finish(st, RPC_ENOMETHOD,
 				     !st->post ? "gRPC calls are POST requests"
@@ -241,6 +296,8 @@ void h2s__closed(struct srv_h2 *h2, struct server_stream *st, int err)
 	struct server *s = h2->sc->srv;
 
 	loop_timer_stop(h2->sc->conn.loop, &st->deadline);
+	if (st->unconsumed)
+		nghttp2_session_consume_connection(h2->io.ng, st->unconsumed);
 	st->closed = true; /* writes from on_close fail */
 	if (st->started && st->ops->on_close)
 		st->ops->on_close(st, err, st->ops_arg);
@@ -248,6 +305,7 @@ void h2s__closed(struct srv_h2 *h2, struct server_stream *st, int err)
 		__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
 		server__uncount_call(s);
 	}
+	server__route_release(s, st->route);
 	h2__stream_free(s, st);
 }
 

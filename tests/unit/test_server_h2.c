@@ -15,6 +15,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "base/util.h"
 #include "codec/grpc.h"
 #include "rpc/channel.h"
 
@@ -925,6 +926,261 @@ static void test_channel_grpc_deadline(void **state)
 	fx_down(fx);
 }
 
+/* ---- the channel's streaming calls ---------------------------------- */
+
+/* One streaming call driven from the test thread: opened, written and
+ * ended by a task on the channel's loop, its callbacks counted here. */
+struct cs {
+	struct channel *ch;
+	struct channel_stream *s;
+	const char *method;
+	const char *const *msgs; /* written at the open, NULL-ended */
+	bool end, pause, cancel;
+	int timeout_ms;
+	struct task task;
+	int open_err;
+	/* the callbacks' (the loop thread), read once closed */
+	int answers;
+	size_t bytes;
+	char first[256], joined[4096];
+	int code;
+	char text[256];
+	int closed; /* atomic */
+};
+
+static void cs_message(struct channel_stream *s, struct iobuf *msg, void *arg)
+{
+	struct cs *c = arg;
+	uint8_t b[300];
+	size_t n = iobuf_len(msg), o = strlen(c->joined);
+
+	c->answers++;
+	__atomic_fetch_add(&c->bytes, n, __ATOMIC_RELAXED);
+	if (n < sizeof(b) && n >= 2) {
+		/* EchoResponse: field 1, a short string */
+		iobuf_copy_out(msg, 0, b, n);
+		if (!c->first[0])
+			snprintf(c->first, sizeof(c->first), "%.*s", b[1], b + 2);
+		snprintf(c->joined + o, sizeof(c->joined) - o, "%s%.*s",
+			 o ? "," : "", b[1], b + 2);
+	}
+}
+
+static void cs_close(struct channel_stream *s, int code, const char *text,
+		     void *arg)
+{
+	struct cs *c = arg;
+
+	c->code = code;
+	snprintf(c->text, sizeof(c->text), "%s", text);
+	__atomic_store_n(&c->closed, 1, __ATOMIC_RELEASE);
+}
+
+static const struct channel_stream_ops cs_ops = {
+    .on_message = cs_message,
+    .on_close = cs_close,
+};
+
+static void cs_open_task(struct task *t)
+{
+	struct cs *c = container_of(t, struct cs, task);
+	struct iobuf m;
+	uint8_t b[300];
+
+	c->s = channel_stream_open(c->ch, "example.EchoStreamService",
+				   c->method, c->timeout_ms, &cs_ops, c,
+				   &c->open_err);
+	if (!c->s) {
+		__atomic_store_n(&c->closed, 2, __ATOMIC_RELEASE);
+		return;
+	}
+	if (c->pause)
+		channel_stream_pause(c->s, true);
+	iobuf_init(&m, c->ch->opt.pool);
+	for (int i = 0; c->msgs && c->msgs[i]; i++) {
+		iobuf_append(&m, b, echo_req(b, c->msgs[i]));
+		assert_true(channel_stream_write(c->s, &m) > 0);
+	}
+	if (c->end) {
+		channel_stream_end(c->s);
+		iobuf_append(&m, "x", 1);
+		assert_int_equal(channel_stream_write(c->s, &m), -EPIPE);
+	}
+	iobuf_destroy(&m);
+}
+
+/* Runs fn(c) on the channel's loop and waits for it. */
+static void cs_on_loop(struct cs *c, void (*fn)(struct task *))
+{
+	task_init(&c->task, fn);
+	loop_post(c->ch->loop, &c->task);
+}
+
+static void cs_resume_task(struct task *t)
+{
+	struct cs *c = container_of(t, struct cs, task);
+
+	channel_stream_pause(c->s, false);
+}
+
+static void cs_cancel_task(struct task *t)
+{
+	struct cs *c = container_of(t, struct cs, task);
+
+	channel_stream_cancel(c->s);
+	__atomic_store_n(&c->closed, 3, __ATOMIC_RELEASE);
+}
+
+/* Waits for the call to close (5 s at most): its `closed` value. */
+static int cs_wait(struct cs *c)
+{
+	int64_t end = now_ms() + 5000;
+	int v;
+
+	while (!(v = __atomic_load_n(&c->closed, __ATOMIC_ACQUIRE)) &&
+	       now_ms() < end)
+		usleep(1000);
+	return v;
+}
+
+static void cs_run(struct cs *c, struct channel *ch, const char *method,
+		   const char *const *msgs)
+{
+	c->ch = ch;
+	c->method = method;
+	c->msgs = msgs;
+	c->end = true;
+	if (!c->timeout_ms)
+		c->timeout_ms = 3000;
+	cs_on_loop(c, cs_open_task);
+	assert_int_equal(cs_wait(c), 1);
+}
+
+/* Each kind against echo's EchoStreamService: server streaming (Split),
+ * client streaming (Join), bidirectional (Chat), and an error. */
+static void test_channel_stream_kinds(void **state)
+{
+	struct fx *fx = up(0);
+	static const char *const split[] = {"a bb  ccc", NULL};
+	static const char *const words[] = {"w1", "w2", "w3", "w4", NULL};
+	static const char *const chat[] = {"one", "two", NULL};
+	static const char *const fail[] = {"ok", "fail", "never", NULL};
+	struct channel ch;
+	struct cs c;
+
+	grpc_channel(fx, &ch, 3000);
+	memset(&c, 0, sizeof(c));
+	cs_run(&c, &ch, "Split", split);
+	assert_int_equal(c.code, 0);
+	assert_string_equal(c.joined, "a,bb,ccc");
+	memset(&c, 0, sizeof(c));
+	cs_run(&c, &ch, "Join", words);
+	assert_int_equal(c.code, 0);
+	assert_string_equal(c.joined, "w1 w2 w3 w4");
+	memset(&c, 0, sizeof(c));
+	cs_run(&c, &ch, "Chat", chat);
+	assert_int_equal(c.code, 0);
+	assert_string_equal(c.joined, "one,two");
+	memset(&c, 0, sizeof(c));
+	cs_run(&c, &ch, "Chat", fail);
+	assert_int_not_equal(c.code, 0);
+	assert_non_null(strstr(c.text, "asked to fail"));
+	assert_string_equal(c.joined, "ok");
+	memset(&c, 0, sizeof(c));
+	cs_run(&c, &ch, "Nope", chat);
+	assert_int_equal(c.code, RPC_ENOMETHOD);
+	channel_destroy(&ch);
+	fx_down(fx);
+}
+
+/* A paused call takes no more than a stream window; resumed, every
+ * answer comes. */
+static void test_channel_stream_pause(void **state)
+{
+	struct fx *fx = up(0);
+	static const char *const flood[] = {"200 65536", NULL};
+	struct channel ch;
+	struct cs c;
+
+	grpc_channel(fx, &ch, 10000);
+	memset(&c, 0, sizeof(c));
+	c.ch = &ch;
+	c.method = "Flood";
+	c.msgs = flood;
+	c.end = true;
+	c.pause = true;
+	c.timeout_ms = 10000;
+	cs_on_loop(&c, cs_open_task);
+	usleep(300000);
+	assert_int_equal(__atomic_load_n(&c.closed, __ATOMIC_ACQUIRE), 0);
+	/* read on the loop while it runs: a lower bound is all we need */
+	assert_true(__atomic_load_n(&c.bytes, __ATOMIC_RELAXED) <=
+		    (1u << 20) + 65536);
+	cs_on_loop(&c, cs_resume_task);
+	assert_int_equal(cs_wait(&c), 1);
+	assert_int_equal(c.code, 0);
+	assert_int_equal(c.answers, 200);
+	assert_int_equal(c.bytes, 200 * (65536 + 4));
+	channel_destroy(&ch);
+	fx_down(fx);
+}
+
+/* timeout_ms ends an open call ERPCTIMEDOUT; a cancelled one hears
+ * nothing more; a server not there ends it with the connect's error;
+ * only protocol grpc streams. */
+static void test_channel_stream_ends(void **state)
+{
+	struct fx *fx = up(0);
+	struct channel ch, none, baidu;
+	struct channel_options co;
+	struct cs c;
+	int64_t t0;
+
+	grpc_channel(fx, &ch, 3000);
+	memset(&c, 0, sizeof(c));
+	c.ch = &ch;
+	c.method = "Chat";
+	c.timeout_ms = 100;
+	t0 = now_ms();
+	cs_on_loop(&c, cs_open_task);
+	assert_int_equal(cs_wait(&c), 1);
+	assert_int_equal(c.code, RPC_ERPCTIMEDOUT);
+	assert_true(now_ms() - t0 >= 90 && now_ms() - t0 < 1000);
+	memset(&c, 0, sizeof(c));
+	c.ch = &ch;
+	c.method = "Chat";
+	c.timeout_ms = 3000;
+	cs_on_loop(&c, cs_open_task);
+	usleep(50000);
+	cs_on_loop(&c, cs_cancel_task);
+	assert_int_equal(cs_wait(&c), 3);
+	usleep(50000);
+	assert_int_equal(__atomic_load_n(&c.closed, __ATOMIC_ACQUIRE), 3);
+	channel_destroy(&ch);
+	/* nobody there */
+	channel_options_default(&co);
+	co.rt = &fx->rt;
+	co.pool = &fx->pool;
+	co.protocol = CHANNEL_PROTO_GRPC;
+	assert_int_equal(channel_init(&none, "127.0.0.1:1", &co), 0);
+	memset(&c, 0, sizeof(c));
+	cs_run(&c, &none, "Chat", NULL);
+	assert_int_equal(c.code, RPC_EFAILEDSOCKET);
+	assert_non_null(strstr(c.text, "Fail to connect"));
+	channel_destroy(&none);
+	/* baidu_std has no streams */
+	co.protocol = CHANNEL_PROTO_BAIDU;
+	assert_int_equal(channel_init(&baidu, "127.0.0.1:1", &co), 0);
+	memset(&c, 0, sizeof(c));
+	c.ch = &baidu;
+	c.method = "Chat";
+	cs_on_loop(&c, cs_open_task);
+	assert_int_equal(cs_wait(&c), 2);
+	assert_int_equal(c.open_err, -EINVAL);
+	channel_destroy(&baidu);
+	fx_down(fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -951,6 +1207,9 @@ int main(void)
 	    TEST_SERVER(test_stream_deadline_and_drop),
 	    TEST_SERVER(test_channel_grpc),
 	    TEST_SERVER(test_channel_grpc_deadline),
+	    TEST_SERVER(test_channel_stream_kinds),
+	    TEST_SERVER(test_channel_stream_pause),
+	    TEST_SERVER(test_channel_stream_ends),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

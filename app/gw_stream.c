@@ -1,0 +1,500 @@
+/*
+ * gw_stream: the gateway's gRPC -> gRPC calls, forwarded as streams,
+ * message by message (unary calls too: a stream of one message each
+ * way).  A gRPC request whose route speaks gRPC (;protocol=grpc) is a
+ * pair of streams:
+ *
+ *   down  the client's, a server stream (net/rpc/server.h) on the loop
+ *         that read it
+ *   up    the upstream's, a channel stream (net/rpc/channel.h) to an
+ *         instance the route's balancer picks, on the cluster's loop
+ *
+ * and two pipes of whole messages between the loops, under one lock,
+ * each drained by a task on its sink's loop:
+ *
+ *   to_up    down's messages -> channel_stream_write(); the client's
+ *            end -> channel_stream_end() after the last
+ *   to_down  up's messages -> server_stream_write(); the upstream's
+ *            status finishes the client's stream after the last
+ *
+ * Back-pressure, end to end: a pipe past GW_PIPE_HIGH pauses its source
+ * (no more HTTP/2 window for it) until its sink's loop drains it below
+ * GW_PIPE_LOW; a sink whose own queue is past its high mark takes no
+ * more from the pipe until its on_writable.  The client going (reset,
+ * deadline, connection lost) cancels the upstream's stream; the
+ * upstream failing finishes the client's with its code and text.
+ *
+ * The pair lives while either stream or a posted task does (refs).  The
+ * time allowed is the client's grpc-timeout bounded by the route's
+ * timeout_ms, as for unary calls: long-lived streams want a route with
+ * ;timeout_ms=-1.
+ */
+#include "gateway.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/util.h"
+#include "codec/grpc.h"
+#include "codec/rpc_errno.h"
+
+#define WHO GW_WHO
+
+/* A pipe's bytes past which its source is paused, and below which it
+ * resumes. */
+#define GW_PIPE_HIGH (1u << 20)
+#define GW_PIPE_LOW  (GW_PIPE_HIGH / 2)
+/* A service or method name forwarded. */
+#define GW_NAME_MAX 256
+
+struct gw_pipe {
+	struct iobuf q;	  /* framed messages (gRPC's prefix), lock */
+	bool end;	  /* the source's last message is in q, lock */
+	bool src_paused;  /* lock */
+	bool resume;	  /* lock: the sink drained it, the source reads on */
+	bool sink_full;	  /* the sink's loop only: wait for on_writable */
+	bool end_done;	  /* the sink's loop only: the end was passed on */
+	uint64_t msgs;	  /* passed on, the sink's loop */
+};
+
+struct gw_stream {
+	struct gateway *gw;
+	struct gw_route *route; /* held */
+	pthread_mutex_t lock;
+	int refs; /* atomic: down, up, each posted task, each drain */
+	/* the client's side, on its loop */
+	struct server_stream *down;
+	struct loop *lx;
+	struct task tx;
+	bool tx_posted; /* lock */
+	/* the upstream's side, on the cluster's loop */
+	struct channel_stream *up;
+	struct task ty;
+	bool ty_posted; /* lock */
+	bool up_opened;
+	bool cancel_up; /* lock: the client went */
+	/* lock: the pipes, and how the upstream ended */
+	struct gw_pipe to_up, to_down;
+	int code;
+	char text[CLUSTER_TEXT_MAX];
+	/* the call */
+	char service[GW_NAME_MAX + 1], method[GW_NAME_MAX + 1];
+	char peer[64];
+	char instance[NAMING_ADDR_MAX];
+	int timeout_ms;
+	int64_t start_ns;
+};
+
+static void gs_unref(struct gw_stream *g)
+{
+	struct gw_route *rt = g->route;
+	int64_t now;
+
+	if (__atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	now = clock_mono_ns();
+	climit_leave(&rt->limit, (uint64_t)(now - g->start_ns) / 1000,
+		     g->code == 0, now);
+	if (g->gw->access_log)
+		log_info(&g->gw->r.log,
+			 "access %s %s/%s route=%s instance=%s code=%d "
+			 "latency_us=%lld stream in=%llu out=%llu",
+			 g->peer, g->service, g->method, rt->pattern,
+			 g->instance[0] ? g->instance : "-", g->code,
+			 (long long)(now - g->start_ns) / 1000,
+			 (unsigned long long)g->to_up.msgs,
+			 (unsigned long long)g->to_down.msgs);
+	iobuf_destroy(&g->to_up.q);
+	iobuf_destroy(&g->to_down.q);
+	pthread_mutex_destroy(&g->lock);
+	mem_free(mem_default(), g);
+	gw_route_put(rt);
+}
+
+/* Runs t on `loop` (lock held: the flag is under it). */
+static void gs_post(struct gw_stream *g, struct loop *loop, struct task *t,
+		    bool *posted)
+{
+	if (*posted)
+		return;
+	*posted = true;
+	__atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+	if (loop_on_thread(loop))
+		loop_defer(loop, t);
+	else
+		loop_post(loop, t);
+}
+
+static void post_x(struct gw_stream *g)
+{
+	gs_post(g, g->lx, &g->tx, &g->tx_posted);
+}
+
+static void post_y(struct gw_stream *g)
+{
+	gs_post(g, g->route->cl.loop, &g->ty, &g->ty_posted);
+}
+
+/* A source's message into pipe p (framed); true if the source should
+ * pause.  Lock held. */
+static bool pipe_put(struct gw_pipe *p, struct iobuf *msg)
+{
+	uint8_t pfx[GRPC_PREFIX_LEN];
+	size_t n = iobuf_len(msg);
+
+	grpc_msg_prefix(pfx, false, (uint32_t)n);
+	if (iobuf_append(&p->q, pfx, sizeof(pfx)) ||
+	    iobuf_append_buf(&p->q, msg))
+		return false; /* no memory: the sink's end says so */
+	if (iobuf_len(&p->q) <= GW_PIPE_HIGH || p->src_paused)
+		return false;
+	p->src_paused = true;
+	return true;
+}
+
+/* The next message out of pipe p into msg (lock held): true if one was
+ * there.  *resume: the source may read again. */
+static bool pipe_take(struct gw_pipe *p, struct iobuf *msg, bool *resume)
+{
+	struct grpc_msg m;
+
+	*resume = false;
+	if (p->sink_full ||
+	    grpc_msg_peek(&p->q, 0, SIZE_MAX, &m) != 1)
+		return false;
+	iobuf_drop_front(&p->q, GRPC_PREFIX_LEN);
+	iobuf_cut(&p->q, msg, m.len);
+	if (p->src_paused && iobuf_len(&p->q) < GW_PIPE_LOW) {
+		p->src_paused = false;
+		p->resume = true;
+		*resume = true;
+	}
+	return true;
+}
+
+/* ---- the client's side (its loop) ------------------------------------ */
+
+/* to_down into the client's stream, then the upstream's status. */
+static void x_drain(struct gw_stream *g)
+{
+	struct gw_pipe *p = &g->to_down;
+	struct iobuf msg;
+	bool got, resume, finish;
+	int code = 0;
+	char text[CLUSTER_TEXT_MAX];
+
+	__atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+	iobuf_init(&msg, &g->gw->r.pool);
+	while (g->down) {
+		pthread_mutex_lock(&g->lock);
+		got = pipe_take(p, &msg, &resume);
+		if (resume)
+			post_y(g); /* the upstream's stream resumes there */
+		finish = !got && p->end && !p->end_done && !p->sink_full &&
+			 iobuf_empty(&p->q);
+		if (finish) {
+			code = g->code;
+			memcpy(text, g->text, sizeof(text));
+		}
+		resume = g->to_up.resume; /* our source's turn */
+		g->to_up.resume = false;
+		pthread_mutex_unlock(&g->lock);
+		if (resume)
+			server_stream_pause(g->down, false);
+		if (got && g->down) {
+			p->msgs++;
+			if (server_stream_write(g->down, &msg) >
+			    (ssize_t)SERVER_STREAM_HIGH)
+				p->sink_full = true;
+			continue;
+		}
+		if (finish && g->down) {
+			p->end_done = true;
+			server_stream_finish(g->down, code,
+					     code ? text : NULL);
+		}
+		break;
+	}
+	iobuf_destroy(&msg);
+	gs_unref(g);
+}
+
+static void x_task(struct task *t)
+{
+	struct gw_stream *g = container_of(t, struct gw_stream, tx);
+
+	pthread_mutex_lock(&g->lock);
+	g->tx_posted = false;
+	pthread_mutex_unlock(&g->lock);
+	x_drain(g);
+	gs_unref(g);
+}
+
+static void y_task(struct task *t);
+
+static void down_start(struct server_stream *st, void *arg)
+{
+	struct gateway *gw = arg;
+	struct gw_route *rt = server_stream_route(st);
+	const char *path = server_stream_path(st);
+	const char *slash = strchr(path + 1, '/');
+	int64_t tmo = server_stream_timeout_ms(st);
+	struct gw_stream *g;
+	char why[320];
+
+	if (climit_enter(&rt->limit, why, sizeof(why))) {
+		server_stream_finish(st, RPC_ELIMIT, why);
+		return;
+	}
+	g = mem_zalloc(mem_default(), sizeof(*g));
+	if (!g) {
+		climit_leave(&rt->limit, 0, false, clock_mono_ns());
+		server_stream_finish(st, RPC_EINTERNAL,
+				     "no memory for the stream");
+		return;
+	}
+	g->gw = gw;
+	g->route = rt;
+	gw_route_hold(rt);
+	pthread_mutex_init(&g->lock, NULL);
+	g->refs = 2; /* down, up */
+	g->down = st;
+	g->lx = server_stream_loop(st);
+	task_init(&g->tx, x_task);
+	task_init(&g->ty, y_task);
+	iobuf_init(&g->to_up.q, &gw->r.pool);
+	iobuf_init(&g->to_down.q, &gw->r.pool);
+	g->start_ns = clock_mono_ns();
+	/* the server split the path already: "/S/M", each fits */
+	snprintf(g->service, sizeof(g->service), "%.*s",
+		 (int)(slash - path - 1), path + 1);
+	snprintf(g->method, sizeof(g->method), "%s", slash + 1);
+	snprintf(g->peer, sizeof(g->peer), "%s", server_stream_peer(st));
+	g->timeout_ms = rt->co.timeout_ms;
+	if (tmo > 0 && (g->timeout_ms < 0 || tmo < g->timeout_ms))
+		g->timeout_ms = (int)tmo;
+	*server_stream_user(st) = g;
+	pthread_mutex_lock(&g->lock);
+	post_y(g); /* opens the upstream's stream */
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void down_message(struct server_stream *st, struct iobuf *msg,
+			 void *arg)
+{
+	struct gw_stream *g = *server_stream_user(st);
+	bool pause;
+
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	pause = pipe_put(&g->to_up, msg);
+	post_y(g);
+	pthread_mutex_unlock(&g->lock);
+	if (pause)
+		server_stream_pause(st, true);
+}
+
+static void down_end(struct server_stream *st, void *arg)
+{
+	struct gw_stream *g = *server_stream_user(st);
+
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	g->to_up.end = true;
+	post_y(g);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void down_writable(struct server_stream *st, void *arg)
+{
+	struct gw_stream *g = *server_stream_user(st);
+
+	if (!g)
+		return;
+	g->to_down.sink_full = false;
+	x_drain(g);
+}
+
+static void down_close(struct server_stream *st, int err, void *arg)
+{
+	struct gw_stream *g = *server_stream_user(st);
+
+	if (!g)
+		return;
+	g->down = NULL;
+	pthread_mutex_lock(&g->lock);
+	if (err && !g->code) {
+		g->code = err == -ETIMEDOUT ? RPC_ERPCTIMEDOUT : ECANCELED;
+		snprintf(g->text, sizeof(g->text), "the client's stream "
+			 "ended: %s", strerror(-err));
+	}
+	g->cancel_up = true; /* if it still runs */
+	post_y(g);
+	pthread_mutex_unlock(&g->lock);
+	gs_unref(g);
+}
+
+static const struct server_stream_ops down_ops = {
+    .on_start = down_start,
+    .on_message = down_message,
+    .on_end = down_end,
+    .on_writable = down_writable,
+    .on_close = down_close,
+};
+
+const struct server_stream_ops *gw_route_stream(void *arg, void *route,
+						const char *service,
+						const char *method,
+						void **ops_arg)
+{
+	struct gw_route *rt = route;
+
+	(void)service;
+	(void)method;
+	if (rt->co.chan.protocol != CHANNEL_PROTO_GRPC)
+		return NULL; /* baidu_std upstream: a unary call */
+	*ops_arg = arg;
+	return &down_ops;
+}
+
+/* ---- the upstream's side (the cluster's loop) ----------------------- */
+
+/* to_up into the upstream's stream, then its end. */
+static void y_drain(struct gw_stream *g)
+{
+	struct gw_pipe *p = &g->to_up;
+	struct iobuf msg;
+	bool got, resume, end;
+
+	__atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+	iobuf_init(&msg, &g->gw->r.pool);
+	while (g->up) {
+		pthread_mutex_lock(&g->lock);
+		got = pipe_take(p, &msg, &resume);
+		if (resume)
+			post_x(g); /* the client's stream resumes there */
+		end = !got && p->end && !p->end_done && !p->sink_full &&
+		      iobuf_empty(&p->q);
+		resume = g->to_down.resume; /* our source's turn */
+		g->to_down.resume = false;
+		pthread_mutex_unlock(&g->lock);
+		if (resume)
+			channel_stream_pause(g->up, false);
+		if (got && g->up) {
+			p->msgs++;
+			if (channel_stream_write(g->up, &msg) >
+			    (ssize_t)CHANNEL_STREAM_HIGH)
+				p->sink_full = true;
+			continue;
+		}
+		if (end && g->up) {
+			p->end_done = true;
+			channel_stream_end(g->up);
+		}
+		break;
+	}
+	iobuf_destroy(&msg);
+	gs_unref(g);
+}
+
+static void up_message(struct channel_stream *s, struct iobuf *msg,
+		       void *arg)
+{
+	struct gw_stream *g = arg;
+	bool pause;
+
+	pthread_mutex_lock(&g->lock);
+	pause = pipe_put(&g->to_down, msg);
+	post_x(g);
+	pthread_mutex_unlock(&g->lock);
+	if (pause)
+		channel_stream_pause(s, true);
+}
+
+static void up_writable(struct channel_stream *s, void *arg)
+{
+	struct gw_stream *g = arg;
+
+	g->to_up.sink_full = false;
+	y_drain(g);
+}
+
+/* The upstream's end (lock not held): the client hears it after the
+ * messages before it. */
+static void up_ended(struct gw_stream *g, int code, const char *text)
+{
+	pthread_mutex_lock(&g->lock);
+	if (!g->code) {
+		g->code = code;
+		snprintf(g->text, sizeof(g->text), "%s", text);
+	}
+	g->to_down.end = true;
+	post_x(g);
+	pthread_mutex_unlock(&g->lock);
+	gs_unref(g); /* the up side's */
+}
+
+static void up_close(struct channel_stream *s, int code, const char *text,
+		     void *arg)
+{
+	struct gw_stream *g = arg;
+
+	g->up = NULL;
+	up_ended(g, code, text);
+}
+
+static const struct channel_stream_ops up_ops = {
+    .on_message = up_message,
+    .on_writable = up_writable,
+    .on_close = up_close,
+};
+
+static void y_task(struct task *t)
+{
+	struct gw_stream *g = container_of(t, struct gw_stream, ty);
+	struct channel_stream *s;
+	char text[CLUSTER_TEXT_MAX];
+	bool cancel;
+	int err;
+
+	pthread_mutex_lock(&g->lock);
+	g->ty_posted = false;
+	cancel = g->cancel_up;
+	pthread_mutex_unlock(&g->lock);
+	if (!g->up_opened) {
+		g->up_opened = true;
+		if (cancel) {
+			up_ended(g, ECANCELED, "the client went");
+			goto out;
+		}
+		g->up = cluster_stream_open(&g->route->cl, g->service,
+					    g->method, g->timeout_ms, &up_ops,
+					    g, g->instance, &err);
+		if (!g->up) {
+			snprintf(text, sizeof(text),
+				 err == -EHOSTDOWN
+				     ? "no instance of route %s takes calls"
+				     : "Fail to open a stream on route %s: %s",
+				 g->route->pattern, strerror(-err));
+			up_ended(g, err == -EHOSTDOWN ? EHOSTDOWN
+						      : RPC_EFAILEDSOCKET,
+				 text);
+			goto out;
+		}
+	}
+	if (g->up && cancel) {
+		s = g->up;
+		g->up = NULL;
+		channel_stream_cancel(s); /* no on_close after it */
+		up_ended(g, ECANCELED, "the client went");
+		goto out;
+	}
+	if (g->up)
+		y_drain(g);
+out:
+	gs_unref(g);
+}
