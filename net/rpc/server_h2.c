@@ -32,13 +32,16 @@
 #define _GNU_SOURCE /* memmem */
 #include "server_h2_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/clock.h"
 #include "base/util.h"
+#include "codec/base64.h"
 #include "codec/compress.h"
 #include "codec/grpc.h"
 #include "codec/pbwire.h"
@@ -56,6 +59,7 @@ static struct server_stream *stream_new(struct srv_h2 *h2, int32_t id)
 	if (!st)
 		return NULL;
 	st->id = id;
+	st->srv = s;
 	st->h2 = h2;
 	st->status = GRPC_OK;
 	iobuf_init(&st->body, s->opt.pool);
@@ -90,7 +94,134 @@ void h2__stream_free(struct server *s, struct server_stream *st)
 	iobuf_destroy(&st->body);
 	iobuf_destroy(&st->resp);
 	mem_free(s->opt.mem, st->message);
+	mem_free(s->opt.mem, st->fields);
+	mem_free(s->opt.mem, st->answer_fields);
 	mem_free(s->opt.mem, st);
+}
+
+/* ---- HTTP/1's semantics (not gRPC) ----------------------------------- */
+
+/* Appends "a" "b" "c" to buf (grown as needed): 0 or -ENOMEM. */
+static int put3(const struct mem *mem, char **buf, size_t *len, size_t *cap,
+		const char *a, size_t an, const char *b, size_t bn,
+		const char *c)
+{
+	size_t cn = strlen(c), need = *len + an + bn + cn + 1;
+
+	if (need > *cap) {
+		size_t ncap = *cap ? *cap * 2 : 512;
+		char *nb;
+
+		while (ncap < need)
+			ncap *= 2;
+		nb = mem_alloc(mem, ncap);
+		if (!nb)
+			return -ENOMEM;
+		if (*len)
+			memcpy(nb, *buf, *len);
+		mem_free(mem, *buf);
+		*buf = nb;
+		*cap = ncap;
+	}
+	memcpy(*buf + *len, a, an);
+	memcpy(*buf + *len + an, b, bn);
+	memcpy(*buf + *len + an + bn, c, cn + 1);
+	*len += an + bn + cn;
+	return 0;
+}
+
+/* Fields an HTTP/2 answer must not carry (RFC 9113 8.2.2). */
+static bool connection_specific(const char *name, size_t n)
+{
+	static const char *const names[] = {
+	    "connection", "keep-alive",	    "proxy-connection",
+	    "upgrade",	  "transfer-encoding", "content-length",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (n == strlen(names[i]) && !strncasecmp(name, names[i], n))
+			return true;
+	return false;
+}
+
+void server__h2_http_answer(struct server_stream *st, int status,
+			    bool head_only, const char *extra,
+			    const char *type, struct iobuf *body)
+{
+	const struct mem *mem = st->srv->opt.mem;
+	size_t len = 0, cap = 0;
+	char *f = NULL, name[64];
+	int err = 0;
+
+	if (type)
+		err = put3(mem, &f, &len, &cap, "content-type: ", 14, type,
+			   strlen(type), "\r\n");
+	for (const char *p = extra; !err && p && *p;) {
+		const char *colon = strchr(p, ':'), *eol = strstr(p, "\r\n");
+		size_t n;
+
+		if (!colon || !eol || colon > eol)
+			break;
+		n = (size_t)(colon - p);
+		if (n < sizeof(name) && !connection_specific(p, n)) {
+			for (size_t i = 0; i < n; i++)
+				name[i] = (char)tolower((unsigned char)p[i]);
+			colon++;
+			while (*colon == ' ')
+				colon++;
+			err = put3(mem, &f, &len, &cap, name, n, ": ", 2, "");
+			if (!err)
+				err = put3(mem, &f, &len, &cap, colon,
+					   (size_t)(eol - colon), "", 0,
+					   "\r\n");
+		}
+		p = eol + 2;
+	}
+	mem_free(mem, st->answer_fields);
+	st->answer_fields = err ? NULL : f;
+	if (err)
+		mem_free(mem, f);
+	st->http_status = status;
+	st->head_only = head_only;
+	iobuf_reset(&st->resp);
+	if (body && !head_only)
+		iobuf_append_buf(&st->resp, body);
+	st->http_ready = true;
+}
+
+void server__h2_bind_call(struct server_stream *st, struct server_call *call)
+{
+	call->h2 = st;
+	st->call = call;
+	st->h2->calls++;
+}
+
+static void answer_task(struct task *t);
+
+void server__h2_http_done(struct server_call *call)
+{
+	task_init(&call->task, answer_task);
+	loop_post(call->sc->conn.loop, &call->task);
+}
+
+/* An HTTP answer's fields (answer_fields) as nghttp2's, after :status. */
+static size_t http_fields(struct server_stream *st, nghttp2_nv *nv,
+			  size_t room)
+{
+	size_t n = 0;
+
+	for (char *p = st->answer_fields; p && *p && n < room;) {
+		char *colon = strstr(p, ": "), *eol = strstr(p, "\r\n");
+
+		if (!colon || !eol)
+			break;
+		nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)colon + 2,
+				       (size_t)(colon - p),
+				       (size_t)(eol - colon - 2),
+				       NGHTTP2_NV_FLAG_NONE};
+		p = eol + 2;
+	}
+	return n;
 }
 
 /* ---- a bad peer ----------------------------------------------------- */
@@ -200,7 +331,7 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 	char status[12], hstatus[4];
 	int len = snprintf(status, sizeof(status), "%d", st->status);
 	nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2__data_read};
-	nghttp2_nv nv[6];
+	nghttp2_nv nv[H2_HTTP_FIELDS_MAX + 1];
 	size_t n = 0;
 	int rv;
 
@@ -211,8 +342,10 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 	if (!st->grpc) {
 		snprintf(hstatus, sizeof(hstatus), "%d", st->http_status);
 		nv[n++] = (nghttp2_nv)NV(":status", hstatus, 3);
-		nv[n++] = (nghttp2_nv)NV("content-type", "text/plain", 10);
-		rv = nghttp2_submit_response(h2->io.ng, st->id, nv, n, &prd);
+		n += http_fields(st, nv + n, H2_HTTP_FIELDS_MAX);
+		rv = nghttp2_submit_response(
+		    h2->io.ng, st->id, nv, n,
+		    st->head_only || iobuf_empty(&st->resp) ? NULL : &prd);
 		goto out;
 	}
 	nv[n++] = (nghttp2_nv)NV(":status", "200", 3);
@@ -495,14 +628,24 @@ static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 	int code, r;
 
 	if (!st->grpc) {
-		static const char text[] =
-		    "rpcgate: this HTTP/2 port answers gRPC (content-type "
-		    "application/grpc); HTTP/JSON and the built-in pages "
-		    "are on HTTP/1.1\n";
+		/* HTTP/JSON and the pages, as over HTTP/1.1 */
+		if (st->path_long) {
+			static const char text[] = "rpcgate: the path is too "
+						   "long\n";
+			struct iobuf b;
 
-		st->http_status = 415;
-		iobuf_append(&st->resp, text, sizeof(text) - 1);
-		h2__answer(h2, st);
+			iobuf_init(&b, s->opt.pool);
+			iobuf_append(&b, text, sizeof(text) - 1);
+			server__h2_http_answer(st, 414, false, NULL,
+					       "text/plain", &b);
+			iobuf_destroy(&b);
+		} else {
+			server__http_h2(sc, st, st->hmethod, st->path,
+					st->fields ? st->fields : "",
+					st->fields_len, &st->body);
+		}
+		if (st->http_ready && !st->call)
+			h2__answer(h2, st);
 		return;
 	}
 	if (!st->post) {
@@ -623,6 +766,88 @@ static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 		server__call_dispatch(call, typed_task);
 }
 
+static int h2_start(struct srv_conn *sc);
+
+int server__h2_upgrade(struct srv_conn *sc, const struct http1_req *req)
+{
+	static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\n"
+				 "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+	static const char *const hop[] = {"connection", "upgrade",
+					  "http2-settings", "keep-alive",
+					  "proxy-connection"};
+	struct server *s = sc->srv;
+	const struct http1_str *up = http1_field(req, "upgrade");
+	const struct http1_str *set = http1_field(req, "http2-settings");
+	const struct http1_str *con = http1_field(req, "connection");
+	struct server_stream *st;
+	struct srv_h2 *h2;
+	struct iobuf out, none;
+	struct fbuf settings;
+	char *path = NULL;
+	int rv;
+
+	if (req->minor != 1 || !up || !set || !con ||
+	    !http1_has_token(up, "h2c") || !http1_has_token(con, "upgrade") ||
+	    req->chunked || (req->has_length && req->content_length) ||
+	    req->method.n >= sizeof(st->hmethod))
+		return -EINVAL; /* a body first would need reading: no */
+	fbuf_init(&settings, s->opt.mem, 4096);
+	if (base64_decode(&settings, set->p, set->n) || settings.err ||
+	    h2_start(sc)) {
+		fbuf_destroy(&settings);
+		return -EINVAL;
+	}
+	h2 = sc->h2;
+	st = stream_new(h2, 1);
+	path = mem_alloc(s->opt.mem, req->target.n + 1);
+	rv = st && path ? nghttp2_session_upgrade2(
+			      h2->io.ng, settings.p, settings.len,
+			      req->method.n == 4 && !memcmp(req->method.p, "HEAD", 4),
+			      st)
+			: NGHTTP2_ERR_NOMEM;
+	fbuf_destroy(&settings);
+	if (rv) {
+		mem_free(s->opt.mem, path);
+		server__h2_close(sc);
+		return -EINVAL;
+	}
+	/* the request, as stream 1's */
+	memcpy(st->hmethod, req->method.p, req->method.n);
+	st->hmethod[req->method.n] = '\0';
+	memcpy(path, req->target.p, req->target.n);
+	path[req->target.n] = '\0';
+	st->ended = true;
+	for (unsigned i = 0; i < req->nfields; i++) {
+		const struct http1_field *f = &req->fields[i];
+		bool skip = false;
+
+		for (size_t j = 0; j < ARRAY_SIZE(hop); j++)
+			skip |= f->name.n == strlen(hop[j]) &&
+				!strncasecmp(f->name.p, hop[j], f->name.n);
+		if (!skip &&
+		    (put3(s->opt.mem, &st->fields, &st->fields_len,
+			  &st->fields_cap, f->name.p, f->name.n, ": ", 2, "") ||
+		     put3(s->opt.mem, &st->fields, &st->fields_len,
+			  &st->fields_cap, f->value.p, f->value.n, "", 0,
+			  "\r\n")))
+			break; /* no memory: served with what fits */
+	}
+	sc->proto = SRV_H2;
+	iobuf_init(&out, s->opt.pool);
+	if (iobuf_append(&out, sw, sizeof(sw) - 1) == 0)
+		conn_write(&sc->conn, &out);
+	iobuf_destroy(&out);
+	iobuf_init(&none, s->opt.pool);
+	server__http_h2(sc, st, st->hmethod, path,
+			st->fields ? st->fields : "", st->fields_len, &none);
+	iobuf_destroy(&none);
+	mem_free(s->opt.mem, path);
+	if (st->http_ready && !st->call)
+		h2__answer(h2, st);
+	h2__flush(h2);
+	return 0;
+}
+
 /* ---- nghttp2's callbacks -------------------------------------------- */
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame,
@@ -656,6 +881,12 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0; /* trailers of a request: nothing in them for us */
+	if (!st->grpc && namelen && name[0] != ':' &&
+	    (put3(st->srv->opt.mem, &st->fields, &st->fields_len,
+		  &st->fields_cap, (const char *)name, namelen, ": ", 2, "") ||
+	     put3(st->srv->opt.mem, &st->fields, &st->fields_len,
+		  &st->fields_cap, (const char *)value, valuelen, "", 0, "\r\n")))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (h2_is(name, namelen, ":path")) {
 		size_t n = valuelen < sizeof(st->path) - 1
 			       ? valuelen
@@ -663,7 +894,19 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 
 		memcpy(st->path, value, n);
 		st->path[n] = '\0';
+		st->path_long = n < valuelen;
+	} else if (h2_is(name, namelen, ":authority")) {
+		if (put3(st->srv->opt.mem, &st->fields, &st->fields_len,
+			 &st->fields_cap, "host: ", 6, (const char *)value,
+			 valuelen, "\r\n"))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	} else if (h2_is(name, namelen, ":method")) {
+		size_t n = valuelen < sizeof(st->hmethod) - 1
+			       ? valuelen
+			       : sizeof(st->hmethod) - 1;
+
+		memcpy(st->hmethod, value, n);
+		st->hmethod[n] = '\0';
 		st->post = h2_is(value, valuelen, "POST");
 	} else if (h2_is(name, namelen, "content-type")) {
 		st->grpc = valuelen >= 16 && !memcmp(value, "application/grpc", 16) &&

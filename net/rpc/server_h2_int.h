@@ -33,6 +33,8 @@
 /* RST_STREAMs: a burst and a rate a second (nghttp2's defaults). */
 #define H2_RST_BURST 1000
 #define H2_RST_RATE  33
+/* Fields of an HTTP answer (not gRPC) sent, at most. */
+#define H2_HTTP_FIELDS_MAX 16
 /* A path's service and method, each. */
 #define H2_NAME_MAX 256
 /* The health service (grpc/src/proto/grpc/health/v1/health.proto). */
@@ -49,6 +51,7 @@ struct srv_h2;
  */
 struct server_stream {
 	int32_t id;
+	struct server *srv;
 	struct srv_h2 *h2; /* NULL: its connection went */
 	struct server_stream *prev, *next;
 	struct server_call *call; /* in flight */
@@ -81,6 +84,16 @@ struct server_stream {
 	bool paused;	   /* server_stream_pause(): window held back */
 	size_t unconsumed; /* DATA bytes not yet given back as window */
 	bool counted; /* admitted: uncounted at its close */
+	/* not gRPC: an HTTP request served as HTTP/1's are (server_http.c)
+	 * from its method, path and fields ("name: value\r\n" each), and
+	 * its answer's fields, lowercase, in the same form */
+	char hmethod[16];
+	bool path_long; /* :path did not fit in path[]: 414 */
+	char *fields;
+	size_t fields_len, fields_cap;
+	char *answer_fields;
+	bool http_ready; /* the answer is in resp */
+	bool head_only;
 	bool started; /* on_start ran: on_close will */
 };
 

@@ -24,6 +24,12 @@
  *
  * A head that breaks the protocol is answered with its status (400, 413,
  * 414, 417, 431, 501, 505) and one log line, and the connection closes.
+ *
+ * HTTP/2 requests that are not gRPC come here too (server__http_h2()):
+ * their fields made into an HTTP/1.1 head and parsed as one, then served
+ * as one, pages and calls alike; every answer made meanwhile (on the
+ * loop, or by the call's finish on its thread) goes to the stream
+ * (h2_target) instead of the connection.
  */
 #include "server_int.h"
 
@@ -57,12 +63,17 @@ struct srv_http_call {
 	bool accept_gzip; /* Accept-Encoding: gzip */
 	bool gzip_body;	  /* Content-Encoding: gzip */
 	const struct pbd_msg *in, *out; /* the method's types, for JSON */
+	struct server_stream *h2;	/* over HTTP/2: its stream */
 	char service[HTTP_NAME_MAX + 1];
 	char method[HTTP_NAME_MAX + 1];
 	char path[]; /* for error texts */
 };
 
 static void http_read_on(struct srv_conn *sc);
+
+/* Set while an answer for an HTTP/2 stream is made on this thread:
+ * server__http_answer() gives it to the stream. */
+static __thread struct server_stream *h2_target;
 
 /* ---- answers ------------------------------------------------------------ */
 
@@ -102,6 +113,13 @@ void server__http_answer(struct srv_conn *sc, int minor, bool head_only,
 	const char *end = h + sizeof(h);
 	struct iobuf out;
 
+	if (h2_target) {
+		server__h2_http_answer(h2_target, status, head_only, extra,
+				       type, body);
+		if (body)
+			iobuf_reset(body);
+		return;
+	}
 	o = put_str(o, end, minor ? "HTTP/1.1 " : "HTTP/1.0 ");
 	o = put_num(o, end, (uint64_t)status);
 	o = put_str(o, end, " ");
@@ -315,6 +333,7 @@ void server__http_finish(struct server_call *call)
 	char extra[128];
 	struct iobuf pb, body, gz;
 
+	h2_target = hc->h2;
 	iobuf_init(&pb, s->opt.pool);
 	iobuf_init(&body, s->opt.pool);
 	iobuf_init(&gz, s->opt.pool);
@@ -352,6 +371,11 @@ void server__http_finish(struct server_call *call)
 	iobuf_destroy(&pb);
 	iobuf_destroy(&body);
 	iobuf_destroy(&gz);
+	if (h2_target) {
+		h2_target = NULL;
+		server__h2_http_done(call); /* sent and freed on the loop */
+		return;
+	}
 	if (!keep) {
 		conn_close_after_flush(&sc->conn, 0);
 	} else {
@@ -554,9 +578,10 @@ static void copy_name(char *dst, const char *p, size_t n)
 	dst[n] = '\0';
 }
 
-/* A call's request is whole: find what serves it and hand it over. */
+/* A call's request is whole (its body in `body`, taken): find what
+ * serves it and hand it over.  h2: the HTTP/2 stream it came on. */
 static void start_call(struct srv_conn *sc, const struct http1_req *req,
-		       bool keep)
+		       bool keep, struct iobuf *body, struct server_stream *h2)
 {
 	struct server *s = sc->srv;
 	const struct pbd_pool *pool = s->opt.descriptors;
@@ -630,7 +655,7 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 		hc->out = pm->output;
 	}
 	if (!hc->proto && !pm) {
-		struct iobuf body;
+		struct iobuf tb;
 		char text[512];
 		int n =
 		    snprintf(text, sizeof(text),
@@ -641,13 +666,13 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 			     "Content-Type: application/proto\n",
 			     hc->service, hc->method);
 
-		iobuf_init(&body, s->opt.pool);
-		iobuf_append(&body, text, n > 0 ? (size_t)n : 0);
+		iobuf_init(&tb, s->opt.pool);
+		iobuf_append(&tb, text, n > 0 ? (size_t)n : 0);
 		snprintf(why, sizeof(why), "x-bd-error-code: %d\r\n%s",
 			 RPC_EREQUEST, close_field);
 		server__http_answer(sc, req->minor, false, 415, why,
-				    "text/plain", &body);
-		iobuf_destroy(&body);
+				    "text/plain", &tb);
+		iobuf_destroy(&tb);
 		server__uncount_call(s);
 		goto out_answered;
 	}
@@ -668,6 +693,10 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 		return;
 	}
 	call->http = hc;
+	if (h2) {
+		hc->h2 = h2;
+		server__h2_bind_call(h2, call);
+	}
 	call->m = m;
 	call->route = route;
 	call->service = m ? svc->name : hc->service;
@@ -675,9 +704,10 @@ static void start_call(struct srv_conn *sc, const struct http1_req *req,
 	call->request_compress_type = COMPRESS_NONE;
 	call->timeout_ms = read_timeout(req);
 	read_log_id(sc, req, call);
-	iobuf_append_buf(&call->request_body, &sc->http.body);
+	iobuf_append_buf(&call->request_body, body);
 	server__call_hold(call, iobuf_len(&call->request_body));
-	sc->http.state = SH_CALL;
+	if (!h2)
+		sc->http.state = SH_CALL;
 	if (route && iobuf_len(&call->request_body) <= HTTP_INLINE_BODY_MAX &&
 	    !hc->gzip_body) {
 		/* a small body is read here, on the loop: the hop to a worker
@@ -693,7 +723,8 @@ out_answered:
 	server__route_release(s, route); /* routed, but no call was made */
 	mem_free(s->opt.mem, hc);
 	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
-	answered_here(sc, keep);
+	if (!h2)
+		answered_here(sc, keep);
 }
 
 /* A request, head and body, is in: a page or a call. */
@@ -708,16 +739,63 @@ static void request_done(struct srv_conn *sc)
 	loop_timer_stop(sc->conn.loop, &h->timer);
 	h->requests++;
 	h->state = SH_CALL;
+	if (server__h2_upgrade(sc, req) == 0) {
+		/* HTTP/2 from here on: what else came is its preface */
+		server__http_close(sc);
+		if (!iobuf_empty(&sc->conn.in))
+			server__h2_data(sc);
+		return;
+	}
 	__atomic_fetch_add(&s->n_http, 1, __ATOMIC_RELAXED);
 	if (server__page(sc, req, keep)) {
 		iobuf_reset(&h->body);
 		answered_here(sc, keep);
 	} else {
-		start_call(sc, req, keep);
+		start_call(sc, req, keep, &h->body, NULL);
 	}
 	iobuf_reset(&h->body);
 	mem_free(s->opt.mem, h->head);
 	h->head = NULL;
+}
+
+void server__http_h2(struct srv_conn *sc, struct server_stream *st,
+		     const char *method, const char *path, const char *fields,
+		     size_t n, struct iobuf *body)
+{
+	struct server *s = sc->srv;
+	size_t hl = strlen(method) + strlen(path) + n + 16;
+	char *head = mem_alloc(s->opt.mem, hl);
+	struct http1_req *req = mem_alloc(s->opt.mem, sizeof(*req));
+	int len;
+
+	h2_target = st;
+	if (!head || !req) {
+		server__http_answer(sc, 1, false, 500, NULL, NULL, NULL);
+		goto out;
+	}
+	len = snprintf(head, hl, "%s %s HTTP/1.1\r\n%.*s\r\n", method, path,
+		       (int)n, fields);
+	__atomic_fetch_add(&s->n_http, 1, __ATOMIC_RELAXED);
+	if (http1_parse_request(head, (size_t)len, req)) {
+		struct iobuf b;
+		char text[256];
+		int tn = snprintf(text, sizeof(text), "rpcgate: %s\n", req->why);
+
+		__atomic_fetch_add(&s->n_http_bad, 1, __ATOMIC_RELAXED);
+		iobuf_init(&b, s->opt.pool);
+		iobuf_append(&b, text, tn > 0 ? (size_t)tn : 0);
+		server__http_answer(sc, 1, false, req->status, NULL,
+				    "text/plain", &b);
+		iobuf_destroy(&b);
+		goto out;
+	}
+	if (!server__page(sc, req, true))
+		start_call(sc, req, true, body, st);
+out:
+	h2_target = NULL;
+	iobuf_reset(body);
+	mem_free(s->opt.mem, head);
+	mem_free(s->opt.mem, req);
 }
 
 /* ---- reading (loop thread) --------------------------------------------- */

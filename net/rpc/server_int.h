@@ -189,6 +189,34 @@ void server__h2_finish(struct server_call *call);
 void server__h2_close(struct srv_conn *sc);
 /* Any thread: a stopping server's GOAWAY, sent from the conn's loop. */
 void server__h2_stop(struct srv_conn *sc);
+/* HTTP/1's semantics on an HTTP/2 stream, for server_http.c: the answer
+ * server__http_answer() makes (any thread; its fields are HTTP/1 lines,
+ * the connection's own dropped), a call bound to the stream, and the
+ * call's answer made (it goes out and the call is freed on the loop). */
+void server__h2_http_answer(struct server_stream *st, int status,
+			    bool head_only, const char *extra,
+			    const char *type, struct iobuf *body);
+void server__h2_bind_call(struct server_stream *st, struct server_call *call);
+/*
+ * An HTTP/1.1 request asking `Upgrade: h2c` (RFC 7540 3.2; deprecated
+ * by RFC 9113 but what curl --http2 sends): 0, the connection is HTTP/2
+ * now (101 sent, the request served as stream 1); or -errno, nothing
+ * done: serve it over HTTP/1.1 as if the upgrade were not asked.
+ */
+int server__h2_upgrade(struct srv_conn *sc, const struct http1_req *req);
+void server__h2_http_done(struct server_call *call);
+
+/* ---- server_http.c, for server_h2.c -------------------------------------- */
+
+/*
+ * An HTTP/2 request that is not gRPC, served as an HTTP/1.1 one (pages,
+ * HTTP/JSON calls): `method`, `path`, its `fields` ("name: value\r\n",
+ * n bytes, host from :authority) and its body (taken).  Loop thread; the
+ * answer comes through server__h2_http_answer(), now or from the call.
+ */
+void server__http_h2(struct srv_conn *sc, struct server_stream *st,
+		     const char *method, const char *path, const char *fields,
+		     size_t n, struct iobuf *body);
 
 /* ---- server_pages.c ----------------------------------------------------- */
 

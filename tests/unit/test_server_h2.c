@@ -17,6 +17,7 @@
 
 #include "base/util.h"
 #include "codec/grpc.h"
+#include "codec/pbd.h"
 #include "rpc/channel.h"
 
 enum {
@@ -652,23 +653,135 @@ static void test_grpc_server_deadline(void **state)
 	fx_down(fx); /* the late handler's answer is dropped, nothing leaks */
 }
 
-/* Not gRPC over HTTP/2: 415 with a text saying what this port speaks. */
-static void test_not_grpc(void **state)
+/* A GET of `path` on `stream`, ending it. */
+static void put_get(struct h2c *h, uint32_t stream, const char *path)
 {
-	struct fx *fx = up(0);
-	struct h2f *f = malloc(sizeof(*f));
-	struct h2c h;
-	char hd[512];
+	uint8_t b[512];
+	size_t n = 0;
 
+	n += hp_lit(b + n, ":method", "GET");
+	n += hp_lit(b + n, ":scheme", "http");
+	n += hp_lit(b + n, ":path", path);
+	n += hp_lit(b + n, ":authority", "test");
+	put_frame(h, F_HEADERS, FL_END_HEADERS | FL_END_STREAM, stream, b, n);
+}
+
+/* An HTTP answer on `stream`: its fields into hd, its body into body. */
+static void http_answer(struct h2c *h, struct h2f *f, uint32_t stream,
+			char *hd, size_t hsize, char *body, size_t bsize)
+{
+	size_t bn = 0;
+
+	assert_int_equal(wait_frame(h, f, F_HEADERS, stream), 1);
+	fields(h, f, hd, hsize);
+	body[0] = '\0';
+	while (!(f->flags & FL_END_STREAM)) {
+		assert_int_equal(wait_frame(h, f, F_DATA, stream), 1);
+		assert_true(bn + f->len < bsize);
+		memcpy(body + bn, f->p, f->len);
+		bn += f->len;
+		body[bn] = '\0';
+	}
+}
+
+/* Not gRPC over HTTP/2: served as over HTTP/1.1, the JSON mapping and
+ * the pages, brpc's error answers with x-bd-error-code (RFC 9113 8.3:
+ * the request's pseudo-fields; 8.2.2: no connection-specific field in
+ * the answer). */
+static void test_http_over_h2(void **state)
+{
+	struct h2f *f = malloc(sizeof(*f));
+	static const char json[] = "{\"message\":\"h2 json\"}";
+	struct fx_cfg cfg = {.on_workers = true};
+	struct pbd_pool pool;
+	struct h2c h;
+	struct fx *fx;
+	char hd[512], body[512];
+
+	pbd_pool_init(&pool, NULL);
+	assert_int_equal(pbd_pool_add_set(&pool, echo_proto_desc,
+					  echo_proto_desc_len, "echo", hd,
+					  sizeof(hd)),
+			 0);
+	cfg.descriptors = &pool;
+	fx = fx_up(&cfg);
 	assert_non_null(f);
 	h2_open(&h, fx);
 	put_request(&h, 1, "/example.EchoService/Echo", "application/json",
-		    true, NULL);
-	assert_int_equal(wait_frame(&h, f, F_HEADERS, 1), 1);
-	fields(&h, f, hd, sizeof(hd));
-	assert_non_null(strstr(hd, ":status: 415\n"));
+		    false, NULL);
+	put_frame(&h, F_DATA, FL_END_STREAM, 1, json, sizeof(json) - 1);
+	http_answer(&h, f, 1, hd, sizeof(hd), body, sizeof(body));
+	assert_non_null(strstr(hd, ":status: 200\n"));
+	assert_non_null(strstr(hd, "content-type: application/json\n"));
+	assert_string_equal(body, json);
+	put_get(&h, 3, "/health");
+	http_answer(&h, f, 3, hd, sizeof(hd), body, sizeof(body));
+	assert_non_null(strstr(hd, ":status: 200\n"));
+	assert_null(strstr(hd, "connection"));
+	assert_string_equal(body, "OK");
+	put_request(&h, 5, "/example.EchoService/Nope", "application/json",
+		    false, NULL);
+	put_frame(&h, F_DATA, FL_END_STREAM, 5, json, sizeof(json) - 1);
+	http_answer(&h, f, 5, hd, sizeof(hd), body, sizeof(body));
+	assert_non_null(strstr(hd, ":status: 404\n"));
+	assert_non_null(strstr(hd, "x-bd-error-code: 1002\n"));
+	assert_non_null(strstr(body, "Fail to find method"));
 	free(f);
 	h2_close(&h);
+	fx_down(fx);
+	pbd_pool_destroy(&pool);
+}
+
+/* RFC 7540 3.2 (deprecated by RFC 9113 3.1, but curl --http2 sends it):
+ * an HTTP/1.1 request with Upgrade: h2c gets 101, its answer comes as
+ * stream 1, and the connection goes on as HTTP/2.  With a body the
+ * upgrade is declined and the request served over HTTP/1.1. */
+static void test_upgrade_h2c(void **state)
+{
+	struct fx *fx = up(0);
+	struct h2f *f = malloc(sizeof(*f));
+	static const char ask[] =
+	    "GET /health HTTP/1.1\r\nHost: t\r\n"
+	    "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+	    "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+	static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\n";
+	struct h2c h;
+	char hd[512], body[512], head[256];
+	int64_t end = now_ms() + 3000;
+	ssize_t at;
+
+	assert_non_null(f);
+	memset(&h, 0, sizeof(h));
+	cli_open(&h.c, fx);
+	assert_int_equal(nghttp2_hd_inflate_new(&h.inf), 0);
+	assert_int_equal(cli_send(&h.c, ask, sizeof(ask) - 1), 0);
+	for (at = -1; at < 0 && now_ms() < end;) {
+		size_t n = iobuf_copy_out(&h.c.in, 0, head, sizeof(head) - 1);
+		char *e;
+
+		head[n] = '\0';
+		e = strstr(head, "\r\n\r\n");
+		if (e)
+			at = e - head;
+		else
+			assert_true(cli_fill(&h.c) > 0);
+	}
+	assert_true(at > 0);
+	iobuf_copy_out(&h.c.in, 0, head, (size_t)at + 4);
+	head[at + 4] = '\0';
+	iobuf_drop_front(&h.c.in, (size_t)at + 4);
+	assert_memory_equal(head, sw, sizeof(sw) - 1);
+	assert_non_null(strstr(head, "Upgrade: h2c\r\n"));
+	assert_int_equal(cli_send(&h.c, PREFACE, sizeof(PREFACE) - 1), 0);
+	put_settings(&h, NULL, NULL, 0);
+	http_answer(&h, f, 1, hd, sizeof(hd), body, sizeof(body));
+	assert_non_null(strstr(hd, ":status: 200\n"));
+	assert_string_equal(body, "OK");
+	put_get(&h, 3, "/health"); /* HTTP/2 from here on */
+	http_answer(&h, f, 3, hd, sizeof(hd), body, sizeof(body));
+	assert_string_equal(body, "OK");
+	h2_close(&h);
+	free(f);
 	fx_down(fx);
 }
 
@@ -1197,7 +1310,8 @@ int main(void)
 	    TEST_SERVER(test_goaway_at_stop),
 	    TEST_SERVER(test_grpc_unary),
 	    TEST_SERVER(test_grpc_server_deadline),
-	    TEST_SERVER(test_not_grpc),
+	    TEST_SERVER(test_http_over_h2),
+	    TEST_SERVER(test_upgrade_h2c),
 	    TEST_SERVER(test_header_list_too_big),
 	    TEST_SERVER(test_flood_ping),
 	    TEST_SERVER(test_flood_settings),
