@@ -229,15 +229,16 @@ int app_wait_stop(struct app_runtime *r, const sigset_t *stop, int timeout_ms);
  * app_user_become(); app_runtime_adopt_tls() then gives the side to a
  * started runtime, which frees it in app_runtime_stop().
  * app_tls_client_new() makes a client side from --tls_ca, --tls_verify
- * and --tls_client_cert/_key, checking `server_name` (NULL: none).
+ * and --tls_client_cert/_key, checking `server_name` (NULL: none) and
+ * offering `alpn` ("h2"; NULL: none).
  */
 struct tls_side;
 int app_tls_server_load(struct tls_side **out, const struct app_config *cfg,
 			const char *who);
 void app_runtime_adopt_tls(struct app_runtime *r, struct tls_side *tls);
 int app_tls_client_new(struct tls_side **out, const struct app_config *cfg,
-		       const char *server_name, struct log *log, char *why,
-		       size_t why_size);
+		       const char *server_name, const char *alpn,
+		       struct log *log, char *why, size_t why_size);
 /* The host name to send as SNI and check for a target ("host:port", a
  * naming URL): its first host when that is a name, else "" (an IP). */
 void app_tls_name_of(const char *target, char *out, size_t size);

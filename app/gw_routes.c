@@ -198,8 +198,12 @@ static int route_tls(struct gw_route *rt, struct gateway *gw,
 	}
 	if (!*rt->tls_name)
 		app_tls_name_of(rt->url, rt->tls_name, sizeof(rt->tls_name));
+	/* gRPC over TLS offers h2, as gRPC's clients do */
 	err = app_tls_client_new(&rt->tls_side, cfg,
 				 *rt->tls_name ? rt->tls_name : NULL,
+				 rt->co.chan.protocol == CHANNEL_PROTO_GRPC
+				     ? "h2"
+				     : NULL,
 				 &gw->r.log, tmp, sizeof(tmp));
 	if (err) {
 		snprintf(why, why_size, "route %s: TLS: %s", rt->pattern,

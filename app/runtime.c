@@ -482,9 +482,10 @@ int app_channel_open(struct channel *ch, struct app_runtime *r,
 				 flags_str(fl, "tls_server_name"));
 		else
 			app_tls_name_of(server, name, sizeof(name));
-		err = app_tls_client_new(&r->tls_client, cfg,
-					 *name ? name : NULL, &r->log, why,
-					 sizeof(why));
+		err = app_tls_client_new(
+		    &r->tls_client, cfg, *name ? name : NULL,
+		    opt.protocol == CHANNEL_PROTO_GRPC ? "h2" : NULL, &r->log,
+		    why, sizeof(why));
 		if (err) {
 			fprintf(stderr, "%s: TLS: %s\n", r->who,
 				err == -EINVAL ? why : strerror(-err));

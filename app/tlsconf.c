@@ -56,8 +56,8 @@ void app_runtime_adopt_tls(struct app_runtime *r, struct tls_side *tls)
 }
 
 int app_tls_client_new(struct tls_side **out, const struct app_config *cfg,
-		       const char *server_name, struct log *log, char *why,
-		       size_t why_size)
+		       const char *server_name, const char *alpn,
+		       struct log *log, char *why, size_t why_size)
 {
 	const struct flags *fl = &cfg->flags;
 	struct tls_client_options o;
@@ -74,6 +74,7 @@ int app_tls_client_new(struct tls_side **out, const struct app_config *cfg,
 			 : NULL;
 	o.handshake_timeout_ms = (int)flags_int(fl, "tls_handshake_timeout_ms");
 	o.log = log;
+	o.alpn = alpn;
 	return tls_client_new(out, &o, why, why_size);
 }
 
