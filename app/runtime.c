@@ -395,6 +395,9 @@ void app_runtime_stop(struct app_runtime *r)
 {
 	__atomic_store_n(&r->rt_running, false, __ATOMIC_RELEASE);
 	rt_stop(&r->rt);
+	/* the loops are stopped: their timers are this thread's now */
+	if (!r->rdma)
+		loop_timer_stop(rt_loop_for(&r->rt, 0), &r->trim_timer);
 	rdt_unwatch(r->rdma); /* its loop is stopped: this thread's now */
 	rt_destroy(&r->rt);
 	if (r->rdma)
