@@ -27,10 +27,25 @@ struct h2_io {
 	bool stop;	  /* a callback gave up the session: read no more */
 };
 
-/* Is the field name or value n bytes at p the literal `lit`? */
-static inline bool h2_is(const uint8_t *p, size_t n, const char *lit)
+/* Is the field name or value n bytes at p the string literal `lit`?
+ * (A macro: the literal's length is known, no strlen per field.) */
+#define h2_is(p, n, lit)                                                      \
+	((n) == sizeof(lit) - 1 && !memcmp((p), (lit), sizeof(lit) - 1))
+
+/* v in decimal at out (room for 11): its length.  A status code per
+ * answer, without snprintf's cost (callgrind: 850 instructions). */
+static inline int h2_decimal(char *out, unsigned v)
 {
-	return n == strlen(lit) && !memcmp(p, lit, n);
+	char d[10];
+	int n = 0, i = 0;
+
+	do
+		d[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n)
+		out[i++] = d[--n];
+	out[i] = '\0';
+	return i;
 }
 
 /* nghttp2's send callback: frames into io->out (user: the h2_io). */

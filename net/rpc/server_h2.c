@@ -289,7 +289,7 @@ ssize_t h2__data_read(nghttp2_session *ng, int32_t id, uint8_t *buf,
 	}
 	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 	if (eof) {
-		int len = snprintf(status, sizeof(status), "%d", st->status);
+		int len = h2_decimal(status, (unsigned)st->status);
 		nghttp2_nv tr[2] = {
 		    NV("grpc-status", status, (size_t)len),
 		    NV("grpc-message", st->message,
@@ -328,8 +328,8 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame,
  * trailers-only gRPC answer (an error), or a plain HTTP one. */
 void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 {
-	char status[12], hstatus[4];
-	int len = snprintf(status, sizeof(status), "%d", st->status);
+	char status[12], hstatus[12];
+	int len = h2_decimal(status, (unsigned)st->status);
 	nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2__data_read};
 	nghttp2_nv nv[H2_HTTP_FIELDS_MAX + 1];
 	size_t n = 0;
@@ -340,7 +340,7 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 		return;
 	loop_timer_stop(h2->sc->conn.loop, &st->deadline);
 	if (!st->grpc) {
-		snprintf(hstatus, sizeof(hstatus), "%d", st->http_status);
+		h2_decimal(hstatus, (unsigned)st->http_status);
 		nv[n++] = (nghttp2_nv)NV(":status", hstatus, 3);
 		n += http_fields(st, nv + n, H2_HTTP_FIELDS_MAX);
 		rv = nghttp2_submit_response(
