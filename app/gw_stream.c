@@ -137,21 +137,32 @@ static void post_y(struct gw_stream *g)
 	gs_post(g, g->route->cl.loop, &g->ty, &g->ty_posted);
 }
 
-/* A source's message into pipe p (framed); true if the source should
- * pause.  Lock held. */
-static bool pipe_put(struct gw_pipe *p, struct iobuf *msg)
+/* A source's message into pipe p (framed, whole or not at all): 1 if
+ * the source should pause, 0, or -ENOMEM.  Lock held. */
+static int pipe_put(struct gw_pipe *p, struct iobuf *msg)
 {
 	uint8_t pfx[GRPC_PREFIX_LEN];
-	size_t n = iobuf_len(msg);
+	struct iobuf one;
+	int err;
 
-	grpc_msg_prefix(pfx, false, (uint32_t)n);
-	if (iobuf_append(&p->q, pfx, sizeof(pfx)) ||
-	    iobuf_append_buf(&p->q, msg))
-		return false; /* no memory: the sink's end says so */
-	if (iobuf_len(&p->q) <= GW_PIPE_HIGH || p->src_paused)
-		return false;
+	iobuf_init(&one, p->q.pool);
+	grpc_msg_prefix(pfx, false, (uint32_t)iobuf_len(msg));
+	err = iobuf_append(&one, pfx, sizeof(pfx));
+	if (!err)
+		err = iobuf_append_buf(&one, msg);
+	if (!err)
+		err = iobuf_append_buf(&p->q, &one);
+	iobuf_destroy(&one);
+	if (err)
+		return -ENOMEM;
+	if (iobuf_len(&p->q) <= GW_PIPE_HIGH)
+		return 0;
+	/* a resume not yet acted on is void: the source stays paused */
+	p->resume = false;
+	if (p->src_paused)
+		return 0;
 	p->src_paused = true;
-	return true;
+	return 1;
 }
 
 /* The next message out of pipe p into msg (lock held): true if one was
@@ -285,16 +296,19 @@ static void down_message(struct server_stream *st, struct iobuf *msg,
 			 void *arg)
 {
 	struct gw_stream *g = *server_stream_user(st);
-	bool pause;
+	int r;
 
 	if (!g)
 		return;
 	pthread_mutex_lock(&g->lock);
-	pause = pipe_put(&g->to_up, msg);
+	r = pipe_put(&g->to_up, msg);
 	post_y(g);
 	pthread_mutex_unlock(&g->lock);
-	if (pause)
+	if (r > 0)
 		server_stream_pause(st, true);
+	else if (r < 0) /* down_close cancels the upstream */
+		server_stream_finish(st, RPC_EINTERNAL,
+				     "no memory for a message");
 }
 
 static void down_end(struct server_stream *st, void *arg)
@@ -401,18 +415,25 @@ static void y_drain(struct gw_stream *g)
 	gs_unref(g);
 }
 
+static void up_ended(struct gw_stream *g, int code, const char *text);
+
 static void up_message(struct channel_stream *s, struct iobuf *msg,
 		       void *arg)
 {
 	struct gw_stream *g = arg;
-	bool pause;
+	int r;
 
 	pthread_mutex_lock(&g->lock);
-	pause = pipe_put(&g->to_down, msg);
+	r = pipe_put(&g->to_down, msg);
 	post_x(g);
 	pthread_mutex_unlock(&g->lock);
-	if (pause)
+	if (r > 0) {
 		channel_stream_pause(s, true);
+	} else if (r < 0) {
+		g->up = NULL;
+		channel_stream_cancel(s); /* no on_close after it */
+		up_ended(g, RPC_EINTERNAL, "no memory for a message");
+	}
 }
 
 static void up_writable(struct channel_stream *s, void *arg)

@@ -44,6 +44,9 @@
  * answers need not wait for WINDOW_UPDATEs), no push. */
 #define CH2_STREAM_WINDOW (1 << 20)
 #define CH2_CONN_WINDOW	  (16 << 20)
+/* Sends a flush makes in a row while on_writable keeps writing; then
+ * the rest goes on the loop's next turn, after the other connections. */
+#define CH2_FLUSH_ROUNDS 16
 /* A grpc-message kept of an error answer, at most. */
 #define CH2_MESSAGE_MAX 1024
 
@@ -279,8 +282,6 @@ static void user_closed(struct chan_h2 *h2, struct channel_stream *us,
 	char text[200];
 	int code;
 
-	if (us->unconsumed)
-		nghttp2_session_consume_connection(h2->io.ng, us->unconsumed);
 	if (us->local_code) {
 		code = us->local_code;
 		why = us->text;
@@ -539,7 +540,7 @@ void channel_stream_pause(struct channel_stream *s, bool paused)
 	s->paused = paused;
 	if (paused || !s->sid || !s->unconsumed)
 		return;
-	nghttp2_session_consume(h2->io.ng, s->sid, s->unconsumed);
+	nghttp2_session_consume_stream(h2->io.ng, s->sid, s->unconsumed);
 	s->unconsumed = 0;
 	ch2_flush(h2);
 }
@@ -664,11 +665,13 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
 	struct chan_h2 *h2 = user;
 	struct ch2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
-	/* the window: given back now, or when a paused call resumes */
+	/* the window: the connection's given back now (a paused call holds
+	 * up no other stream), the stream's now or when it resumes */
+	nghttp2_session_consume_connection(ng, len);
 	if (st && st->user && st->user->paused)
 		st->user->unconsumed += len;
 	else
-		nghttp2_session_consume(ng, id, len);
+		nghttp2_session_consume_stream(ng, id, len);
 	if (!st)
 		return 0;
 	if (st->user) {
@@ -702,10 +705,14 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code,
 		return 0;
 	nghttp2_session_set_stream_user_data(ng, id, NULL);
 	if (st->user) {
-		if (st->user->cancelled)
-			stream_free(h2, st);
-		else
+		struct chan_conn *cc = st->user->cc;
+
+		if (!st->user->cancelled) {
 			user_closed(h2, st->user, code);
+			return 0;
+		}
+		stream_free(h2, st);
+		chan_stream_conn_done(cc); /* an own connection closes */
 		return 0;
 	}
 	if (code != NGHTTP2_NO_ERROR && st->grpc_status < 0)
@@ -788,6 +795,16 @@ static void ch2_fail(struct chan_h2 *h2, const char *what, int rv)
 	conn_close(&cc->conn, -EPROTO);
 }
 
+static void ch2_flush_task(struct task *t)
+{
+	struct chan_conn *cc = container_of(t, struct chan_conn, flush_task);
+
+	cc->flush_posted = false;
+	if (cc->h2 && !conn_closing(&cc->conn))
+		ch2_flush(cc->h2);
+	conn_unref(&cc->conn);
+}
+
 static void ch2_flush(struct chan_h2 *h2)
 {
 	struct conn *c = &h2->cc->conn;
@@ -809,7 +826,14 @@ static void ch2_flush(struct chan_h2 *h2)
 		}
 		if (user_writable(h2))
 			h2->resend = true;
-	} while (h2->resend && ++rounds < 16);
+	} while (h2->resend && ++rounds < CH2_FLUSH_ROUNDS);
+	if (h2->resend && !h2->cc->flush_posted) {
+		/* on_writable kept writing: the rest on the loop's next turn */
+		h2->cc->flush_posted = true;
+		conn_ref(c);
+		task_init(&h2->cc->flush_task, ch2_flush_task);
+		loop_defer(h2->cc->ch->loop, &h2->cc->flush_task);
+	}
 	if (!iobuf_empty(&h2->io.out))
 		conn_write(c, &h2->io.out);
 	if (!nghttp2_session_want_read(h2->io.ng) &&

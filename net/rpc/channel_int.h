@@ -50,6 +50,8 @@ struct chan_conn {
 	/* streaming calls waiting for the connection, oldest first */
 	struct channel_stream *pending, *pending_tail;
 	bool own; /* a streaming call's own connection (pooled, short) */
+	struct task flush_task; /* channel_h2.c: a flush left for later */
+	bool flush_posted;
 };
 
 /* ---- channel.c: for channel_h2.c ------------------------------------ */

@@ -340,8 +340,12 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 		return;
 	loop_timer_stop(h2->sc->conn.loop, &st->deadline);
 	if (!st->grpc) {
-		h2_decimal(hstatus, (unsigned)st->http_status);
-		nv[n++] = (nghttp2_nv)NV(":status", hstatus, 3);
+		int hlen = h2_decimal(hstatus, st->http_status >= 100 &&
+							st->http_status <= 999
+						    ? (unsigned)st->http_status
+						    : 500);
+
+		nv[n++] = (nghttp2_nv)NV(":status", hstatus, (size_t)hlen);
 		n += http_fields(st, nv + n, H2_HTTP_FIELDS_MAX);
 		rv = nghttp2_submit_response(
 		    h2->io.ng, st->id, nv, n,
@@ -944,11 +948,13 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
 	struct server *s = h2->sc->srv;
 	struct server_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
-	/* the window: given back now, or when a paused stream resumes */
+	/* the window: the connection's given back now (a paused stream
+	 * holds up no other), the stream's now or when it resumes */
+	nghttp2_session_consume_connection(ng, len);
 	if (st && st->paused)
 		st->unconsumed += len;
 	else
-		nghttp2_session_consume(ng, id, len);
+		nghttp2_session_consume_stream(ng, id, len);
 	if (!st)
 		return 0;
 	if (st->ops) {
@@ -959,9 +965,21 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
 	}
 	if (iobuf_len(&st->body) + len > s->opt.max_body_size + GRPC_PREFIX_LEN) {
 		/* answered at once; what else comes is dropped */
-		if (!st->answered)
+		if (!st->answered && st->grpc) {
 			answer_now(h2, st, GRPC_RESOURCE_EXHAUSTED,
 				   "the request is over max_body_size");
+		} else if (!st->answered) {
+			static const char text[] = "rpcgate: the body is over "
+						   "max_body_size\n";
+			struct iobuf b;
+
+			iobuf_init(&b, s->opt.pool);
+			iobuf_append(&b, text, sizeof(text) - 1);
+			server__h2_http_answer(st, 413, false, NULL,
+					       "text/plain", &b);
+			iobuf_destroy(&b);
+			h2__answer(h2, st);
+		}
 		iobuf_reset(&st->body);
 		return 0;
 	}
@@ -1101,16 +1119,28 @@ int server__h2_detect(const struct iobuf *in)
 }
 
 /* Sends what the session has queued; closes once it is done. */
+/* A flush left for the loop's next turn (h2__flush). */
+static void flush_task(struct task *t)
+{
+	struct srv_conn *sc = container_of(t, struct srv_conn, h2_flush);
+
+	sc->h2_flush_posted = false;
+	if (sc->h2 && !conn_closing(&sc->conn))
+		h2__flush(sc->h2);
+	conn_unref(&sc->conn);
+}
+
 void h2__flush(struct srv_h2 *h2)
 {
 	struct conn *c = &h2->sc->conn;
+	bool more = true;
 	int rv;
 
 	if (h2->io.in_io)
 		return; /* the outer call sends */
-	/* a handler's on_writable writes more: a few rounds, then the next
-	 * WINDOW_UPDATE goes on */
-	for (int round = 0; round < 4; round++) {
+	/* a handler's on_writable writes more: a few rounds, then the
+	 * rest on the loop's next turn, after the other connections */
+	for (int round = 0; round < H2_FLUSH_ROUNDS && more; round++) {
 		h2->io.in_io = true;
 		rv = nghttp2_session_send(h2->io.ng);
 		h2->io.in_io = false;
@@ -1121,8 +1151,13 @@ void h2__flush(struct srv_h2 *h2)
 			conn_close(c, -EPROTO);
 			return;
 		}
-		if (!h2s__writable(h2))
-			break;
+		more = h2s__writable(h2);
+	}
+	if (more && !h2->sc->h2_flush_posted) {
+		h2->sc->h2_flush_posted = true;
+		conn_ref(c);
+		task_init(&h2->sc->h2_flush, flush_task);
+		loop_defer(c->loop, &h2->sc->h2_flush);
 	}
 	if (!iobuf_empty(&h2->io.out) && conn_write(c, &h2->io.out))
 		return; /* closing */

@@ -33,6 +33,9 @@
 /* RST_STREAMs: a burst and a rate a second (nghttp2's defaults). */
 #define H2_RST_BURST 1000
 #define H2_RST_RATE  33
+/* Sends one flush makes while on_writable keeps writing; the rest goes
+ * on the loop's next turn. */
+#define H2_FLUSH_ROUNDS 4
 /* Fields of an HTTP answer (not gRPC) sent, at most. */
 #define H2_HTTP_FIELDS_MAX 16
 /* A path's service and method, each. */

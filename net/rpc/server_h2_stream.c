@@ -93,6 +93,8 @@ void server_stream_finish(struct server_stream *st, int code,
 
 	if (!h2 || st->finished)
 		return;
+	/* what the client still sends is read and dropped */
+	server_stream_pause(st, false);
 	st->finished = true;
 	loop_timer_stop(h2->sc->conn.loop, &st->deadline);
 	if (code)
@@ -121,7 +123,7 @@ void server_stream_pause(struct server_stream *st, bool paused)
 	st->paused = paused;
 	if (paused || !h2 || st->closed || !st->unconsumed)
 		return;
-	nghttp2_session_consume(h2->io.ng, st->id, st->unconsumed);
+	nghttp2_session_consume_stream(h2->io.ng, st->id, st->unconsumed);
 	st->unconsumed = 0;
 	h2__flush(h2);
 }
@@ -296,8 +298,6 @@ void h2s__closed(struct srv_h2 *h2, struct server_stream *st, int err)
 	struct server *s = h2->sc->srv;
 
 	loop_timer_stop(h2->sc->conn.loop, &st->deadline);
-	if (st->unconsumed)
-		nghttp2_session_consume_connection(h2->io.ng, st->unconsumed);
 	st->closed = true; /* writes from on_close fail */
 	if (st->started && st->ops->on_close)
 		st->ops->on_close(st, err, st->ops_arg);

@@ -102,6 +102,8 @@ struct srv_conn {
 	struct srv_http http;
 	struct srv_h2 *h2;	/* HTTP/2: its session (loop thread) */
 	struct task h2_stop;	/* server__h2_stop() */
+	struct task h2_flush;	/* server_h2.c: a flush left for later */
+	bool h2_flush_posted;
 };
 
 /* ---- server.c ----------------------------------------------------------- */

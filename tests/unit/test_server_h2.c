@@ -692,8 +692,9 @@ static void test_http_over_h2(void **state)
 {
 	struct h2f *f = malloc(sizeof(*f));
 	static const char json[] = "{\"message\":\"h2 json\"}";
-	struct fx_cfg cfg = {.on_workers = true};
+	struct fx_cfg cfg = {.on_workers = true, .max_body_size = 1000};
 	struct pbd_pool pool;
+	uint8_t big[1200];
 	struct h2c h;
 	struct fx *fx;
 	char hd[512], body[512];
@@ -726,6 +727,13 @@ static void test_http_over_h2(void **state)
 	assert_non_null(strstr(hd, ":status: 404\n"));
 	assert_non_null(strstr(hd, "x-bd-error-code: 1002\n"));
 	assert_non_null(strstr(body, "Fail to find method"));
+	/* a body over max_body_size: 413, as over HTTP/1.1 */
+	memset(big, ' ', sizeof(big));
+	put_request(&h, 7, "/example.EchoService/Echo", "application/json",
+		    false, NULL);
+	put_frame(&h, F_DATA, FL_END_STREAM, 7, big, sizeof(big));
+	http_answer(&h, f, 7, hd, sizeof(hd), body, sizeof(body));
+	assert_non_null(strstr(hd, ":status: 413\n"));
 	free(f);
 	h2_close(&h);
 	fx_down(fx);
@@ -1238,6 +1246,49 @@ static void test_channel_stream_pause(void **state)
 	fx_down(fx);
 }
 
+/* Paused calls hold back their own stream's window only: 20 of them,
+ * each with a stream window of answers unread (more than the 16 MiB
+ * connection window in all), leave the connection open for a unary
+ * call; cancelled, they give nothing back late and the next call works
+ * too. */
+static void test_channel_stream_paused_many(void **state)
+{
+	struct fx *fx = up(0);
+	static const char *const flood[] = {"100 65536", NULL};
+	struct channel ch;
+	struct cs c[20];
+	struct rpc_call call;
+
+	grpc_channel(fx, &ch, 10000);
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i < 20; i++) {
+		c[i].ch = &ch;
+		c[i].method = "Flood";
+		c[i].msgs = flood;
+		c[i].end = true;
+		c[i].pause = true;
+		c[i].timeout_ms = 10000;
+		cs_on_loop(&c[i], cs_open_task);
+	}
+	usleep(500000);
+	assert_int_equal(echo_call(fx, &ch, "past them", COMPRESS_NONE, &call,
+				   NULL),
+			 0);
+	rpc_call_destroy(&call);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(__atomic_load_n(&c[i].closed, __ATOMIC_ACQUIRE),
+				 0);
+		cs_on_loop(&c[i], cs_cancel_task);
+		assert_int_equal(cs_wait(&c[i]), 3);
+	}
+	assert_int_equal(echo_call(fx, &ch, "after", COMPRESS_NONE, &call,
+				   NULL),
+			 0);
+	rpc_call_destroy(&call);
+	channel_destroy(&ch);
+	fx_down(fx);
+}
+
 /* timeout_ms ends an open call ERPCTIMEDOUT; a cancelled one hears
  * nothing more; a server not there ends it with the connect's error;
  * only protocol grpc streams. */
@@ -1323,6 +1374,7 @@ int main(void)
 	    TEST_SERVER(test_channel_grpc_deadline),
 	    TEST_SERVER(test_channel_stream_kinds),
 	    TEST_SERVER(test_channel_stream_pause),
+	    TEST_SERVER(test_channel_stream_paused_many),
 	    TEST_SERVER(test_channel_stream_ends),
 	};
 
