@@ -189,6 +189,18 @@ void server__h2_http_answer(struct server_stream *st, int status,
 	st->http_ready = true;
 }
 
+/* A non-gRPC request refused before it is served: `status`, `text`. */
+static void http_refuse(struct server_stream *st, int status,
+			const char *text)
+{
+	struct iobuf b;
+
+	iobuf_init(&b, st->srv->opt.pool);
+	iobuf_append(&b, text, strlen(text));
+	server__h2_http_answer(st, status, false, NULL, "text/plain", &b);
+	iobuf_destroy(&b);
+}
+
 void server__h2_bind_call(struct server_stream *st, struct server_call *call)
 {
 	call->h2 = st;
@@ -634,15 +646,7 @@ static void stream_request(struct srv_h2 *h2, struct server_stream *st)
 	if (!st->grpc) {
 		/* HTTP/JSON and the pages, as over HTTP/1.1 */
 		if (st->path_long) {
-			static const char text[] = "rpcgate: the path is too "
-						   "long\n";
-			struct iobuf b;
-
-			iobuf_init(&b, s->opt.pool);
-			iobuf_append(&b, text, sizeof(text) - 1);
-			server__h2_http_answer(st, 414, false, NULL,
-					       "text/plain", &b);
-			iobuf_destroy(&b);
+			http_refuse(st, 414, "rpcgate: the path is too long\n");
 		} else {
 			server__http_h2(sc, st, st->hmethod, st->path,
 					st->fields ? st->fields : "",
@@ -969,15 +973,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
 			answer_now(h2, st, GRPC_RESOURCE_EXHAUSTED,
 				   "the request is over max_body_size");
 		} else if (!st->answered) {
-			static const char text[] = "rpcgate: the body is over "
-						   "max_body_size\n";
-			struct iobuf b;
-
-			iobuf_init(&b, s->opt.pool);
-			iobuf_append(&b, text, sizeof(text) - 1);
-			server__h2_http_answer(st, 413, false, NULL,
-					       "text/plain", &b);
-			iobuf_destroy(&b);
+			http_refuse(st, 413,
+				    "rpcgate: the body is over max_body_size\n");
 			h2__answer(h2, st);
 		}
 		iobuf_reset(&st->body);
