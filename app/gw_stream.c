@@ -24,6 +24,10 @@
  * deadline, connection lost) cancels the upstream's stream; the
  * upstream failing finishes the client's with its code and text.
  *
+ * Metadata passes too: the client's (less what the channel sets itself)
+ * goes with the upstream's request; the upstream's headers go with the
+ * first answer, its trailers with the status.
+ *
  * The pair lives while either stream or a posted task does (refs).  The
  * time allowed is the client's grpc-timeout bounded by the route's
  * timeout_ms, as for unary calls: long-lived streams want a route with
@@ -33,6 +37,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
@@ -79,6 +84,10 @@ struct gw_stream {
 	struct gw_pipe to_up, to_down;
 	int code;
 	char text[CLUSTER_TEXT_MAX];
+	char *hdrs, *trls; /* lock: the upstream's metadata, for the client */
+	bool hdrs_taken;   /* the upstream's loop: hdrs copied */
+	bool hdrs_sent;	   /* the client's loop: hdrs given to down */
+	char *meta;	   /* the client's metadata, for the upstream */
 	/* the call */
 	char service[GW_NAME_MAX + 1], method[GW_NAME_MAX + 1];
 	char peer[64];
@@ -108,6 +117,9 @@ static void gs_unref(struct gw_stream *g)
 			 (unsigned long long)g->to_down.msgs);
 	iobuf_destroy(&g->to_up.q);
 	iobuf_destroy(&g->to_down.q);
+	free(g->hdrs);
+	free(g->trls);
+	free(g->meta);
 	pthread_mutex_destroy(&g->lock);
 	mem_free(mem_default(), g);
 	gw_route_put(rt);
@@ -185,6 +197,32 @@ static bool pipe_take(struct gw_pipe *p, struct iobuf *msg, bool *resume)
 	return true;
 }
 
+/* The upstream's metadata into the client's stream: the headers before
+ * the first answer, and with `end` the trailers too. */
+static void x_metadata(struct gw_stream *g, bool end)
+{
+	char *h = NULL, *t = NULL;
+
+	if (g->hdrs_sent && !end)
+		return;
+	pthread_mutex_lock(&g->lock);
+	if (!g->hdrs_sent) {
+		h = g->hdrs;
+		g->hdrs = NULL;
+	}
+	if (end) {
+		t = g->trls;
+		g->trls = NULL;
+	}
+	pthread_mutex_unlock(&g->lock);
+	if (h || end)
+		g->hdrs_sent = true;
+	if (h || t)
+		server_stream_set_metadata(g->down, h, t);
+	free(h);
+	free(t);
+}
+
 /* ---- the client's side (its loop) ------------------------------------ */
 
 /* to_down into the client's stream, then the upstream's status. */
@@ -216,6 +254,7 @@ static void x_drain(struct gw_stream *g)
 			server_stream_pause(g->down, false);
 		if (got && g->down) {
 			p->msgs++;
+			x_metadata(g, false);
 			if (server_stream_write(g->down, &msg) >
 			    (ssize_t)SERVER_STREAM_HIGH)
 				p->sink_full = true;
@@ -223,6 +262,7 @@ static void x_drain(struct gw_stream *g)
 		}
 		if (finish && g->down) {
 			p->end_done = true;
+			x_metadata(g, true);
 			server_stream_finish(g->down, code,
 					     code ? text : NULL);
 		}
@@ -283,6 +323,7 @@ static void down_start(struct server_stream *st, void *arg)
 		 (int)(slash - path - 1), path + 1);
 	snprintf(g->method, sizeof(g->method), "%s", slash + 1);
 	snprintf(g->peer, sizeof(g->peer), "%s", server_stream_peer(st));
+	g->meta = strdup(server_stream_metadata(st)); /* NULL: none sent */
 	g->timeout_ms = rt->co.timeout_ms;
 	if (tmo > 0 && (g->timeout_ms < 0 || tmo < g->timeout_ms))
 		g->timeout_ms = (int)tmo;
@@ -424,6 +465,10 @@ static void up_message(struct channel_stream *s, struct iobuf *msg,
 	int r;
 
 	pthread_mutex_lock(&g->lock);
+	if (!g->hdrs_taken) {
+		g->hdrs_taken = true;
+		g->hdrs = strdup(channel_stream_headers(s));
+	}
 	r = pipe_put(&g->to_down, msg);
 	post_x(g);
 	pthread_mutex_unlock(&g->lock);
@@ -464,6 +509,13 @@ static void up_close(struct channel_stream *s, int code, const char *text,
 {
 	struct gw_stream *g = arg;
 
+	pthread_mutex_lock(&g->lock);
+	if (!g->hdrs_taken) {
+		g->hdrs_taken = true;
+		g->hdrs = strdup(channel_stream_headers(s));
+	}
+	g->trls = strdup(channel_stream_trailers(s));
+	pthread_mutex_unlock(&g->lock);
 	g->up = NULL;
 	up_ended(g, code, text);
 }
@@ -493,8 +545,8 @@ static void y_task(struct task *t)
 			goto out;
 		}
 		g->up = cluster_stream_open(&g->route->cl, g->service,
-					    g->method, g->timeout_ms, &up_ops,
-					    g, g->instance, &err);
+					    g->method, g->timeout_ms, g->meta,
+					    &up_ops, g, g->instance, &err);
 		if (!g->up) {
 			snprintf(text, sizeof(text),
 				 err == -EHOSTDOWN

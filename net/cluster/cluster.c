@@ -553,6 +553,7 @@ void cluster_call_start(struct cluster *cl, struct cluster_call *c,
 struct channel_stream *cluster_stream_open(struct cluster *cl,
 					   const char *service,
 					   const char *method, int timeout_ms,
+					   const char *metadata,
 					   const struct channel_stream_ops *ops,
 					   void *arg, char *instance, int *err)
 {
@@ -574,7 +575,7 @@ struct channel_stream *cluster_stream_open(struct cluster *cl,
 	memcpy(instance, in->node.addr, strlen(in->node.addr) + 1);
 	return channel_stream_open(&in->ch, service, method,
 				   timeout_ms ? timeout_ms : cl->opt.timeout_ms,
-				   ops, arg, err);
+				   metadata, ops, arg, err);
 }
 
 /* ---- init, destroy -------------------------------------------------- */

@@ -302,6 +302,7 @@ void cluster_call_start(struct cluster *cl, struct cluster_call *c,
 struct channel_stream *cluster_stream_open(struct cluster *cl,
 					   const char *service,
 					   const char *method, int timeout_ms,
+					   const char *metadata,
 					   const struct channel_stream_ops *ops,
 					   void *arg, char *instance, int *err);
 

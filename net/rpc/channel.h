@@ -362,13 +362,23 @@ struct channel_stream_ops {
 
 /* Opens a stream to /service/method (copied), ending with ERPCTIMEDOUT
  * after timeout_ms (RPC_CALL_CHANNEL: the channel's; -1: never; sent as
- * grpc-timeout).  The stream, or NULL with *err: -EINVAL (not protocol
- * grpc, not on the loop thread), -ENOMEM, or a connect's failure. */
+ * grpc-timeout), with `metadata` ("name: value\r\n" each, lowercase;
+ * NULL: none; copied, without the fields the channel sets itself:
+ * content-type, te, host, grpc-*, connection-specific ones, and
+ * authorization when it has a credential; 32 at most).  The stream, or
+ * NULL with *err: -EINVAL (not protocol grpc, not on the loop thread),
+ * -ENOMEM, or a connect's failure. */
 struct channel_stream *channel_stream_open(struct channel *ch,
 					   const char *service,
 					   const char *method, int timeout_ms,
+					   const char *metadata,
 					   const struct channel_stream_ops *ops,
 					   void *arg, int *err);
+/* The server's metadata so far, in that form: its headers (from the
+ * first on_message), its trailers (in on_close); grpc-status,
+ * grpc-message, content-type and the like left out. */
+const char *channel_stream_headers(const struct channel_stream *s);
+const char *channel_stream_trailers(const struct channel_stream *s);
 /* Queues one request message (moved out of msg): the bytes of requests
  * waiting to go (compare with CHANNEL_STREAM_HIGH), or -EPIPE (ended,
  * closing), -ENOMEM. */

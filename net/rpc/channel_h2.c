@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/clock.h"
 #include "base/util.h"
@@ -52,6 +53,8 @@
 
 /* A service's or a method's name, each. */
 #define CH2_NAME_MAX 256
+/* Metadata fields a streaming call sends, at most. */
+#define CH2_METADATA_MAX 32
 
 struct ch2_stream {
 	uint64_t id; /* the attempt's; 0: a streaming call's */
@@ -84,6 +87,10 @@ struct channel_stream {
 	bool deferred;	/* its DATA provider waits for a write */
 	bool paused, cancelled, closing, want_writable, writable_due;
 	char path[2 * CH2_NAME_MAX + 3];
+	/* metadata: ours to send, the server's headers and trailers
+	 * ("name: value\r\n" each) */
+	char *meta, *hdrs, *trls;
+	size_t meta_len, meta_cap, hdrs_len, hdrs_cap, trls_len, trls_cap;
 };
 
 struct chan_h2 {
@@ -99,8 +106,12 @@ static void ch2_flush(struct chan_h2 *h2);
 /* Frees a stream not on any list (a streaming call's, whole). */
 static void stream_release(const struct mem *mem, struct ch2_stream *st)
 {
-	if (st->user)
+	if (st->user) {
 		loop_timer_stop(st->user->ch->loop, &st->user->timer);
+		mem_free(mem, st->user->meta);
+		mem_free(mem, st->user->hdrs);
+		mem_free(mem, st->user->trls);
+	}
 	iobuf_destroy(&st->out);
 	iobuf_destroy(&st->in);
 	mem_free(mem, st);
@@ -344,7 +355,7 @@ static int user_start(struct chan_conn *cc, struct channel_stream *us)
 	nghttp2_data_provider prd = {.source.ptr = &us->h,
 				     .read_callback = data_read};
 	char tmo[GRPC_TIMEOUT_TEXT];
-	nghttp2_nv nv[10];
+	nghttp2_nv nv[10 + CH2_METADATA_MAX];
 	size_t n;
 	int32_t sid;
 
@@ -354,6 +365,7 @@ static int user_start(struct chan_conn *cc, struct channel_stream *us)
 		return -ENOMEM;
 	}
 	n = request_headers(us->ch, us->path, false, us->deadline_ns, tmo, nv);
+	n += h2_fields_nv(us->meta, nv + n, CH2_METADATA_MAX);
 	sid = nghttp2_submit_request(cc->h2->io.ng, NULL, nv, n, &prd, &us->h);
 	if (sid < 0) {
 		snprintf(us->text, sizeof(us->text),
@@ -420,9 +432,72 @@ static void user_deadline(struct loop_timer *t)
 	user_fail(us, RPC_ERPCTIMEDOUT, text);
 }
 
+/* Does the channel set the field itself (or may it not pass on)? */
+static bool own_field(const struct channel *ch, const char *name, size_t n,
+		      bool request)
+{
+	static const char *const names[] = {
+	    "content-type", "te",	  "host",	     "connection",
+	    "keep-alive",   "upgrade",	  "proxy-connection",
+	    "content-length", "transfer-encoding",
+	};
+	static const char *const answer[] = {
+	    "grpc-status", "grpc-message", "grpc-encoding",
+	    "grpc-accept-encoding",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (n == strlen(names[i]) && !strncasecmp(name, names[i], n))
+			return true;
+	if (!request) {
+		for (size_t i = 0; i < ARRAY_SIZE(answer); i++)
+			if (n == strlen(answer[i]) &&
+			    !strncasecmp(name, answer[i], n))
+				return true;
+		return false;
+	}
+	/* gRPC keeps grpc-* for itself; our credential is ours */
+	return (n >= 5 && !strncasecmp(name, "grpc-", 5)) ||
+	       (ch->opt.credential && n == 13 &&
+		!strncasecmp(name, "authorization", 13));
+}
+
+/* The caller's metadata lines, less the channel's own, into us->meta. */
+static int take_metadata(struct channel_stream *us, const char *md)
+{
+	const struct mem *mem = us->ch->opt.mem;
+	int nf = 0;
+
+	for (const char *p = md; p && *p && nf < CH2_METADATA_MAX;) {
+		const char *colon = strstr(p, ": "), *eol = strstr(p, "\r\n");
+
+		if (!colon || !eol || colon > eol)
+			break;
+		if (colon > p && !own_field(us->ch, p, (size_t)(colon - p), true)) {
+			if (h2_put3(mem, &us->meta, &us->meta_len, &us->meta_cap,
+				    p, (size_t)(eol - p), "", 0, "\r\n"))
+				return -ENOMEM;
+			nf++;
+		}
+		p = eol + 2;
+	}
+	return 0;
+}
+
+const char *channel_stream_headers(const struct channel_stream *s)
+{
+	return s->hdrs ? s->hdrs : "";
+}
+
+const char *channel_stream_trailers(const struct channel_stream *s)
+{
+	return s->trls ? s->trls : "";
+}
+
 struct channel_stream *channel_stream_open(struct channel *ch,
 					   const char *service,
 					   const char *method, int timeout_ms,
+					   const char *metadata,
 					   const struct channel_stream_ops *ops,
 					   void *arg, int *err)
 {
@@ -450,6 +525,11 @@ struct channel_stream *channel_stream_open(struct channel *ch,
 	iobuf_init(&us->h.in, ch->opt.pool);
 	loop_timer_init(&us->timer);
 	snprintf(us->path, sizeof(us->path), "/%s/%s", service, method);
+	if (take_metadata(us, metadata)) {
+		stream_release(ch->opt.mem, &us->h);
+		*err = -ENOMEM;
+		return NULL;
+	}
 	chan_count(&ch->n_calls);
 	if (timeout_ms == RPC_CALL_CHANNEL)
 		timeout_ms = ch->opt.timeout_ms;
@@ -639,6 +719,27 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 
 	if (!st)
 		return 0;
+	if (st->user && namelen && name[0] != ':' &&
+	    !own_field(st->user->ch, (const char *)name, namelen, false)) {
+		struct channel_stream *us = st->user;
+		bool trailer = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
+		const struct mem *mem = us->ch->opt.mem;
+
+		if (trailer ? h2_put3(mem, &us->trls, &us->trls_len,
+				      &us->trls_cap, (const char *)name,
+				      namelen, ": ", 2, "") ||
+				  h2_put3(mem, &us->trls, &us->trls_len,
+					  &us->trls_cap, (const char *)value,
+					  valuelen, "", 0, "\r\n")
+			    : h2_put3(mem, &us->hdrs, &us->hdrs_len,
+				      &us->hdrs_cap, (const char *)name,
+				      namelen, ": ", 2, "") ||
+				  h2_put3(mem, &us->hdrs, &us->hdrs_len,
+					  &us->hdrs_cap, (const char *)value,
+					  valuelen, "", 0, "\r\n"))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		return 0;
+	}
 	if (h2_is(name, namelen, ":status")) {
 		for (size_t i = 0; i < valuelen && i < 3; i++)
 			v = v * 10 + (value[i] - '0');

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/iobuf.h"
+#include "base/mem.h"
 
 /* A header field for nghttp2, its name a literal. */
 #define NV(n, v, vl)                                                          \
@@ -55,6 +56,14 @@ ssize_t h2_io_send(nghttp2_session *ng, const uint8_t *data, size_t len,
  * io->out, not copied (for a send_data callback): 0 or nghttp2's error. */
 int h2_io_put_data(struct h2_io *io, const uint8_t *framehd,
 		   struct iobuf *src, size_t length);
+/* Appends "a" "b" "c" (c a C string) to the text at *buf, grown as
+ * needed: 0 or -ENOMEM.  Fields are kept so, "name: value\r\n" each. */
+int h2_put3(const struct mem *mem, char **buf, size_t *len, size_t *cap,
+	    const char *a, size_t an, const char *b, size_t bn, const char *c);
+/* The "name: value\r\n" lines of `fields` (NULL: none) as nghttp2's,
+ * pointing into it, at most `room`: how many. */
+size_t h2_fields_nv(char *fields, nghttp2_nv *nv, size_t room);
+
 /* Every byte of `in` to the session, in_io set meanwhile, until io->stop
  * or an error; `in` is emptied.  0, or nghttp2's error. */
 int h2_io_recv(struct h2_io *io, struct iobuf *in);

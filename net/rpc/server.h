@@ -360,6 +360,16 @@ void **server_stream_user(struct server_stream *st);
 const char *server_stream_peer(const struct server_stream *st);
 /* The request's :path, "/Service/Method". */
 const char *server_stream_path(const struct server_stream *st);
+/* The request's metadata, "name: value\r\n" each (names lowercase, as
+ * HTTP/2 has them; content-type, te and grpc-* among them): kept on a
+ * server with server_set_route_stream() (a gateway's), else "". */
+const char *server_stream_metadata(const struct server_stream *st);
+/* The answer's metadata, in that form (NULL: unchanged): `headers` go
+ * with the first answer (so set them before it), `trailers` with the
+ * status (before server_stream_finish()).  Copied; at most
+ * H2_HTTP_FIELDS_MAX (16) fields each. */
+void server_stream_set_metadata(struct server_stream *st, const char *headers,
+				const char *trailers);
 
 /*
  * Registers service.method as a streaming method (full names; they must

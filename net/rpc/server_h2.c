@@ -96,39 +96,11 @@ void h2__stream_free(struct server *s, struct server_stream *st)
 	mem_free(s->opt.mem, st->message);
 	mem_free(s->opt.mem, st->fields);
 	mem_free(s->opt.mem, st->answer_fields);
+	mem_free(s->opt.mem, st->trailer_fields);
 	mem_free(s->opt.mem, st);
 }
 
 /* ---- HTTP/1's semantics (not gRPC) ----------------------------------- */
-
-/* Appends "a" "b" "c" to buf (grown as needed): 0 or -ENOMEM. */
-static int put3(const struct mem *mem, char **buf, size_t *len, size_t *cap,
-		const char *a, size_t an, const char *b, size_t bn,
-		const char *c)
-{
-	size_t cn = strlen(c), need = *len + an + bn + cn + 1;
-
-	if (need > *cap) {
-		size_t ncap = *cap ? *cap * 2 : 512;
-		char *nb;
-
-		while (ncap < need)
-			ncap *= 2;
-		nb = mem_alloc(mem, ncap);
-		if (!nb)
-			return -ENOMEM;
-		if (*len)
-			memcpy(nb, *buf, *len);
-		mem_free(mem, *buf);
-		*buf = nb;
-		*cap = ncap;
-	}
-	memcpy(*buf + *len, a, an);
-	memcpy(*buf + *len + an, b, bn);
-	memcpy(*buf + *len + an + bn, c, cn + 1);
-	*len += an + bn + cn;
-	return 0;
-}
 
 /* Fields an HTTP/2 answer must not carry (RFC 9113 8.2.2). */
 static bool connection_specific(const char *name, size_t n)
@@ -154,7 +126,7 @@ void server__h2_http_answer(struct server_stream *st, int status,
 	int err = 0;
 
 	if (type)
-		err = put3(mem, &f, &len, &cap, "content-type: ", 14, type,
+		err = h2_put3(mem, &f, &len, &cap, "content-type: ", 14, type,
 			   strlen(type), "\r\n");
 	for (const char *p = extra; !err && p && *p;) {
 		const char *colon = strchr(p, ':'), *eol = strstr(p, "\r\n");
@@ -169,9 +141,9 @@ void server__h2_http_answer(struct server_stream *st, int status,
 			colon++;
 			while (*colon == ' ')
 				colon++;
-			err = put3(mem, &f, &len, &cap, name, n, ": ", 2, "");
+			err = h2_put3(mem, &f, &len, &cap, name, n, ": ", 2, "");
 			if (!err)
-				err = put3(mem, &f, &len, &cap, colon,
+				err = h2_put3(mem, &f, &len, &cap, colon,
 					   (size_t)(eol - colon), "", 0,
 					   "\r\n");
 		}
@@ -214,26 +186,6 @@ void server__h2_http_done(struct server_call *call)
 {
 	task_init(&call->task, answer_task);
 	loop_post(call->sc->conn.loop, &call->task);
-}
-
-/* An HTTP answer's fields (answer_fields) as nghttp2's, after :status. */
-static size_t http_fields(struct server_stream *st, nghttp2_nv *nv,
-			  size_t room)
-{
-	size_t n = 0;
-
-	for (char *p = st->answer_fields; p && *p && n < room;) {
-		char *colon = strstr(p, ": "), *eol = strstr(p, "\r\n");
-
-		if (!colon || !eol)
-			break;
-		nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)colon + 2,
-				       (size_t)(colon - p),
-				       (size_t)(eol - colon - 2),
-				       NGHTTP2_NV_FLAG_NONE};
-		p = eol + 2;
-	}
-	return n;
 }
 
 /* ---- a bad peer ----------------------------------------------------- */
@@ -302,17 +254,19 @@ ssize_t h2__data_read(nghttp2_session *ng, int32_t id, uint8_t *buf,
 	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 	if (eof) {
 		int len = h2_decimal(status, (unsigned)st->status);
-		nghttp2_nv tr[2] = {
+		nghttp2_nv tr[2 + H2_HTTP_FIELDS_MAX] = {
 		    NV("grpc-status", status, (size_t)len),
 		    NV("grpc-message", st->message,
 		       st->message ? strlen(st->message) : 0),
 		};
+		size_t nt = st->message ? 2 : 1;
 
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (st->grpc) {
 			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-			if (nghttp2_submit_trailer(ng, id, tr,
-						   st->message ? 2 : 1))
+			nt += h2_fields_nv(st->trailer_fields, tr + nt,
+					   H2_HTTP_FIELDS_MAX);
+			if (nghttp2_submit_trailer(ng, id, tr, nt))
 				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 		}
 	}
@@ -343,7 +297,7 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 	char status[12], hstatus[12];
 	int len = h2_decimal(status, (unsigned)st->status);
 	nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2__data_read};
-	nghttp2_nv nv[H2_HTTP_FIELDS_MAX + 1];
+	nghttp2_nv nv[2 * H2_HTTP_FIELDS_MAX + 6];
 	size_t n = 0;
 	int rv;
 
@@ -358,7 +312,7 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 						    : 500);
 
 		nv[n++] = (nghttp2_nv)NV(":status", hstatus, (size_t)hlen);
-		n += http_fields(st, nv + n, H2_HTTP_FIELDS_MAX);
+		n += h2_fields_nv(st->answer_fields, nv + n, H2_HTTP_FIELDS_MAX);
 		rv = nghttp2_submit_response(
 		    h2->io.ng, st->id, nv, n,
 		    st->head_only || iobuf_empty(&st->resp) ? NULL : &prd);
@@ -372,6 +326,10 @@ void h2__answer(struct srv_h2 *h2, struct server_stream *st)
 		if (st->message)
 			nv[n++] = (nghttp2_nv)NV("grpc-message", st->message,
 						 strlen(st->message));
+		n += h2_fields_nv(st->answer_fields, nv + n,
+				  H2_HTTP_FIELDS_MAX);
+		n += h2_fields_nv(st->trailer_fields, nv + n,
+				  H2_HTTP_FIELDS_MAX);
 		rv = nghttp2_submit_response(h2->io.ng, st->id, nv, n, NULL);
 		goto out;
 	}
@@ -833,9 +791,9 @@ int server__h2_upgrade(struct srv_conn *sc, const struct http1_req *req)
 			skip |= f->name.n == strlen(hop[j]) &&
 				!strncasecmp(f->name.p, hop[j], f->name.n);
 		if (!skip &&
-		    (put3(s->opt.mem, &st->fields, &st->fields_len,
+		    (h2_put3(s->opt.mem, &st->fields, &st->fields_len,
 			  &st->fields_cap, f->name.p, f->name.n, ": ", 2, "") ||
-		     put3(s->opt.mem, &st->fields, &st->fields_len,
+		     h2_put3(s->opt.mem, &st->fields, &st->fields_len,
 			  &st->fields_cap, f->value.p, f->value.n, "", 0,
 			  "\r\n")))
 			break; /* no memory: served with what fits */
@@ -889,10 +847,11 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0; /* trailers of a request: nothing in them for us */
-	if (!st->grpc && namelen && name[0] != ':' &&
-	    (put3(st->srv->opt.mem, &st->fields, &st->fields_len,
+	/* a gateway's streams pass the metadata on; HTTP needs them all */
+	if ((!st->grpc || st->srv->route_stream) && namelen && name[0] != ':' &&
+	    (h2_put3(st->srv->opt.mem, &st->fields, &st->fields_len,
 		  &st->fields_cap, (const char *)name, namelen, ": ", 2, "") ||
-	     put3(st->srv->opt.mem, &st->fields, &st->fields_len,
+	     h2_put3(st->srv->opt.mem, &st->fields, &st->fields_len,
 		  &st->fields_cap, (const char *)value, valuelen, "", 0, "\r\n")))
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (h2_is(name, namelen, ":path")) {
@@ -904,7 +863,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame,
 		st->path[n] = '\0';
 		st->path_long = n < valuelen;
 	} else if (h2_is(name, namelen, ":authority")) {
-		if (put3(st->srv->opt.mem, &st->fields, &st->fields_len,
+		if (h2_put3(st->srv->opt.mem, &st->fields, &st->fields_len,
 			 &st->fields_cap, "host: ", 6, (const char *)value,
 			 valuelen, "\r\n"))
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;

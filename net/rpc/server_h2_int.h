@@ -94,7 +94,8 @@ struct server_stream {
 	bool path_long; /* :path did not fit in path[]: 414 */
 	char *fields;
 	size_t fields_len, fields_cap;
-	char *answer_fields;
+	char *answer_fields;  /* also a stream's metadata (headers) */
+	char *trailer_fields; /* a stream's trailing metadata */
 	bool http_ready; /* the answer is in resp */
 	bool head_only;
 	bool started; /* on_start ran: on_close will */

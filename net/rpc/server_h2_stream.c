@@ -36,14 +36,16 @@ static void submit_headers(struct srv_h2 *h2, struct server_stream *st)
 {
 	nghttp2_data_provider prd = {.source.ptr = st,
 				     .read_callback = h2__data_read};
-	nghttp2_nv nv[] = {
+	nghttp2_nv nv[3 + H2_HTTP_FIELDS_MAX] = {
 	    NV(":status", "200", 3),
 	    NV("content-type", st->ctype, strlen(st->ctype)),
 	    NV("grpc-accept-encoding", "identity,gzip", 13),
 	};
+	size_t n = 3 + h2_fields_nv(st->answer_fields, nv + 3,
+				    H2_HTTP_FIELDS_MAX);
 
 	st->resp_started = true;
-	if (nghttp2_submit_response(h2->io.ng, st->id, nv, ARRAY_SIZE(nv), &prd))
+	if (nghttp2_submit_response(h2->io.ng, st->id, nv, n, &prd))
 		nghttp2_submit_rst_stream(h2->io.ng, NGHTTP2_FLAG_NONE, st->id,
 					  NGHTTP2_INTERNAL_ERROR);
 }
@@ -136,6 +138,33 @@ struct loop *server_stream_loop(const struct server_stream *st)
 void *server_stream_route(const struct server_stream *st)
 {
 	return st->route;
+}
+
+const char *server_stream_metadata(const struct server_stream *st)
+{
+	return st->fields ? st->fields : "";
+}
+
+/* *dst = a copy of src (NULL: kept as it is). */
+static void fields_set(struct server_stream *st, char **dst, const char *src)
+{
+	size_t n;
+
+	if (!src)
+		return;
+	n = strlen(src);
+	mem_free(st->srv->opt.mem, *dst);
+	*dst = n ? mem_alloc(st->srv->opt.mem, n + 1) : NULL;
+	if (*dst)
+		memcpy(*dst, src, n + 1);
+}
+
+void server_stream_set_metadata(struct server_stream *st, const char *headers,
+				const char *trailers)
+{
+	if (!st->resp_started)
+		fields_set(st, &st->answer_fields, headers);
+	fields_set(st, &st->trailer_fields, trailers);
 }
 
 const char *server_stream_path(const struct server_stream *st)

@@ -1058,6 +1058,7 @@ struct cs {
 	const char *const *msgs; /* written at the open, NULL-ended */
 	bool end, pause, cancel;
 	int timeout_ms;
+	const char *metadata; /* sent with the request */
 	struct task task;
 	int open_err;
 	/* the callbacks' (the loop thread), read once closed */
@@ -1109,8 +1110,8 @@ static void cs_open_task(struct task *t)
 	uint8_t b[300];
 
 	c->s = channel_stream_open(c->ch, "example.EchoStreamService",
-				   c->method, c->timeout_ms, &cs_ops, c,
-				   &c->open_err);
+				   c->method, c->timeout_ms, c->metadata,
+				   &cs_ops, c, &c->open_err);
 	if (!c->s) {
 		__atomic_store_n(&c->closed, 2, __ATOMIC_RELEASE);
 		return;
