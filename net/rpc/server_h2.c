@@ -182,10 +182,22 @@ void server__h2_bind_call(struct server_stream *st, struct server_call *call)
 
 static void answer_task(struct task *t);
 
+/* answer_task on the call's loop: deferred when this is it (an inline
+ * handler: no wake-up of our own loop), else posted. */
+static void answer_on_loop(struct server_call *call)
+{
+	struct loop *loop = call->sc->conn.loop;
+
+	if (loop_on_thread(loop))
+		loop_defer(loop, &call->task);
+	else
+		loop_post(loop, &call->task);
+}
+
 void server__h2_http_done(struct server_call *call)
 {
 	task_init(&call->task, answer_task);
-	loop_post(call->sc->conn.loop, &call->task);
+	answer_on_loop(call);
 }
 
 /* ---- a bad peer ----------------------------------------------------- */
@@ -456,7 +468,7 @@ void server__h2_finish(struct server_call *call)
 	iobuf_destroy(&pb);
 	__atomic_fetch_add(&s->n_calls, 1, __ATOMIC_RELAXED);
 	task_init(&call->task, answer_task);
-	loop_post(call->sc->conn.loop, &call->task);
+	answer_on_loop(call);
 }
 
 /* A call still running at its grpc-timeout: DEADLINE_EXCEEDED now. */
