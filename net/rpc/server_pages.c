@@ -493,7 +493,7 @@ static void page_vars(struct server *s, struct page *pg, const char *prefix)
 	page_begin(pg, "vars");
 	if (pg->html)
 		fbuf_puts(&pg->out, "<pre>");
-	for (p = text, end = text + (text ? len : 0); p && p < end;) {
+	for (p = text, end = text ? text + len : NULL; p && p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
 
