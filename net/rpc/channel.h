@@ -365,7 +365,7 @@ struct channel_stream_ops {
  * grpc-timeout), with `metadata` ("name: value\r\n" each, lowercase;
  * NULL: none; copied, without the fields the channel sets itself:
  * content-type, te, host, grpc-*, connection-specific ones, and
- * authorization when it has a credential; 32 at most).  The stream, or
+ * authorization when it has a credential; 64 at most).  The stream, or
  * NULL with *err: -EINVAL (not protocol grpc, not on the loop thread),
  * -ENOMEM, or a connect's failure. */
 struct channel_stream *channel_stream_open(struct channel *ch,

@@ -54,7 +54,7 @@
 /* A service's or a method's name, each. */
 #define CH2_NAME_MAX 256
 /* Metadata fields a streaming call sends, at most. */
-#define CH2_METADATA_MAX 32
+#define CH2_METADATA_MAX 64
 
 struct ch2_stream {
 	uint64_t id; /* the attempt's; 0: a streaming call's */

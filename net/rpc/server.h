@@ -367,7 +367,7 @@ const char *server_stream_metadata(const struct server_stream *st);
 /* The answer's metadata, in that form (NULL: unchanged): `headers` go
  * with the first answer (so set them before it), `trailers` with the
  * status (before server_stream_finish()).  Copied; at most
- * H2_HTTP_FIELDS_MAX (16) fields each. */
+ * H2_HTTP_FIELDS_MAX (64) fields each. */
 void server_stream_set_metadata(struct server_stream *st, const char *headers,
 				const char *trailers);
 

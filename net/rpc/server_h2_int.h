@@ -37,7 +37,7 @@
  * on the loop's next turn. */
 #define H2_FLUSH_ROUNDS 4
 /* Fields of an HTTP answer (not gRPC) sent, at most. */
-#define H2_HTTP_FIELDS_MAX 16
+#define H2_HTTP_FIELDS_MAX 64
 /* A path's service and method, each. */
 #define H2_NAME_MAX 256
 /* The health service (grpc/src/proto/grpc/health/v1/health.proto). */
