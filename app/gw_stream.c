@@ -28,6 +28,14 @@
  * goes with the upstream's request; the upstream's headers go with the
  * first answer, its trailers with the status.
  *
+ * Retries: until the upstream's first answer, what was sent upstream is
+ * kept (up to GW_REPLAY_MAX); a stream whose connection fails then
+ * (EFAILEDSOCKET: refused, reset, a dead instance) is opened again on
+ * another instance, as the route's max_retry allows, and the kept
+ * messages are sent again.  Once an answer came, or more was sent than
+ * is kept, a failure is the client's to see.  (Envoy retries gRPC the
+ * same way: before the response starts.)
+ *
  * The pair lives while either stream or a posted task does (refs).  The
  * time allowed is the client's grpc-timeout bounded by the route's
  * timeout_ms, as for unary calls: long-lived streams want a route with
@@ -53,6 +61,8 @@
 #define GW_PIPE_LOW  (GW_PIPE_HIGH / 2)
 /* A service or method name forwarded. */
 #define GW_NAME_MAX 256
+/* Bytes sent upstream kept for a retry, until the first answer. */
+#define GW_REPLAY_MAX (1u << 20)
 
 struct gw_pipe {
 	struct iobuf q;	  /* framed messages (gRPC's prefix), lock */
@@ -79,6 +89,12 @@ struct gw_stream {
 	struct task ty;
 	bool ty_posted; /* lock */
 	bool up_opened;
+	/* retries, the upstream's loop: what went upstream (framed) while
+	 * no answer came, the tries so far, the instance that failed */
+	struct iobuf replay;
+	bool committed, replay_due;
+	int tries;
+	char failed[NAMING_ADDR_MAX];
 	bool cancel_up; /* lock: the client went */
 	/* lock: the pipes, and how the upstream ended */
 	struct gw_pipe to_up, to_down;
@@ -109,14 +125,15 @@ static void gs_unref(struct gw_stream *g)
 	if (g->gw->access_log)
 		log_info(&g->gw->r.log,
 			 "access %s %s/%s route=%s instance=%s code=%d "
-			 "latency_us=%lld stream in=%llu out=%llu",
+			 "latency_us=%lld stream in=%llu out=%llu retries=%d",
 			 g->peer, g->service, g->method, rt->pattern,
 			 g->instance[0] ? g->instance : "-", g->code,
 			 (long long)(now - g->start_ns) / 1000,
 			 (unsigned long long)g->to_up.msgs,
-			 (unsigned long long)g->to_down.msgs);
+			 (unsigned long long)g->to_down.msgs, g->tries);
 	iobuf_destroy(&g->to_up.q);
 	iobuf_destroy(&g->to_down.q);
+	iobuf_destroy(&g->replay);
 	free(g->hdrs);
 	free(g->trls);
 	free(g->meta);
@@ -317,6 +334,7 @@ static void down_start(struct server_stream *st, void *arg)
 	task_init(&g->ty, y_task);
 	iobuf_init(&g->to_up.q, &gw->r.pool);
 	iobuf_init(&g->to_down.q, &gw->r.pool);
+	iobuf_init(&g->replay, &gw->r.pool);
 	g->start_ns = clock_mono_ns();
 	/* the server split the path already: "/S/M", each fits */
 	snprintf(g->service, sizeof(g->service), "%.*s",
@@ -418,6 +436,44 @@ const struct server_stream_ops *gw_route_stream(void *arg, void *route,
 
 /* ---- the upstream's side (the cluster's loop) ----------------------- */
 
+/* A message going upstream, kept (framed) while a retry may need it. */
+static void keep_for_retry(struct gw_stream *g, const struct iobuf *msg)
+{
+	uint8_t pfx[GRPC_PREFIX_LEN];
+	size_t n = iobuf_len(msg);
+
+	if (g->committed)
+		return;
+	grpc_msg_prefix(pfx, false, (uint32_t)n);
+	if (iobuf_len(&g->replay) + n + sizeof(pfx) > GW_REPLAY_MAX ||
+	    iobuf_append(&g->replay, pfx, sizeof(pfx)) ||
+	    iobuf_share(&g->replay, msg, 0, n)) {
+		g->committed = true; /* too much to send again: no retry */
+		iobuf_reset(&g->replay);
+	}
+}
+
+/* The kept messages again, on a stream opened after a failure; the end
+ * too if it had gone. */
+static void replay_kept(struct gw_stream *g)
+{
+	struct iobuf msg;
+	struct grpc_msg m;
+	size_t at = 0;
+
+	iobuf_init(&msg, &g->gw->r.pool);
+	while (g->up && grpc_msg_peek(&g->replay, at, SIZE_MAX, &m) == 1) {
+		iobuf_reset(&msg);
+		if (iobuf_share(&msg, &g->replay, at + GRPC_PREFIX_LEN, m.len))
+			break;
+		at += GRPC_PREFIX_LEN + m.len;
+		channel_stream_write(g->up, &msg);
+	}
+	iobuf_destroy(&msg);
+	if (g->up && g->to_up.end_done)
+		channel_stream_end(g->up);
+}
+
 /* to_up into the upstream's stream, then its end. */
 static void y_drain(struct gw_stream *g)
 {
@@ -441,6 +497,7 @@ static void y_drain(struct gw_stream *g)
 			channel_stream_pause(g->up, false);
 		if (got && g->up) {
 			p->msgs++;
+			keep_for_retry(g, &msg);
 			if (channel_stream_write(g->up, &msg) >
 			    (ssize_t)CHANNEL_STREAM_HIGH)
 				p->sink_full = true;
@@ -464,6 +521,10 @@ static void up_message(struct channel_stream *s, struct iobuf *msg,
 	struct gw_stream *g = arg;
 	int r;
 
+	if (!g->committed) {
+		g->committed = true; /* an answer came: no retry now */
+		iobuf_reset(&g->replay);
+	}
 	pthread_mutex_lock(&g->lock);
 	if (!g->hdrs_taken) {
 		g->hdrs_taken = true;
@@ -509,6 +570,19 @@ static void up_close(struct channel_stream *s, int code, const char *text,
 {
 	struct gw_stream *g = arg;
 
+	g->up = NULL;
+	if (!g->committed && code == RPC_EFAILEDSOCKET &&
+	    g->tries < g->route->co.max_retry) {
+		/* no answer yet: on another instance, from the start */
+		g->tries++;
+		memcpy(g->failed, g->instance, sizeof(g->failed));
+		pthread_mutex_lock(&g->lock);
+		g->up_opened = false;
+		g->replay_due = true;
+		post_y(g);
+		pthread_mutex_unlock(&g->lock);
+		return;
+	}
 	pthread_mutex_lock(&g->lock);
 	if (!g->hdrs_taken) {
 		g->hdrs_taken = true;
@@ -516,7 +590,6 @@ static void up_close(struct channel_stream *s, int code, const char *text,
 	}
 	g->trls = strdup(channel_stream_trailers(s));
 	pthread_mutex_unlock(&g->lock);
-	g->up = NULL;
 	up_ended(g, code, text);
 }
 
@@ -544,9 +617,18 @@ static void y_task(struct task *t)
 			up_ended(g, ECANCELED, "the client went");
 			goto out;
 		}
+		int tmo = g->timeout_ms;
+
+		if (tmo > 0 && g->tries) { /* a retry gets what is left */
+			int64_t used = (clock_mono_ns() - g->start_ns) /
+				       CLOCK_NS_PER_MS;
+
+			tmo = used < tmo ? tmo - (int)used : 1;
+		}
 		g->up = cluster_stream_open(&g->route->cl, g->service,
-					    g->method, g->timeout_ms, g->meta,
-					    &up_ops, g, g->instance, &err);
+					    g->method, tmo, g->meta,
+					    g->tries ? g->failed : NULL, &up_ops,
+					    g, g->instance, &err);
 		if (!g->up) {
 			snprintf(text, sizeof(text),
 				 err == -EHOSTDOWN
@@ -558,6 +640,10 @@ static void y_task(struct task *t)
 				 text);
 			goto out;
 		}
+	}
+	if (g->up && g->replay_due) {
+		g->replay_due = false;
+		replay_kept(g);
 	}
 	if (g->up && cancel) {
 		s = g->up;

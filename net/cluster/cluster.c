@@ -553,10 +553,11 @@ void cluster_call_start(struct cluster *cl, struct cluster_call *c,
 struct channel_stream *cluster_stream_open(struct cluster *cl,
 					   const char *service,
 					   const char *method, int timeout_ms,
-					   const char *metadata,
+					   const char *metadata, const char *avoid,
 					   const struct channel_stream_ops *ops,
 					   void *arg, char *instance, int *err)
 {
+	bool skip_buf[64] = {false}, *skip = NULL;
 	struct cl_inst *in;
 	int i;
 
@@ -565,7 +566,14 @@ struct channel_stream *cluster_stream_open(struct cluster *cl,
 		*err = -ECANCELED;
 		return NULL;
 	}
-	i = lb_select(&cl->lb, NULL, false, 0);
+	if (avoid && cl->n > 1 && cl->n <= ARRAY_SIZE(skip_buf)) {
+		skip = skip_buf;
+		for (size_t j = 0; j < cl->n; j++)
+			skip[j] = !strcmp(cl->set[j]->node.addr, avoid);
+	}
+	i = lb_select(&cl->lb, skip, false, 0);
+	if (i < 0 && skip) /* only the one to avoid takes calls */
+		i = lb_select(&cl->lb, NULL, false, 0);
 	if (i < 0) {
 		*err = -EHOSTDOWN;
 		return NULL;

@@ -293,7 +293,8 @@ void cluster_call_start(struct cluster *cl, struct cluster_call *c,
 
 /*
  * A streaming call (protocol grpc; channel.h's channel_stream_open()) to
- * an instance the balancer picks, its address copied to `instance`
+ * an instance the balancer picks (not `avoid`, an address, when another
+ * is there; NULL: any), its address copied to `instance`
  * (NAMING_ADDR_MAX).  On the cluster's loop (cl->loop), as the stream's
  * callbacks are; timeout_ms 0: the cluster's.  No retry: the stream, or
  * NULL with *err (-EHOSTDOWN: no instance takes calls, -ECANCELED: the
@@ -302,7 +303,7 @@ void cluster_call_start(struct cluster *cl, struct cluster_call *c,
 struct channel_stream *cluster_stream_open(struct cluster *cl,
 					   const char *service,
 					   const char *method, int timeout_ms,
-					   const char *metadata,
+					   const char *metadata, const char *avoid,
 					   const struct channel_stream_ops *ops,
 					   void *arg, char *instance, int *err);
 
