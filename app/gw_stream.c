@@ -170,19 +170,7 @@ static void post_y(struct gw_stream *g)
  * the source should pause, 0, or -ENOMEM.  Lock held. */
 static int pipe_put(struct gw_pipe *p, struct iobuf *msg)
 {
-	uint8_t pfx[GRPC_PREFIX_LEN];
-	struct iobuf one;
-	int err;
-
-	iobuf_init(&one, p->q.pool);
-	grpc_msg_prefix(pfx, false, (uint32_t)iobuf_len(msg));
-	err = iobuf_append(&one, pfx, sizeof(pfx));
-	if (!err)
-		err = iobuf_append_buf(&one, msg);
-	if (!err)
-		err = iobuf_append_buf(&p->q, &one);
-	iobuf_destroy(&one);
-	if (err)
+	if (grpc_msg_put(&p->q, false, msg))
 		return -ENOMEM;
 	if (iobuf_len(&p->q) <= GW_PIPE_HIGH)
 		return 0;
@@ -439,15 +427,18 @@ const struct server_stream_ops *gw_route_stream(void *arg, void *route,
 /* A message going upstream, kept (framed) while a retry may need it. */
 static void keep_for_retry(struct gw_stream *g, const struct iobuf *msg)
 {
-	uint8_t pfx[GRPC_PREFIX_LEN];
 	size_t n = iobuf_len(msg);
+	struct iobuf copy;
+	bool kept;
 
 	if (g->committed)
 		return;
-	grpc_msg_prefix(pfx, false, (uint32_t)n);
-	if (iobuf_len(&g->replay) + n + sizeof(pfx) > GW_REPLAY_MAX ||
-	    iobuf_append(&g->replay, pfx, sizeof(pfx)) ||
-	    iobuf_share(&g->replay, msg, 0, n)) {
+	iobuf_init(&copy, g->replay.pool);
+	kept = iobuf_len(&g->replay) + GRPC_PREFIX_LEN + n <= GW_REPLAY_MAX &&
+	       !iobuf_share(&copy, msg, 0, n) &&
+	       !grpc_msg_put(&g->replay, false, &copy);
+	iobuf_destroy(&copy);
+	if (!kept) {
 		g->committed = true; /* too much to send again: no retry */
 		iobuf_reset(&g->replay);
 	}

@@ -38,6 +38,29 @@ void grpc_msg_prefix(uint8_t p[GRPC_PREFIX_LEN], bool compressed, uint32_t len)
 	p[4] = (uint8_t)len;
 }
 
+int grpc_msg_put(struct iobuf *q, bool compressed, struct iobuf *msg)
+{
+	uint8_t pfx[GRPC_PREFIX_LEN];
+	size_t n = iobuf_len(msg);
+	struct iobuf one;
+	int err;
+
+	if (n > UINT32_MAX) {
+		iobuf_reset(msg);
+		return -EMSGSIZE;
+	}
+	grpc_msg_prefix(pfx, compressed, (uint32_t)n);
+	iobuf_init(&one, q->pool);
+	err = iobuf_append(&one, pfx, sizeof(pfx));
+	if (!err)
+		err = iobuf_append_buf(&one, msg);
+	if (!err)
+		err = iobuf_append_buf(q, &one);
+	iobuf_destroy(&one);
+	iobuf_reset(msg);
+	return err ? -ENOMEM : 0;
+}
+
 int grpc_timeout_parse(const char *s, size_t n, int64_t *ms)
 {
 	int64_t v = 0, per_ms_num, per_ms_den;

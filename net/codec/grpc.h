@@ -65,6 +65,11 @@ int grpc_msg_peek(const struct iobuf *in, size_t off, size_t max,
 void grpc_msg_prefix(uint8_t p[GRPC_PREFIX_LEN], bool compressed,
 		     uint32_t len);
 
+/* Appends the message `msg` (moved out: empty afterwards, whatever the
+ * result) to q with its prefix, whole or not at all: 0, -EMSGSIZE (over
+ * 4 GiB), -ENOMEM. */
+int grpc_msg_put(struct iobuf *q, bool compressed, struct iobuf *msg);
+
 /*
  * A grpc-timeout value (n bytes at s) in milliseconds, rounded up (1 us
  * is 1 ms: a deadline is never made shorter), at most INT32_MAX.  0, or

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
+
 void json_rd_init(struct json_rd *r, const char *p, size_t n)
 {
 	*r = (struct json_rd){.p = p, .start = p, .end = n ? p + n : p};
@@ -510,13 +512,9 @@ void json_put_float(struct fbuf *out, float v)
 void json_put_u64(struct fbuf *out, uint64_t v)
 {
 	char buf[20];
-	size_t i = sizeof(buf);
 
-	do {
-		buf[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	fbuf_append(out, buf + i, sizeof(buf) - i);
+	fbuf_append(out, buf,
+		    (size_t)(put_decimal(buf, buf + sizeof(buf), v) - buf));
 }
 
 void json_put_i64(struct fbuf *out, int64_t v)

@@ -117,17 +117,21 @@ static void stream_release(const struct mem *mem, struct ch2_stream *st)
 	mem_free(mem, st);
 }
 
-static void stream_free(struct chan_h2 *h2, struct ch2_stream *st)
+/* Takes st off its session's list. */
+static void stream_unlink(struct chan_h2 *h2, struct ch2_stream *st)
 {
-	const struct mem *mem = h2->cc->ch->opt.mem;
-
 	if (st->prev)
 		st->prev->next = st->next;
 	else
 		h2->streams = st->next;
 	if (st->next)
 		st->next->prev = st->prev;
-	stream_release(mem, st);
+}
+
+static void stream_free(struct chan_h2 *h2, struct ch2_stream *st)
+{
+	stream_unlink(h2, st);
+	stream_release(h2->cc->ch->opt.mem, st);
 }
 
 /* ---- the answer ----------------------------------------------------- */
@@ -303,13 +307,7 @@ static void user_closed(struct chan_h2 *h2, struct channel_stream *us,
 			why = "the answer ended inside a message";
 		}
 	}
-	/* off the session's list, then the caller hears of it */
-	if (st->prev)
-		st->prev->next = st->next;
-	else
-		h2->streams = st->next;
-	if (st->next)
-		st->next->prev = st->prev;
+	stream_unlink(h2, st); /* then the caller hears of it */
 	user_end(us, code, why);
 	chan_stream_conn_done(cc);
 }
@@ -579,23 +577,16 @@ static void user_kick(struct channel_stream *us)
 
 ssize_t channel_stream_write(struct channel_stream *s, struct iobuf *msg)
 {
-	uint8_t pfx[GRPC_PREFIX_LEN];
-	size_t n = iobuf_len(msg), queued;
+	size_t queued;
+	int err;
 
 	if (s->ending || s->closing || s->cancelled || s->local_code) {
 		iobuf_reset(msg);
 		return -EPIPE;
 	}
-	if (n > UINT32_MAX) {
-		iobuf_reset(msg);
-		return -EMSGSIZE;
-	}
-	grpc_msg_prefix(pfx, false, (uint32_t)n);
-	if (iobuf_append(&s->h.out, pfx, sizeof(pfx)) ||
-	    iobuf_append_buf(&s->h.out, msg)) {
-		iobuf_reset(msg);
-		return -ENOMEM;
-	}
+	err = grpc_msg_put(&s->h.out, false, msg);
+	if (err)
+		return err;
 	queued = iobuf_len(&s->h.out);
 	if (queued > CHANNEL_STREAM_HIGH)
 		s->want_writable = true;
@@ -947,13 +938,12 @@ int chan_h2_send(struct chan_conn *cc, struct rpc_attempt *a)
 	struct rpc_call *c = a->call;
 	struct channel *ch = cc->ch;
 	char path[600], tmo[GRPC_TIMEOUT_TEXT];
-	uint8_t pfx[GRPC_PREFIX_LEN];
 	nghttp2_data_provider prd = {.read_callback = data_read};
 	struct ch2_stream *st;
 	struct iobuf plain;
 	nghttp2_nv nv[10];
 	bool gzip = c->compress_type == COMPRESS_GZIP;
-	size_t n, len;
+	size_t n;
 	int32_t sid;
 	int err = 0;
 
@@ -992,14 +982,8 @@ int chan_h2_send(struct chan_conn *cc, struct rpc_attempt *a)
 		iobuf_append_buf(&plain, &dec);
 		iobuf_destroy(&dec);
 	}
-	len = iobuf_len(&plain);
-	grpc_msg_prefix(pfx, gzip, (uint32_t)len);
-	if (!err && len > UINT32_MAX)
-		err = -EMSGSIZE;
 	if (!err)
-		err = iobuf_append(&st->out, pfx, sizeof(pfx));
-	if (!err)
-		err = iobuf_append_buf(&st->out, &plain);
+		err = grpc_msg_put(&st->out, gzip, &plain);
 	iobuf_destroy(&plain);
 	if (err) {
 		chan_set_local_text(c, "Fail to pack the gRPC request: %s",

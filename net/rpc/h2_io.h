@@ -14,6 +14,7 @@
 
 #include "base/iobuf.h"
 #include "base/mem.h"
+#include "base/util.h"
 
 /* A header field for nghttp2, its name a literal. */
 #define NV(n, v, vl)                                                          \
@@ -33,20 +34,13 @@ struct h2_io {
 #define h2_is(p, n, lit)                                                      \
 	((n) == sizeof(lit) - 1 && !memcmp((p), (lit), sizeof(lit) - 1))
 
-/* v in decimal at out (room for 11): its length.  A status code per
- * answer, without snprintf's cost (callgrind: 850 instructions). */
+/* v in decimal into out[12], NUL-terminated: its length. */
 static inline int h2_decimal(char *out, unsigned v)
 {
-	char d[10];
-	int n = 0, i = 0;
+	char *e = put_decimal(out, out + 11, v);
 
-	do
-		d[n++] = (char)('0' + v % 10);
-	while ((v /= 10));
-	while (n)
-		out[i++] = d[--n];
-	out[i] = '\0';
-	return i;
+	*e = '\0';
+	return (int)(e - out);
 }
 
 /* nghttp2's send callback: frames into io->out (user: the h2_io). */

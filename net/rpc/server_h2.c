@@ -412,7 +412,6 @@ void server__h2_finish(struct server_call *call)
 {
 	struct server_stream *st = call->h2;
 	struct server *s = call->srv;
-	uint8_t pfx[GRPC_PREFIX_LEN];
 	struct iobuf pb;
 	int err = 0;
 
@@ -459,9 +458,7 @@ void server__h2_finish(struct server_call *call)
 			      n >= 0 ? small : text);
 		__atomic_fetch_add(&s->n_errors, 1, __ATOMIC_RELAXED);
 	} else {
-		grpc_msg_prefix(pfx, st->resp_gzip, (uint32_t)iobuf_len(&pb));
-		if (iobuf_append(&st->resp, pfx, sizeof(pfx)) ||
-		    iobuf_append_buf(&st->resp, &pb))
+		if (grpc_msg_put(&st->resp, st->resp_gzip, &pb))
 			h2__status(s, st, GRPC_INTERNAL,
 				      "no memory for the answer");
 	}
@@ -1086,7 +1083,6 @@ int server__h2_detect(const struct iobuf *in)
 	return n == sizeof(first) ? 1 : 0;
 }
 
-/* Sends what the session has queued; closes once it is done. */
 /* A flush left for the loop's next turn (h2__flush). */
 static void flush_task(struct task *t)
 {

@@ -64,23 +64,16 @@ static void kick(struct srv_h2 *h2, struct server_stream *st)
 
 ssize_t server_stream_write(struct server_stream *st, struct iobuf *msg)
 {
-	uint8_t pfx[GRPC_PREFIX_LEN];
-	size_t n = iobuf_len(msg), queued;
+	size_t queued;
+	int err;
 
 	if (!st->h2 || st->closed || st->finished) {
 		iobuf_reset(msg);
 		return -EPIPE;
 	}
-	if (n > UINT32_MAX) {
-		iobuf_reset(msg);
-		return -EMSGSIZE;
-	}
-	grpc_msg_prefix(pfx, false, (uint32_t)n);
-	if (iobuf_append(&st->resp, pfx, sizeof(pfx)) ||
-	    iobuf_append_buf(&st->resp, msg)) {
-		iobuf_reset(msg);
-		return -ENOMEM;
-	}
+	err = grpc_msg_put(&st->resp, false, msg);
+	if (err)
+		return err;
 	kick(st->h2, st);
 	queued = iobuf_len(&st->resp);
 	if (queued > SERVER_STREAM_HIGH)

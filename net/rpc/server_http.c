@@ -88,21 +88,6 @@ static char *put_str(char *o, const char *end, const char *s)
 	return o + n;
 }
 
-static char *put_num(char *o, const char *end, uint64_t v)
-{
-	char d[20];
-	size_t i = sizeof(d);
-
-	do {
-		d[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	if (!o || (size_t)(end - o) < sizeof(d) - i)
-		return NULL;
-	memcpy(o, d + i, sizeof(d) - i);
-	return o + sizeof(d) - i;
-}
-
 /* Written by hand: snprintf cost a quarter of a JSON call's
  * instructions (callgrind). */
 void server__http_answer(struct srv_conn *sc, int minor, bool head_only,
@@ -121,11 +106,11 @@ void server__http_answer(struct srv_conn *sc, int minor, bool head_only,
 		return;
 	}
 	o = put_str(o, end, minor ? "HTTP/1.1 " : "HTTP/1.0 ");
-	o = put_num(o, end, (uint64_t)status);
+	o = put_decimal(o, end, (uint64_t)status);
 	o = put_str(o, end, " ");
 	o = put_str(o, end, http1_reason(status));
 	o = put_str(o, end, "\r\nContent-Length: ");
-	o = put_num(o, end, body ? iobuf_len(body) : 0);
+	o = put_decimal(o, end, body ? iobuf_len(body) : 0);
 	o = put_str(o, end, "\r\n");
 	if (type) {
 		o = put_str(o, end, "Content-Type: ");

@@ -66,6 +66,36 @@ static void test_msg_peek(void **state)
 	pool_down(&pool);
 }
 
+/* grpc_msg_put: the message moved behind its prefix, two in a row. */
+static void test_msg_put(void **state)
+{
+	struct iobuf_pool pool;
+	struct iobuf q, msg;
+	struct grpc_msg m;
+	char out[16];
+
+	pool_up(&pool, NULL, 4, 0);
+	iobuf_init(&q, &pool);
+	iobuf_init(&msg, &pool);
+	assert_int_equal(iobuf_append(&msg, "abc", 3), 0);
+	assert_int_equal(grpc_msg_put(&q, true, &msg), 0);
+	assert_true(iobuf_empty(&msg));
+	assert_int_equal(iobuf_append(&msg, "de", 2), 0);
+	assert_int_equal(grpc_msg_put(&q, false, &msg), 0);
+	assert_int_equal(iobuf_len(&q), 2 * GRPC_PREFIX_LEN + 5);
+	assert_int_equal(grpc_msg_peek(&q, 0, 100, &m), 1);
+	assert_true(m.compressed);
+	assert_int_equal(m.len, 3);
+	assert_int_equal(grpc_msg_peek(&q, 8, 100, &m), 1);
+	assert_false(m.compressed);
+	assert_int_equal(m.len, 2);
+	iobuf_copy_out(&q, 13, out, 2);
+	assert_memory_equal(out, "de", 2);
+	iobuf_destroy(&q);
+	iobuf_destroy(&msg);
+	pool_down(&pool);
+}
+
 static void test_timeout(void **state)
 {
 	static const struct {
@@ -185,6 +215,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    TEST_BOUNDED(test_msg_peek),
+	    TEST_BOUNDED(test_msg_put),
 	    TEST_BOUNDED(test_timeout),
 	    TEST_BOUNDED(test_message),
 	    TEST_BOUNDED(test_status_tables),
