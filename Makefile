@@ -21,6 +21,7 @@
 #   make bench    scripts/bench-echo: rpcgate against a raw TCP ping-pong
 #   make bench-http  scripts/bench-http: HTTP/JSON against nginx (wrk)
 #   make bench-tls   scripts/bench-tls: TLS handshakes and HTTPS against nginx
+#   make bench-grpc  scripts/bench-grpc: gRPC against nghttpd and grpcio (h2load)
 #   make bench-overload  scripts/bench-overload: the limiter against fixed ones
 #   make soak     scripts/soak: 30 minutes of load and faults (SOAK_S)
 #
@@ -132,7 +133,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -Inet -Irdma -Iapp $(GEN_INC) \
 FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 10
 
-.PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http bench-tls format \
+.PHONY: all deps check unit integration fuzz run bench bench-rdma bench-gateway bench-http bench-grpc bench-tls format \
 	bench-overload soak \
 	clean image oci test-rxe test-image test-docs test-http test-overload test-tls test-etcd test-grpc \
 	kernel stamps layers
@@ -386,6 +387,12 @@ bench-tls: $(BUILD)/rpcgate
 bench-http: $(BUILD)/rpcgate
 	@scripts/deps nginx-light wrk valgrind
 	scripts/bench-http --callgrind
+
+# gRPC unary calls against nghttpd and a grpcio server with h2load, the
+# gateway's added latency, and instructions per call (scripts/bench-grpc).
+bench-grpc: $(BUILD)/rpcgate
+	@scripts/deps $(GRPC_PKGS) nghttp2-server valgrind
+	scripts/bench-grpc --callgrind
 
 # max_concurrency=auto against fixed limits at 1x, 2x, 4x a backend's
 # capacity (scripts/bench-overload).
